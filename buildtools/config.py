@@ -1,0 +1,137 @@
+"""A typed, read-only view of invoke's ``buildtools`` config section.
+
+invoke owns loading and overriding (``invoke.yaml``, ``INVOKE_BUILDTOOLS_*`` env vars); this
+module only turns the merged mapping into plain values, with paths made absolute against the
+project root, so library code never reaches into invoke.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from buildtools.errors import BuildToolsError
+
+
+def split_list(value: str | list[str] | None) -> tuple[str, ...]:
+    """Comma-separated config strings (env-overridable, unlike YAML lists) to a tuple."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def split_pairs(value: str | None) -> dict[str, tuple[str, ...]]:
+    """``"master=edge,main=edge"`` to ``{"master": ("edge",), "main": ("edge",)}``."""
+    pairs: dict[str, list[str]] = {}
+    for item in split_list(value):
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise BuildToolsError(
+                f"bad config entry {item!r} in buildtools.tags.extra",
+                "write it as branch=tag, e.g. master=edge",
+            )
+        pairs.setdefault(key.strip(), []).append(val.strip())
+    return {key: tuple(vals) for key, vals in pairs.items()}
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    repository: str
+    dockerfile: Path
+    context: Path
+    base_image: str
+
+
+@dataclass(frozen=True)
+class NginxConfig:
+    image: ImageConfig
+    upstream: str
+    asset_prefixes: tuple[str, ...]
+    cache_size: str
+    cache_inactive: str
+    short_max_age: int
+    client_max_body_size: str
+    proxy_read_timeout: str
+    resolver: str
+
+
+@dataclass(frozen=True)
+class ReleaseConfig:
+    registries: tuple[str, ...]
+    branches: tuple[str, ...]
+    allow_pull_requests: bool
+    retries: int
+    retry_base_delay: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    title: str
+    source_url: str
+    repo: Path
+    app: ImageConfig
+    nginx: NginxConfig
+    untracked_is_dirty: bool
+    extra_tags: Mapping[str, tuple[str, ...]]
+    pull_request_tags: bool
+    release: ReleaseConfig
+    bases_repository: str
+
+
+def _image(section: Mapping[str, Any], root: Path) -> ImageConfig:
+    return ImageConfig(
+        repository=str(section["repository"]),
+        dockerfile=root / str(section["dockerfile"]),
+        context=root / str(section["context"]),
+        base_image=str(section["base_image"]),
+    )
+
+
+def load(section: Mapping[str, Any], root: Path) -> Settings:
+    """Build Settings from the merged ``buildtools`` config mapping."""
+    try:
+        nginx = section["nginx"]
+        release = section["release"]
+        return Settings(
+            root=root,
+            title=str(section["title"]),
+            source_url=str(section["source_url"]),
+            repo=(root / str(section["repo"])).resolve(),
+            app=_image(section["app"], root),
+            nginx=NginxConfig(
+                image=_image(nginx, root),
+                upstream=str(nginx["upstream"]),
+                asset_prefixes=split_list(nginx["asset_prefixes"]),
+                cache_size=str(nginx["cache_size"]),
+                cache_inactive=str(nginx["cache_inactive"]),
+                short_max_age=int(nginx["short_max_age"]),
+                client_max_body_size=str(nginx["client_max_body_size"]),
+                proxy_read_timeout=str(nginx["proxy_read_timeout"]),
+                resolver=str(nginx["resolver"]),
+            ),
+            untracked_is_dirty=bool(section["git"]["untracked_is_dirty"]),
+            extra_tags=split_pairs(section["tags"]["extra"]),
+            pull_request_tags=bool(section["tags"]["pull_requests"]),
+            release=ReleaseConfig(
+                registries=split_list(release["registries"]),
+                branches=split_list(release["branches"]),
+                allow_pull_requests=bool(release["allow_pull_requests"]),
+                retries=int(release["retries"]),
+                retry_base_delay=float(release["retry_base_delay"]),
+            ),
+            bases_repository=str(section["bases"]["repository"]),
+        )
+    except KeyError as exc:
+        raise BuildToolsError(
+            f"config key buildtools.{exc.args[0]} is missing",
+            "add it to invoke.yaml (see the README's configuration reference)",
+        ) from None
+    except (TypeError, ValueError) as exc:
+        raise BuildToolsError(
+            f"bad value in the buildtools config: {exc}",
+            "check invoke.yaml and INVOKE_BUILDTOOLS_* variables",
+        ) from None
