@@ -50,17 +50,19 @@ def apt_install(*packages: str) -> None:
             )
 
 
-def _ping(client: docker.DockerClient) -> bool:
+def _client() -> docker.DockerClient | None:
+    """A client whose engine answers, or None (docker.from_env already talks to the engine)."""
     try:
-        return bool(client.ping())
+        client = docker.from_env(timeout=300)
+        return client if client.ping() else None
     except (docker.errors.DockerException, requests.exceptions.RequestException):
-        return False
+        return None
 
 
 def ensure_engine(wait: float = 60.0) -> docker.DockerClient:
     """Return a client for a Docker Engine that answers, starting Debian's dockerd if needed."""
-    client = docker.from_env(timeout=300)
-    if _ping(client):
+    client = _client()
+    if client:
         return client
     if os.environ.get("DOCKER_HOST"):
         raise BuildToolsError(
@@ -80,7 +82,8 @@ def ensure_engine(wait: float = 60.0) -> docker.DockerClient:
         )
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if _ping(client):
+        client = _client()
+        if client:
             return client
         time.sleep(0.5)
     raise BuildToolsError(

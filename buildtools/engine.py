@@ -1,0 +1,27 @@
+"""The one place that connects to the Docker Engine, so every task says the same thing on failure."""
+
+from __future__ import annotations
+
+import os
+
+import docker
+import docker.errors
+import requests
+
+from buildtools.errors import BuildToolsError
+
+
+def connect(timeout: int = 600) -> docker.DockerClient:
+    """A client for an engine that answers, or a one-line error saying how to start one."""
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise BuildToolsError(
+            f"no Docker Engine answers at {where} ({reason})",
+            "start one with `sudo dockerd &` (Debian package docker.io), run `bash scripts/setup`, "
+            "or point DOCKER_HOST at a running engine",
+        ) from None
+    return client
