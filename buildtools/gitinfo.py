@@ -1,0 +1,135 @@
+"""What git knows about the checkout being built, read once into a plain object.
+
+A handful of single git commands (``log -1``, ``for-each-ref``, ``describe``, ``status``) do
+all the work, so reading stays fast on repositories with thousands of commits and tags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from buildtools.errors import BuildToolsError
+from buildtools.tags import parse_version
+
+_NOT_A_REPO_FIX = (
+    "run inside a git checkout, point buildtools.repo at one, "
+    "or pass --commit (with --branch or --tag) to build without git"
+)
+
+
+@dataclass(frozen=True)
+class GitFacts:
+    """Facts about HEAD of one checkout.
+
+    ``last_tag``/``commits_since_tag`` describe the nearest reachable version tag and are None
+    when there is none, e.g. in a shallow clone cut above the last release; in a shallow clone
+    the count only covers the commits present. ``versions`` are the semantic versions (without
+    ``v``) of all tags, ascending.
+    """
+
+    root: Path
+    commit: str
+    commit_time: int
+    branch: str | None
+    head_tags: tuple[str, ...]
+    tag_names: frozenset[str]
+    dirty: bool
+    last_tag: str | None
+    commits_since_tag: int | None
+    shallow: bool
+    versions: tuple[str, ...]
+
+
+def _open(path: Path) -> git.Repo:
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise BuildToolsError(f"{path} is not in a git checkout", _NOT_A_REPO_FIX) from None
+    except git.GitCommandNotFound:
+        raise BuildToolsError("git is not installed", "install git or pass --commit") from None
+
+
+def _head(repo: git.Repo, root: Path) -> tuple[str, int]:
+    try:
+        commit, _, time = repo.git.log("-1", "--format=%H %ct", "HEAD").partition(" ")
+    except git.GitCommandError:
+        raise BuildToolsError(
+            f"the git checkout {root} has no commits yet", "commit something first"
+        ) from None
+    return commit, int(time)
+
+
+def _tags(repo: git.Repo, commit: str) -> tuple[dict[str, str], list[str]]:
+    """All tags with the commit each points at (annotated tags peeled), and those on HEAD."""
+    out = repo.git.for_each_ref(
+        "refs/tags", "--format=%(refname:strip=2)%00%(objectname)%00%(*objectname)"
+    )
+    targets: dict[str, str] = {}
+    for line in out.splitlines():
+        name, _, rest = line.partition("\0")
+        obj, _, peeled = rest.partition("\0")
+        targets[name] = peeled or obj
+    return targets, [name for name, target in targets.items() if target == commit]
+
+
+def best_tag(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Tag names, best first: highest semantic version, then other names alphabetically."""
+    versions = [(parse_version(n), n) for n in names]
+    semvers = sorted((item for item in versions if item[0]), key=lambda i: i[0], reverse=True)
+    return tuple(n for _, n in semvers) + tuple(sorted(n for v, n in versions if v is None))
+
+
+def _describe(repo: git.Repo, targets: dict[str, str]) -> tuple[str | None, int | None]:
+    """The nearest reachable version tag and the commits since it, via one ``git describe``."""
+    patterns = ("v[0-9]*", "V[0-9]*", "[0-9]*")
+    lookalikes = [n for n in targets if n[:1].isdigit() or n[:1] in "vV"]
+    excluded = [n for n in lookalikes if parse_version(n) is None]
+    args = ["--tags", "--long", "--abbrev=40"]
+    args += [f"--match={p}" for p in patterns] + [f"--exclude={n}" for n in excluded]
+    try:
+        out = repo.git.describe(*args, "HEAD")
+    except git.GitCommandError:
+        return None, None  # no version tag reachable
+    tag, count, _ = out.rsplit("-", 2)
+    return tag, int(count)
+
+
+def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
+    """Read the checkout containing ``path``; BuildToolsError if there is none."""
+    path = Path(path)
+    repo = _open(path)
+    try:
+        root = Path(repo.working_tree_dir or path)
+        commit, commit_time = _head(repo, root)
+        branch = None if repo.head.is_detached else repo.active_branch.name
+        targets, head_tags = _tags(repo, commit)
+        last_tag, since = _describe(repo, targets)
+        status = repo.git.status(
+            "--porcelain", "-z", f"--untracked-files={'normal' if untracked_is_dirty else 'no'}"
+        )
+        shallow = repo.git.rev_parse("--is-shallow-repository").strip() == "true"
+    except git.GitCommandError as exc:
+        raise BuildToolsError(
+            f"git failed in {path}: {' '.join(str(a) for a in exc.command)}: "
+            f"{(exc.stderr or '').strip()}",
+            "check that the checkout is not corrupt (git fsck)",
+        ) from None
+    finally:
+        repo.close()
+    versions = {str(v): v for v in map(parse_version, targets) if v is not None}
+    return GitFacts(
+        root=root,
+        commit=commit,
+        commit_time=commit_time,
+        branch=branch,
+        head_tags=best_tag(head_tags),
+        tag_names=frozenset(targets),
+        dirty=bool(status.strip("\0 \n")),
+        last_tag=last_tag,
+        commits_since_tag=since,
+        shallow=shallow,
+        versions=tuple(sorted(versions, key=versions.__getitem__)),
+    )

@@ -1,0 +1,46 @@
+"""OCI image labels, so ``docker inspect`` tells what an image is without version.yml.
+
+Standard keys follow the OCI image-spec annotations; the facts OCI has no key for (branch,
+dirty tree, CI build) go under ``org.concord.lara.build.*``. Unknown facts are left out rather
+than written as empty strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from buildtools.tags import ImageTag
+
+if TYPE_CHECKING:
+    from buildtools.buildinfo import BuildInfo
+
+OCI = "org.opencontainers.image."
+BUILD = "org.concord.lara.build."
+
+
+def oci_labels(
+    info: BuildInfo, title: str, source_url: str, tags: Iterable[ImageTag | str] = ()
+) -> dict[str, str]:
+    """Labels for an image of this build.
+
+    ``ref.name`` is the first (most specific) image tag, as image layouts use it.
+    """
+    names = [t.name if isinstance(t, ImageTag) else t for t in tags]
+    values: dict[str, object] = {
+        OCI + "created": info.build_date,
+        OCI + "revision": info.commit,
+        OCI + "version": info.version,
+        OCI + "source": source_url,
+        OCI + "url": source_url,
+        OCI + "title": title,
+        OCI + "ref.name": names[0] if names else None,
+        BUILD + "branch": info.branch,
+        BUILD + "tag": info.tag,
+        BUILD + "dirty": "true" if info.dirty else "false",
+        BUILD + "pull-request": info.pull_request,
+        BUILD + "ci": info.ci,
+        BUILD + "number": info.build_number,
+        BUILD + "url": info.build_url,
+    }
+    return {key: str(value) for key, value in values.items() if value not in (None, "")}

@@ -1,0 +1,194 @@
+"""Which Docker tags a build gets: a pure function of its BuildInfo.
+
+The policy, in order of what the build is:
+
+* **Release tag** (``v1.2.3`` or ``1.2.3``): ``1.2.3`` (immutable), then the floating ``1.2``,
+  ``1`` and ``latest``, each only when this release is the highest stable version of that
+  series among the known versions, so a backport (``v1.4.9`` after ``v2.0.0``) never moves
+  ``latest`` or ``1`` backwards. A pre-release gets only its full version. Build metadata
+  (``+…``) is not allowed in Docker tags and is written with ``_`` (``1.2.3+b.1`` →
+  ``1.2.3_b.1``); ``_`` cannot occur in a semantic version, so this never collides with a
+  pre-release tag the way ``-`` would.
+* **Other git tag**: the sanitized tag name only (immutable), with a warning.
+* **Pull request**: ``pr-N`` (floating: later pushes to the PR move it) when enabled, otherwise
+  no tags at all: PR code is unreviewed, so nothing from it is pushable unless configured.
+* **Branch**: ``sha-<7 hex>`` (immutable), the sanitized branch name and the configured extra
+  tags for that branch (floating). A branch whose name would pose as a release tag
+  (``latest``, ``1.2``) is written ``branch-<name>``.
+* **Nothing known** (detached HEAD outside CI): ``sha-<7 hex>`` only.
+
+Tags are ordered immutable first, then floating. Warnings are returned by :func:`plan` and
+logged by :func:`compute`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import semver
+
+from buildtools.errors import BuildToolsError
+
+if TYPE_CHECKING:
+    from buildtools.buildinfo import BuildInfo
+
+log = logging.getLogger(__name__)
+
+MAX_LENGTH = 128
+VALID_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_INVALID_RUN = re.compile(r"[^A-Za-z0-9_.-]+")
+_RELEASE_LOOKALIKE = re.compile(r"^(latest|v?\d+(\.\d+){0,2})$", re.IGNORECASE)
+_HASH_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class ImageTag:
+    """One Docker tag; ``floating`` tags move to newer builds, the others never should."""
+
+    name: str
+    floating: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class TagPlan:
+    """The tags of a build plus what the user should know about them."""
+
+    tags: tuple[ImageTag, ...]
+    warnings: tuple[str, ...]
+
+
+def parse_version(name: str) -> semver.Version | None:
+    """A tag name as a semantic version (an optional leading ``v`` is dropped), else None."""
+    text = name[1:] if name[:1] in ("v", "V") else name
+    try:
+        return semver.Version.parse(text)
+    except (ValueError, TypeError):
+        return None
+
+
+def docker_version(version: semver.Version) -> str:
+    """A version as a Docker tag: build metadata joined with ``_`` (``+`` is not allowed)."""
+    text = str(version.replace(build=None))
+    return f"{text}_{version.build}" if version.build else text
+
+
+def sanitize(name: str) -> str:
+    """Turn any name into a valid Docker tag, deterministically.
+
+    Runs of characters outside ``[A-Za-z0-9_.-]`` become ``-``; leading ``.``/``-`` and trailing
+    ``-`` are dropped; a result longer than 128 characters is cut and given a hash of the
+    original name, so two long names that share a prefix still get different tags.
+    """
+    tag = _INVALID_RUN.sub("-", name).lstrip(".-").rstrip("-")
+    if not tag:
+        raise BuildToolsError(
+            f"{name!r} cannot be made into a Docker tag (it has no letter, digit or _)",
+            "use a branch or tag name with at least one letter or digit",
+        )
+    if len(tag) > MAX_LENGTH:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_HASH_LENGTH]
+        tag = f"{tag[: MAX_LENGTH - _HASH_LENGTH - 1]}-{digest}"
+    return tag
+
+
+def _release_tags(version: semver.Version, known: Iterable[semver.Version]) -> list[ImageTag]:
+    full = ImageTag(docker_version(version), False, f"release {version}")
+    if version.prerelease:
+        return [full]
+    stable = [v for v in known if not v.prerelease] + [version]
+    tags = [full]
+    minor = [v for v in stable if (v.major, v.minor) == (version.major, version.minor)]
+    if version >= max(minor):
+        name = f"{version.major}.{version.minor}"
+        tags.append(ImageTag(name, True, f"{version} is the highest {name}.x release"))
+    major = [v for v in stable if v.major == version.major]
+    if version >= max(major):
+        name = str(version.major)
+        tags.append(ImageTag(name, True, f"{version} is the highest {name}.x release"))
+    if version >= max(stable):
+        tags.append(ImageTag("latest", True, f"{version} is the highest stable release"))
+    return tags
+
+
+def _branch_name_tag(branch: str) -> tuple[str, str | None]:
+    name = sanitize(branch)
+    if _RELEASE_LOOKALIKE.match(name):
+        safe = sanitize(f"branch-{branch}")
+        return safe, f"branch {branch!r} would pose as a release tag: tagged {safe!r} instead"
+    return name, None
+
+
+def plan(
+    info: BuildInfo,
+    known_versions: Iterable[str] = (),
+    extra: Mapping[str, Sequence[str]] | None = None,
+    pull_requests: bool = False,
+) -> TagPlan:
+    """The tags for ``info`` and any warnings, without logging them.
+
+    ``known_versions`` (e.g. from the registry) add to the versions git knows
+    (``info.known_versions``); both decide whether floating release tags move.
+    """
+    extra_versions = list(known_versions)
+    warnings: list[str] = []
+    tags: list[ImageTag] = []
+    if info.tag:
+        version = parse_version(info.tag)
+        if version is None:
+            warnings.append(
+                f"tag {info.tag!r} is not a semantic version (like v1.2.3): "
+                "it gets only its own name, no 1.2/1/latest"
+            )
+            tags.append(ImageTag(sanitize(info.tag), False, f"git tag {info.tag}"))
+        else:
+            names = [*info.known_versions, *extra_versions]
+            known = [v for v in map(parse_version, names) if v is not None]
+            tags.extend(_release_tags(version, known))
+            if info.shallow and not version.prerelease and not extra_versions:
+                warnings.append(
+                    "shallow clone: tags outside its history are unknown, so 1.2/1/latest "
+                    "may move for an older release (fetch all tags or do a full clone)"
+                )
+    elif info.pull_request is not None:
+        if pull_requests:
+            tags.append(ImageTag(f"pr-{info.pull_request}", True, "pull request"))
+        else:
+            warnings.append(
+                f"pull request #{info.pull_request}: no tags "
+                "(set buildtools.tags.pull_requests to tag pr-N images)"
+            )
+    else:
+        tags.append(ImageTag(f"sha-{info.commit[:7]}", False, f"commit {info.commit[:7]}"))
+        if info.branch:
+            name, warning = _branch_name_tag(info.branch)
+            tags.append(ImageTag(name, True, f"branch {info.branch}"))
+            warnings.extend([warning] if warning else [])
+            for extra_tag in (extra or {}).get(info.branch, ()):
+                tags.append(ImageTag(sanitize(extra_tag), True, f"extra tag for {info.branch}"))
+    if info.dirty and tags:
+        warnings.append(
+            f"the working tree has uncommitted changes: the image is not commit {info.commit[:7]}"
+        )
+    unique: dict[str, ImageTag] = {}
+    for tag in sorted(tags, key=lambda t: t.floating):  # stable: keeps the order within each
+        unique.setdefault(tag.name, tag)
+    return TagPlan(tuple(unique.values()), tuple(warnings))
+
+
+def compute(
+    info: BuildInfo,
+    known_versions: Iterable[str] = (),
+    extra: Mapping[str, Sequence[str]] | None = None,
+    pull_requests: bool = False,
+) -> list[ImageTag]:
+    """The tags for ``info`` (see the module docstring); warnings go to ``logging``."""
+    result = plan(info, known_versions, extra, pull_requests)
+    for warning in result.warnings:
+        log.warning("%s", warning)
+    return list(result.tags)

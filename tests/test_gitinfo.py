@@ -1,0 +1,155 @@
+"""gitinfo.read against real repositories: what git can and cannot tell about HEAD."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from buildtools import gitinfo
+from buildtools.errors import BuildToolsError
+from tests.fixtures.git import GitRepo, fast_import_repo, git_env
+
+
+def test_plain_branch(repo: GitRepo) -> None:
+    facts = gitinfo.read(repo.path)
+    assert facts.branch == "master"
+    assert facts.commit == repo.head()
+    assert facts.commit_time == repo.commit_time()
+    assert facts.head_tags == ()
+    assert (facts.dirty, facts.shallow) == (False, False)
+    assert (facts.last_tag, facts.commits_since_tag) == (None, None)
+    assert facts.root == repo.path
+
+
+def test_nested_branch_and_subdirectory(repo: GitRepo) -> None:
+    repo.branch("feature/foo")
+    repo.write("sub/dir/file.txt", "x")
+    repo.commit()
+    assert gitinfo.read(repo.path / "sub" / "dir").branch == "feature/foo"
+
+
+def test_detached_head_has_no_branch(repo: GitRepo) -> None:
+    first = repo.head()
+    repo.commit()
+    repo.detach(first)
+    facts = gitinfo.read(repo.path)
+    assert facts.branch is None
+    assert facts.commit == first
+
+
+def test_tags_on_head_highest_version_first_and_annotated_peeled(repo: GitRepo) -> None:
+    repo.tag("v1.2.3")
+    repo.tag("v1.10.0", annotated=True)
+    repo.tag("deploy-prod")
+    repo.tag("v1.10.0-rc.1")
+    facts = gitinfo.read(repo.path)
+    assert facts.head_tags == ("v1.10.0", "v1.10.0-rc.1", "v1.2.3", "deploy-prod")
+    assert (facts.last_tag, facts.commits_since_tag) in {("v1.10.0", 0), ("v1.2.3", 0)}
+
+
+def test_last_tag_and_commits_since_ignore_non_version_tags(repo: GitRepo) -> None:
+    repo.tag("v1.0.0", annotated=True)
+    repo.commit()
+    repo.commit()
+    repo.tag("nightly")
+    repo.tag("v2-beta")  # looks like a version to a glob, but is not one
+    repo.commit()
+    facts = gitinfo.read(repo.path)
+    assert (facts.last_tag, facts.commits_since_tag) == ("v1.0.0", 3)
+    assert facts.head_tags == ()
+    assert facts.tag_names == {"v1.0.0", "nightly", "v2-beta"}
+    assert facts.versions == ("1.0.0",)
+
+
+def test_versions_from_all_tags_sorted_and_deduplicated(repo: GitRepo) -> None:
+    repo.tag("v2.0.0")
+    repo.commit()
+    repo.tag("1.10.0")
+    repo.tag("v1.9.0-rc.1")
+    repo.tag("v1.10.0")
+    repo.tag("not-a-version")
+    assert gitinfo.read(repo.path).versions == ("1.9.0-rc.1", "1.10.0", "2.0.0")
+
+
+def test_dirty_tree_tracked_change(repo: GitRepo) -> None:
+    repo.write("history.txt", "edited\n")
+    assert gitinfo.read(repo.path).dirty is True
+
+
+def test_staged_change_is_dirty(repo: GitRepo) -> None:
+    repo.write("new.txt", "x")
+    repo.git("add", "new.txt")
+    assert gitinfo.read(repo.path).dirty is True
+
+
+def test_untracked_files_are_dirty_only_when_configured(repo: GitRepo) -> None:
+    repo.write("build-output.log", "x")
+    assert gitinfo.read(repo.path).dirty is False
+    assert gitinfo.read(repo.path, untracked_is_dirty=True).dirty is True
+
+
+def test_shallow_clone_without_reachable_tag(repo: GitRepo, tmp_path: Path) -> None:
+    repo.tag("v1.0.0")
+    repo.commit()
+    repo.commit()
+    clone = repo.clone(tmp_path / "shallow", depth=1)
+    facts = gitinfo.read(clone.path)
+    assert facts.shallow is True
+    assert (facts.last_tag, facts.commits_since_tag) == (None, None)
+    assert facts.commit == repo.head()
+    assert facts.branch == "master"
+
+
+def test_travis_style_tag_clone(repo: GitRepo, tmp_path: Path) -> None:
+    for _ in range(3):
+        repo.commit()
+    repo.tag("v1.2.3", annotated=True)
+    repo.commit()
+    clone = repo.travis_clone(tmp_path / "travis", "v1.2.3", depth=2)
+    facts = gitinfo.read(clone.path)
+    assert facts.branch is None
+    assert facts.head_tags == ("v1.2.3",)
+    assert facts.shallow is True
+
+
+def test_not_a_git_repo_names_the_path_and_the_fix(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(BuildToolsError) as info:
+        gitinfo.read(plain)
+    message = str(info.value)
+    assert str(plain) in message
+    assert "--commit" in message
+    assert "\n" not in message
+
+
+def test_missing_path_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(BuildToolsError, match="not in a git checkout"):
+        gitinfo.read(tmp_path / "nowhere")
+
+
+def test_repository_without_commits(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    GitRepo(empty, git_env(tmp_path)).git("init", "-q")
+    with pytest.raises(BuildToolsError, match="no commits"):
+        gitinfo.read(empty)
+
+
+def test_fast_on_5000_commits_and_500_tags(tmp_path: Path) -> None:
+    big = fast_import_repo(tmp_path / "big", git_env(tmp_path), commits=5000, tag_every=10)
+    big.commit("after the last tag")
+    gitinfo.read(big.path)  # warm the page cache
+    best = min(_timed(lambda: gitinfo.read(big.path)) for _ in range(3))
+    facts = gitinfo.read(big.path)
+    assert len(facts.tag_names) == 500
+    assert (facts.last_tag, facts.commits_since_tag) == ("v0.500.0", 1)
+    assert best < 0.5, f"reading git facts took {best:.2f}s"
+
+
+def _timed(action) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start

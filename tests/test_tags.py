@@ -1,0 +1,260 @@
+"""Docker tag policy: which tags a build gets, and that every one is a valid Docker tag."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+import semver
+from hypothesis import given
+from hypothesis import strategies as st
+
+from buildtools.buildinfo import BuildInfo, collect
+from buildtools.errors import BuildToolsError
+from buildtools.tags import ImageTag, compute, parse_version, plan, sanitize
+from tests.fixtures.git import GitRepo
+
+DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+SHA = "0123abcdef0123abcdef0123abcdef0123abcdef"
+
+
+def info(**fields) -> BuildInfo:
+    return BuildInfo(**{"version": "0.0.0", "commit": SHA, **fields})
+
+
+def names(tags: list[ImageTag]) -> list[str]:
+    return [t.name for t in tags]
+
+
+CASES = {
+    "release, nothing else known": (
+        {"tag": "v1.2.3"},
+        (),
+        ["1.2.3", "1.2", "1", "latest"],
+    ),
+    "release without v": ({"tag": "1.2.3"}, (), ["1.2.3", "1.2", "1", "latest"]),
+    "newest release": ({"tag": "v1.4.0"}, ("1.3.5", "1.4.0"), ["1.4.0", "1.4", "1", "latest"]),
+    "1.3.5 after 1.4.0 does not move 1 or latest": (
+        {"tag": "v1.3.5"},
+        ("1.3.4", "1.4.0"),
+        ["1.3.5", "1.3"],
+    ),
+    "1.2.3 after 1.2.4 moves nothing": ({"tag": "v1.2.3"}, ("1.2.4",), ["1.2.3"]),
+    "backport 1.4.9 after 2.0.0 does not move latest": (
+        {"tag": "v1.4.9"},
+        ("1.4.0", "2.0.0"),
+        ["1.4.9", "1.4", "1"],
+    ),
+    "pre-releases do not hold back a release": (
+        {"tag": "v1.5.0"},
+        ("1.4.0", "2.0.0-rc.1", "1.6.0-beta"),
+        ["1.5.0", "1.5", "1", "latest"],
+    ),
+    "pre-release gets only its full version": (
+        {"tag": "v2.0.0-rc.1"},
+        ("1.0.0",),
+        ["2.0.0-rc.1"],
+    ),
+    "build metadata is not allowed in Docker tags": (
+        {"tag": "v1.2.3+build.5"},
+        (),
+        ["1.2.3_build.5", "1.2", "1", "latest"],
+    ),
+    "non-semver tag": ({"tag": "deploy/2024 jan"}, ("9.0.0",), ["deploy-2024-jan"]),
+    "tag wins over the branch it is on": (
+        {"tag": "v1.0.0", "branch": "master"},
+        (),
+        ["1.0.0", "1.0", "1", "latest"],
+    ),
+    "plain branch": ({"branch": "develop"}, (), ["sha-0123abc", "develop"]),
+    "branch with extra tag": ({"branch": "master"}, (), ["sha-0123abc", "master", "edge"]),
+    "nested branch": ({"branch": "feature/foo"}, (), ["sha-0123abc", "feature-foo"]),
+    "invalid characters": (
+        {"branch": "fix/ünïcode & spaces!!"},
+        (),
+        ["sha-0123abc", "fix-n-code-spaces"],
+    ),
+    "branch posing as a release": ({"branch": "1.2"}, (), ["sha-0123abc", "branch-1.2"]),
+    "branch posing as latest": ({"branch": "latest"}, (), ["sha-0123abc", "branch-latest"]),
+    "detached HEAD": ({}, (), ["sha-0123abc"]),
+    "pull request, not enabled": ({"branch": "fix/x", "pull_request": 5}, (), []),
+}
+
+
+@pytest.mark.parametrize("fields, known, expected", list(CASES.values()), ids=list(CASES))
+def test_compute(fields: dict, known: tuple[str, ...], expected: list[str]) -> None:
+    tags = compute(info(**fields), known_versions=known, extra={"master": ["edge"]})
+    assert names(tags) == expected
+    assert all(DOCKER_TAG.match(name) for name in names(tags))
+
+
+def test_known_versions_come_from_info_and_argument() -> None:
+    backport = info(tag="v1.4.9", known_versions=("1.4.0",))
+    assert "latest" in names(compute(backport))
+    assert "latest" not in names(compute(backport, known_versions=["2.0.0"]))
+    assert "latest" not in names(compute(info(tag="v1.4.9", known_versions=("2.0.0",))))
+
+
+def test_pull_request_tag_when_enabled() -> None:
+    tags = compute(info(branch="master", pull_request=5), pull_requests=True)
+    assert tags == [ImageTag("pr-5", True, "pull request")]
+
+
+def test_immutable_first_then_floating() -> None:
+    for fields in ({"tag": "v3.1.4"}, {"branch": "master"}):
+        tags = compute(info(**fields), extra={"master": ["edge", "nightly"]})
+        floating = [t.floating for t in tags]
+        assert floating == sorted(floating)
+        assert floating[0] is False
+
+
+def test_extra_tags_are_sanitized_and_deduplicated() -> None:
+    tags = compute(info(branch="main"), extra={"main": ["edge", "main", "my edge"]})
+    assert names(tags) == ["sha-0123abc", "main", "edge", "my-edge"]
+
+
+def test_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    assert plan(info(tag="v1.0.0")).warnings == ()
+    assert "not a semantic version" in plan(info(tag="release-7")).warnings[0]
+    assert "pull request #5" in plan(info(pull_request=5)).warnings[0]
+    assert "uncommitted" in plan(info(branch="x", dirty=True)).warnings[-1]
+    assert "shallow" in plan(info(tag="v1.0.0", shallow=True)).warnings[0]
+    assert plan(info(tag="v1.0.0", shallow=True), known_versions=["1.0.0"]).warnings == ()
+    with caplog.at_level(logging.WARNING, logger="buildtools.tags"):
+        compute(info(tag="release-7"))
+    assert "release-7" in caplog.text
+
+
+def test_backport_in_a_real_repository(repo: GitRepo) -> None:
+    repo.tag("v1.4.0")
+    repo.branch("release-1.4")
+    repo.checkout("master")
+    repo.commit("2.0 work")
+    repo.tag("v2.0.0", annotated=True)
+    repo.checkout("release-1.4")
+    repo.commit("backported fix", file="fix.txt")
+    repo.tag("v1.4.9")
+    built = collect(repo.path, {})
+    assert (built.tag, built.version) == ("v1.4.9", "1.4.9")
+    assert names(compute(built)) == ["1.4.9", "1.4", "1"]
+
+
+def test_two_hundred_character_branch(repo: GitRepo) -> None:
+    long_a = "feature/" + "a" * 192
+    long_b = "feature/" + "a" * 191 + "b"
+    repo.branch(long_a)
+    tag_a = names(compute(collect(repo.path, {})))[1]
+    repo.branch(long_b)
+    tag_b = names(compute(collect(repo.path, {})))[1]
+    assert len(tag_a) == len(tag_b) == 128
+    assert tag_a != tag_b
+    assert tag_a.startswith("feature-aaaa")
+    assert DOCKER_TAG.match(tag_a) and DOCKER_TAG.match(tag_b)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("master", "master"),
+        ("feature/foo", "feature-foo"),
+        ("a//b\\\\c", "a-b-c"),
+        ("-leading", "leading"),
+        (".hidden", "hidden"),
+        ("_ok", "_ok"),
+        ("trailing/", "trailing"),
+        ("UPPER.case_1", "UPPER.case_1"),
+        ("x" * 128, "x" * 128),
+    ],
+)
+def test_sanitize(name: str, expected: str) -> None:
+    assert sanitize(name) == expected
+
+
+def test_sanitize_is_deterministic_for_long_names() -> None:
+    name = "x" * 129
+    assert sanitize(name) == sanitize(name)
+    assert len(sanitize(name)) == 128
+    assert sanitize(name) != "x" * 128
+
+
+@pytest.mark.parametrize("name", ["", "///", "..", "-.-", "ü"])
+def test_sanitize_refuses_names_without_any_valid_character(name: str) -> None:
+    with pytest.raises(BuildToolsError, match="cannot be made into a Docker tag"):
+        sanitize(name)
+
+
+# Property tests
+
+versions = st.builds(
+    semver.Version,
+    major=st.integers(0, 20),
+    minor=st.integers(0, 20),
+    patch=st.integers(0, 20),
+)
+prerelease = st.from_regex(r"\A(alpha|beta|rc)(\.[1-9][0-9]{0,2})?\Z")
+any_text = st.text(min_size=0, max_size=300)
+
+
+@given(st.text(max_size=400))
+def test_sanitize_property(name: str) -> None:
+    if not re.search(r"[A-Za-z0-9_]", name):
+        with pytest.raises(BuildToolsError):
+            sanitize(name)
+    else:
+        assert DOCKER_TAG.match(sanitize(name))
+
+
+@given(
+    branch=st.one_of(st.none(), any_text),
+    tag=st.one_of(st.none(), any_text, versions.map(lambda v: f"v{v}")),
+    pull_request=st.one_of(st.none(), st.integers(0, 10**9)),
+    known=st.lists(versions.map(str), max_size=5),
+    extra=st.lists(any_text, max_size=3),
+    pull_requests=st.booleans(),
+)
+def test_every_tag_is_a_valid_docker_tag(branch, tag, pull_request, known, extra, pull_requests):
+    build = info(branch=branch, tag=tag, pull_request=pull_request)
+    try:
+        tags = compute(build, known, {branch or "": extra}, pull_requests)
+    except BuildToolsError as exc:  # only names with no usable character at all
+        assert "cannot be made into a Docker tag" in str(exc)
+        return
+    assert all(DOCKER_TAG.match(name) for name in names(tags))
+    assert len(set(names(tags))) == len(tags)
+
+
+@given(version=versions, pre=prerelease, known=st.lists(versions.map(str), max_size=6))
+def test_a_prerelease_never_gets_floating_tags(version, pre, known) -> None:
+    release = version.replace(prerelease=pre)
+    tags = compute(info(tag=f"v{release}"), known)
+    assert [(t.name, t.floating) for t in tags] == [(str(release), False)]
+
+
+@given(st.sets(versions, min_size=1, max_size=8), st.lists(prerelease, max_size=3))
+def test_latest_exactly_for_the_highest_stable_version(stable, pres) -> None:
+    highest = max(stable)
+    known = [str(v) for v in stable] + [
+        str(highest.bump_major().replace(prerelease=p)) for p in pres
+    ]
+    for version in stable:
+        tags = names(compute(info(tag=f"v{version}"), known))
+        assert ("latest" in tags) == (version == highest)
+        assert tags[0] == str(version)
+
+
+@given(st.sets(versions, min_size=1, max_size=8))
+def test_floating_series_tags_only_for_the_highest_in_series(stable) -> None:
+    for version in stable:
+        tags = names(compute(info(tag=f"v{version}"), [str(v) for v in stable]))
+        same_minor = [v for v in stable if (v.major, v.minor) == (version.major, version.minor)]
+        same_major = [v for v in stable if v.major == version.major]
+        assert (f"{version.major}.{version.minor}" in tags) == (version == max(same_minor))
+        assert (str(version.major) in tags) == (version == max(same_major))
+
+
+def test_parse_version() -> None:
+    assert parse_version("v1.2.3") == semver.Version(1, 2, 3)
+    assert parse_version("1.2.3-rc.1") == semver.Version(1, 2, 3, "rc.1")
+    assert parse_version("v1.2") is None
+    assert parse_version("version") is None
