@@ -23,15 +23,17 @@ def split_list(value: str | list[str] | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
-def split_pairs(value: str | None) -> dict[str, tuple[str, ...]]:
+def split_pairs(
+    value: str | None, where: str = "buildtools.tags.extra", example: str = "master=edge"
+) -> dict[str, tuple[str, ...]]:
     """``"master=edge,main=edge"`` to ``{"master": ("edge",), "main": ("edge",)}``."""
     pairs: dict[str, list[str]] = {}
     for item in split_list(value):
         key, sep, val = item.partition("=")
         if not sep or not key.strip() or not val.strip():
             raise BuildToolsError(
-                f"bad config entry {item!r} in buildtools.tags.extra",
-                "write it as branch=tag, e.g. master=edge",
+                f"bad config entry {item!r} in {where}",
+                f"write it as key=value, e.g. {example}",
             )
         pairs.setdefault(key.strip(), []).append(val.strip())
     return {key: tuple(vals) for key, vals in pairs.items()}
@@ -43,6 +45,8 @@ class ImageConfig:
     dockerfile: Path
     context: Path
     base_image: str
+    # Extra, non-secret build args ("KEY=VALUE,KEY=VALUE"), e.g. BUNDLE_INSTALL_ARGS=--local.
+    build_args: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class NginxConfig:
     client_max_body_size: str
     proxy_read_timeout: str
     resolver: str
+    # Added for the sidecar (buildtools.nginx); see invoke.yaml for their meaning.
+    resolver_valid: str = "5s"
+    proxy_connect_timeout: str = "5s"
+    fingerprint_min_length: int = 32
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,8 @@ class ReleaseConfig:
     allow_pull_requests: bool
     retries: int
     retry_base_delay: float
+    # Upper bound of one wait between retries (seconds); optional key, for older invoke.yaml.
+    retry_max_delay: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -82,12 +92,18 @@ class Settings:
     bases_repository: str
 
 
-def _image(section: Mapping[str, Any], root: Path) -> ImageConfig:
+def _image(section: Mapping[str, Any], root: Path, name: str) -> ImageConfig:
+    args = split_pairs(
+        section.get("build_args", ""),
+        f"buildtools.{name}.build_args",
+        "BUNDLE_INSTALL_ARGS=--local",
+    )
     return ImageConfig(
         repository=str(section["repository"]),
         dockerfile=root / str(section["dockerfile"]),
         context=root / str(section["context"]),
         base_image=str(section["base_image"]),
+        build_args={key: values[-1] for key, values in args.items()},
     )
 
 
@@ -101,9 +117,9 @@ def load(section: Mapping[str, Any], root: Path) -> Settings:
             title=str(section["title"]),
             source_url=str(section["source_url"]),
             repo=(root / str(section["repo"])).resolve(),
-            app=_image(section["app"], root),
+            app=_image(section["app"], root, "app"),
             nginx=NginxConfig(
-                image=_image(nginx, root),
+                image=_image(nginx, root, "nginx"),
                 upstream=str(nginx["upstream"]),
                 asset_prefixes=split_list(nginx["asset_prefixes"]),
                 cache_size=str(nginx["cache_size"]),
@@ -112,6 +128,9 @@ def load(section: Mapping[str, Any], root: Path) -> Settings:
                 client_max_body_size=str(nginx["client_max_body_size"]),
                 proxy_read_timeout=str(nginx["proxy_read_timeout"]),
                 resolver=str(nginx["resolver"]),
+                resolver_valid=str(nginx["resolver_valid"]),
+                proxy_connect_timeout=str(nginx["proxy_connect_timeout"]),
+                fingerprint_min_length=int(nginx["fingerprint_min_length"]),
             ),
             untracked_is_dirty=bool(section["git"]["untracked_is_dirty"]),
             extra_tags=split_pairs(section["tags"]["extra"]),
@@ -122,6 +141,7 @@ def load(section: Mapping[str, Any], root: Path) -> Settings:
                 allow_pull_requests=bool(release["allow_pull_requests"]),
                 retries=int(release["retries"]),
                 retry_base_delay=float(release["retry_base_delay"]),
+                retry_max_delay=float(release.get("retry_max_delay", 30.0)),
             ),
             bases_repository=str(section["bases"]["repository"]),
         )

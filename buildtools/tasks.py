@@ -44,4 +44,205 @@ def bases(c, suite=""):
         print(testbed.ensure_base_image(client, cfg.bases_repository, suite=suite or None))
 
 
-ns = Collection(bases)
+@task(
+    help={
+        "format": "yaml (default), json or env (LARA_*=... shell lines)",
+        "branch": "the branch being built (replaces what CI and git say)",
+        "tag": "the git tag being built, e.g. v1.2.3 (replaces what CI and git say)",
+        "commit": "the commit being built; with it, no git checkout is needed",
+    }
+)
+def version(c, format="yaml", branch="", tag="", commit=""):
+    """Print what this build is (version.yml content) and why it gets its image tags."""
+    import sys
+
+    from buildtools import buildinfo, versionfile
+
+    with reported():
+        versionfile.check_format(format)
+        overrides = buildinfo.Overrides(
+            branch=branch or None, tag=tag or None, commit=commit or None
+        )
+        meta = buildinfo.from_settings(settings(c), os.environ, overrides)
+        for image_tag in meta.tags:
+            kind = "floating" if image_tag.floating else "immutable"
+            print(f"tag {image_tag.name} ({kind}): {image_tag.reason}", file=sys.stderr)
+        for warning in meta.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(versionfile.render(meta.version_data(), format), end="")
+
+
+REF_HELP = {
+    "branch": "the branch being built (replaces what CI and git say)",
+    "tag": "the git tag being built, e.g. v1.2.3 (replaces what CI and git say)",
+    "commit": "the commit being built; with it, no git checkout is needed",
+}
+
+
+@task(
+    help={
+        "only": "build just one image: app or nginx (default: both, app first)",
+        "context": "app build context (default: buildtools.app.context), e.g. a LARA checkout",
+        "dockerfile": "app Dockerfile (default: buildtools.app.dockerfile)",
+        "no-cache": "rebuild every layer",
+        "dry-run": "print images, tags, build args and labels; build nothing",
+        "json": "print the result as JSON on stdout (no progress display)",
+        "quiet": "no progress display, only the summary",
+        "verbose": "show every line the build prints",
+        **REF_HELP,
+    }
+)
+def build(
+    c,
+    only="",
+    context="",
+    dockerfile="",
+    no_cache=False,
+    dry_run=False,
+    json=False,
+    quiet=False,
+    verbose=False,
+    branch="",
+    tag="",
+    commit="",
+):
+    """Build the app image with its version info, then the nginx sidecar from it."""
+    import json as jsonlib
+
+    from buildtools import build as builder
+    from buildtools import buildinfo, engine, output, progress
+
+    with reported():
+        cfg = settings(c)
+        overrides = buildinfo.Overrides(
+            branch=branch or None, tag=tag or None, commit=commit or None
+        )
+        meta = buildinfo.from_settings(cfg, os.environ, overrides)
+        output.warnings(meta.warnings)
+        paths = {
+            "dockerfile": Path(dockerfile).resolve() if dockerfile else None,
+            "context": Path(context).resolve() if context else None,
+        }
+        if dry_run:
+            plan = builder.dry_run_plan(cfg, meta, only, **paths)
+            print(jsonlib.dumps(plan, indent=2) if json else output.plan_text(plan))
+            return
+        client = engine.connect()
+        reporter = None if (json or quiet) else progress.BuildProgress(verbose=verbose)
+        try:
+            built = builder.build_all(
+                client, cfg, meta, only=only, nocache=no_cache, reporter=reporter, **paths
+            )
+        finally:
+            if reporter:
+                reporter.close()
+        if json:
+            print(jsonlib.dumps([b.as_dict() for b in built], indent=2))
+        else:
+            output.build_summary(built, meta)
+
+
+def built_refs(c: Context, branch: str, tag: str, commit: str) -> tuple[str, str, str]:
+    """Local app and sidecar refs for this checkout's metadata, and its commit."""
+    from buildtools import build as builder
+    from buildtools import buildinfo
+
+    cfg = settings(c)
+    overrides = buildinfo.Overrides(branch=branch or None, tag=tag or None, commit=commit or None)
+    meta = buildinfo.from_settings(cfg, os.environ, overrides)
+    app = builder.local_refs(cfg.app.repository, meta)[0]
+    sidecar = builder.local_refs(cfg.nginx.image.repository, meta)[0]
+    return app, sidecar, meta.info.commit
+
+
+@task(
+    help={
+        "port": "host port on 127.0.0.1 for the sidecar (default: 8080)",
+        "name": "name prefix of the containers and network (default: lara)",
+        **REF_HELP,
+    }
+)
+def up(c, port=8080, name="lara", branch="", tag="", commit=""):
+    """Run the images built for this commit: app + nginx sidecar, and print the URL."""
+    from buildtools import build as builder
+    from buildtools import engine, stack
+
+    with reported():
+        app, sidecar, _ = built_refs(c, branch, tag, commit)
+        client = engine.connect()
+        builder.existing_image(client, app, "app")
+        builder.existing_image(client, sidecar, "nginx")
+        running = stack.up(client, app, sidecar, name=name, port=int(port))
+        print(f"LARA example: {running.url}/  (version: {running.url}/version.json)")
+        print(f"logs: docker logs {running.app} / docker logs {running.sidecar}; stop: invoke down")
+
+
+@task(help={"name": "name prefix given to `invoke up` (default: lara)"})
+def down(c, name="lara"):
+    """Stop and remove what `invoke up` started."""
+    from buildtools import engine, stack
+
+    with reported():
+        stack.down(engine.connect(), name)
+
+
+@task(name="config")
+def nginx_config(c):
+    """Print the nginx.conf the sidecar image is built with (from buildtools.nginx)."""
+    from buildtools import nginx
+
+    with reported():
+        print(nginx.render_config(settings(c).nginx), end="")
+
+
+@task(
+    help={
+        "dry-run": "list every push (registry, repository, tag) and push nothing",
+        "json": "print the result as JSON on stdout (no progress display)",
+        "force": "overwrite exact release tags that already hold other content",
+        **REF_HELP,
+    }
+)
+def release(c, dry_run=False, json=False, force=False, branch="", tag="", commit=""):
+    """Push the app and nginx images with every policy tag to every registry, verified."""
+    import json as jsonlib
+
+    from buildtools import build as builder
+    from buildtools import buildinfo, engine, output, progress
+    from buildtools import release as releaser
+
+    with reported():
+        cfg = settings(c)
+        overrides = buildinfo.Overrides(
+            branch=branch or None, tag=tag or None, commit=commit or None
+        )
+        reporter = releaser.QuietReporter() if json else releaser.LineReporter()
+        meta, targets = releaser.prepare(cfg, os.environ, overrides, reporter)
+        if not json:
+            output.warnings(meta.warnings)
+        client = engine.connect()
+        images = releaser.local_images(client, cfg, meta)
+        if not dry_run and any(image.image_id is None for image in images):
+            build_progress = None if json else progress.BuildProgress()
+            try:
+                builder.build_all(client, cfg, meta, reporter=build_progress)
+            finally:
+                if build_progress:
+                    build_progress.close()
+            images = releaser.local_images(client, cfg, meta)
+        result = releaser.run(
+            client,
+            images,
+            meta.tags,
+            targets,
+            retry=releaser.retry_policy(cfg.release),
+            force=force,
+            dry_run=dry_run,
+            reporter=reporter,
+        )
+        result.version, result.warnings = meta.info.version, list(meta.warnings)
+        print(jsonlib.dumps(result.as_dict(), indent=2) if json else result.text())
+
+
+ns = Collection(bases, version, build, up, down, release)
+ns.add_collection(Collection("nginx", nginx_config))

@@ -1,0 +1,146 @@
+"""What `invoke build` builds: the app image, then its nginx sidecar, from one Metadata.
+
+Pure functions turn Settings + Metadata into BuildSpecs (what --dry-run prints); ``build_all``
+hands them to the engine in order, because the sidecar copies assets out of the app image.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import docker
+
+from buildtools import images, nginx, versionfile
+from buildtools.buildinfo import Metadata
+from buildtools.config import Settings
+from buildtools.errors import BuildToolsError
+
+IMAGES = ("app", "nginx")
+
+
+def local_refs(repository: str, meta: Metadata) -> tuple[str, ...]:
+    """Local image references, one per computed tag (``sha-<commit>`` when policy gives none)."""
+    names = meta.tag_names or [f"sha-{meta.info.short_commit}"]
+    return tuple(f"{repository}:{name}" for name in names)
+
+
+def metadata_buildargs(meta: Metadata) -> dict[str, str]:
+    """The build args the Dockerfile turns into ENV and /lara/config/version.yml."""
+    info = meta.info
+    return {
+        "LARA_VERSION": info.version,
+        "LARA_BRANCH": info.branch or "",
+        "LARA_TAG": info.tag or "",
+        "LARA_COMMIT": info.commit,
+        "LARA_BUILD_DATE": info.build_date,
+        "LARA_BUILD_URL": info.build_url or "",
+        "LARA_VERSION_YML": versionfile.render(meta.version_data(), "yaml"),
+    }
+
+
+def app_spec(
+    settings: Settings,
+    meta: Metadata,
+    *,
+    dockerfile: Path | None = None,
+    context: Path | None = None,
+    nocache: bool = False,
+) -> images.BuildSpec:
+    app = settings.app
+    return images.BuildSpec(
+        name="app",
+        dockerfile=dockerfile or app.dockerfile,
+        context=context or app.context,
+        tags=local_refs(app.repository, meta),
+        buildargs={"BASE_IMAGE": app.base_image, **app.build_args, **metadata_buildargs(meta)},
+        labels=dict(meta.labels),
+        nocache=nocache,
+    )
+
+
+def nginx_spec(
+    settings: Settings,
+    meta: Metadata,
+    app_image: str,
+    context: Path,
+    *,
+    nocache: bool = False,
+) -> images.BuildSpec:
+    cfg = settings.nginx
+    return images.BuildSpec(
+        name="nginx",
+        dockerfile=context / "Dockerfile",
+        context=context,
+        tags=local_refs(cfg.image.repository, meta),
+        buildargs={
+            "BASE_IMAGE": cfg.image.base_image,
+            **cfg.image.build_args,
+            **nginx.sidecar_buildargs(cfg, app_image),
+        },
+        labels=dict(meta.labels),
+        nocache=nocache,
+    )
+
+
+def check_only(only: str) -> tuple[str, ...]:
+    if not only:
+        return IMAGES
+    if only not in IMAGES:
+        raise BuildToolsError(
+            f"unknown image {only!r} for --only", "use --only app or --only nginx"
+        )
+    return (only,)
+
+
+def build_all(
+    client: docker.DockerClient,
+    settings: Settings,
+    meta: Metadata,
+    *,
+    only: str = "",
+    dockerfile: Path | None = None,
+    context: Path | None = None,
+    nocache: bool = False,
+    reporter: images.BuildReporter | None = None,
+) -> list[images.BuiltImage]:
+    """Build the app image and then the sidecar from it (or just one of them with ``only``)."""
+    wanted = check_only(only)
+    built: list[images.BuiltImage] = []
+    spec = app_spec(settings, meta, dockerfile=dockerfile, context=context, nocache=nocache)
+    if "app" in wanted:
+        images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
+        built.append(images.build(client, spec, reporter))
+        app_image = built[-1].id
+    else:
+        app_image = existing_image(client, spec.tags[0], "app")
+    if "nginx" in wanted:
+        images.ensure_base(client, settings.nginx.image.base_image, "buildtools.nginx.base_image")
+        with tempfile.TemporaryDirectory(prefix="lara-sidecar-") as tmp:
+            context_dir = nginx.sidecar_context(settings.nginx, Path(tmp))
+            sidecar = nginx_spec(settings, meta, app_image, context_dir, nocache=nocache)
+            built.append(images.build(client, sidecar, reporter))
+    return built
+
+
+def existing_image(client: docker.DockerClient, ref: str, name: str) -> str:
+    try:
+        return client.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        raise BuildToolsError(
+            f"no local {name} image {ref} for this commit",
+            f"build it first: invoke build --only {name}",
+        ) from None
+
+
+def dry_run_plan(settings: Settings, meta: Metadata, only: str = "", **app_args) -> list[dict]:
+    """What would be built, for --dry-run: image, tags, build args (none secret), labels."""
+    wanted = check_only(only)
+    plans = []
+    if "app" in wanted:
+        plans.append(app_spec(settings, meta, **app_args).as_dict())
+    if "nginx" in wanted:
+        app_ref = local_refs(settings.app.repository, meta)[0]
+        spec = nginx_spec(settings, meta, app_ref, settings.nginx.image.context)
+        plans.append({**spec.as_dict(), "dockerfile": str(settings.nginx.image.dockerfile)})
+    return plans

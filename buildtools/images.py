@@ -1,0 +1,252 @@
+"""Build images through the Docker Engine's classic builder, streaming its log.
+
+docker-py's high-level ``images.build`` hides the log until the end and reports only the last
+line of a failure, so this reads the low-level stream itself: it knows which step runs, which
+came from cache, and what a failing step printed.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import docker
+import docker.errors
+import requests
+from docker.utils.build import create_archive, exclude_paths
+
+from buildtools.errors import BuildToolsError
+
+STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+TAIL_LINES = 12
+# The Dockerfile travels in the context under a fixed name that the context's .dockerignore
+# lists, so the engine drops it before `COPY . .`: a changed or relocated Dockerfile must not
+# bust the cache of the source layer (docker-py's random name does, on every build).
+DOCKERFILE_IN_CONTEXT = ".lara-buildtools.Dockerfile"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything one image build needs; plain values so it can be printed by --dry-run."""
+
+    name: str
+    dockerfile: Path
+    context: Path
+    tags: tuple[str, ...]
+    buildargs: Mapping[str, str]
+    labels: Mapping[str, str]
+    nocache: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dockerfile": str(self.dockerfile),
+            "context": str(self.context),
+            "tags": list(self.tags),
+            "buildargs": dict(self.buildargs),
+            "labels": dict(self.labels),
+        }
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    id: str
+    tags: tuple[str, ...]
+    size: int
+    steps: int
+    cached_steps: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id": self.id,
+            "tags": list(self.tags),
+            "size": self.size,
+            "steps": self.steps,
+            "cached_steps": self.cached_steps,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+class BuildReporter(Protocol):
+    """What a build tells whoever watches it (a terminal display, or nothing)."""
+
+    def step(self, image: str, number: int, total: int, instruction: str) -> None: ...
+
+    def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None: ...
+
+    def output(self, image: str, line: str) -> None: ...
+
+
+class SilentReporter:
+    def step(self, image: str, number: int, total: int, instruction: str) -> None:
+        pass
+
+    def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None:
+        pass
+
+    def output(self, image: str, line: str) -> None:
+        pass
+
+
+@dataclass
+class _StepState:
+    number: int = 0
+    total: int = 0
+    instruction: str = ""
+    started: float = 0.0
+    cached: bool = False
+    cached_steps: int = 0
+    tail: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=TAIL_LINES)
+    )
+
+
+def _lines(chunks: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """Flatten the decoded build stream into (kind, payload) events."""
+    for chunk in chunks:
+        if "errorDetail" in chunk or "error" in chunk:
+            detail = chunk.get("errorDetail") or {}
+            yield "error", detail.get("message") or chunk.get("error") or "unknown error"
+        elif "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
+            yield "id", chunk["aux"]["ID"]
+        elif "stream" in chunk:
+            for line in str(chunk["stream"]).splitlines():
+                if line.strip():
+                    yield "line", line.rstrip()
+        elif "status" in chunk:
+            yield "line", f"{chunk['status']} {chunk.get('progress', '')}".rstrip()
+
+
+def _step_error(spec: BuildSpec, state: _StepState, message: str) -> BuildToolsError:
+    noise = ("--->", "Removing intermediate container", "Running in ")
+    tail = [line for line in state.tail if not line.lstrip().startswith(noise)][-3:]
+    where = f"step {state.number}/{state.total} `{state.instruction}`" if state.number else "setup"
+    output = f"; last output: {' | '.join(tail)}" if tail else ""
+    return BuildToolsError(
+        f"{spec.name} image build failed at {where}: {message.strip()}{output}",
+        f"fix that step in {spec.dockerfile.name} (the full log is above; rerun with --verbose)",
+    )
+
+
+def context_archive(context: Path, dockerfile: Path) -> IO[bytes]:
+    """The build context as a tar, honouring its .dockerignore, with the Dockerfile inside."""
+    ignore = context / ".dockerignore"
+    patterns = []
+    if ignore.is_file():
+        lines = (line.strip() for line in ignore.read_text().splitlines())
+        patterns = [line for line in lines if line and not line.startswith("#")]
+    excludes = [*patterns, ".dockerignore", DOCKERFILE_IN_CONTEXT]
+    return create_archive(
+        root=str(context),
+        files=sorted(exclude_paths(str(context), excludes)),
+        extra_files=[
+            (".dockerignore", "\n".join(excludes) + "\n"),
+            (DOCKERFILE_IN_CONTEXT, dockerfile.read_text()),
+        ],
+    )
+
+
+def ensure_base(client: docker.DockerClient, image: str, config_key: str) -> None:
+    """Fail early and clearly when the base image is neither local nor pullable."""
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(image)
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0][:160]
+        raise BuildToolsError(
+            f"base image {image} is not present locally and cannot be pulled ({reason})",
+            f"make it with `invoke bases`, `docker load` it, or set {config_key} to an image "
+            "this engine can pull",
+        ) from None
+
+
+def build(
+    client: docker.DockerClient, spec: BuildSpec, reporter: BuildReporter | None = None
+) -> BuiltImage:
+    """Build ``spec``, tag it with every tag, and report each step; raise on any failed step."""
+    reporter = reporter or SilentReporter()
+    if not spec.dockerfile.is_file():
+        raise BuildToolsError(
+            f"Dockerfile not found: {spec.dockerfile}",
+            "pass --dockerfile or set buildtools.<image>.dockerfile in invoke.yaml",
+        )
+    if not spec.context.is_dir():
+        raise BuildToolsError(
+            f"build context is not a directory: {spec.context}",
+            "pass --context or set buildtools.<image>.context in invoke.yaml",
+        )
+    started = time.monotonic()
+    state = _StepState()
+    image_id = ""
+
+    def finish_step(now: float) -> None:
+        if state.number:
+            reporter.step_done(spec.name, state.number, state.cached, now - state.started)
+
+    archive = context_archive(spec.context, spec.dockerfile)
+    stream = client.api.build(
+        fileobj=archive,
+        custom_context=True,
+        dockerfile=DOCKERFILE_IN_CONTEXT,
+        tag=spec.tags[0] if spec.tags else None,
+        buildargs=dict(spec.buildargs),
+        labels=dict(spec.labels),
+        nocache=spec.nocache,
+        rm=True,
+        forcerm=True,
+        decode=True,
+    )
+    try:
+        for kind, payload in _lines(stream):
+            if kind == "error":
+                finish_step(time.monotonic())
+                raise _step_error(spec, state, payload)
+            if kind == "id":
+                image_id = payload
+                continue
+            match = STEP.match(payload)
+            if match:
+                now = time.monotonic()
+                finish_step(now)
+                state.number, state.total = int(match[1]), int(match[2])
+                state.instruction, state.started, state.cached = match[3], now, False
+                state.tail.clear()
+                reporter.step(spec.name, state.number, state.total, state.instruction)
+                continue
+            if payload.strip() == "---> Using cache":
+                state.cached = True
+                state.cached_steps += 1
+            state.tail.append(payload)
+            reporter.output(spec.name, payload)
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        raise _step_error(spec, state, f"the engine stopped answering: {exc}") from None
+    finally:
+        archive.close()
+    finish_step(time.monotonic())
+    if not image_id:
+        raise _step_error(spec, state, "the engine reported no image id")
+    image = client.images.get(image_id)
+    for ref in spec.tags[1:]:
+        repository, _, tag = ref.rpartition(":")
+        image.tag(repository, tag)
+    return BuiltImage(
+        name=spec.name,
+        id=image.id,
+        tags=spec.tags,
+        size=int(image.attrs.get("Size", 0)),
+        steps=state.total,
+        cached_steps=state.cached_steps,
+        seconds=time.monotonic() - started,
+    )
