@@ -1,4 +1,4 @@
-"""The one place that connects to the Docker Engine, so every task says the same thing on failure."""
+"""The one place that connects to the Docker Engine, so every task fails the same way."""
 
 from __future__ import annotations
 
