@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.git", "tests.fixtures.services"]
+pytest_plugins = ["tests.fixtures.git", "tests.fixtures.services", "tests.fixtures.sidecar"]

@@ -1,0 +1,428 @@
+"""The sidecar's nginx config as rendered from NginxConfig, read back as nginx would parse it.
+
+Checks the parsed structure per location (not substrings), and runs the host's own nginx on
+the result with ``nginx -t``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from buildtools import nginx
+from buildtools.config import NginxConfig
+from buildtools.errors import BuildToolsError
+from tests.fixtures.services import unavailable
+from tests.fixtures.sidecar import ROOT, project_settings
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+HEX64 = "0123456789abcdef" * 4
+
+
+@dataclass
+class Directive:
+    name: str
+    args: list[str]
+    block: list[Directive] | None = None
+
+    def all(self, name: str) -> list[Directive]:
+        return [d for d in self.block or [] if d.name == name]
+
+    def one(self, name: str) -> Directive:
+        found = self.all(name)
+        assert len(found) == 1, f"{self.name} {self.args}: {len(found)} {name} directives"
+        return found[0]
+
+    def values(self, name: str) -> list[list[str]]:
+        return [d.args for d in self.all(name)]
+
+
+TOKEN = re.compile(
+    r"""\s+|\#[^\n]*|"((?:\\.|[^"\\])*)"|'((?:\\.|[^'\\])*)'|([{};])|([^\s{};"'\#]+)"""
+)
+
+
+def parse(text: str) -> Directive:
+    """nginx config text to a tree of directives (quotes removed, comments dropped)."""
+    stack = [Directive("main", [], [])]
+    words: list[str] = []
+    pos = 0
+    while pos < len(text):
+        match = TOKEN.match(text, pos)
+        assert match, f"cannot tokenize at {text[pos : pos + 40]!r}"
+        pos = match.end()
+        double, single, punct, word = match.groups()
+        if double is not None or single is not None or word is not None:
+            words.append(next(g for g in (double, single, word) if g is not None))
+        elif punct == ";":
+            stack[-1].block.append(Directive(words[0], words[1:]))
+            words = []
+        elif punct == "{":
+            directive = Directive(words[0], words[1:], [])
+            stack[-1].block.append(directive)
+            stack.append(directive)
+            words = []
+        elif punct == "}":
+            assert not words, f"unterminated directive {words}"
+            stack.pop()
+    assert len(stack) == 1 and not words, "unbalanced braces"
+    return stack[0]
+
+
+def settings(**changes) -> NginxConfig:
+    return dataclasses.replace(project_settings().nginx, **changes)
+
+
+def server_of(cfg: NginxConfig) -> Directive:
+    return parse(nginx.render_config(cfg)).one("http").one("server")
+
+
+def locations(server: Directive) -> dict[str, Directive]:
+    return {" ".join(d.args): d for d in server.all("location")}
+
+
+def asset_locations(server: Directive) -> tuple[Directive, Directive]:
+    """(fingerprinted, any other asset) regex locations, told apart by their Cache-Control."""
+    found = {}
+    for location in (loc for loc in server.all("location") if loc.args[0] == "~"):
+        for name, value, *_ in location.values("add_header"):
+            if name == "Cache-Control":
+                found[value] = location
+    return found["$lara_cache_control_fingerprinted"], found["$lara_cache_control_short"]
+
+
+def maps(cfg: NginxConfig) -> dict[str, dict[str, str]]:
+    """``map`` blocks by their variable: {source value: result}."""
+    http = parse(nginx.render_config(cfg)).one("http")
+    return {d.args[1]: {e.name: " ".join(e.args) for e in d.block} for d in http.all("map")}
+
+
+# ---- nginx itself accepts it ----
+
+
+@pytest.fixture
+def host_nginx() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
+    if not found:
+        unavailable("nginx on this host", FileNotFoundError("apt-get install nginx-light"))
+    return found
+
+
+def nginx_t(host_nginx: str, cfg: NginxConfig, tmp_path: Path) -> subprocess.CompletedProcess:
+    """``nginx -t`` of the config rendered for ``cfg`` with every path moved into tmp_path."""
+    layout = nginx.Layout(
+        user=getpass.getuser(),
+        listen="127.0.0.1:18080",
+        pid=str(tmp_path / "nginx.pid"),
+        upstream_conf=str(tmp_path / "upstream.conf"),
+        public_root=str(tmp_path / "public"),
+        cache_dir=str(tmp_path / "cache"),
+        temp_dir=str(tmp_path / "temp"),
+    )
+    for folder in ("public", "temp"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "upstream.conf").write_text(nginx.render_upstream(cfg.upstream))
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(nginx.render_config(cfg, layout))
+    return subprocess.run(
+        [host_nginx, "-t", "-c", str(conf), "-p", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_default_config_passes_nginx_t_although_the_app_name_does_not_resolve(host_nginx, tmp_path):
+    # "app" is unknown to this host's DNS: nginx must not need it until a request comes.
+    done = nginx_t(host_nginx, settings(), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "test is successful" in done.stderr
+
+
+def test_customised_config_passes_nginx_t(host_nginx, tmp_path):
+    cfg = settings(
+        upstream="10.1.2.3:8080",
+        asset_prefixes=("packs", "assets", "uploads/public"),
+        cache_size="200m",
+        cache_inactive="1h30m",
+        short_max_age=60,
+        client_max_body_size="20m",
+        proxy_read_timeout="90s",
+        proxy_connect_timeout="2s",
+        resolver="10.0.0.2 10.0.0.3:53",
+        resolver_valid="30s",
+        fingerprint_min_length=20,
+    )
+    done = nginx_t(host_nginx, cfg, tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_nginx_t_fails_when_the_upstream_file_is_missing(host_nginx, tmp_path):
+    # The image's entrypoint writes it; without it nginx must refuse to start.
+    done = nginx_t(host_nginx, settings(), tmp_path)
+    assert done.returncode == 0
+    (tmp_path / "upstream.conf").unlink()
+    again = subprocess.run(
+        [host_nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode != 0
+
+
+# ---- what the config says ----
+
+
+def test_process_and_logs_fit_a_container():
+    main = parse(nginx.render_config(settings()))
+    http = main.one("http")
+    assert main.one("user").args == ["nginx"]
+    assert main.one("daemon").args == ["off"]
+    assert main.one("error_log").args[0] == "stderr"
+    assert http.one("access_log").args == ["/dev/stdout", "lara"]
+    log_format = " ".join(http.one("log_format").args[1:])
+    assert "$upstream_cache_status" in log_format
+    assert "$upstream_response_time" in log_format
+    assert http.one("server_tokens").args == ["off"]
+
+
+def test_every_proxied_location_sends_laras_headers():
+    server = server_of(settings())
+    proxied = [loc for loc in server.all("location") if loc.all("proxy_pass")]
+    assert len(proxied) == 3
+    for location in proxied:
+        headers = {name: value for name, value in location.values("proxy_set_header")}
+        assert location.one("proxy_pass").args == ["http://$lara_upstream"]
+        assert location.one("proxy_redirect").args == ["off"]
+        assert headers["Host"] == "$http_host"
+        assert headers["X-Forwarded-For"] == "$proxy_add_x_forwarded_for"
+        assert headers["X-Forwarded-Proto"] == "$lara_forwarded_proto"
+        assert headers["X-Forwarded-Port"] == "$lara_forwarded_port"
+        assert headers["X-Request-Start"] == "t=${msec}"
+    http = parse(nginx.render_config(settings())).one("http")
+    assert http.one("proxy_read_timeout").args == ["3m"]
+    assert http.one("client_max_body_size").args == ["100m"]
+    assert maps(settings())["$lara_proto_port"] == {"https": "443", "default": "80"}
+
+
+def test_every_location_is_answered_from_disk_first():
+    server = server_of(settings())
+    fingerprinted, other = asset_locations(server)
+    assert fingerprinted.one("try_files").args == ["$uri", "@fingerprinted_from_app"]
+    assert other.one("try_files").args == ["$uri", "@asset_from_app"]
+    assert locations(server)["/"].one("try_files").args == ["$uri", "@app"]
+    http = parse(nginx.render_config(settings())).one("http")
+    assert http.one("gzip_static").args == ["on"]
+    assert http.one("open_file_cache").args[0].startswith("max=")
+
+
+def test_cached_locations_share_no_cookies_and_keep_only_200s():
+    server = server_of(settings())
+    cached = [loc for loc in server.all("location") if loc.all("proxy_cache")]
+    assert [loc.args for loc in cached] == [["@fingerprinted_from_app"], ["@asset_from_app"]]
+    for location in cached:
+        headers = {name: value for name, value in location.values("proxy_set_header")}
+        assert headers["Cookie"] == ""
+        assert ["Set-Cookie"] in location.values("proxy_hide_header")
+        ignored = [name for args in location.values("proxy_ignore_headers") for name in args]
+        assert "Set-Cookie" not in ignored
+        assert location.one("proxy_no_cache").args == ["$lara_not_200", "$upstream_http_set_cookie"]
+        assert location.one("proxy_cache_valid").args[0] == "200"
+        assert location.one("proxy_cache_lock").args == ["on"]
+        assert "error" in location.one("proxy_cache_use_stale").args
+        assert ["X-Cache-Status", "$upstream_cache_status", "always"] in location.values(
+            "add_header"
+        )
+    assert maps(settings())["$lara_not_200"] == {"200": "0", "default": "1"}
+    cache_path = parse(nginx.render_config(settings())).one("http").one("proxy_cache_path")
+    assert {"max_size=1g", "inactive=7d", "use_temp_path=off"} <= set(cache_path.args)
+
+
+def test_locations_adding_headers_repeat_the_security_headers():
+    server = server_of(settings())
+    adding = [server, *(loc for loc in server.all("location") if loc.all("add_header"))]
+    assert len(adding) == 5
+    for block in adding:
+        names = [args[0] for args in block.values("add_header")]
+        assert "X-Content-Type-Options" in names, block.args
+        assert "X-Frame-Options" in names, block.args
+
+
+def test_cache_control_is_immutable_only_for_fingerprinted_200s():
+    found = maps(settings(short_max_age=120))
+    assert found["$lara_cache_control_fingerprinted"]["200"] == IMMUTABLE
+    assert found["$lara_cache_control_fingerprinted"]["default"] == "no-store"
+    assert found["$lara_cache_control_short"]["200"] == "public, max-age=120"
+    assert found["$lara_cache_control_short"]["default"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("path", "fingerprinted"),
+    [
+        (f"/assets/application-{HEX64}.css", True),
+        (f"/assets/application-{HEX64}.css.gz", True),
+        (f"/assets/application-{HEX64}.js", True),
+        (f"/assets/fonts/icons-{HEX64[:32]}.woff2", True),
+        (f"/images/logo-{HEX64[:32]}.png", True),
+        (f"/system/paperclip/1/photo-{HEX64}.jpg", True),
+        ("/assets/logo-20201231.png", False),
+        (f"/assets/application-{HEX64[:31]}.css", False),
+        (f"/assets/application-{HEX64.upper()}.css", False),
+        (f"/assets/application-{HEX64}", False),
+        (f"/assets/{HEX64}/application.css", False),
+        ("/images/lara-logo.svg", False),
+        (f"/activities/application-{HEX64}.css", False),
+        (f"/assetsx/application-{HEX64}.css", False),
+    ],
+)
+def test_fingerprinted_names(path, fingerprinted):
+    server = server_of(settings())
+    location_regex = asset_locations(server)[0].args[1]
+    assert bool(re.search(location_regex, path)) is fingerprinted
+
+
+@pytest.mark.parametrize(
+    ("path", "asset"),
+    [
+        ("/assets/anything.txt", True),
+        ("/swfs/old.swf", True),
+        ("/system/uploads/x.png", True),
+        ("/robots.txt", False),
+        ("/activities/1", False),
+        ("/assetsx/app.css", False),
+    ],
+)
+def test_asset_paths(path, asset):
+    server = server_of(settings())
+    assert bool(re.search(asset_locations(server)[1].args[1], path)) is asset
+
+
+def test_fingerprint_length_and_prefixes_come_from_the_config():
+    server = server_of(settings(asset_prefixes=("packs",), fingerprint_min_length=20))
+    regex = asset_locations(server)[0].args[1]
+    assert re.search(regex, f"/packs/js/application-{HEX64[:20]}.js")
+    assert not re.search(regex, f"/assets/application-{HEX64}.js")
+
+
+def test_health_and_hidden_files_never_reach_the_app():
+    server = server_of(settings())
+    health = locations(server)["= /nginx-health"]
+    assert health.one("return").args == ["200", "ok\\n"]
+    assert not health.all("proxy_pass")
+    hidden = next(loc for loc in server.all("location") if "well-known" in " ".join(loc.args))
+    assert hidden.one("return").args == ["404"]
+    assert re.search(hidden.args[1], "/assets/.sprockets-manifest-abc.json")
+    assert not re.search(hidden.args[1], "/.well-known/acme-challenge/x")
+
+
+def test_upstream_and_resolver_come_from_the_config():
+    cfg = settings(upstream="web:8080", resolver="10.0.0.2", resolver_valid="2s")
+    http = parse(nginx.render_config(cfg)).one("http")
+    assert http.one("resolver").args == ["10.0.0.2", "valid=2s", "ipv6=off"]
+    upstream = parse(nginx.render_upstream(cfg.upstream)).one("map")
+    assert upstream.args == ["", "$lara_upstream"]
+    assert upstream.one("default").args == ["web:8080"]
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"upstream": "app"}, "not host:port"),
+        ({"upstream": "app:3000; evil"}, "not host:port"),
+        ({"upstream": "app:99999"}, "not host:port"),
+        ({"upstream": "http://app:3000"}, "not host:port"),
+        ({"asset_prefixes": ()}, "asset_prefixes is empty"),
+        ({"asset_prefixes": ("assets", "my assets")}, "asset_prefixes"),
+        ({"asset_prefixes": ("assets|.*",)}, "asset_prefixes"),
+        ({"cache_size": "1 gb"}, "cache_size"),
+        ({"client_max_body_size": "100mb"}, "client_max_body_size"),
+        ({"proxy_read_timeout": "3 minutes"}, "proxy_read_timeout"),
+        ({"cache_inactive": "7days"}, "cache_inactive"),
+        ({"resolver": ""}, "resolver is empty"),
+        ({"resolver": "127.0.0.11;"}, "resolver"),
+        ({"short_max_age": -1}, "short_max_age"),
+        ({"fingerprint_min_length": 4}, "fingerprint_min_length"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key_to_fix(change, words):
+    with pytest.raises(BuildToolsError) as refused:
+        nginx.render_config(settings(**change))
+    assert words in str(refused.value)
+    assert refused.value.fix
+
+
+# ---- what `invoke build` gets ----
+
+
+def test_sidecar_context_holds_what_the_dockerfile_copies(tmp_path):
+    cfg = settings()
+    context = nginx.sidecar_context(cfg, tmp_path / "ctx")
+
+    assert (context / "Dockerfile").read_text() == (ROOT / "nginx" / "Dockerfile").read_text()
+    assert (context / "nginx.conf").read_text() == nginx.render_config(cfg)
+    assert (context / "upstream.conf").read_text() == nginx.render_upstream("app:3000")
+    assert os.access(context / "docker-entrypoint.sh", os.X_OK)
+    dockerfile = (context / "Dockerfile").read_text()
+    for line in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.M):
+        assert (context / line).exists(), line
+    before_from = dockerfile[: dockerfile.index("\nFROM ")]
+    assert re.search(r"^ARG BASE_IMAGE\b", before_from, re.M)
+    assert re.search(r"^ARG APP_IMAGE\b", before_from, re.M)
+    assert re.search(r"^STOPSIGNAL SIGQUIT$", dockerfile, re.M)
+
+
+def test_sidecar_context_refuses_a_missing_dockerfile(tmp_path):
+    cfg = settings()
+    cfg = dataclasses.replace(
+        cfg, image=dataclasses.replace(cfg.image, dockerfile=tmp_path / "nope" / "Dockerfile")
+    )
+    with pytest.raises(BuildToolsError, match="Dockerfile"):
+        nginx.sidecar_context(cfg, tmp_path / "ctx")
+
+
+def test_sidecar_buildargs():
+    cfg = settings(upstream="web:8080")
+    assert nginx.sidecar_buildargs(cfg, "sha256:abc") == {
+        "BASE_IMAGE": cfg.image.base_image,
+        "APP_IMAGE": "sha256:abc",
+        "APP_UPSTREAM": "web:8080",
+    }
+    with pytest.raises(BuildToolsError, match="build the app image first"):
+        nginx.sidecar_buildargs(cfg, "")
+
+
+def test_invoke_nginx_config_prints_the_rendered_config():
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "nginx.config"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == nginx.render_config(project_settings().nginx)
+
+
+def test_invoke_nginx_config_reports_a_bad_value_in_one_line():
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "nginx.config"],
+        cwd=ROOT,
+        env={**os.environ, "INVOKE_BUILDTOOLS_NGINX_UPSTREAM": "app"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: nginx upstream 'app' is not host:port"
+        " (fix: set buildtools.nginx.upstream (or APP_UPSTREAM) like app:3000)"
+    ]

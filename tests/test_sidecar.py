@@ -1,0 +1,475 @@
+"""The nginx sidecar image with real containers: the example app behind it on a user network.
+
+Each check is what an operator would look at: response headers, bodies, and the app's own
+request log (``docker logs`` of the app container, one line per request it served).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import secrets
+import socket
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+import docker.errors
+import pytest
+import requests
+from docker.models.containers import Container
+
+from buildtools import nginx
+from tests.fixtures.sidecar import Stack, app_log, app_requests, wait_for
+
+pytestmark = pytest.mark.docker
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+# A stand-in upstream that answers every request with the request head it received, so the
+# headers the sidecar sends to the app can be read back. It sets its own X-Frame-Options.
+ECHO_SERVER = r"""
+require "socket"
+$stdout.sync = true
+server = TCPServer.new("0.0.0.0", 3000)
+loop do
+  client = server.accept
+  head = []
+  while (line = client.gets) && line != "\r\n"
+    head << line.chomp
+  end
+  puts head.first
+  body = head.join("\n") + "\n"
+  client.write("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Frame-Options: DENY\r\n" \
+               "Content-Length: #{body.bytesize}\r\nConnection: close\r\n\r\n#{body}")
+  client.close
+rescue StandardError => e
+  warn e.message
+end
+"""
+
+
+class Deployment:
+    """The sidecars under test and the upstreams behind them, on one network."""
+
+    def __init__(self, stack: Stack, app_image: str, sidecar_image: str) -> None:
+        self.stack = stack
+        self.app = stack.run(app_image, "app", aliases=("app",))
+        self.cookie_app = stack.run(
+            app_image,
+            "cookie-app",
+            aliases=("cookie-app",),
+            environment={"LARA_EXAMPLE_SET_COOKIE": "1"},
+        )
+        self.echo = stack.run(
+            app_image, "echo", aliases=("echo",), command=["ruby", "-e", ECHO_SERVER]
+        )
+        self.sidecar = stack.sidecar(sidecar_image)
+        self.cookie_sidecar = stack.sidecar(
+            sidecar_image, "cookie-nginx", environment={"APP_UPSTREAM": "cookie-app:3000"}
+        )
+        self.echo_sidecar = stack.sidecar(
+            sidecar_image, "echo-nginx", environment={"APP_UPSTREAM": "echo:3000"}
+        )
+        for sidecar in (self.sidecar, self.cookie_sidecar):
+            wait_for(lambda s=sidecar: s.get("/health").status_code == 200, "the app behind nginx")
+        wait_for(lambda: self.echo_sidecar.get("/").status_code == 200, "the echo server")
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    docker_client: docker.DockerClient, app_image: str, sidecar_image: str
+) -> Iterator[Deployment]:
+    stack = Stack(docker_client)
+    try:
+        yield Deployment(stack, app_image, sidecar_image)
+    finally:
+        stack.close()
+
+
+def run_in_image(client: docker.DockerClient, image: str, command: list[str], **kwargs) -> str:
+    output = client.containers.run(
+        image, command, remove=True, stdout=True, stderr=True, network_mode="none", **kwargs
+    )
+    return output.decode()
+
+
+def public_files(container: Container, folder: str) -> list[str]:
+    code, output = container.exec_run(["ls", "-A", f"/lara/public/{folder}"])
+    assert code == 0, output
+    return output.decode().split()
+
+
+def read_file(container: Container, path: str) -> bytes:
+    code, output = container.exec_run(["cat", path], stderr=False)
+    assert code == 0, output
+    return output
+
+
+def add_asset(app: Container, name: str, body: bytes) -> str:
+    """Put a file into the running app's public/assets (what a newer app image would have)."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(body), 0o644, int(time.time())
+        tar.addfile(info, io.BytesIO(body))
+    assert app.put_archive("/lara/public/assets", archive.getvalue())
+    return f"/assets/{name}"
+
+
+def digest_name(stem: str, ext: str = "css") -> str:
+    return f"{stem}-{secrets.token_hex(32)}.{ext}"
+
+
+# ---- the image itself ----
+
+
+def test_nginx_t_passes_in_image_without_the_app(docker_client, sidecar_image):
+    output = run_in_image(docker_client, sidecar_image, ["nginx", "-t"])
+    assert "syntax is ok" in output
+    assert "test is successful" in output
+
+
+def test_image_stops_gracefully_and_runs_its_entrypoint(docker_client, sidecar_image):
+    config = docker_client.images.get(sidecar_image).attrs["Config"]
+    assert config["StopSignal"] == "SIGQUIT"
+    assert "APP_UPSTREAM=app:3000" in config["Env"]
+    written = run_in_image(
+        docker_client,
+        sidecar_image,
+        ["cat", "/etc/nginx/lara/upstream.conf"],
+        environment={"APP_UPSTREAM": "lara-web:8080"},
+    )
+    assert written == nginx.render_upstream("lara-web:8080")
+
+
+def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, sidecar_image):
+    values = [
+        "app:3000",
+        "10.0.0.5:3000",
+        "[fd00::5]:3000",
+        "lara-app.internal:8080",
+        "app",
+        "app:",
+        ":3000",
+        "app:3000;",
+        'app:3000"',
+        "app:3000 x",
+        "http://app:3000",
+        "-app:3000",
+        "app}:3000",
+    ]
+    script = "".join(
+        f"if APP_UPSTREAM='{value}' lara-nginx-entrypoint true 2>/dev/null;"
+        f" then echo 'ok {value}'; else echo 'bad {value}'; fi\n"
+        for value in values
+    )
+    output = run_in_image(
+        docker_client, sidecar_image, ["-c", script], entrypoint=["sh"], user="root"
+    )
+    verdicts = dict(line.split(" ", 1)[::-1] for line in output.splitlines())
+
+    def python_accepts(value: str) -> bool:
+        try:
+            nginx.check_upstream(value)
+        except nginx.BuildToolsError:
+            return False
+        return True
+
+    assert verdicts == {v: "ok" if python_accepts(v) else "bad" for v in values}
+    assert verdicts["app:3000"] == "ok"
+    assert verdicts["app:3000;"] == "bad"
+
+
+def test_bad_app_upstream_stops_the_container_with_a_message(docker_client, sidecar_image):
+    with pytest.raises(docker.errors.ContainerError) as failed:
+        run_in_image(
+            docker_client, sidecar_image, ["nginx", "-t"], environment={"APP_UPSTREAM": "app"}
+        )
+    assert failed.value.exit_status == 64
+    assert b"APP_UPSTREAM='app' is not host:port" in failed.value.stderr
+
+
+# ---- assets from the sidecar's own disk ----
+
+
+@pytest.mark.parametrize("ext", ["css", "js"])
+def test_fingerprinted_asset_is_served_from_disk_gzipped_and_immutable(deployment, ext):
+    sidecar, app = deployment.sidecar, deployment.app
+    name = next(
+        f
+        for f in public_files(sidecar.container, "assets")
+        if re.fullmatch(rf"application-[0-9a-f]{{64}}\.{ext}", f)
+    )
+    path = f"/assets/{name}"
+    built = read_file(app, f"/lara/public{path}")
+
+    zipped = sidecar.get(path, headers={"Accept-Encoding": "gzip"})
+    plain = sidecar.get(path, headers={"Accept-Encoding": "identity"})
+
+    assert zipped.status_code == 200
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert zipped.content == built  # requests unzips
+    assert zipped.headers["Cache-Control"] == IMMUTABLE
+    assert "Accept-Encoding" in zipped.headers["Vary"]
+    assert zipped.headers["X-Content-Type-Options"] == "nosniff"
+    assert zipped.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert "X-Cache-Status" not in zipped.headers
+    assert "Content-Encoding" not in plain.headers
+    assert plain.content == built
+    assert plain.headers["Cache-Control"] == IMMUTABLE
+    assert app_requests(sidecar, app, path) == 0
+
+
+def test_other_public_files_get_a_short_max_age_and_never_reach_the_app(deployment):
+    sidecar, app = deployment.sidecar, deployment.app
+    logo = sidecar.get("/images/lara-logo.svg")
+    robots = sidecar.get("/robots.txt")
+
+    assert logo.status_code == 200
+    assert logo.content == read_file(app, "/lara/public/images/lara-logo.svg")
+    assert logo.headers["Cache-Control"] == "public, max-age=300"
+    assert logo.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert robots.status_code == 200
+    assert robots.content == read_file(app, "/lara/public/robots.txt")
+    assert app_requests(sidecar, app, "/images/lara-logo.svg") == 0
+    assert app_requests(sidecar, app, "/robots.txt") == 0
+
+
+def test_hidden_files_are_not_published(deployment):
+    sidecar = deployment.sidecar
+    manifest = next(f for f in public_files(sidecar.container, "assets") if f.startswith("."))
+    response = sidecar.get(f"/assets/{manifest}")
+    assert response.status_code == 404
+    assert "application.css" not in response.text
+
+
+# ---- what goes to the app ----
+
+
+def test_pages_are_proxied_to_the_app_with_laras_headers(deployment):
+    sidecar = deployment.echo_sidecar
+    before = time.time()
+    response = sidecar.get(
+        "/activities/7?x=1",
+        headers={
+            "Host": "lara.example.org",
+            "X-Forwarded-For": "203.0.113.9",
+            "X-Forwarded-Proto": "https",
+            "Cookie": "_lara_session=abc",
+        },
+    )
+    plain = sidecar.get("/plain")
+
+    assert response.status_code == 200
+    head = response.text.splitlines()
+    headers = dict(line.split(": ", 1) for line in head[1:])
+    assert head[0] == "GET /activities/7?x=1 HTTP/1.0"
+    assert headers["Host"] == "lara.example.org"
+    assert re.fullmatch(r"203\.0\.113\.9, [0-9.]+", headers["X-Forwarded-For"])
+    assert headers["X-Forwarded-Proto"] == "https"
+    assert headers["X-Forwarded-Port"] == "443"
+    start = re.fullmatch(r"t=(\d+\.\d{3})", headers["X-Request-Start"])
+    assert start and before - 5 < float(start.group(1)) < time.time() + 5
+    assert headers["Cookie"] == "_lara_session=abc"
+    # The app's own X-Frame-Options wins; the sidecar does not add a second one.
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    plain_headers = dict(line.split(": ", 1) for line in plain.text.splitlines()[1:])
+    assert plain_headers["X-Forwarded-Proto"] == "http"
+    assert plain_headers["X-Forwarded-Port"] == "80"
+
+
+def test_app_pages_reach_the_app_and_keep_their_cookies(deployment):
+    sidecar, app = deployment.cookie_sidecar, deployment.cookie_app
+    first = sidecar.get("/version.json")
+    second = sidecar.get("/version.json")
+
+    assert first.status_code == 200
+    assert "image_version_env" in first.json()
+    assert first.cookies["_lara_session"] != second.cookies["_lara_session"]
+    assert "X-Cache-Status" not in first.headers
+    assert app_requests(sidecar, app, "/version.json") == 2
+
+
+def test_uploads_larger_than_nginx_default_reach_the_app(deployment):
+    sidecar, app = deployment.sidecar, deployment.app
+    path = f"/upload-{secrets.token_hex(4)}"
+    response = requests.post(sidecar.url + path, data=b"x" * (5 * 1024 * 1024), timeout=30)
+    assert response.status_code == 404  # the example app's answer, not nginx's 413
+    assert f'"POST {path} ' in wait_for(lambda: path in (log := app_log(app)) and log, "the log")
+
+
+# ---- assets only the (newer) app has: fetched once, then cached ----
+
+
+def test_asset_missing_on_disk_is_fetched_from_the_app_once_then_cached(deployment):
+    sidecar, app = deployment.sidecar, deployment.app
+    body = b"body { color: #123456 }\n"
+    path = add_asset(app, digest_name("newer"), body)
+
+    first = sidecar.get(path)
+    second = sidecar.get(path)
+
+    assert (first.status_code, first.headers["X-Cache-Status"]) == (200, "MISS")
+    assert (second.status_code, second.headers["X-Cache-Status"]) == (200, "HIT")
+    assert first.content == second.content == body
+    assert first.headers["Cache-Control"] == second.headers["Cache-Control"] == IMMUTABLE
+    assert second.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert app_requests(sidecar, app, path) == 1
+    access_log = sidecar.container.logs(stdout=True, stderr=False).decode()
+    assert re.search(rf'"GET {re.escape(path)} HTTP/1.1" 200 .*cache=HIT', access_log)
+    assert re.search(rf'"GET {re.escape(path)} HTTP/1.1" 200 .*upstream_time=\d', access_log)
+
+
+def test_non_fingerprinted_asset_from_the_app_gets_the_short_max_age(deployment):
+    sidecar, app = deployment.sidecar, deployment.app
+    name = f"plain-{secrets.token_hex(4)}.css"
+    path = add_asset(app, name, b"p {}\n")
+    response = sidecar.get(path)
+    assert response.status_code == 200
+    assert response.headers["X-Cache-Status"] == "MISS"
+    assert response.headers["Cache-Control"] == "public, max-age=300"
+
+
+def test_concurrent_cold_requests_reach_the_app_once(deployment):
+    sidecar, app = deployment.sidecar, deployment.app
+    body = b"/* cold */\n" * 100
+    path = add_asset(app, digest_name("cold", "js"), body)
+
+    # Occupy both unicorn workers with half-sent requests, so the sidecar's first request for
+    # the asset waits in the app's accept queue while the other 49 arrive: they all overlap.
+    ip = deployment.stack.ip(app)
+    blockers = [socket.create_connection((ip, 3000), timeout=5) for _ in range(2)]
+    for blocker in blockers:
+        blocker.sendall(b"GET /health HTTP/1.1\r\n")
+    time.sleep(0.3)  # let both workers take one
+
+    barrier = threading.Barrier(50)
+
+    def fetch(_: int):
+        barrier.wait()
+        response = sidecar.get(path, timeout=30)
+        return response.status_code, response.headers.get("X-Cache-Status"), response.content
+
+    try:
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            futures = [pool.submit(fetch, i) for i in range(50)]
+            time.sleep(1.5)
+            assert not any(f.done() for f in futures), "requests finished while the app was busy"
+            for blocker in blockers:
+                blocker.close()
+            results = [f.result() for f in futures]
+    finally:
+        for blocker in blockers:
+            blocker.close()
+
+    assert {(status, content) for status, _, content in results} == {(200, body)}
+    assert sorted(cache for _, cache, _ in results) == ["HIT"] * 49 + ["MISS"]
+    assert app_requests(sidecar, app, path) == 1
+
+
+def test_a_404_from_the_app_is_not_cached(deployment):
+    sidecar, app = deployment.sidecar, deployment.app
+    name = digest_name("later", "js")
+    path = f"/assets/{name}"
+
+    missing = [sidecar.get(path) for _ in range(2)]
+    add_asset(app, name, b"later();\n")  # the app gets it a moment later
+    found = sidecar.get(path)
+
+    assert [r.status_code for r in missing] == [404, 404]
+    assert [r.headers["X-Cache-Status"] for r in missing] == ["MISS", "MISS"]
+    assert [r.headers["Cache-Control"] for r in missing] == ["no-store", "no-store"]
+    assert (found.status_code, found.content) == (200, b"later();\n")
+    assert app_requests(sidecar, app, path) == 3
+
+
+def test_an_asset_response_with_set_cookie_is_neither_cached_nor_replayed(deployment):
+    sidecar, app = deployment.cookie_sidecar, deployment.cookie_app
+    path = add_asset(app, digest_name("cookie"), b".c {}\n")
+
+    alice = sidecar.get(path)
+    bob = sidecar.get(path)
+
+    for response in (alice, bob):
+        assert response.status_code == 200
+        assert response.content == b".c {}\n"
+        assert "Set-Cookie" not in response.headers
+        assert response.headers["X-Cache-Status"] == "MISS"
+    assert app_requests(sidecar, app, path) == 2
+
+
+def test_cached_asset_requests_reach_the_app_without_cookies(deployment):
+    sidecar = deployment.echo_sidecar
+    path = f"/assets/{digest_name('echoed')}"
+    first = sidecar.get(path, headers={"Cookie": "_lara_session=secret"})
+    second = sidecar.get(path)
+
+    assert first.headers["X-Cache-Status"] == "MISS"
+    assert "Cookie:" not in first.text
+    assert f"GET {path} HTTP/1.0" in first.text
+    assert second.headers["X-Cache-Status"] == "HIT"
+    assert second.headers["X-Frame-Options"] == "DENY"  # the app's, stored; not doubled
+
+
+# ---- the app goes away and comes back elsewhere ----
+
+
+def test_sidecar_follows_the_app_to_a_new_address_without_restarting(
+    docker_client, app_image, sidecar_image, base_image
+):
+    stack = Stack(docker_client)
+    try:
+        # The sidecar comes up first: the app's name does not resolve yet.
+        sidecar = stack.sidecar(sidecar_image)
+        assert sidecar.get("/health").status_code == 502
+        started = sidecar.container.attrs["State"]["StartedAt"]
+
+        app = stack.run(app_image, "app", aliases=("app",))
+        wait_for(lambda: sidecar.get("/health").status_code == 200, "the app behind nginx")
+        old_ip = stack.ip(app)
+
+        app.stop(timeout=10)
+        assert sidecar.get("/nginx-health").text == "ok\n"
+        assert sidecar.get("/health").status_code in (502, 504)
+        squatter = stack.run(base_image, "squatter", command=["sleep", "600"])
+        app.start()
+        new_ip = stack.ip(app)
+        assert new_ip != old_ip, (
+            f"app came back on its old address {old_ip} (squatter: {stack.ip(squatter)})"
+        )
+
+        marker = f"/health?after-restart={secrets.token_hex(4)}"
+        wait_for(lambda: sidecar.get(marker).status_code == 200, "the app at its new address", 30)
+        assert marker in app.logs(stdout=True, stderr=False).decode()
+
+        sidecar.container.reload()
+        assert sidecar.container.attrs["State"]["StartedAt"] == started
+        assert sidecar.container.attrs["RestartCount"] == 0
+        stdout = sidecar.container.logs(stdout=True, stderr=False).decode()
+        stderr = sidecar.container.logs(stdout=False, stderr=True).decode()
+        assert f"upstream={new_ip}:3000" in stdout
+        assert "could not be resolved" in stderr
+        assert "could not be resolved" not in stdout
+
+        # Workers run unprivileged; the master stays root only to bind port 80.
+        code, status = sidecar.container.exec_run(
+            ["sh", "-c", "grep -h -E '^(Name|Uid):' /proc/[0-9]*/status"]
+        )
+        assert code == 0
+        fields = [line.split()[1] for line in status.decode().splitlines()]
+        uids = [uid for name, uid in zip(fields[::2], fields[1::2], strict=True) if name == "nginx"]
+        assert uids.count("0") == 1 and len(uids) > 1
+
+        # SIGQUIT: finish in-flight requests, then exit cleanly.
+        begun = time.monotonic()
+        sidecar.container.stop(timeout=20)
+        sidecar.container.reload()
+        assert sidecar.container.attrs["State"]["ExitCode"] == 0
+        assert time.monotonic() - begun < 10
+    finally:
+        stack.close()
