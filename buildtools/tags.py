@@ -48,11 +48,18 @@ _HASH_LENGTH = 8
 
 @dataclass(frozen=True)
 class ImageTag:
-    """One Docker tag; ``floating`` tags move to newer builds, the others never should."""
+    """One Docker tag; ``floating`` tags move to newer builds, the others never should.
+
+    ``protected`` tags (exact releases) must never point at other content once pushed. A
+    ``sha-`` tag is not floating (it is pushed before the floating ones) but not protected: a
+    later build of the same commit (a tag build after the branch build, a restarted CI job)
+    carries other metadata and replaces it.
+    """
 
     name: str
     floating: bool
     reason: str
+    protected: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ def sanitize(name: str) -> str:
 
 
 def _release_tags(version: semver.Version, known: Iterable[semver.Version]) -> list[ImageTag]:
-    full = ImageTag(docker_version(version), False, f"release {version}")
+    full = ImageTag(docker_version(version), False, f"release {version}", protected=True)
     if version.prerelease:
         return [full]
     stable = [v for v in known if not v.prerelease] + [version]
@@ -124,6 +131,10 @@ def _branch_name_tag(branch: str) -> tuple[str, str | None]:
     return name, None
 
 
+def _sha_tag(info: BuildInfo) -> ImageTag:
+    return ImageTag(f"sha-{info.commit[:7]}", False, f"commit {info.commit[:7]}")
+
+
 def plan(
     info: BuildInfo,
     known_versions: Iterable[str] = (),
@@ -145,7 +156,7 @@ def plan(
                 f"tag {info.tag!r} is not a semantic version (like v1.2.3): "
                 "it gets only its own name, no 1.2/1/latest"
             )
-            tags.append(ImageTag(sanitize(info.tag), False, f"git tag {info.tag}"))
+            tags.append(ImageTag(sanitize(info.tag), False, f"git tag {info.tag}", protected=True))
         else:
             names = [*info.known_versions, *extra_versions]
             known = [v for v in map(parse_version, names) if v is not None]
@@ -155,6 +166,7 @@ def plan(
                     "shallow clone: tags outside its history are unknown, so 1.2/1/latest "
                     "may move for an older release (fetch all tags or do a full clone)"
                 )
+        tags.append(_sha_tag(info))
     elif info.pull_request is not None:
         if pull_requests:
             tags.append(ImageTag(f"pr-{info.pull_request}", True, "pull request"))
@@ -164,7 +176,7 @@ def plan(
                 "(set buildtools.tags.pull_requests to tag pr-N images)"
             )
     else:
-        tags.append(ImageTag(f"sha-{info.commit[:7]}", False, f"commit {info.commit[:7]}"))
+        tags.append(_sha_tag(info))
         if info.branch:
             name, warning = _branch_name_tag(info.branch)
             tags.append(ImageTag(name, True, f"branch {info.branch}"))

@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.fixtures.git", "tests.fixtures.services", "tests.fixtures.sidecar"]
+pytest_plugins = [
+    "tests.fixtures.git",
+    "tests.fixtures.services",
+    "tests.fixtures.sidecar",
+    "tests.fixtures.flaky_proxy",
+]

@@ -174,7 +174,7 @@ def docker_hub_tag_known_to_git(repo: GitRepo, tmp: Path) -> Build:
 
 
 BRANCH_TAGS = ["sha-{sha}", "master", "edge"]
-RELEASE_TAGS = ["1.2.3", "1.2", "1", "latest"]
+RELEASE_TAGS = ["1.2.3", "sha-{sha}", "1.2", "1", "latest"]
 
 # scenario -> (branch, tag, pull_request, base_branch, ci, version, image tags); {sha} = 7 hex
 SCENARIOS: dict[str, tuple[Callable[[GitRepo, Path], Build], tuple]] = {
@@ -200,7 +200,15 @@ SCENARIOS: dict[str, tuple[Callable[[GitRepo, Path], Build], tuple]] = {
     ),
     "several tags on HEAD": (
         several_tags_on_head,
-        ("master", "v1.10.0", None, None, None, "1.10.0", ["1.10.0", "1.10", "1", "latest"]),
+        (
+            "master",
+            "v1.10.0",
+            None,
+            None,
+            None,
+            "1.10.0",
+            ["1.10.0", "sha-{sha}", "1.10", "1", "latest"],
+        ),
     ),
     "travis tag": (travis_tag, (None, "v1.2.3", None, None, "travis", "1.2.3", RELEASE_TAGS)),
     "github tag": (github_tag, (None, "v1.2.3", None, None, "github", "1.2.3", RELEASE_TAGS)),
@@ -219,11 +227,19 @@ SCENARIOS: dict[str, tuple[Callable[[GitRepo, Path], Build], tuple]] = {
     ),
     "override beats CI": (
         override_beats_ci,
-        (None, "v9.9.9", None, None, "travis", "9.9.9", ["9.9.9", "9.9", "9", "latest"]),
+        (
+            None,
+            "v9.9.9",
+            None,
+            None,
+            "travis",
+            "9.9.9",
+            ["9.9.9", "sha-{sha}", "9.9", "9", "latest"],
+        ),
     ),
     "docker hub tag known to git": (
         docker_hub_tag_known_to_git,
-        (None, "prod-2024", None, None, "dockerhub", "prod-2024", ["prod-2024"]),
+        (None, "prod-2024", None, None, "dockerhub", "prod-2024", ["prod-2024", "sha-{sha}"]),
     ),
 }
 
@@ -356,7 +372,8 @@ def test_from_settings(repo: GitRepo) -> None:
     repo.tag("v1.0.0")
     meta = buildinfo.from_settings(settings, env={}, known_versions=["2.0.0"])
     assert meta.info.tag == "v1.0.0"
-    assert meta.tag_names == ["1.0.0", "1.0", "1"]  # 2.0.0 is in the registry: no latest
+    sha = f"sha-{repo.head()[:7]}"
+    assert meta.tag_names == ["1.0.0", sha, "1.0", "1"]  # 2.0.0 is in the registry: no latest
     assert meta.labels["org.opencontainers.image.version"] == "1.0.0"
     assert list(meta.version_data())[-1] == "image_tags"
     assert isinstance(meta.tags[0], tags.ImageTag)

@@ -27,45 +27,50 @@ def names(tags: list[ImageTag]) -> list[str]:
     return [t.name for t in tags]
 
 
+# Tag builds also get sha-<commit>: pushed with the exact version, before the floating tags.
 CASES = {
     "release, nothing else known": (
         {"tag": "v1.2.3"},
         (),
-        ["1.2.3", "1.2", "1", "latest"],
+        ["1.2.3", "sha-0123abc", "1.2", "1", "latest"],
     ),
-    "release without v": ({"tag": "1.2.3"}, (), ["1.2.3", "1.2", "1", "latest"]),
-    "newest release": ({"tag": "v1.4.0"}, ("1.3.5", "1.4.0"), ["1.4.0", "1.4", "1", "latest"]),
+    "release without v": ({"tag": "1.2.3"}, (), ["1.2.3", "sha-0123abc", "1.2", "1", "latest"]),
+    "newest release": (
+        {"tag": "v1.4.0"},
+        ("1.3.5", "1.4.0"),
+        ["1.4.0", "sha-0123abc", "1.4", "1", "latest"],
+    ),
     "1.3.5 after 1.4.0 does not move 1 or latest": (
         {"tag": "v1.3.5"},
         ("1.3.4", "1.4.0"),
-        ["1.3.5", "1.3"],
+        ["1.3.5", "sha-0123abc", "1.3"],
     ),
-    "1.2.3 after 1.2.4 moves nothing": ({"tag": "v1.2.3"}, ("1.2.4",), ["1.2.3"]),
+    "1.2.3 after 1.2.4 moves nothing": ({"tag": "v1.2.3"}, ("1.2.4",), ["1.2.3", "sha-0123abc"]),
     "backport 1.4.9 after 2.0.0 does not move latest": (
         {"tag": "v1.4.9"},
         ("1.4.0", "2.0.0"),
-        ["1.4.9", "1.4", "1"],
+        ["1.4.9", "sha-0123abc", "1.4", "1"],
     ),
     "pre-releases do not hold back a release": (
         {"tag": "v1.5.0"},
         ("1.4.0", "2.0.0-rc.1", "1.6.0-beta"),
-        ["1.5.0", "1.5", "1", "latest"],
+        ["1.5.0", "sha-0123abc", "1.5", "1", "latest"],
     ),
     "pre-release gets only its full version": (
         {"tag": "v2.0.0-rc.1"},
         ("1.0.0",),
-        ["2.0.0-rc.1"],
+        ["2.0.0-rc.1", "sha-0123abc"],
     ),
     "build metadata is not allowed in Docker tags": (
         {"tag": "v1.2.3+build.5"},
         (),
-        ["1.2.3_build.5", "1.2", "1", "latest"],
+        ["1.2.3_build.5", "sha-0123abc", "1.2", "1", "latest"],
     ),
-    "non-semver tag": ({"tag": "deploy/2024 jan"}, ("9.0.0",), ["deploy-2024-jan"]),
+    "non-semver tag": ({"tag": "deploy/2024 jan"}, ("9.0.0",), ["deploy-2024-jan", "sha-0123abc"]),
     "tag wins over the branch it is on": (
         {"tag": "v1.0.0", "branch": "master"},
         (),
-        ["1.0.0", "1.0", "1", "latest"],
+        ["1.0.0", "sha-0123abc", "1.0", "1", "latest"],
     ),
     "plain branch": ({"branch": "develop"}, (), ["sha-0123abc", "develop"]),
     "branch with extra tag": ({"branch": "master"}, (), ["sha-0123abc", "master", "edge"]),
@@ -99,6 +104,54 @@ def test_known_versions_come_from_info_and_argument() -> None:
 def test_pull_request_tag_when_enabled() -> None:
     tags = compute(info(branch="master", pull_request=5), pull_requests=True)
     assert tags == [ImageTag("pr-5", True, "pull request")]
+
+
+def test_exact_versions_are_protected_and_sha_is_not() -> None:
+    expected = {
+        "release": (
+            {"tag": "v1.2.3"},
+            [
+                ("1.2.3", False, True),
+                ("sha-0123abc", False, False),
+                ("1.2", True, False),
+                ("1", True, False),
+                ("latest", True, False),
+            ],
+        ),
+        "pre-release": (
+            {"tag": "v2.0.0-rc.1"},
+            [("2.0.0-rc.1", False, True), ("sha-0123abc", False, False)],
+        ),
+        "build metadata": (
+            {"tag": "v1.2.3+build.5"},
+            [
+                ("1.2.3_build.5", False, True),
+                ("sha-0123abc", False, False),
+                ("1.2", True, False),
+                ("1", True, False),
+                ("latest", True, False),
+            ],
+        ),
+        "non-semver tag": (
+            {"tag": "deploy/2024 jan"},
+            [("deploy-2024-jan", False, True), ("sha-0123abc", False, False)],
+        ),
+        "branch": (
+            {"branch": "master"},
+            [("sha-0123abc", False, False), ("master", True, False), ("edge", True, False)],
+        ),
+        "detached HEAD": ({}, [("sha-0123abc", False, False)]),
+    }
+    for what, (fields, tags) in expected.items():
+        got = compute(info(**fields), extra={"master": ["edge"]})
+        assert [(t.name, t.floating, t.protected) for t in got] == tags, what
+
+
+def test_sha_tag_is_the_same_for_the_tag_and_the_branch_build_of_a_commit() -> None:
+    on_tag = [t for t in compute(info(tag="v1.2.3", branch="master")) if t.name.startswith("sha-")]
+    on_branch = [t for t in compute(info(branch="master")) if t.name.startswith("sha-")]
+    assert on_tag == on_branch == [ImageTag("sha-0123abc", False, "commit 0123abc")]
+    assert on_tag[0].protected is False
 
 
 def test_immutable_first_then_floating() -> None:
@@ -137,7 +190,7 @@ def test_backport_in_a_real_repository(repo: GitRepo) -> None:
     repo.tag("v1.4.9")
     built = collect(repo.path, {})
     assert (built.tag, built.version) == ("v1.4.9", "1.4.9")
-    assert names(compute(built)) == ["1.4.9", "1.4", "1"]
+    assert names(compute(built)) == ["1.4.9", f"sha-{built.commit[:7]}", "1.4", "1"]
 
 
 def test_two_hundred_character_branch(repo: GitRepo) -> None:
@@ -228,7 +281,10 @@ def test_every_tag_is_a_valid_docker_tag(branch, tag, pull_request, known, extra
 def test_a_prerelease_never_gets_floating_tags(version, pre, known) -> None:
     release = version.replace(prerelease=pre)
     tags = compute(info(tag=f"v{release}"), known)
-    assert [(t.name, t.floating) for t in tags] == [(str(release), False)]
+    assert [(t.name, t.floating, t.protected) for t in tags] == [
+        (str(release), False, True),
+        ("sha-0123abc", False, False),
+    ]
 
 
 @given(st.sets(versions, min_size=1, max_size=8), st.lists(prerelease, max_size=3))

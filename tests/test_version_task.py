@@ -57,7 +57,7 @@ def test_travis_tag_build_reports_the_tag_not_a_branch(repo: GitRepo, tmp_path: 
     assert data["commit"] == sha
     assert data["ci"] == "travis"
     assert data["build_number"] == "57"
-    assert data["image_tags"] == ["1.2.3", "1.2", "1", "latest"]
+    assert data["image_tags"] == ["1.2.3", f"sha-{sha[:7]}", "1.2", "1", "latest"]
     assert "v1.2.3" not in data["image_tags"]
 
 
@@ -77,7 +77,8 @@ def test_overrides_and_env_format(repo: GitRepo) -> None:
     result = run_version(repo.path, "--format", "env", "--branch", "master", "--tag", "v2.0.0")
     assert result.returncode == 0, result.stderr
     assert "LARA_TAG=v2.0.0" in result.stdout.splitlines()
-    assert "LARA_IMAGE_TAGS=2.0.0,2.0,2,latest" in result.stdout.splitlines()
+    sha = repo.head()[:7]
+    assert f"LARA_IMAGE_TAGS=2.0.0,sha-{sha},2.0,2,latest" in result.stdout.splitlines()
 
 
 def test_without_git_when_commit_is_given(tmp_path: Path) -> None:
