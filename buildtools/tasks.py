@@ -244,5 +244,53 @@ def release(c, dry_run=False, json=False, force=False, branch="", tag="", commit
         print(jsonlib.dumps(result.as_dict(), indent=2) if json else result.text())
 
 
-ns = Collection(bases, version, build, up, down, release)
+@task(
+    help={
+        "only": "run one case: 1 rebuild, 2 re-release, 3 sidecar throughput, 4 overhead",
+        "runs": "runs per figure, reported as medians (default: 3; case 4 runs at least 5)",
+        "cold-runs": "cold (no-cache) app builds in case 1 (default: 2; each takes ~30 s)",
+        "duration": "seconds per wrk run in case 3 (default: 5)",
+    }
+)
+def bench(c, only=0, runs=3, cold_runs=2, duration=5):
+    """Measure what the tool is for against baselines; write benchmarks/RESULTS.md."""
+    with reported():
+        try:
+            from benchmarks import run as benchmarks
+        except ModuleNotFoundError as exc:
+            if exc.name != "benchmarks":
+                raise
+            raise BuildToolsError(
+                "the benchmarks are not importable here",
+                "run invoke bench in a lara-buildtools checkout (benchmarks/ beside tasks.py)",
+            ) from None
+        benchmarks.main(
+            settings(c),
+            only=int(only),
+            runs=int(runs),
+            cold_runs=int(cold_runs),
+            duration=int(duration),
+        )
+
+
+@task(
+    help={
+        "json": "print the outcome as JSON on stdout (progress and decisions go to stderr)",
+    }
+)
+def ci(c, json=False):
+    """For CI: build, smoke-test app + sidecar, and release only release branches and tags."""
+    import json as jsonlib
+    import sys
+
+    from buildtools import pipeline
+
+    with reported():
+        say = (lambda line: print(line, file=sys.stderr)) if json else print
+        result = pipeline.run(settings(c), os.environ, quiet=json, say=say)
+        if json:
+            print(jsonlib.dumps(result, indent=2))
+
+
+ns = Collection(bases, version, build, up, down, release, ci, bench)
 ns.add_collection(Collection("nginx", nginx_config))
