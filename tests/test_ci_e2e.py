@@ -333,3 +333,39 @@ def test_travis_yml_has_the_structure_travis_expects():
     text = (ROOT / ".travis.yml").read_text()
     assert "DOCKER_PASSWORD=" not in text.replace("DOCKER_PASSWORD=<password>", "")
     assert "deploy" not in config  # `invoke ci` decides; PR builds never push
+
+
+@pytest.mark.parametrize(
+    "source_branch, expected",
+    [("master", {"branch": "master", "tag": None}), ("v1.2.3", {"branch": None, "tag": "v1.2.3"})],
+)
+def test_docker_hub_hook_passes_source_branch_and_commit(
+    docker_client, base_image, project, source_branch, expected
+):
+    """hooks/build as Docker Hub runs it: a plain checkout, SOURCE_BRANCH/SOURCE_COMMIT set."""
+    clone = fresh_clone(project, "hub", source_branch, depth=None)
+    image_name = f"lara-hub-{RUN_ID}/app:{source_branch}"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TRAVIS", "GITHUB_", "GITLAB_", "CI_", "INVOKE_")) and k != "CI"
+    }
+    env.update(
+        SOURCE_BRANCH=source_branch,
+        SOURCE_COMMIT=project["release"],
+        IMAGE_NAME=image_name,
+        DOCKER_TAG=source_branch,
+        INVOKE_BUILDTOOLS_APP_REPOSITORY=f"lara-hub-{RUN_ID}/built",
+    )
+    log = run_commands(["bash hooks/build"], clone.path, env)
+    assert f"as {image_name}" in log
+    try:
+        content = docker_client.containers.run(
+            image_name, ["cat", "/lara/config/version.yml"], remove=True
+        ).decode()
+        data = yaml.safe_load(content)
+        assert data["commit"] == project["release"]
+        assert data["ci"] == "dockerhub"
+        assert {k: data[k] for k in expected} == expected
+    finally:
+        docker_client.images.remove(image_name, force=True)
