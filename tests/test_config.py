@@ -1,0 +1,104 @@
+"""Configuration comes from invoke's own system: invoke.yaml, overridable by env vars."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from buildtools import config
+from buildtools.errors import BuildToolsError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def leaf_keys(section: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in section.items():
+        path = f"{prefix}{key}"
+        keys.extend(leaf_keys(value, f"{path}.") if isinstance(value, dict) else [path])
+    return keys
+
+
+def test_every_config_key_is_documented_in_the_readme():
+    section = yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"]
+    readme = (ROOT / "README.md").read_text()
+    missing = [key for key in leaf_keys(section) if f"`{key}`" not in readme]
+    assert missing == []
+
+
+def test_every_config_key_is_read():
+    section = yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"]
+    settings = config.load(section, ROOT)
+    assert settings.app.context == ROOT / "example"
+    assert settings.nginx.asset_prefixes[0] == "assets"
+    assert settings.release.branches == ("master", "main")
+    assert settings.extra_tags == {"master": ("edge",)}
+    assert settings.app.build_args == {"BUNDLE_INSTALL_ARGS": "--local"}
+
+
+def test_env_vars_override_any_key_through_invoke(tmp_path):
+    """INVOKE_BUILDTOOLS_* reaches Settings, lists included (they are comma strings)."""
+    probe = (
+        "from invoke import Config; from pathlib import Path; import json;"
+        "from buildtools import config;"
+        "c = Config(project_location='.'); c.load_project(); c.load_shell_env();"
+        "s = config.load(c.buildtools, Path('.'));"
+        "print(json.dumps([s.app.repository, list(s.release.branches), s.release.retries,"
+        " s.nginx.upstream]))"
+    )
+    env = {
+        "INVOKE_BUILDTOOLS_APP_REPOSITORY": "myorg/lara",
+        "INVOKE_BUILDTOOLS_RELEASE_BRANCHES": "production, staging",
+        "INVOKE_BUILDTOOLS_RELEASE_RETRIES": "2",
+        "INVOKE_BUILDTOOLS_NGINX_UPSTREAM": "lara-app:8080",
+        "PATH": "/usr/bin:/bin",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["myorg/lara", ["production", "staging"], 2, "lara-app:8080"]
+
+
+def test_bad_pairs_name_the_key_and_the_fix():
+    with pytest.raises(BuildToolsError, match=r"buildtools.tags.extra.*master=edge"):
+        config.split_pairs("master")
+
+
+def test_a_missing_key_is_a_clear_error():
+    section = yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"]
+    del section["release"]
+    with pytest.raises(BuildToolsError, match=r"config key buildtools\.release is missing"):
+        config.load(section, ROOT)
+
+
+def test_invoke_list_shows_every_task_with_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    listed = {}
+    for line in done.stdout.splitlines()[2:]:
+        parts = line.split(None, 1)
+        if len(parts) == 2 and not line.startswith("    "):
+            listed[parts[0]] = parts[1]
+    for name in ("version", "build", "up", "down", "release", "ci", "bench", "bases"):
+        assert listed.get(name), f"{name} is not listed with help: {done.stdout}"
+    assert "nginx.config" in listed
+    for name in ("build", "release", "ci", "version"):
+        helped = subprocess.run(
+            [sys.executable, "-m", "invoke", "--help", name],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        options = [line for line in helped.stdout.splitlines() if line.strip().startswith("-")]
+        # "  -b STRING, --branch=STRING   the branch being built ...": flag, then its help.
+        described = [re.split(r"\s{2,}", line.strip()) for line in options]
+        assert options and all(len(parts) == 2 for parts in described), helped.stdout
