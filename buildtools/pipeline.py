@@ -92,15 +92,7 @@ def run(
         return result
     push_reporter = releaser.QuietReporter() if quiet else releaser.LineReporter()
     meta, targets = releaser.prepare(settings, env, None, push_reporter)
-    images = releaser.local_images(client, settings, meta)
-    released = releaser.run(
-        client,
-        images,
-        meta.tags,
-        targets,
-        retry=releaser.retry_policy(settings.release),
-        reporter=push_reporter,
-    )
+    released = releaser.publish(client, settings, meta, targets, reporter=push_reporter)
     result["released"] = released.as_dict()
     if not quiet:
         say(released.text())

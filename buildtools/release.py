@@ -755,3 +755,31 @@ __all__ = [
     "run",
     "targets",
 ]
+
+
+def publish(
+    client: docker.DockerClient,
+    settings: Settings,
+    meta: buildinfo.Metadata,
+    found: Sequence[Target],
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    reporter: PushReporter | None = None,
+    build_reporter: Any = None,
+) -> ReleaseResult:
+    """Release the images built for ``meta``, building them first when they are missing."""
+    images = local_images(client, settings, meta)
+    if not dry_run and any(image.image_id is None for image in images):
+        builder.build_all(client, settings, meta, reporter=build_reporter)
+        images = local_images(client, settings, meta)
+    return run(
+        client,
+        images,
+        meta.tags,
+        found,
+        retry=retry_policy(settings.release),
+        force=force,
+        dry_run=dry_run,
+        reporter=reporter,
+    )

@@ -24,6 +24,13 @@ def settings(c: Context) -> config.Settings:
     return config.load(c.config.buildtools, root)
 
 
+def overrides_from(branch: str, tag: str, commit: str):
+    """Task flags to buildinfo.Overrides; an empty flag means "ask CI and git"."""
+    from buildtools import buildinfo
+
+    return buildinfo.Overrides(branch=branch or None, tag=tag or None, commit=commit or None)
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
     """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback."""
@@ -60,9 +67,7 @@ def version(c, format="yaml", branch="", tag="", commit=""):
 
     with reported():
         versionfile.check_format(format)
-        overrides = buildinfo.Overrides(
-            branch=branch or None, tag=tag or None, commit=commit or None
-        )
+        overrides = overrides_from(branch, tag, commit)
         meta = buildinfo.from_settings(settings(c), os.environ, overrides)
         for image_tag in meta.tags:
             kind = "floating" if image_tag.floating else "immutable"
@@ -114,9 +119,7 @@ def build(
 
     with reported():
         cfg = settings(c)
-        overrides = buildinfo.Overrides(
-            branch=branch or None, tag=tag or None, commit=commit or None
-        )
+        overrides = overrides_from(branch, tag, commit)
         meta = buildinfo.from_settings(cfg, os.environ, overrides)
         output.warnings(meta.warnings)
         paths = {
@@ -148,7 +151,7 @@ def built_refs(c: Context, branch: str, tag: str, commit: str) -> tuple[str, str
     from buildtools import buildinfo
 
     cfg = settings(c)
-    overrides = buildinfo.Overrides(branch=branch or None, tag=tag or None, commit=commit or None)
+    overrides = overrides_from(branch, tag, commit)
     meta = buildinfo.from_settings(cfg, os.environ, overrides)
     app = builder.local_refs(cfg.app.repository, meta)[0]
     sidecar = builder.local_refs(cfg.nginx.image.repository, meta)[0]
@@ -207,39 +210,32 @@ def release(c, dry_run=False, json=False, force=False, branch="", tag="", commit
     """Push the app and nginx images with every policy tag to every registry, verified."""
     import json as jsonlib
 
-    from buildtools import build as builder
-    from buildtools import buildinfo, engine, output, progress
+    from buildtools import engine, output, progress
     from buildtools import release as releaser
 
     with reported():
         cfg = settings(c)
-        overrides = buildinfo.Overrides(
-            branch=branch or None, tag=tag or None, commit=commit or None
-        )
+        overrides = overrides_from(branch, tag, commit)
         reporter = releaser.QuietReporter() if json else releaser.LineReporter()
         meta, targets = releaser.prepare(cfg, os.environ, overrides, reporter)
         if not json:
             output.warnings(meta.warnings)
         client = engine.connect()
-        images = releaser.local_images(client, cfg, meta)
-        if not dry_run and any(image.image_id is None for image in images):
-            build_progress = None if json else progress.BuildProgress()
-            try:
-                builder.build_all(client, cfg, meta, reporter=build_progress)
-            finally:
-                if build_progress:
-                    build_progress.close()
-            images = releaser.local_images(client, cfg, meta)
-        result = releaser.run(
-            client,
-            images,
-            meta.tags,
-            targets,
-            retry=releaser.retry_policy(cfg.release),
-            force=force,
-            dry_run=dry_run,
-            reporter=reporter,
-        )
+        build_progress = None if json else progress.BuildProgress()
+        try:
+            result = releaser.publish(
+                client,
+                cfg,
+                meta,
+                targets,
+                force=force,
+                dry_run=dry_run,
+                reporter=reporter,
+                build_reporter=build_progress,
+            )
+        finally:
+            if build_progress:
+                build_progress.close()
         result.version, result.warnings = meta.info.version, list(meta.warnings)
         print(jsonlib.dumps(result.as_dict(), indent=2) if json else result.text())
 

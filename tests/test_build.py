@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 import requests
 
 from tests.fixtures.git import git_env, init_repo
+from tests.fixtures.services import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
 INVOKE = [sys.executable, "-m", "invoke"]
@@ -111,30 +111,15 @@ def test_version_file_and_env_inside_the_image_are_the_second_builds(docker_clie
 
 def test_running_app_reports_its_version_over_http(docker_client, two_builds):
     second = two_builds[1]
-    container = docker_client.containers.run(
-        second["built"]["tags"][0], detach=True, ports={"3000/tcp": ("127.0.0.1", None)}
-    )
-    try:
-        container.reload()
-        port = container.attrs["NetworkSettings"]["Ports"]["3000/tcp"][0]["HostPort"]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                resp = requests.get(f"http://127.0.0.1:{port}/version.json", timeout=2)
-                break
-            except requests.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-        assert resp.status_code == 200
-        data = resp.json()
-        assert data["commit"] == second["commit"]
-        assert data["branch"] == "master"
-        assert data["image_version_env"] == data["version"]
-        page = requests.get(f"http://127.0.0.1:{port}/", timeout=5).text
-        assert second["commit"] in page
-    finally:
-        container.remove(force=True)
+    with running_app(docker_client, second["built"]["tags"][0]) as url:
+        resp = requests.get(f"{url}/version.json", timeout=5)
+        page = requests.get(f"{url}/", timeout=5).text
+    assert resp.status_code == 200
+    data = resp.json()
+    assert data["commit"] == second["commit"]
+    assert data["branch"] == "master"
+    assert data["image_version_env"] == data["version"]
+    assert second["commit"] in page
 
 
 def test_failing_step_names_the_step_and_its_output(base_image, tmp_path, repo):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import requests
 import yaml
 
 from tests.fixtures.git import GitRepo, git_env, init_repo
+from tests.fixtures.services import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = uuid.uuid4().hex[:8]
@@ -127,22 +127,10 @@ def version_of_pushed(docker_client, registry, provider: str, tag: str) -> dict:
         tag=tag,
         auth_config={"username": registry.username, "password": registry.password},
     )
-    container = docker_client.containers.run(
-        image.id, detach=True, ports={"3000/tcp": ("127.0.0.1", None)}
-    )
     try:
-        container.reload()
-        port = container.attrs["NetworkSettings"]["Ports"]["3000/tcp"][0]["HostPort"]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/version.json", timeout=2).json()
-            except requests.exceptions.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+        with running_app(docker_client, image.id) as url:
+            return requests.get(f"{url}/version.json", timeout=5).json()
     finally:
-        container.remove(force=True)
         docker_client.images.remove(f"{repository}:{tag}", force=False)
 
 
