@@ -1,0 +1,1033 @@
+"""The four cases of `invoke bench`, against the real Docker Engine, registry, nginx and git.
+
+Each case returns :class:`~benchmarks.report.Row` objects; :func:`main` runs the chosen cases,
+merges them into ``benchmarks/results.json`` and renders ``benchmarks/RESULTS.md``.
+
+Everything made here is named ``lara-bench-<run id>…`` (images, containers, network) or lives
+in one temporary directory (git repositories, registries, nginx config), and is removed at the
+end, including the image layers the builds made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from benchmarks.report import (
+    TIMES,
+    Measure,
+    Results,
+    Row,
+    median,
+    render_results,
+    render_table,
+)
+from buildtools import build as builder
+from buildtools import buildinfo, images, testbed
+from buildtools import release as releaser
+from buildtools.config import Settings
+from buildtools.errors import BuildToolsError
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+RESULTS_MD = HERE / "RESULTS.md"
+RESULTS_JSON = HERE / "results.json"
+CASES = (1, 2, 3, 4)
+LAYER_INSTRUCTIONS = ("RUN", "COPY", "ADD")
+METADATA_START = "ARG LARA_VERSION"
+
+if str(ROOT) not in sys.path:  # tests.fixtures.git, when run as a script
+    sys.path.insert(0, str(ROOT))
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# --- the machine -----------------------------------------------------------------------------
+
+
+def machine(client: docker.DockerClient) -> tuple[str, str]:
+    """(short label for the table, full description) of this machine."""
+    cpus = os.cpu_count() or 0
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_gib = 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        mem_gib = int(first.split()[1]) / 1024 / 1024
+    engine = client.version().get("Version", "?")
+    debian = ""
+    with contextlib.suppress(OSError):
+        debian = f"Debian {Path('/etc/debian_version').read_text().strip()}, "
+    wrk = shutil.which("wrk")
+    wrk_version = ""
+    if wrk:
+        done = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+        wrk_version = (done.stdout + done.stderr).split("Copyright")[0].strip()
+    label = f"{cpus} CPU, {mem_gib:.0f} GiB, Docker {engine.split('+')[0]}"
+    full = (
+        f"{cpus} x {model}, {mem_gib:.1f} GiB RAM, {debian}Linux {platform.release()}, "
+        f"Docker Engine {engine} (classic builder, storage {client.info().get('Driver', '?')}), "
+        f"Python {platform.python_version()}, {wrk_version or 'wrk not installed'}"
+    )
+    return label, full
+
+
+# --- builds ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Step:
+    number: int
+    instruction: str
+    cached: bool = False
+    seconds: float = 0.0
+    # FROM, and ARG before the first FROM, make no image: the builder never says "Using cache".
+    setup: bool = False
+
+    @property
+    def makes_layer(self) -> bool:
+        return self.instruction.split(" ", 1)[0].upper() in LAYER_INSTRUCTIONS
+
+
+class StepRecorder:
+    """A BuildReporter that keeps every step of every image: instruction, cache hit, time."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, dict[int, Step]] = {}
+        self._in_stage: set[str] = set()
+
+    def step(self, image: str, number: int, total: int, instruction: str) -> None:
+        keyword = instruction.split(" ", 1)[0].upper()
+        setup = keyword == "FROM" or (keyword == "ARG" and image not in self._in_stage)
+        if keyword == "FROM":
+            self._in_stage.add(image)
+        self.steps.setdefault(image, {})[number] = Step(number, instruction, setup=setup)
+
+    def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None:
+        self.steps[image][number].cached = cached
+        self.steps[image][number].seconds = seconds
+
+    def output(self, image: str, line: str) -> None:
+        pass
+
+    def of(self, image: str) -> list[Step]:
+        return [s for _, s in sorted(self.steps.get(image, {}).items())]
+
+    def rebuilt(self, image: str) -> list[Step]:
+        return [s for s in self.of(image) if not s.cached and not s.setup]
+
+    def timing(self, image: str, total: float) -> str:
+        """Where a build's time went: steps not from cache (LABEL ones apart), cached steps,
+        and the rest (sending the context, tagging)."""
+        steps = self.of(image)
+        rebuilt = self.rebuilt(image)
+        labels = [s for s in rebuilt if s.instruction.upper().startswith("LABEL")]
+        others = [s for s in rebuilt if s not in labels]
+        in_steps = sum(s.seconds for s in steps)
+        slowest = max(others, key=lambda s: s.seconds, default=None)
+        parts = [
+            f"{len(others)} steps not from cache {sum(s.seconds for s in others):.2f} s"
+            + (
+                f" (slowest: `{short(slowest.instruction, 32)}` {slowest.seconds:.2f} s)"
+                if slowest
+                else ""
+            ),
+            f"{len(labels)} LABEL steps the builder adds, one per label, "
+            f"{sum(s.seconds for s in labels):.2f} s",
+            f"{len(steps) - len(rebuilt)} other steps (cached or FROM/ARG) "
+            f"{in_steps - sum(s.seconds for s in rebuilt):.2f} s",
+            f"outside the steps (context upload, image inspect, tagging) {total - in_steps:.2f} s",
+        ]
+        return "; ".join(parts)
+
+    def metadata_from(self, image: str) -> int:
+        """Number of the first metadata step (``ARG LARA_VERSION``); the builder's LABEL
+        step for images without one (the sidecar)."""
+        steps = self.of(image)
+        for s in steps:
+            if s.instruction.startswith(METADATA_START):
+                return s.number
+        return steps[-1].number if steps else 0
+
+
+def short(instruction: str, width: int = 48) -> str:
+    text = " ".join(instruction.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class Bench:
+    """A temporary git repository whose commits are the builds' metadata, and image names
+    of this run; ``close()`` removes every image and layer the run made."""
+
+    def __init__(self, client: docker.DockerClient, settings: Settings) -> None:
+        from tests.fixtures.git import git_env, init_repo
+
+        self.client = client
+        self.run_id = secrets.token_hex(4)
+        self.prefix = f"lara-bench-{self.run_id}"
+        self.work = Path(tempfile.mkdtemp(prefix="lara-bench-"))
+        self.git_env = git_env(self.work / "home")
+        self.repo = init_repo(self.work / "lara", dict(self.git_env), branch="master")
+        self.settings = dataclasses.replace(
+            settings,
+            repo=self.repo.path,
+            app=dataclasses.replace(settings.app, repository=f"{self.prefix}/app"),
+            nginx=dataclasses.replace(
+                settings.nginx,
+                image=dataclasses.replace(settings.nginx.image, repository=f"{self.prefix}/nginx"),
+            ),
+        )
+        self.before = {image.id for image in client.images.list(all=True)}
+        self.built: list[str] = []
+
+    def commit(self, message: str) -> buildinfo.Metadata:
+        """A new commit that changes nothing in the build context: only the metadata.
+
+        The run id makes every commit (and so every build's metadata) new to the engine."""
+        self.repo.commit(f"{message} ({self.run_id})")
+        return self.meta()
+
+    def meta(self, settings: Settings | None = None) -> buildinfo.Metadata:
+        # No CI environment: the metadata comes from the temporary repository alone.
+        return buildinfo.from_settings(settings or self.settings, {}, buildinfo.Overrides())
+
+    def build(
+        self,
+        meta: buildinfo.Metadata,
+        *,
+        only: str = "",
+        nocache: bool = False,
+        reporter: StepRecorder | None = None,
+    ) -> dict[str, images.BuiltImage]:
+        built = builder.build_all(
+            self.client, self.settings, meta, only=only, nocache=nocache, reporter=reporter
+        )
+        self.built += [b.id for b in built]
+        return {b.name: b for b in built}
+
+    def chain(self, image_id: str) -> list[str]:
+        """The image and its parents, newest first, that did not exist before this run."""
+        found = []
+        current = image_id
+        while current and current not in self.before:
+            found.append(current)
+            try:
+                current = self.client.api.inspect_image(current).get("Parent") or ""
+            except docker.errors.NotFound:
+                break
+        return found
+
+    def close(self) -> None:
+        """Remove this run's tags, then the images and layers it made (never older ones)."""
+        # The chains first: removing an image's last tag deletes it, and its parent with it.
+        depth: dict[str, int] = {}  # steps below the newest image: children before parents
+        for image_id in self.built:
+            chain = self.chain(image_id)
+            for position, node in enumerate(chain):
+                depth[node] = len(chain) - position
+        for image in self.client.images.list():
+            for tag in image.tags:
+                if tag.split("/")[0] == self.prefix or f"/{self.prefix}/" in tag:
+                    with contextlib.suppress(docker.errors.APIError):
+                        self.client.images.remove(tag, noprune=True)
+        for image_id in sorted(depth, key=depth.__getitem__, reverse=True):
+            with contextlib.suppress(docker.errors.APIError):  # in use, or a child of ours
+                self.client.images.remove(image_id, noprune=True)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+# --- case 1: metadata-only rebuild -----------------------------------------------------------
+
+
+def case_rebuild(bench: Bench, runs: int, cold_runs: int) -> tuple[list[Row], str]:
+    meta = bench.commit("cold build")
+    cold_seconds: list[float] = []
+    cold_layers: list[float] = []
+    cold_steps = 0
+    for n in range(cold_runs):
+        rec = StepRecorder()
+        app = bench.build(meta, only="app", nocache=True, reporter=rec)["app"]
+        cold_seconds.append(app.seconds)
+        cold_layers.append(sum(1 for s in rec.rebuilt("app") if s.makes_layer))
+        cold_steps = app.steps
+        log(f"1: cold app build {n + 1}/{cold_runs}: {app.seconds:.1f} s, {app.steps} steps")
+    # Not counted: builds the sidecar for the current app (its nginx layer may be missing).
+    bench.build(meta)
+    seconds: list[float] = []
+    app_layers: list[float] = []
+    nginx_layers: list[float] = []
+    nginx_seconds: list[float] = []
+    outside_metadata: list[str] = []
+    rebuilt_app: list[str] = []
+    rebuilt_nginx: list[str] = []
+    nginx_total_layers = 0
+    timings: list[str] = []
+    for n in range(runs):
+        meta = bench.commit(f"metadata-only change {n + 1}")
+        rec = StepRecorder()
+        built = bench.build(meta, reporter=rec)
+        seconds.append(built["app"].seconds)
+        nginx_seconds.append(built["nginx"].seconds)
+        timings.append(rec.timing("app", built["app"].seconds))
+        for name, counts, names in (
+            ("app", app_layers, rebuilt_app),
+            ("nginx", nginx_layers, rebuilt_nginx),
+        ):
+            rebuilt = rec.rebuilt(name)
+            counts.append(sum(1 for s in rebuilt if s.makes_layer))
+            start = rec.metadata_from(name)
+            outside_metadata += [
+                f"{name} step {s.number} `{short(s.instruction)}`"
+                for s in rebuilt
+                if s.makes_layer and s.number < start
+            ]
+            if n == 0:
+                names += [f"{s.number} `{short(s.instruction, 40)}`" for s in rebuilt]
+        nginx_total_layers = sum(1 for s in rec.of("nginx") if s.makes_layer)
+        log(
+            f"1: metadata-only rebuild {n + 1}/{runs}: app {built['app'].seconds:.2f} s "
+            f"({app_layers[-1]:.0f} layer steps rebuilt), sidecar {built['nginx'].seconds:.2f} s "
+            f"({nginx_layers[-1]:.0f} layer steps rebuilt)"
+        )
+    app_outside = [o for o in outside_metadata if o.startswith("app")]
+    nginx_outside = [o for o in outside_metadata if o.startswith("nginx")]
+    cold_cmd = (
+        "buildtools.build.build_all(only='app', nocache=True) of example/ "
+        "(= invoke build --only app --no-cache)"
+    )
+    rebuild_cmd = (
+        "git commit (no change to example/) in a temp repo, then buildtools.build.build_all "
+        "(= invoke build)"
+    )
+    rows = [
+        Row(
+            "1a",
+            "Metadata-only rebuild: app layers rebuilt (RUN/COPY/ADD steps not from cache)",
+            Measure(app_layers, "layers", rebuild_cmd, "the build stream (`---> Using cache`)"),
+            Measure(cold_layers, "layers", cold_cmd, "the build stream"),
+            "only the metadata layer (`RUN printf … version.yml`)",
+            not app_outside and all(n <= 1 for n in app_layers),
+            note=(
+                f"steps not from cache in the first rebuild (of {cold_steps}; FROM and the "
+                "ARGs before it are never reported as cached and not counted; ENV, USER and "
+                f"LABEL make no layer): {', '.join(rebuilt_app)}"
+                + (
+                    f"; rebuilt before the metadata block: {', '.join(app_outside)}"
+                    if app_outside
+                    else ""
+                )
+            ),
+        ),
+        Row(
+            "1b",
+            "Metadata-only rebuild time / cold build time (app image)",
+            Measure(seconds, "s", rebuild_cmd, "BuiltImage.seconds (wall time of the build call)"),
+            Measure(cold_seconds, "s", cold_cmd, "BuiltImage.seconds"),
+            "< 5%",
+            median(seconds) < 0.05 * median(cold_seconds),
+            note="where the median rebuild's time went: "
+            + timings[sorted(range(runs), key=seconds.__getitem__)[runs // 2]],
+        ),
+        Row(
+            "1c",
+            "Metadata-only rebuild: sidecar layers rebuilt (RUN/COPY/ADD steps not from cache)",
+            Measure(nginx_layers, "layers", rebuild_cmd, "the build stream"),
+            Measure(
+                [float(nginx_total_layers)],
+                "layers",
+                "count of RUN/COPY/ADD steps in nginx/Dockerfile (all rebuilt without cache)",
+            ),
+            "no layer (public/ did not change)",
+            not nginx_outside and all(n == 0 for n in nginx_layers),
+            note=(
+                "all steps not from cache in the first rebuild: "
+                f"{', '.join(rebuilt_nginx) or 'none'}; "
+                f"sidecar rebuild time: median {Measure(nginx_seconds, 's', '').text()}"
+            ),
+        ),
+    ]
+    note = (
+        f"The example app (`example/`, Dockerfile) is built with the configured base image. "
+        f"Cold builds (`nocache=True`, apt-get installs Ruby inside the build) run {cold_runs} "
+        f"times and rebuilds {runs} times, each after a new commit in a temporary git repository "
+        "that changes nothing in the build context, so only the version metadata differs "
+        "(branch, commit, build date, version.yml, labels). A cached app+sidecar build of the "
+        "first commit runs, uncounted, between the cold builds and the rebuilds."
+    )
+    return rows, note
+
+
+# --- case 2: re-release push -----------------------------------------------------------------
+
+
+class PushRecorder:
+    """A release PushReporter that keeps the final status and bytes of every layer pushed."""
+
+    def __init__(self) -> None:
+        self.layers: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def start(self, push: releaser.Push) -> None:
+        pass
+
+    def layer(self, push: releaser.Push, layer: str, status: str, current: int, total: int) -> None:
+        entry = self.layers.setdefault((push.reference, layer), {"status": "", "bytes": 0})
+        if status not in ("Preparing", "Waiting"):
+            entry["status"] = status
+        entry["bytes"] = max(entry["bytes"], current)
+
+    def retry(self, what: str, attempt: int, delay: float, reason: str) -> None:
+        log(f"2: retry {attempt} of {what}: {reason}")
+
+    def finish(self, push: releaser.Push) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def pushed(self) -> dict[str, int]:
+        """Layers the engine uploaded (status ``Pushed``), with the bytes its progress showed."""
+        found: dict[str, int] = {}
+        for (_, layer), entry in self.layers.items():
+            if entry["status"] == "Pushed":
+                found[layer] = max(found.get(layer, 0), entry["bytes"])
+        return found
+
+
+def registry_blobs(root: Path) -> dict[str, int]:
+    """Every blob a filesystem registry stores (layers, configs, manifests): digest → bytes."""
+    blobs = root / "data" / "docker" / "registry" / "v2" / "blobs"
+    return {
+        f"sha256:{data.parent.name}": data.stat().st_size
+        for data in blobs.glob("sha256/*/*/data")
+        if data.is_file()
+    }
+
+
+def manifest_digests(root: Path) -> set[str]:
+    repos = root / "data" / "docker" / "registry" / "v2" / "repositories"
+    return {f"sha256:{p.name}" for p in repos.glob("**/_manifests/revisions/sha256/*")}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a running process has used so far (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bcrypt_check_seconds(htpasswd: Path) -> tuple[str, float]:
+    """The bcrypt cost of the registry's htpasswd entry and what one check of it takes here."""
+    import bcrypt  # test extra, as for testbed.LocalRegistry
+
+    cost = htpasswd.read_text().split("$")[2]
+    digest = bcrypt.hashpw(b"bench", bcrypt.gensalt(rounds=int(cost)))
+    started = time.perf_counter()
+    bcrypt.checkpw(b"bench", digest)
+    return cost, time.perf_counter() - started
+
+
+def release_once(
+    bench: Bench, settings: Settings, env: dict[str, str], reg: testbed.LocalRegistry
+) -> dict[str, Any]:
+    """`invoke release` of the temp repo's HEAD (built first): what reached the registry."""
+    meta = bench.meta(settings)
+    bench.build(meta)
+    rec = PushRecorder()
+    before = registry_blobs(reg.root)
+    pid = reg.process.pid if reg.process else 0
+    cpu_before = cpu_seconds(pid)
+    started = time.monotonic()
+    meta, found = releaser.prepare(settings, env, buildinfo.Overrides(), rec)
+    result = releaser.publish(bench.client, settings, meta, found, reporter=rec)
+    seconds = time.monotonic() - started
+    local = releaser.local_images(bench.client, settings, meta)
+    registry_cpu = cpu_seconds(pid) - cpu_before
+    after = registry_blobs(reg.root)
+    new = {d: s for d, s in after.items() if d not in before}
+    configs = {image.image_id for image in local}
+    manifests = manifest_digests(reg.root)
+    diff_ids = {
+        layer
+        for image in local
+        for layer in bench.client.images.get(image.image_id).attrs["RootFS"]["Layers"]
+    }
+    return {
+        "seconds": seconds,
+        "registry_cpu": registry_cpu,
+        "bytes": sum(new.values()),
+        "blobs": len(new),
+        "layer_blobs": {d: s for d, s in new.items() if d not in configs and d not in manifests},
+        "config_blobs": sum(1 for d in new if d in configs),
+        "manifest_blobs": sum(1 for d in new if d in manifests),
+        "pushed": rec.pushed(),
+        "diff_ids": diff_ids,
+        "tags": len(result.pushes),
+    }
+
+
+def case_push(bench: Bench, runs: int) -> tuple[list[Row], str]:
+    first: list[dict[str, Any]] = []
+    second: list[dict[str, Any]] = []
+    for n in range(runs):
+        reg = testbed.LocalRegistry(bench.work / f"registry-{n}").start()
+        try:
+            settings = dataclasses.replace(
+                bench.settings,
+                release=dataclasses.replace(
+                    bench.settings.release, registries=(reg.host,), branches=("master",)
+                ),
+            )
+            env = {"DOCKER_USERNAME": reg.username, "DOCKER_PASSWORD": reg.password}
+            bench.commit(f"release {n + 1}")
+            first.append(release_once(bench, settings, env, reg))
+            bench.commit(f"metadata-only change after release {n + 1}")
+            second.append(release_once(bench, settings, env, reg))
+            second[-1]["changed_layers"] = len(second[-1]["diff_ids"] - first[-1]["diff_ids"])
+            bcrypt_cost, bcrypt_seconds = bcrypt_check_seconds(reg.root / "htpasswd")
+            log(
+                f"2: run {n + 1}/{runs}: first release {first[-1]['bytes'] / 1e6:.1f} MB in "
+                f"{first[-1]['blobs']} blobs ({first[-1]['seconds']:.1f} s), second "
+                f"{second[-1]['bytes'] / 1e3:.1f} kB in {second[-1]['blobs']} blobs "
+                f"({second[-1]['seconds']:.1f} s)"
+            )
+        finally:
+            reg.stop()
+            shutil.rmtree(reg.root, ignore_errors=True)
+    changed = [s["changed_layers"] for s in second]
+    stored_layers = [len(s["layer_blobs"]) for s in second]
+    pushed_layers = [len(s["pushed"]) for s in second]
+    only_changed = all(
+        stored == c and pushed == c
+        for stored, pushed, c in zip(stored_layers, pushed_layers, changed, strict=True)
+    )
+    last = second[-1]
+    breakdown = (
+        f"second release, last run: {len(last['layer_blobs'])} layer blob(s) of "
+        f"{', '.join(str(s) + ' B' for s in last['layer_blobs'].values()) or 'none'}, "
+        f"{last['config_blobs']} image configs, {last['manifest_blobs']} manifests; "
+        f"layers new to the images (diff IDs not in the first release's images): "
+        f"{last['changed_layers']}; layers the push stream reports `Pushed`: "
+        f"{len(last['pushed'])} (progress bytes {sum(last['pushed'].values())} B), "
+        f"first release: {len(first[-1]['pushed'])} layers `Pushed`"
+    )
+    cmd_first = (
+        "releaser.prepare + releaser.publish (= invoke release) of commit N (built before, not "
+        "timed) to a fresh registry"
+    )
+    cmd_second = "the same for commit N+1 (metadata only), same registry"
+    source = "the registry's storage: blob files new after the release"
+    rows = [
+        Row(
+            "2a",
+            "Re-release push: bytes uploaded, second release / first",
+            Measure([s["bytes"] for s in second], "B", cmd_second, source),
+            Measure([f["bytes"] for f in first], "B", cmd_first, source),
+            "only the changed layer's bytes (+ configs, manifests)",
+            only_changed,
+            note=breakdown,
+        ),
+        Row(
+            "2b",
+            "Re-release push: blobs uploaded (layers + configs + manifests)",
+            Measure([s["blobs"] for s in second], "blobs", cmd_second, source),
+            Measure([f["blobs"] for f in first], "blobs", cmd_first, source),
+            "changed layer + 1 config and 1 manifest per image",
+            only_changed and all(s["blobs"] == c + 4 for s, c in zip(second, changed, strict=True)),
+        ),
+        Row(
+            "2c",
+            "Re-release push: wall time of the release, second / first",
+            Measure([s["seconds"] for s in second], "s", cmd_second, "time.monotonic around it"),
+            Measure([f["seconds"] for f in first], "s", cmd_first, "time.monotonic around it"),
+            "report only",
+            None,
+            note="CPU time the docker-registry process used during the release: median "
+            f"{Measure([f['registry_cpu'] for f in first], 's', '').text()} (first), "
+            f"{Measure([s['registry_cpu'] for s in second], 's', '').text()} (second); the "
+            f"test registry checks its htpasswd bcrypt hash (cost {bcrypt_cost}: one check "
+            f"takes {bcrypt_seconds * 1000:.0f} ms here) on every authenticated request, so a "
+            "high cost makes this time count registry requests rather than bytes",
+        ),
+    ]
+    note = (
+        f"Each run starts a fresh `docker-registry` (testbed.LocalRegistry, htpasswd) on "
+        f"127.0.0.1, releases commit N of the temporary repository (app + sidecar, "
+        f"{first[-1]['tags'] // 2} tags each: `sha-…`, `master`, `edge`), commits N+1 (metadata "
+        "only), rebuilds and releases again. Bytes and blobs are read from the registry's "
+        "storage directory (each new `blobs/sha256/…/data` file, exact sizes, compressed as "
+        "pushed); the push stream's per-layer status (`Pushed` vs `Layer already exists`) is "
+        "the cross-check."
+    )
+    return rows, note
+
+
+# --- case 3: sidecar asset throughput --------------------------------------------------------
+
+BENCH_NGINX_CONF = """\
+# Minimal nginx for `invoke bench`: static files (the physical limit) and an uncached proxy.
+user nginx;
+worker_processes auto;
+pid /run/nginx-bench.pid;
+daemon off;
+error_log stderr warn;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 75s;
+    access_log off;
+    server {{
+        listen 8081;
+        root /lara/public;
+    }}
+    server {{
+        listen 8082;
+        location / {{
+            proxy_pass http://{app}:3000;
+        }}
+    }}
+}}
+"""
+
+WRK_RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+WRK_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+
+
+def parse_wrk(output: str) -> float:
+    """Requests/s from wrk's report; raises when any response was not 2xx or a socket failed."""
+    rate = WRK_RATE.search(output)
+    if not rate:
+        raise BuildToolsError(f"wrk printed no Requests/sec: {output.strip()[-300:]}", "see wrk")
+    bad = WRK_NON_2XX.search(output)
+    if bad and int(bad[1]):
+        raise BuildToolsError(f"wrk got {bad[1]} non-2xx responses", "check the target URL")
+    errors = WRK_ERRORS.search(output)
+    if errors and any(int(e) for e in errors.groups()[:3]):
+        raise BuildToolsError(f"wrk socket errors: {errors[0]}", "check the target")
+    return float(rate[1])
+
+
+def wrk(url: str, duration: int, threads: int = 2, connections: int = 32) -> float:
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    if done.returncode != 0:
+        raise BuildToolsError(f"wrk failed: {done.stderr.strip()[-300:]}", "see wrk's message")
+    return parse_wrk(done.stdout)
+
+
+def wait_ok(url: str, what: str, seconds: float = 60) -> requests.Response:
+    deadline = time.monotonic() + seconds
+    last: object = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            resp = requests.get(url, timeout=3)
+            if resp.status_code == 200:
+                return resp
+            last = f"HTTP {resp.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        time.sleep(0.3)
+    raise BuildToolsError(f"{what} ({url}) did not answer 200 in {seconds:.0f}s: {last}", "")
+
+
+def host_port(container: Any, port: str) -> str:
+    container.reload()
+    return container.attrs["NetworkSettings"]["Ports"][port][0]["HostPort"]
+
+
+@contextlib.contextmanager
+def containers(client: docker.DockerClient, prefix: str) -> Iterator[Callable[..., Any]]:
+    """``run(image, name, **kwargs)`` on a network of this run; everything removed after."""
+    network = client.networks.create(f"{prefix}-net", driver="bridge")
+    started: list[Any] = []
+
+    def run(image: str, name: str, **kwargs: Any) -> Any:
+        container = client.containers.run(
+            image, name=f"{prefix}-{name}", network=network.name, detach=True, **kwargs
+        )
+        started.append(container)
+        return container
+
+    try:
+        yield run
+    finally:
+        for container in reversed(started):
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+        with contextlib.suppress(docker.errors.APIError):
+            network.remove()
+
+
+def add_file(container: Any, directory: str, name: str, data: bytes) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    if not container.put_archive(directory, buffer.getvalue()):
+        raise BuildToolsError(f"could not add {name} to {container.name}", "")
+
+
+def case_throughput(bench: Bench, runs: int, duration: int) -> tuple[list[Row], str]:
+    if not shutil.which("wrk"):
+        raise BuildToolsError("wrk is not installed", "apt-get install wrk (scripts/setup does)")
+    built = bench.build(bench.commit("sidecar throughput"))
+    app_image, sidecar_image = built["app"].id, built["nginx"].id
+    conf_dir = bench.work / "nginx-bench"
+    conf_dir.mkdir(exist_ok=True)
+    app_name = f"{bench.prefix}-app"
+    (conf_dir / "nginx.conf").write_text(BENCH_NGINX_CONF.format(app=app_name))
+    conf_dir.chmod(0o755)
+    (conf_dir / "nginx.conf").chmod(0o644)
+    loopback = "127.0.0.1"
+    with containers(bench.client, bench.prefix) as run:
+        app = run(app_image, "app")
+        sidecar = run(
+            sidecar_image,
+            "nginx",
+            environment={"APP_UPSTREAM": f"{app_name}:3000"},
+            ports={"80/tcp": (loopback, None)},
+        )
+        plain = run(
+            sidecar_image,
+            "plain",
+            entrypoint=["nginx", "-c", "/bench/nginx.conf"],
+            command=[],
+            volumes={str(conf_dir): {"bind": "/bench", "mode": "ro"}},
+            ports={"8081/tcp": (loopback, None), "8082/tcp": (loopback, None)},
+        )
+        # Diagnostic (a'): the sidecar's own config with only its access log switched off.
+        sidecar_conf = sidecar.exec_run(["cat", "/etc/nginx/nginx.conf"]).output.decode()
+        nolog_conf = re.sub(
+            r"(?m)^(\s*)access_log /dev/stdout \w+;", r"\1access_log off;", sidecar_conf
+        )
+        if nolog_conf == sidecar_conf:
+            raise BuildToolsError("the sidecar's nginx.conf has no `access_log /dev/stdout`", "")
+        (conf_dir / "sidecar-nolog.conf").write_text(nolog_conf)
+        (conf_dir / "sidecar-nolog.conf").chmod(0o644)
+        nolog = run(
+            sidecar_image,
+            "nolog",
+            environment={"APP_UPSTREAM": f"{app_name}:3000"},
+            command=["nginx", "-c", "/bench/sidecar-nolog.conf"],
+            volumes={str(conf_dir): {"bind": "/bench", "mode": "ro"}},
+            ports={"80/tcp": (loopback, None)},
+        )
+        side_url = f"http://{loopback}:{host_port(sidecar, '80/tcp')}"
+        nolog_url = f"http://{loopback}:{host_port(nolog, '80/tcp')}"
+        static_url = f"http://{loopback}:{host_port(plain, '8081/tcp')}"
+        proxy_url = f"http://{loopback}:{host_port(plain, '8082/tcp')}"
+        listing = sidecar.exec_run(["ls", "/lara/public/assets"]).output.decode()
+        names = [n for n in listing.split() if re.fullmatch(r"application-[0-9a-f]{64}\.js", n)]
+        if not names:
+            raise BuildToolsError(f"no fingerprinted application-*.js in {listing!r}", "")
+        asset = f"/assets/{names[0]}"
+        wait_ok(f"{side_url}/nginx-health", "the sidecar")
+        wait_ok(f"{nolog_url}/nginx-health", "the sidecar without access log")
+        body = wait_ok(f"{static_url}{asset}", "the minimal nginx").content
+        wait_ok(f"{proxy_url}/health", "the app through the minimal proxy")
+        proxied = wait_ok(f"{proxy_url}{asset}", "the asset through the minimal proxy")
+        from_disk = wait_ok(f"{side_url}{asset}", "the asset from the sidecar")
+        if not (proxied.content == body == from_disk.content):
+            raise BuildToolsError("the three servers answer the asset with different bytes", "")
+        # (d): a fingerprinted asset only the app has (a newer app in a rolling deploy).
+        only_app = f"bench-only-{hashlib.sha256(body).hexdigest()}.js"
+        add_file(app, "/lara/public/assets", only_app, body)
+        cached = f"/assets/{only_app}"
+        statuses = [
+            requests.get(f"{side_url}{cached}", timeout=10).headers.get("X-Cache-Status")
+            for _ in range(2)
+        ]
+        if statuses != ["MISS", "HIT"]:
+            raise BuildToolsError(f"app-only asset cache status {statuses}, not MISS then HIT", "")
+        targets = {
+            "a": f"{side_url}{asset}",
+            "b": f"{static_url}{asset}",
+            "c": f"{proxy_url}{asset}",
+            "d": f"{side_url}{cached}",
+            "a'": f"{nolog_url}{asset}",
+        }
+        samples: dict[str, list[float]] = {k: [] for k in targets}
+        for url in targets.values():  # warm-up, not counted
+            wrk(url, 1)
+        for n in range(runs):
+            for key, url in targets.items():
+                samples[key].append(wrk(url, duration))
+            log(
+                f"3: run {n + 1}/{runs}: "
+                + ", ".join(f"({k}) {v[-1]:,.0f} req/s" for k, v in samples.items())
+            )
+        after = requests.get(f"{side_url}{cached}", timeout=10).headers.get("X-Cache-Status")
+        nginx_version = plain.exec_run(["nginx", "-v"]).output.decode().strip()
+    wrk_cmd = f"wrk -t2 -c32 -d{duration}s"
+    measures = {
+        "a": Measure(samples["a"], "req/s", f"{wrk_cmd} <sidecar>{asset}", "wrk Requests/sec"),
+        "b": Measure(
+            samples["b"], "req/s", f"{wrk_cmd} <minimal nginx :8081>{asset}", "wrk Requests/sec"
+        ),
+        "c": Measure(
+            samples["c"],
+            "req/s",
+            f"{wrk_cmd} <minimal nginx :8082 → app:3000>{asset}",
+            "wrk Requests/sec",
+        ),
+        "d": Measure(
+            samples["d"],
+            "req/s",
+            f"{wrk_cmd} <sidecar>{cached} (after MISS, HIT)",
+            "wrk Requests/sec",
+        ),
+        "a'": Measure(
+            samples["a'"],
+            "req/s",
+            f"{wrk_cmd} <sidecar image, its nginx.conf with access_log off>{asset}",
+            "wrk Requests/sec",
+        ),
+    }
+    many = 5.0
+    a_b = measures["a"].median / measures["b"].median
+    rows = [
+        Row(
+            "3a",
+            "Sidecar: fingerprinted asset from disk (a) / same nginx, minimal static config (b)",
+            measures["a"],
+            measures["b"],
+            "≥ 90%",
+            a_b >= 0.9,
+        ),
+        Row(
+            "3b",
+            "Sidecar: asset from disk (a) / the asset proxied uncached to the app (c)",
+            measures["a"],
+            measures["c"],
+            f"many times (read as ≥ {many:.0f}x)",
+            measures["a"].median >= many * measures["c"].median,
+            ratio_style=TIMES,
+        ),
+        Row(
+            "3c",
+            "Sidecar: app-only asset from its proxy cache, HIT (d) / proxied uncached (c)",
+            measures["d"],
+            measures["c"],
+            f"many times (read as ≥ {many:.0f}x)",
+            measures["d"].median >= many * measures["c"].median,
+            ratio_style=TIMES,
+            note=f"X-Cache-Status of (d): MISS, HIT before the runs, {after} after them",
+        ),
+        Row(
+            "3d",
+            "Diagnostic: sidecar config without its access log (a') / minimal static config (b)",
+            measures["a'"],
+            measures["b"],
+            "none (explains 3a)",
+            None,
+            note="the sidecar's rendered nginx.conf with only `access_log /dev/stdout lara;` "
+            "replaced by `access_log off;`, in a container of the same image: the difference "
+            "to 3a is what logging every request through Docker's log driver costs",
+        ),
+    ]
+    note = (
+        f"All servers run in containers on one Docker network, each publishing its port on "
+        f"127.0.0.1 only; wrk runs on the host (HTTP/1.1 keep-alive, 2 threads, 32 connections, "
+        f"{duration} s per run, no Accept-Encoding, so the plain file is sent). The asset is "
+        f"`{asset}` ({len(body):,} bytes). (b) and (c) are one container of the *sidecar image* "
+        f"started with a minimal config mounted (`nginx -c /bench/nginx.conf`: `sendfile`, "
+        f"keep-alive, no access log; :8081 serves /lara/public, :8082 `proxy_pass`es to the app, "
+        f"no cache), so all servers are the same binary ({nginx_version}). (a) and (d) use the "
+        "sidecar's own config (access log to stdout, headers, `open_file_cache`). (c)'s "
+        "upstream is the example app: unicorn with 2 workers serving public/ through "
+        "Rack::Files. (d)'s file is added to the running app container only, so the sidecar "
+        "must fetch it once (MISS) "
+        f"and then serves it from its cache. Each target gets a 1 s wrk warm-up; the {runs} runs "
+        "interleave the targets (a, b, c, d, a', a, b, …). Traffic to published ports passes "
+        "docker-proxy on loopback for every target alike."
+    )
+    return rows, note
+
+
+# --- case 4: tool overhead -------------------------------------------------------------------
+
+
+def invoke_command() -> list[str]:
+    script = Path(sys.executable).with_name("invoke")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "invoke"]
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise BuildToolsError(
+            f"`{' '.join(cmd)}` failed: {(done.stderr or done.stdout).strip()[-300:]}", ""
+        )
+    return seconds
+
+
+def case_overhead(bench: Bench, runs: int) -> tuple[list[Row], str]:
+    from tests.fixtures.git import fast_import_repo
+
+    commits, tag_every = 5000, 10
+    made = time.monotonic()
+    repo = fast_import_repo(bench.work / "big", dict(bench.git_env), commits, tag_every)
+    repo.commit("one past the last release")  # the usual CI build: not exactly on a tag
+    log(f"4: made a repository of {commits + 1} commits in {time.monotonic() - made:.1f} s")
+    env = {k: v for k, v in bench.git_env.items() if not k.startswith(("TRAVIS", "GITHUB", "CI"))}
+    env["INVOKE_BUILDTOOLS_REPO"] = str(repo.path)
+    invoke = invoke_command()
+    commands = {
+        "describe": (["git", "describe", "--tags"], repo.path),
+        "list": ([*invoke, "--list"], ROOT),
+        "version": ([*invoke, "version"], ROOT),
+        "dry-run": ([*invoke, "build", "--dry-run"], ROOT),
+    }
+    n = max(runs, 5)
+    samples: dict[str, list[float]] = {k: [] for k in commands}
+    for cmd, cwd in commands.values():  # warm-up (page cache, .pyc), not counted
+        timed(cmd, cwd, env)
+    for _ in range(n):
+        for key, (cmd, cwd) in commands.items():
+            samples[key].append(timed(cmd, cwd, env))
+    log("4: medians " + ", ".join(f"{k} {Measure(v, 's', '').text()}" for k, v in samples.items()))
+    prefix = "INVOKE_BUILDTOOLS_REPO=<repo> .venv/bin/invoke"
+    describe = Measure(samples["describe"], "s", "git describe --tags (in <repo>)", "wall time")
+    startup = Measure(samples["list"], "s", "")
+    rows = [
+        Row(
+            "4a",
+            f"Tool overhead: `invoke version` / `git describe --tags` ({commits + 1:,} commits, "
+            f"{commits // tag_every} tags)",
+            Measure(samples["version"], "s", f"{prefix} version", "wall time"),
+            describe,
+            "report only",
+            None,
+            ratio_style=TIMES,
+            note=f"`{prefix} --list` (Python and invoke start-up, no git) takes {startup.text()} "
+            f"(median of {startup.runs})",
+        ),
+        Row(
+            "4b",
+            "Tool overhead: `invoke build --dry-run` / `git describe --tags` (same repository)",
+            Measure(samples["dry-run"], "s", f"{prefix} build --dry-run", "wall time"),
+            describe,
+            "report only",
+            None,
+            ratio_style=TIMES,
+        ),
+    ]
+    note = (
+        f"`<repo>` is made with tests/fixtures/git.py `fast_import_repo` ({commits:,} commits, a "
+        f"lightweight tag `v0.N.0` on every {tag_every}th), plus one commit on top so that HEAD is "
+        f"not exactly on a tag. Each command runs once as a warm-up, then {n} times interleaved "
+        "(at least 5 runs, since each takes under a few seconds); wall time of the whole process "
+        "(time.perf_counter around subprocess.run), without any CI environment variables. "
+        "The issue sets no goal for this case: it shows what the tool costs per call."
+    )
+    return rows, note
+
+
+# --- everything ------------------------------------------------------------------------------
+
+
+def load_results(path: Path = RESULTS_JSON) -> Results:
+    if not path.is_file():
+        return Results()
+    try:
+        return Results.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError):
+        log(f"ignoring unreadable {path}")
+        return Results()
+
+
+def main(
+    settings: Settings,
+    *,
+    only: int = 0,
+    runs: int = 3,
+    cold_runs: int = 2,
+    duration: int = 5,
+    output: Path = RESULTS_MD,
+) -> Results:
+    """Run the cases (all, or ``only``), merge them into results.json, write RESULTS.md."""
+    if only and only not in CASES:
+        raise BuildToolsError(
+            f"there is no benchmark case {only}",
+            "use --only 1 (rebuild), 2 (re-release), 3 (sidecar throughput) or 4 (overhead)",
+        )
+    if runs < 1 or cold_runs < 1 or duration < 1:
+        raise BuildToolsError("--runs, --cold-runs and --duration must be at least 1", "")
+    started = time.monotonic()
+    client = testbed.ensure_engine()
+    images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
+    images.ensure_base(client, settings.nginx.image.base_image, "buildtools.nginx.base_image")
+    label, full = machine(client)
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    cases: dict[int, Callable[[Bench], tuple[list[Row], str]]] = {
+        1: lambda b: case_rebuild(b, runs, cold_runs),
+        2: lambda b: case_push(b, runs),
+        3: lambda b: case_throughput(b, runs, duration),
+        4: lambda b: case_overhead(b, runs),
+    }
+    measured = Results(machines={label: full})
+    failed: list[str] = []
+    bench = Bench(client, settings)
+    try:
+        for number in [only] if only else CASES:
+            log(f"case {number} …")
+            case_started = time.monotonic()
+            try:
+                rows, note = cases[number](bench)
+            except (BuildToolsError, docker.errors.APIError, requests.RequestException) as exc:
+                failed.append(f"case {number}: {exc}")
+                log(f"case {number} failed: {exc}")
+                continue
+            took = time.monotonic() - case_started
+            for row in rows:
+                row.machine, row.date = label, today
+            measured.rows += rows
+            measured.notes[str(number)] = f"{note} This case took {took:.0f} s."
+    finally:
+        bench.close()
+    results = load_results().merge(measured) if only else measured
+    if measured.rows:
+        RESULTS_JSON.write_text(json.dumps(results.as_dict(), indent=2) + "\n")
+        output.write_text(render_results(results))
+    print(render_table(results.rows), end="")
+    log(f"wrote {output} ({time.monotonic() - started:.0f} s in all)")
+    if failed:
+        raise BuildToolsError("; ".join(failed), "see the messages above")
+    return results
