@@ -733,7 +733,7 @@ def case_throughput(bench: Bench, runs: int, duration: int) -> tuple[list[Row], 
         # Diagnostic (a'): the sidecar's own config with only its access log switched off.
         sidecar_conf = sidecar.exec_run(["cat", "/etc/nginx/nginx.conf"]).output.decode()
         nolog_conf = re.sub(
-            r"(?m)^(\s*)access_log /dev/stdout \w+;", r"\1access_log off;", sidecar_conf
+            r"(?m)^(\s*)access_log /dev/stdout \w+[^;]*;", r"\1access_log off;", sidecar_conf
         )
         if nolog_conf == sidecar_conf:
             raise BuildToolsError("the sidecar's nginx.conf has no `access_log /dev/stdout`", "")

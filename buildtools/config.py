@@ -64,6 +64,7 @@ class NginxConfig:
     resolver_valid: str = "5s"
     proxy_connect_timeout: str = "5s"
     fingerprint_min_length: int = 32
+    access_log_buffer: str = "32k"
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ def load(section: Mapping[str, Any], root: Path) -> Settings:
                 resolver_valid=str(nginx["resolver_valid"]),
                 proxy_connect_timeout=str(nginx["proxy_connect_timeout"]),
                 fingerprint_min_length=int(nginx["fingerprint_min_length"]),
+                access_log_buffer=str(nginx.get("access_log_buffer", "32k")),
             ),
             untracked_is_dirty=bool(section["git"]["untracked_is_dirty"]),
             extra_tags=split_pairs(section["tags"]["extra"]),

@@ -188,7 +188,7 @@ def test_process_and_logs_fit_a_container():
     assert main.one("user").args == ["nginx"]
     assert main.one("daemon").args == ["off"]
     assert main.one("error_log").args[0] == "stderr"
-    assert http.one("access_log").args == ["/dev/stdout", "lara"]
+    assert http.one("access_log").args == ["/dev/stdout", "lara", "buffer=32k", "flush=1s"]
     log_format = " ".join(http.one("log_format").args[1:])
     assert "$upstream_cache_status" in log_format
     assert "$upstream_response_time" in log_format
@@ -426,3 +426,9 @@ def test_invoke_nginx_config_reports_a_bad_value_in_one_line():
         "error: nginx upstream 'app' is not host:port"
         " (fix: set buildtools.nginx.upstream (or APP_UPSTREAM) like app:3000)"
     ]
+
+
+def test_access_log_buffer_can_be_turned_off():
+    assert "access_log /dev/stdout lara;" in nginx.render_config(settings(access_log_buffer=""))
+    with pytest.raises(BuildToolsError, match="access_log_buffer"):
+        nginx.render_config(settings(access_log_buffer="lots"))

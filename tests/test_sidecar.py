@@ -25,6 +25,11 @@ from docker.models.containers import Container
 from buildtools import nginx
 from tests.fixtures.sidecar import Stack, app_log, app_requests, wait_for
 
+
+def access_log_of(sidecar) -> str:
+    return sidecar.container.logs(stdout=True, stderr=False).decode()
+
+
 pytestmark = pytest.mark.docker
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -320,8 +325,13 @@ def test_asset_missing_on_disk_is_fetched_from_the_app_once_then_cached(deployme
     assert first.headers["Cache-Control"] == second.headers["Cache-Control"] == IMMUTABLE
     assert second.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert app_requests(sidecar, app, path) == 1
-    access_log = sidecar.container.logs(stdout=True, stderr=False).decode()
-    assert re.search(rf'"GET {re.escape(path)} HTTP/1.1" 200 .*cache=HIT', access_log)
+    # The access log is buffered: its lines reach `docker logs` within the 1 s flush.
+    hit = rf'"GET {re.escape(path)} HTTP/1.1" 200 .*cache=HIT'
+    access_log = wait_for(
+        lambda: re.search(hit, log := access_log_of(sidecar)) and log,
+        "the HIT in the sidecar's access log",
+        5,
+    )
     assert re.search(rf'"GET {re.escape(path)} HTTP/1.1" 200 .*upstream_time=\d', access_log)
 
 
@@ -450,9 +460,12 @@ def test_sidecar_follows_the_app_to_a_new_address_without_restarting(
         sidecar.container.reload()
         assert sidecar.container.attrs["State"]["StartedAt"] == started
         assert sidecar.container.attrs["RestartCount"] == 0
-        stdout = sidecar.container.logs(stdout=True, stderr=False).decode()
+        stdout = wait_for(
+            lambda: f"upstream={new_ip}:3000" in (log := access_log_of(sidecar)) and log,
+            "the new upstream address in the sidecar's access log (flushed within 1 s)",
+            5,
+        )
         stderr = sidecar.container.logs(stdout=False, stderr=True).decode()
-        assert f"upstream={new_ip}:3000" in stdout
         assert "could not be resolved" in stderr
         assert "could not be resolved" not in stdout
 
