@@ -8,7 +8,9 @@ came from cache, and what a failing step printed.
 from __future__ import annotations
 
 import collections
+import io
 import re
+import tarfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -172,43 +174,56 @@ def ensure_base(client: docker.DockerClient, image: str, config_key: str) -> Non
         ) from None
 
 
-def build(
-    client: docker.DockerClient, spec: BuildSpec, reporter: BuildReporter | None = None
-) -> BuiltImage:
-    """Build ``spec``, tag it with every tag, and report each step; raise on any failed step."""
-    reporter = reporter or SilentReporter()
-    if not spec.dockerfile.is_file():
-        raise BuildToolsError(
-            f"Dockerfile not found: {spec.dockerfile}",
-            "pass --dockerfile or set buildtools.<image>.dockerfile in invoke.yaml",
-        )
-    if not spec.context.is_dir():
-        raise BuildToolsError(
-            f"build context is not a directory: {spec.context}",
-            "pass --context or set buildtools.<image>.context in invoke.yaml",
-        )
-    started = time.monotonic()
-    state = _StepState()
+def label_value(text: str) -> str:
+    """A double-quoted Dockerfile word: no variable expansion, no line break."""
+    text = " ".join(text.splitlines())
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def label_archive(image_id: str, labels: Mapping[str, str]) -> IO[bytes]:
+    """A context whose Dockerfile puts every label on ``image_id`` in one LABEL step.
+
+    The engine turns each ``labels=`` entry of a build into a step of its own, each committing
+    an image: one step for all of them keeps a metadata-only rebuild short.
+    """
+    pairs = " ".join(f"{label_value(k)}={label_value(v)}" for k, v in sorted(labels.items()))
+    dockerfile = f"FROM {image_id}\nLABEL {pairs}\n".encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    buffer.seek(0)
+    return buffer
+
+
+def _stream(
+    client: docker.DockerClient,
+    spec: BuildSpec,
+    state: _StepState,
+    reporter: BuildReporter,
+    archive: IO[bytes],
+    dockerfile: str,
+    buildargs: Mapping[str, str] | None = None,
+) -> str:
+    """Run one build and follow its stream; the image id, or a BuildToolsError for its step."""
     image_id = ""
 
     def finish_step(now: float) -> None:
         if state.number:
             reporter.step_done(spec.name, state.number, state.cached, now - state.started)
 
-    archive = context_archive(spec.context, spec.dockerfile)
-    stream = client.api.build(
-        fileobj=archive,
-        custom_context=True,
-        dockerfile=DOCKERFILE_IN_CONTEXT,
-        tag=spec.tags[0] if spec.tags else None,
-        buildargs=dict(spec.buildargs),
-        labels=dict(spec.labels),
-        nocache=spec.nocache,
-        rm=True,
-        forcerm=True,
-        decode=True,
-    )
     try:
+        stream = client.api.build(
+            fileobj=archive,
+            custom_context=True,
+            dockerfile=dockerfile,
+            buildargs=dict(buildargs or {}),
+            nocache=spec.nocache,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
         for kind, payload in _lines(stream):
             if kind == "error":
                 finish_step(time.monotonic())
@@ -232,13 +247,48 @@ def build(
             reporter.output(spec.name, payload)
     except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
         raise _step_error(spec, state, f"the engine stopped answering: {exc}") from None
-    finally:
-        archive.close()
     finish_step(time.monotonic())
     if not image_id:
         raise _step_error(spec, state, "the engine reported no image id")
+    return image_id
+
+
+def build(
+    client: docker.DockerClient, spec: BuildSpec, reporter: BuildReporter | None = None
+) -> BuiltImage:
+    """Build ``spec``, tag it with every tag, and report each step; raise on any failed step."""
+    reporter = reporter or SilentReporter()
+    if not spec.dockerfile.is_file():
+        raise BuildToolsError(
+            f"Dockerfile not found: {spec.dockerfile}",
+            "pass --dockerfile or set buildtools.<image>.dockerfile in invoke.yaml",
+        )
+    if not spec.context.is_dir():
+        raise BuildToolsError(
+            f"build context is not a directory: {spec.context}",
+            "pass --context or set buildtools.<image>.context in invoke.yaml",
+        )
+    started = time.monotonic()
+    state = _StepState()
+    archive = context_archive(spec.context, spec.dockerfile)
+    try:
+        image_id = _stream(
+            client, spec, state, reporter, archive, DOCKERFILE_IN_CONTEXT, dict(spec.buildargs)
+        )
+    finally:
+        archive.close()
+    steps = state.total
+    if spec.labels:
+        label_state = _StepState()
+        label_started = time.monotonic()
+        with label_archive(image_id, spec.labels) as labelled:
+            image_id = _stream(client, spec, label_state, SilentReporter(), labelled, "Dockerfile")
+        steps += 1
+        state.cached_steps += int(label_state.cached)
+        reporter.step(spec.name, steps, steps, f"LABEL ({len(spec.labels)} labels)")
+        reporter.step_done(spec.name, steps, label_state.cached, time.monotonic() - label_started)
     image = client.images.get(image_id)
-    for ref in spec.tags[1:]:
+    for ref in spec.tags:
         repository, _, tag = ref.rpartition(":")
         image.tag(repository, tag)
     return BuiltImage(
@@ -246,7 +296,7 @@ def build(
         id=image.id,
         tags=spec.tags,
         size=int(image.attrs.get("Size", 0)),
-        steps=state.total,
+        steps=steps,
         cached_steps=state.cached_steps,
         seconds=time.monotonic() - started,
     )
