@@ -134,7 +134,7 @@ def _step_error(spec: BuildSpec, state: _StepState, message: str) -> BuildToolsE
     output = f"; last output: {' | '.join(tail)}" if tail else ""
     return BuildToolsError(
         f"{spec.name} image build failed at {where}: {message.strip()}{output}",
-        f"fix that step in {spec.dockerfile.name} (the full log is above; rerun with --verbose)",
+        f"fix that step in {spec.dockerfile.name}; rerun with --verbose for its full output",
     )
 
 

@@ -112,15 +112,22 @@ def apt_mirror() -> tuple[str, str]:
 def ensure_base_image(
     client: docker.DockerClient, repository: str, suite: str | None = None
 ) -> str:
-    """A minimal Debian image tagged ``repository:suite``, debootstrapped once per machine."""
+    """A minimal Debian image, debootstrapped once per machine, tagged ``repository:suite``
+    and ``repository:latest``; returns the former."""
     mirror, host_suite = apt_mirror()
     suite = suite or host_suite
     ref = f"{repository}:{suite}"
     try:
-        client.images.get(ref)
-        return ref
+        image = client.images.get(ref)
     except docker.errors.ImageNotFound:
-        pass
+        image = client.images.get(_debootstrap(client, repository, suite, mirror))
+    # `:latest` is what invoke.yaml names, whatever the host's suite (bookworm, trixie, ...).
+    image.tag(repository, "latest")
+    return ref
+
+
+def _debootstrap(client: docker.DockerClient, repository: str, suite: str, mirror: str) -> str:
+    ref = f"{repository}:{suite}"
     if not shutil.which("debootstrap"):
         apt_install("debootstrap")
     with tempfile.TemporaryDirectory(prefix="lara-bases-") as tmp:
