@@ -19,9 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from unittest import mock
 
-import bcrypt
 import docker
 import pytest
 import requests
@@ -33,6 +31,7 @@ from buildtools.credentials import variable_names
 from buildtools.errors import BuildToolsError
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
+from tests.fixtures.services import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
@@ -52,21 +51,11 @@ pytestmark = [pytest.mark.docker, pytest.mark.registry]
 
 
 def start_registry(root: Path) -> testbed.LocalRegistry:
-    """A real docker-registry with htpasswd auth, its bcrypt hash made with the lowest cost.
-
-    Only for speed: the registry checks the hash on every authenticated request, and the
-    default cost (12) makes each one take ~0.3 s. Nothing else about it is changed.
-    """
-    fast = bcrypt.gensalt
-
-    def gensalt(rounds: int = 4, prefix: bytes = b"2b") -> bytes:
-        return fast(4, prefix)
-
+    """A real docker-registry with htpasswd auth of its own (a fresh user and password)."""
     try:
-        with mock.patch("bcrypt.gensalt", gensalt):
-            return testbed.LocalRegistry(root).start()
+        return testbed.LocalRegistry(root).start()
     except BuildToolsError as exc:
-        pytest.skip(f"docker-registry is not available: {exc}")
+        unavailable("docker-registry", exc)  # fails when CI=true, skips visibly elsewhere
         raise
 
 
@@ -186,6 +175,15 @@ def repos() -> tuple[str, str]:
     return f"{prefix}/app", f"{prefix}/nginx"
 
 
+def image_pair(make_image: Callable[..., str]) -> list[release.ReleaseImage]:
+    """An app and an nginx image, each made fresh, in repositories of their own."""
+    app_repo, nginx_repo = repos()
+    return [
+        release.ReleaseImage("app", app_repo, make_image("app")),
+        release.ReleaseImage("nginx", nginx_repo, make_image("nginx")),
+    ]
+
+
 def writes(proxy: FlakyProxy) -> list[str]:
     """Requests that change the registry (uploads and manifest puts), as ``METHOD path``."""
     return [
@@ -212,11 +210,8 @@ def test_release_pushes_both_images_with_every_tag_and_the_digests_are_the_serve
     observed: FlakyProxy,
     make_image: Callable[..., str],
 ) -> None:
-    app_repo, nginx_repo = repos()
-    images = [
-        release.ReleaseImage("app", app_repo, make_image("app")),
-        release.ReleaseImage("nginx", nginx_repo, make_image("nginx")),
-    ]
+    images = image_pair(make_image)
+    app_repo, nginx_repo = (image.repository for image in images)
     env = login_env(observed.host, fast_registry.username, fast_registry.password)
 
     result = do_release(docker_client, images, RELEASE_TAGS, env, observed.host)
@@ -248,11 +243,7 @@ def test_running_a_finished_release_again_pushes_nothing_and_succeeds(
     observed: FlakyProxy,
     make_image: Callable[..., str],
 ) -> None:
-    app_repo, nginx_repo = repos()
-    images = [
-        release.ReleaseImage("app", app_repo, make_image("app")),
-        release.ReleaseImage("nginx", nginx_repo, make_image("nginx")),
-    ]
+    images = image_pair(make_image)
     env = login_env(observed.host, fast_registry.username, fast_registry.password)
     first = do_release(docker_client, images, RELEASE_TAGS, env, observed.host)
     writes_before = len(writes(observed))
@@ -271,11 +262,8 @@ def test_dry_run_lists_every_push_and_touches_nothing(
     observed: FlakyProxy,
     make_image: Callable[..., str],
 ) -> None:
-    app_repo, nginx_repo = repos()
-    images = [
-        release.ReleaseImage("app", app_repo, make_image("app")),
-        release.ReleaseImage("nginx", nginx_repo, make_image("nginx")),
-    ]
+    images = image_pair(make_image)
+    app_repo, nginx_repo = (image.repository for image in images)
     env = login_env(observed.host, fast_registry.username, fast_registry.password)
     local_before = sorted(t for i in docker_client.images.list() for t in i.tags)
 
