@@ -72,9 +72,15 @@ def up(
         host_port = sidecar.attrs["NetworkSettings"]["Ports"][f"{SIDECAR_PORT}/tcp"][0]["HostPort"]
         stack = Stack(name, f"http://127.0.0.1:{host_port}")
         wait_for(f"{stack.url}/version.json", client, stack)
-    except (docker.errors.APIError, BuildToolsError):
+    except BuildToolsError:
         down(client, name)
         raise
+    except docker.errors.APIError as exc:
+        down(client, name)
+        raise BuildToolsError(
+            f"could not start {name}: {exc.explanation or exc}",
+            "free the port (or pass --port), or check `docker ps` for a conflicting container",
+        ) from None
     return stack
 
 

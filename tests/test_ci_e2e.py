@@ -63,6 +63,16 @@ def project_files() -> list[str]:
     return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def remove_this_runs_images(docker_client):
+    """The CI runs tag their images locally (lara-e2e-<run>/..., lara-hub-<run>/...)."""
+    yield
+    for image in docker_client.images.list():
+        for ref in image.tags:
+            if ref.split("/")[0].endswith(RUN_ID) or f"/lara-e2e-{RUN_ID}/" in ref:
+                docker_client.images.remove(ref, force=True)
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> dict:
     """A copy of this project as an app repository: master with a release commit tagged v1.2.3,
