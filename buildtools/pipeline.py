@@ -39,17 +39,16 @@ def decide(info: BuildInfo, config: ReleaseConfig) -> Decision:
 
 
 def describe(info: BuildInfo) -> str:
-    where = info.ci or "no CI"
-    ref = (
-        f"tag {info.tag}"
-        if info.tag
-        else f"pull request #{info.pull_request}"
-        if info.pull_request is not None
-        else f"branch {info.branch}"
-        if info.branch
-        else "detached HEAD"
-    )
-    return f"{where} build of {ref} at {info.short_commit}"
+    """One line for the CI log: which CI, what ref, which commit."""
+    if info.tag:
+        ref = f"tag {info.tag}"
+    elif info.pull_request is not None:
+        ref = f"pull request #{info.pull_request}"
+    elif info.branch:
+        ref = f"branch {info.branch}"
+    else:
+        ref = "detached HEAD"
+    return f"{info.ci or 'no CI'} build of {ref} at {info.short_commit}"
 
 
 def run(
