@@ -67,6 +67,14 @@ def fast_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testbed.
     reg.stop()
 
 
+@pytest.fixture
+def second(tmp_path: Path) -> Iterator[testbed.LocalRegistry]:
+    """Another registry, with a login of its own, for releases to several registries."""
+    reg = start_registry(tmp_path / "second")
+    yield reg
+    reg.stop()
+
+
 def image_factory(docker_client: docker.DockerClient) -> Iterator[Callable[..., str]]:
     """Yields ``make(text, labels=None, tag=None)``: a tiny image (one file holding ``text``)
     with a unique local tag; returns its ID. Removes the images afterwards.
@@ -282,27 +290,23 @@ def test_dry_run_lists_every_push_and_touches_nothing(
 def test_two_registries_get_every_tag(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    tmp_path: Path,
+    second: testbed.LocalRegistry,
     make_image: Callable[..., str],
 ) -> None:
-    second = start_registry(tmp_path / "second")
-    try:
-        app_repo, _ = repos()
-        images = [release.ReleaseImage("app", app_repo, make_image("app"))]
-        env = {
-            **login_env(fast_registry.host, fast_registry.username, fast_registry.password),
-            **login_env(second.host, second.username, second.password),
-        }
-        tag_list = [("2.0.0", False), ("latest", True)]
+    app_repo, _ = repos()
+    images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+    env = {
+        **login_env(fast_registry.host, fast_registry.username, fast_registry.password),
+        **login_env(second.host, second.username, second.password),
+    }
+    tag_list = [("2.0.0", False), ("latest", True)]
 
-        result = do_release(docker_client, images, tag_list, env, fast_registry.host, second.host)
+    result = do_release(docker_client, images, tag_list, env, fast_registry.host, second.host)
 
-        for reg in (fast_registry, second):
-            assert reg.tags(app_repo) == ["2.0.0", "latest"]
-        assert {p.registry for p in result.pushes} == {fast_registry.host, second.host}
-        assert [p.floating for p in result.pushes] == [False, False, True, True]
-    finally:
-        second.stop()
+    for reg in (fast_registry, second):
+        assert reg.tags(app_repo) == ["2.0.0", "latest"]
+    assert {p.registry for p in result.pushes} == {fast_registry.host, second.host}
+    assert [p.floating for p in result.pushes] == [False, False, True, True]
 
 
 def test_progress_shows_each_push_its_layers_bytes_and_digest(
@@ -362,24 +366,20 @@ def test_wrong_password_is_one_clear_error_without_retries_and_nothing_is_pushed
 def test_missing_credentials_for_two_registries_are_one_error_before_any_push(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    tmp_path: Path,
+    second: testbed.LocalRegistry,
     make_image: Callable[..., str],
 ) -> None:
-    second = start_registry(tmp_path / "second")
-    try:
-        app_repo, _ = repos()
-        images = [release.ReleaseImage("app", app_repo, make_image("app"))]
-        with pytest.raises(BuildToolsError) as failure:
-            do_release(docker_client, images, RELEASE_TAGS, {}, fast_registry.host, second.host)
-        message = str(failure.value)
-        assert fast_registry.host in message and second.host in message
-        assert "require a login" in message
-        for reg in (fast_registry, second):
-            user_var, pass_var = variable_names(reg.host)
-            assert user_var in message and pass_var in message
-            assert reg.tags(app_repo) == []
-    finally:
-        second.stop()
+    app_repo, _ = repos()
+    images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+    with pytest.raises(BuildToolsError) as failure:
+        do_release(docker_client, images, RELEASE_TAGS, {}, fast_registry.host, second.host)
+    message = str(failure.value)
+    assert fast_registry.host in message and second.host in message
+    assert "require a login" in message
+    for reg in (fast_registry, second):
+        user_var, pass_var = variable_names(reg.host)
+        assert user_var in message and pass_var in message
+        assert reg.tags(app_repo) == []
 
 
 def test_generic_travis_variables_work_for_a_single_registry(
