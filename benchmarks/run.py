@@ -44,8 +44,7 @@ from benchmarks.report import (
     render_table,
 )
 from buildtools import build as builder
-from buildtools import buildinfo, images, testbed
-from buildtools import release as releaser
+from buildtools import buildinfo, facts, images, metadata, pipeline, pushplan, release, testbed
 from buildtools.config import Settings
 from buildtools.errors import BuildToolsError
 
@@ -207,20 +206,20 @@ class Bench:
         self.before = {image.id for image in client.images.list(all=True)}
         self.built: list[str] = []
 
-    def commit(self, message: str) -> buildinfo.Metadata:
+    def commit(self, message: str) -> metadata.Metadata:
         """A new commit that changes nothing in the build context: only the metadata.
 
         The run id makes every commit (and so every build's metadata) new to the engine."""
         self.repo.commit(f"{message} ({self.run_id})")
         return self.meta()
 
-    def meta(self, settings: Settings | None = None) -> buildinfo.Metadata:
+    def meta(self, settings: Settings | None = None) -> metadata.Metadata:
         # No CI environment: the metadata comes from the temporary repository alone.
-        return buildinfo.from_settings(settings or self.settings, {}, buildinfo.Overrides())
+        return facts.from_settings(settings or self.settings, {}, buildinfo.Overrides())
 
     def build(
         self,
-        meta: buildinfo.Metadata,
+        meta: metadata.Metadata,
         *,
         only: str = "",
         nocache: bool = False,
@@ -393,10 +392,10 @@ class PushRecorder:
     def __init__(self) -> None:
         self.layers: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def start(self, push: releaser.Push) -> None:
+    def start(self, push: pushplan.Push) -> None:
         pass
 
-    def layer(self, push: releaser.Push, layer: str, status: str, current: int, total: int) -> None:
+    def layer(self, push: pushplan.Push, layer: str, status: str, current: int, total: int) -> None:
         entry = self.layers.setdefault((push.reference, layer), {"status": "", "bytes": 0})
         if status not in ("Preparing", "Waiting"):
             entry["status"] = status
@@ -405,7 +404,7 @@ class PushRecorder:
     def retry(self, what: str, attempt: int, delay: float, reason: str) -> None:
         log(f"2: retry {attempt} of {what}: {reason}")
 
-    def finish(self, push: releaser.Push) -> None:
+    def finish(self, push: pushplan.Push) -> None:
         pass
 
     def close(self) -> None:
@@ -466,10 +465,12 @@ def release_once(
     pid = reg.process.pid if reg.process else 0
     cpu_before = cpu_seconds(pid)
     started = time.monotonic()
-    meta, found = releaser.prepare(settings, env, buildinfo.Overrides(), rec)
-    result = releaser.publish(bench.client, settings, meta, found, reporter=rec)
+    run = pipeline.Run.read(settings, env, buildinfo.Overrides())
+    prepared = pipeline.prepare_release(run, pipeline.release_targets(run, rec))
+    result = pipeline.publish(bench.client, settings, prepared, reporter=rec)
     seconds = time.monotonic() - started
-    local = releaser.local_images(bench.client, settings, meta)
+    meta = prepared.meta
+    local = release.local_images(bench.client, pipeline.roles(settings), meta)
     registry_cpu = cpu_seconds(pid) - cpu_before
     after = registry_blobs(reg.root)
     new = {d: s for d, s in after.items() if d not in before}
@@ -540,8 +541,8 @@ def case_push(bench: Bench, runs: int) -> tuple[list[Row], str]:
         f"first release: {len(first[-1]['pushed'])} layers `Pushed`"
     )
     cmd_first = (
-        "releaser.prepare + releaser.publish (= invoke release) of commit N (built before, not "
-        "timed) to a fresh registry"
+        "pipeline.prepare_release + pipeline.publish (= invoke release) of commit N "
+        "(built before, not timed) to a fresh registry"
     )
     cmd_second = "the same for commit N+1 (metadata only), same registry"
     source = "the registry's storage: blob files new after the release"

@@ -1,7 +1,8 @@
 """What `invoke build` builds: the app image, then its nginx sidecar, from one Metadata.
 
 Pure functions turn Settings + Metadata into BuildSpecs (what --dry-run prints); ``build_all``
-hands them to the engine in order, because the sidecar copies assets out of the app image.
+hands them to a :class:`~buildtools.images.Builder` in order, because the sidecar copies assets
+out of the app image.
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ from pathlib import Path
 import docker
 
 from buildtools import images, nginx, versionfile
-from buildtools.buildinfo import Metadata
-from buildtools.config import Settings
+from buildtools.config import ImageConfig, Settings
 from buildtools.errors import BuildToolsError
+from buildtools.metadata import Metadata
 
 IMAGES = ("app", "nginx")
 
 
 def local_refs(repository: str, meta: Metadata) -> tuple[str, ...]:
     """Local image references, one per computed tag (``sha-<commit>`` when policy gives none)."""
-    names = meta.tag_names or [f"sha-{meta.info.short_commit}"]
-    return tuple(f"{repository}:{name}" for name in names)
+    return meta.local_refs(repository)
+
+
+def base_buildargs(image: ImageConfig) -> dict[str, str]:
+    """``BASE_IMAGE`` when configured; empty config leaves the Dockerfile's own FROM alone."""
+    return {"BASE_IMAGE": image.base_image} if image.base_image else {}
 
 
 def metadata_buildargs(meta: Metadata) -> dict[str, str]:
@@ -53,7 +58,7 @@ def app_spec(
         dockerfile=dockerfile or app.dockerfile,
         context=context or app.context,
         tags=local_refs(app.repository, meta),
-        buildargs={"BASE_IMAGE": app.base_image, **app.build_args, **metadata_buildargs(meta)},
+        buildargs={**base_buildargs(app), **app.build_args, **metadata_buildargs(meta)},
         labels=dict(meta.labels),
         nocache=nocache,
     )
@@ -74,7 +79,7 @@ def nginx_spec(
         context=context,
         tags=local_refs(cfg.image.repository, meta),
         buildargs={
-            "BASE_IMAGE": cfg.image.base_image,
+            **base_buildargs(cfg.image),
             **cfg.image.build_args,
             **nginx.sidecar_buildargs(cfg, app_image),
         },
@@ -103,23 +108,29 @@ def build_all(
     context: Path | None = None,
     nocache: bool = False,
     reporter: images.BuildReporter | None = None,
+    builder: images.Builder | None = None,
 ) -> list[images.BuiltImage]:
     """Build the app image and then the sidecar from it (or just one of them with ``only``)."""
     wanted = check_only(only)
+    builder = builder or images.builder(client)
     built: list[images.BuiltImage] = []
     spec = app_spec(settings, meta, dockerfile=dockerfile, context=context, nocache=nocache)
     if "app" in wanted:
-        images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
-        built.append(images.build(client, spec, reporter))
+        if settings.app.base_image:
+            images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
+        built.append(builder.build(spec, reporter))
         app_image = built[-1].id
     else:
         app_image = existing_image(client, spec.tags[0], "app")
     if "nginx" in wanted:
-        images.ensure_base(client, settings.nginx.image.base_image, "buildtools.nginx.base_image")
+        if settings.nginx.image.base_image:
+            images.ensure_base(
+                client, settings.nginx.image.base_image, "buildtools.nginx.base_image"
+            )
         with tempfile.TemporaryDirectory(prefix="lara-sidecar-") as tmp:
             context_dir = nginx.sidecar_context(settings.nginx, Path(tmp))
             sidecar = nginx_spec(settings, meta, app_image, context_dir, nocache=nocache)
-            built.append(images.build(client, sidecar, reporter))
+            built.append(builder.build(sidecar, reporter))
     return built
 
 

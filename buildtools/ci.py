@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from buildtools.errors import BuildToolsError
-from buildtools.tags import parse_version
+from buildtools.versions import parse_version
 
 
 @dataclass(frozen=True)

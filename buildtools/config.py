@@ -1,18 +1,92 @@
-"""A typed, read-only view of invoke's ``buildtools`` config section.
+"""The ``buildtools`` config section: its defaults (defined here, once) and a typed view of it.
 
-invoke owns loading and overriding (``invoke.yaml``, ``INVOKE_BUILDTOOLS_*`` env vars); this
-module only turns the merged mapping into plain values, with paths made absolute against the
-project root, so library code never reaches into invoke.
+invoke owns loading and overriding: the task collection registers :data:`DEFAULTS`
+(``ns.configure``), a project's ``invoke.yaml`` changes what it needs, and
+``INVOKE_BUILDTOOLS_*`` variables override any key. This module turns the merged mapping into
+plain, validated values, with paths made absolute against the project root, so library code
+never reaches into invoke. Every value is checked here, before anything touches an engine.
 """
 
 from __future__ import annotations
 
+import copy
+import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from buildtools.errors import BuildToolsError
+
+SECTION = "buildtools"
+
+# Every key and its default, for an app repository laid out like LARA's (Dockerfile at the
+# top, invoke.yaml beside tasks.py). Lists are comma-separated strings so that environment
+# variables can set them too. The README's configuration table lists exactly these keys.
+DEFAULTS: dict[str, Any] = {
+    "title": "LARA",
+    "source_url": "https://github.com/concord-consortium/lara",
+    "repo": ".",
+    "app": {
+        "repository": "lara/app",
+        "dockerfile": "Dockerfile",
+        "context": ".",
+        "base_image": "",
+        "build_args": "",
+    },
+    "nginx": {
+        "repository": "lara/nginx",
+        "dockerfile": "nginx/Dockerfile",
+        "context": "nginx",
+        "base_image": "debian:bookworm-slim",
+        "build_args": "",
+        "upstream": "app:3000",
+        "asset_prefixes": "assets,images,javascripts,stylesheets,swfs,system",
+        "cache_size": "1g",
+        "cache_inactive": "7d",
+        "short_max_age": 300,
+        "client_max_body_size": "100m",
+        "proxy_read_timeout": "3m",
+        "resolver": "127.0.0.11",
+        "resolver_valid": "5s",
+        "proxy_connect_timeout": "5s",
+        "fingerprint_min_length": 32,
+        "access_log_buffer": "32k",
+    },
+    "git": {"untracked_is_dirty": False},
+    "tags": {"extra": "master=edge", "pull_requests": False},
+    "release": {
+        "registries": "",
+        "branches": "master,main",
+        "allow_pull_requests": False,
+        "retries": 5,
+        "retry_base_delay": 1.0,
+        "retry_max_delay": 30.0,
+    },
+    "bases": {"repository": "lara-buildtools/debian"},
+}
+
+TRUE = ("true", "1", "yes", "on")
+FALSE = ("false", "0", "no", "off", "")
+
+
+def defaults() -> dict[str, Any]:
+    """A fresh copy of :data:`DEFAULTS` (for ``ns.configure`` and tests)."""
+    return copy.deepcopy(DEFAULTS)
+
+
+def merged(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``section`` laid over the defaults, as invoke merges an ``invoke.yaml``."""
+
+    def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+        for key, value in over.items():
+            if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+        return base
+
+    return merge(defaults(), section or {})
 
 
 def split_list(value: str | list[str] | None) -> tuple[str, ...]:
@@ -20,7 +94,7 @@ def split_list(value: str | list[str] | None) -> tuple[str, ...]:
     if value is None:
         return ()
     items = value if isinstance(value, list | tuple) else str(value).split(",")
-    return tuple(item.strip() for item in items if item.strip())
+    return tuple(str(item).strip() for item in items if str(item).strip())
 
 
 def split_pairs(
@@ -44,6 +118,7 @@ class ImageConfig:
     repository: str
     dockerfile: Path
     context: Path
+    # Passed as the BASE_IMAGE build arg; empty: the Dockerfile's own FROM decides.
     base_image: str
     # Extra, non-secret build args ("KEY=VALUE,KEY=VALUE"), e.g. BUNDLE_INSTALL_ARGS=--local.
     build_args: Mapping[str, str]
@@ -60,7 +135,7 @@ class NginxConfig:
     client_max_body_size: str
     proxy_read_timeout: str
     resolver: str
-    # Added for the sidecar (buildtools.nginx); see invoke.yaml for their meaning.
+    # Added for the sidecar (buildtools.nginx); see DEFAULTS and the README for their meaning.
     resolver_valid: str = "5s"
     proxy_connect_timeout: str = "5s"
     fingerprint_min_length: int = 32
@@ -74,7 +149,7 @@ class ReleaseConfig:
     allow_pull_requests: bool
     retries: int
     retry_base_delay: float
-    # Upper bound of one wait between retries (seconds); optional key, for older invoke.yaml.
+    # Upper bound of one wait between retries (seconds).
     retry_max_delay: float = 30.0
 
 
@@ -91,69 +166,164 @@ class Settings:
     pull_request_tags: bool
     release: ReleaseConfig
     bases_repository: str
+    # Unknown keys and other things the user should know, said once by the task.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
-def _image(section: Mapping[str, Any], root: Path, name: str) -> ImageConfig:
+_MISSING = object()
+
+
+def _leaves(section: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in section.items():
+        path = f"{prefix}{key}"
+        keys.extend(_leaves(value, f"{path}.") if isinstance(value, Mapping) else [path])
+    return keys
+
+
+KNOWN_KEYS = tuple(_leaves(DEFAULTS))
+
+
+def unknown_keys(section: Mapping[str, Any]) -> list[str]:
+    """Warnings for keys no code reads (a typo silently keeps the default otherwise)."""
+    known = set(KNOWN_KEYS) | {k.rpartition(".")[0] for k in KNOWN_KEYS}
+    found = []
+    for key in _leaves(section):
+        if key in known or any(key.startswith(f"{k}.") for k in KNOWN_KEYS):
+            continue
+        near = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
+        hint = f" (did you mean {SECTION}.{near[0]}?)" if near else ""
+        found.append(f"unknown config key {SECTION}.{key} is ignored{hint}")
+    return found
+
+
+class _Reader:
+    """Reads typed values by dotted path, naming the full path in every error."""
+
+    def __init__(self, section: Mapping[str, Any]) -> None:
+        self.section = section
+
+    def raw(self, path: str) -> Any:
+        node: Any = self.section
+        walked = []
+        for part in path.split("."):
+            walked.append(part)
+            if not isinstance(node, Mapping) or part not in node:
+                where = ".".join(walked)
+                raise BuildToolsError(
+                    f"config key {SECTION}.{where} is missing",
+                    "add it to invoke.yaml (see the README's configuration reference)",
+                )
+            node = node[part]
+        return node
+
+    def _bad(self, path: str, value: Any, expected: str) -> BuildToolsError:
+        return BuildToolsError(
+            f"config key {SECTION}.{path} = {value!r} is not {expected}",
+            f"set it in invoke.yaml or INVOKE_{SECTION.upper()}_"
+            f"{path.replace('.', '_').upper()} to {expected}",
+        )
+
+    def text(self, path: str) -> str:
+        value = self.raw(path)
+        if value is None:
+            return ""
+        if isinstance(value, Mapping | list | tuple):
+            raise self._bad(path, value, "a single value")
+        return str(value).strip()
+
+    def flag(self, path: str) -> bool:
+        value = self.raw(path)
+        if isinstance(value, bool):
+            return value
+        text = "" if value is None else str(value).strip().lower()
+        if text in TRUE:
+            return True
+        if text in FALSE and not (isinstance(value, int) and value not in (0, 1)):
+            return False
+        raise self._bad(path, value, "true or false (also yes/no, 1/0)")
+
+    def count(self, path: str, minimum: int = 0) -> int:
+        value = self.raw(path)
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.lstrip("-").isdigit() or int(text) < minimum:
+            raise self._bad(path, value, f"a whole number of at least {minimum}")
+        return int(text)
+
+    def number(self, path: str, minimum: float = 0.0) -> float:
+        value = self.raw(path)
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            number = float("nan")
+        if isinstance(value, bool) or not number >= minimum or number == float("inf"):
+            raise self._bad(path, value, f"a number of at least {minimum}")
+        return number
+
+
+def _image(r: _Reader, root: Path, name: str) -> ImageConfig:
     args = split_pairs(
-        section.get("build_args", ""),
-        f"buildtools.{name}.build_args",
+        r.text(f"{name}.build_args"),
+        f"{SECTION}.{name}.build_args",
         "BUNDLE_INSTALL_ARGS=--local",
     )
     return ImageConfig(
-        repository=str(section["repository"]),
-        dockerfile=root / str(section["dockerfile"]),
-        context=root / str(section["context"]),
-        base_image=str(section["base_image"]),
+        repository=r.text(f"{name}.repository"),
+        dockerfile=root / r.text(f"{name}.dockerfile"),
+        context=root / r.text(f"{name}.context"),
+        base_image=r.text(f"{name}.base_image"),
         build_args={key: values[-1] for key, values in args.items()},
     )
 
 
-def load(section: Mapping[str, Any], root: Path) -> Settings:
-    """Build Settings from the merged ``buildtools`` config mapping."""
-    try:
-        nginx = section["nginx"]
-        release = section["release"]
-        return Settings(
-            root=root,
-            title=str(section["title"]),
-            source_url=str(section["source_url"]),
-            repo=(root / str(section["repo"])).resolve(),
-            app=_image(section["app"], root, "app"),
-            nginx=NginxConfig(
-                image=_image(nginx, root, "nginx"),
-                upstream=str(nginx["upstream"]),
-                asset_prefixes=split_list(nginx["asset_prefixes"]),
-                cache_size=str(nginx["cache_size"]),
-                cache_inactive=str(nginx["cache_inactive"]),
-                short_max_age=int(nginx["short_max_age"]),
-                client_max_body_size=str(nginx["client_max_body_size"]),
-                proxy_read_timeout=str(nginx["proxy_read_timeout"]),
-                resolver=str(nginx["resolver"]),
-                resolver_valid=str(nginx["resolver_valid"]),
-                proxy_connect_timeout=str(nginx["proxy_connect_timeout"]),
-                fingerprint_min_length=int(nginx["fingerprint_min_length"]),
-                access_log_buffer=str(nginx.get("access_log_buffer", "32k")),
-            ),
-            untracked_is_dirty=bool(section["git"]["untracked_is_dirty"]),
-            extra_tags=split_pairs(section["tags"]["extra"]),
-            pull_request_tags=bool(section["tags"]["pull_requests"]),
-            release=ReleaseConfig(
-                registries=split_list(release["registries"]),
-                branches=split_list(release["branches"]),
-                allow_pull_requests=bool(release["allow_pull_requests"]),
-                retries=int(release["retries"]),
-                retry_base_delay=float(release["retry_base_delay"]),
-                retry_max_delay=float(release.get("retry_max_delay", 30.0)),
-            ),
-            bases_repository=str(section["bases"]["repository"]),
+def _plain(value: Any) -> Any:
+    """invoke's config proxies (dict-like, not Mappings) as plain dicts."""
+    if hasattr(value, "items") and callable(value.items):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
+    """Settings from the merged ``buildtools`` config mapping (defaults already laid under)."""
+    section = _plain(section)
+    if not isinstance(section, Mapping):
+        raise BuildToolsError(
+            f"the {SECTION} config section is {type(section).__name__}, not a mapping",
+            f"write {SECTION}: followed by indented keys in invoke.yaml",
         )
-    except KeyError as exc:
-        raise BuildToolsError(
-            f"config key buildtools.{exc.args[0]} is missing",
-            "add it to invoke.yaml (see the README's configuration reference)",
-        ) from None
-    except (TypeError, ValueError) as exc:
-        raise BuildToolsError(
-            f"bad value in the buildtools config: {exc}",
-            "check invoke.yaml and INVOKE_BUILDTOOLS_* variables",
-        ) from None
+    r = _Reader(section)
+    return Settings(
+        root=root,
+        title=r.text("title"),
+        source_url=r.text("source_url"),
+        repo=(root / r.text("repo")).resolve(),
+        app=_image(r, root, "app"),
+        nginx=NginxConfig(
+            image=_image(r, root, "nginx"),
+            upstream=r.text("nginx.upstream"),
+            asset_prefixes=split_list(r.text("nginx.asset_prefixes")),
+            cache_size=r.text("nginx.cache_size"),
+            cache_inactive=r.text("nginx.cache_inactive"),
+            short_max_age=r.count("nginx.short_max_age"),
+            client_max_body_size=r.text("nginx.client_max_body_size"),
+            proxy_read_timeout=r.text("nginx.proxy_read_timeout"),
+            resolver=r.text("nginx.resolver"),
+            resolver_valid=r.text("nginx.resolver_valid"),
+            proxy_connect_timeout=r.text("nginx.proxy_connect_timeout"),
+            fingerprint_min_length=r.count("nginx.fingerprint_min_length", minimum=1),
+            access_log_buffer=r.text("nginx.access_log_buffer"),
+        ),
+        untracked_is_dirty=r.flag("git.untracked_is_dirty"),
+        extra_tags=split_pairs(r.text("tags.extra")),
+        pull_request_tags=r.flag("tags.pull_requests"),
+        release=ReleaseConfig(
+            registries=split_list(r.text("release.registries")),
+            branches=split_list(r.text("release.branches")),
+            allow_pull_requests=r.flag("release.allow_pull_requests"),
+            retries=r.count("release.retries"),
+            retry_base_delay=r.number("release.retry_base_delay"),
+            retry_max_delay=r.number("release.retry_max_delay"),
+        ),
+        bases_repository=r.text("bases.repository"),
+        warnings=tuple(unknown_keys(section)),
+    )

@@ -27,15 +27,13 @@ written to disk, put on a command line, logged, or shown by ``repr``/``str``.
 from __future__ import annotations
 
 import re
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from buildtools.errors import BuildToolsError
+from buildtools.errors import MASK, BuildToolsError, redact_text
 
 GENERIC = ("DOCKER_USERNAME", "DOCKER_PASSWORD")
 _NOT_KEY = re.compile(r"[^A-Z0-9]+")
-MASK = "***"
 
 
 def env_key(registry: str) -> str:
@@ -93,9 +91,4 @@ def for_registry(registry: str, env: Mapping[str, str]) -> Credentials | None:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret (also URL-encoded) replaced by ``***``: for foreign messages."""
-    for secret in secrets:
-        if not secret:
-            continue
-        for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret)}:
-            text = text.replace(form, MASK)
-    return text
+    return redact_text(text, secrets)

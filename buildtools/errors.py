@@ -2,18 +2,54 @@
 
 from __future__ import annotations
 
+import urllib.parse
+from collections.abc import Iterable
+
+MASK = "***"
+
+
+def redact_text(text: str, secrets: Iterable[str], mask: str = MASK) -> str:
+    """``text`` with every secret (also URL-encoded) replaced by ``mask``."""
+    for secret in secrets:
+        if not secret:
+            continue
+        for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret)}:
+            text = text.replace(form, mask)
+    return text
+
 
 class BuildToolsError(Exception):
     """A problem the user can fix, rendered as one line: what went wrong, then how to fix it.
 
     Tasks turn it into a non-zero exit without a traceback, so messages must stand alone.
+    ``problem`` may be rewritten (e.g. redacted, or told where a release stopped); ``args``,
+    ``str`` and ``repr`` always follow it, so no stale copy of the old text survives.
     """
 
     def __init__(self, problem: str, fix: str = "", *, exit_code: int = 1) -> None:
-        self.problem = problem
+        self._problem = problem
         self.fix = fix
         self.exit_code = exit_code
         super().__init__(str(self))
 
+    @property
+    def problem(self) -> str:
+        return self._problem
+
+    @problem.setter
+    def problem(self, text: str) -> None:
+        self._problem = text
+        self.args = (str(self),)
+
+    def redact(self, secrets: Iterable[str]) -> BuildToolsError:
+        """Replace every secret in the problem and the fix; returns ``self`` for ``raise``."""
+        secrets = list(secrets)
+        self.fix = redact_text(self.fix, secrets)
+        self.problem = redact_text(self._problem, secrets)
+        return self
+
     def __str__(self) -> str:
-        return f"{self.problem} (fix: {self.fix})" if self.fix else self.problem
+        return f"{self._problem} (fix: {self.fix})" if self.fix else self._problem
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._problem!r}, {self.fix!r})"

@@ -12,7 +12,7 @@ from pathlib import Path
 import git
 
 from buildtools.errors import BuildToolsError
-from buildtools.tags import parse_version
+from buildtools.versions import parse_version
 
 _NOT_A_REPO_FIX = (
     "run inside a git checkout, point buildtools.repo at one, "

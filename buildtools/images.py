@@ -1,8 +1,12 @@
-"""Build images through the Docker Engine's classic builder, streaming its log.
+"""Build images through a :class:`Builder`; today the Docker Engine's classic builder.
+
+The callers (``invoke build``, ``invoke ci``) hand a :class:`BuildSpec` to whatever
+:func:`builder` chose, so a BuildKit/``docker buildx`` builder slots in beside
+:class:`ClassicBuilder` without touching them.
 
 docker-py's high-level ``images.build`` hides the log until the end and reports only the last
-line of a failure, so this reads the low-level stream itself: it knows which step runs, which
-came from cache, and what a failing step printed.
+line of a failure, so the classic builder reads the low-level stream itself: it knows which
+step runs, which came from cache, and what a failing step printed.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ class BuildSpec:
     buildargs: Mapping[str, str]
     labels: Mapping[str, str]
     nocache: bool = False
+    # Images whose layers may serve as cache (pulled beforehand); the classic builder uses
+    # only the final stage of each.
+    cache_from: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +59,7 @@ class BuildSpec:
             "tags": list(self.tags),
             "buildargs": dict(self.buildargs),
             "labels": dict(self.labels),
+            "cache_from": list(self.cache_from),
         }
 
 
@@ -75,6 +83,12 @@ class BuiltImage:
             "cached_steps": self.cached_steps,
             "seconds": round(self.seconds, 2),
         }
+
+
+class Builder(Protocol):
+    """Builds one image from a spec, reporting each step; raises BuildToolsError on failure."""
+
+    def build(self, spec: BuildSpec, reporter: BuildReporter | None = None) -> BuiltImage: ...
 
 
 class BuildReporter(Protocol):
@@ -205,6 +219,7 @@ def _stream(
     archive: IO[bytes],
     dockerfile: str,
     buildargs: Mapping[str, str] | None = None,
+    cache_from: tuple[str, ...] = (),
 ) -> str:
     """Run one build and follow its stream; the image id, or a BuildToolsError for its step."""
     image_id = ""
@@ -220,6 +235,7 @@ def _stream(
             dockerfile=dockerfile,
             buildargs=dict(buildargs or {}),
             nocache=spec.nocache,
+            cache_from=list(cache_from) or None,
             rm=True,
             forcerm=True,
             decode=True,
@@ -253,10 +269,33 @@ def _stream(
     return image_id
 
 
+class ClassicBuilder:
+    """The Docker Engine's classic builder, driven through docker-py's low-level API."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+
+    def build(self, spec: BuildSpec, reporter: BuildReporter | None = None) -> BuiltImage:
+        return build(self.client, spec, reporter)
+
+
+BUILDERS = {"classic": ClassicBuilder}
+
+
+def builder(client: docker.DockerClient, kind: str = "classic") -> Builder:
+    """The builder every task uses: chosen here, in one place."""
+    if kind not in BUILDERS:
+        raise BuildToolsError(
+            f"unknown builder {kind!r}", f"use one of: {', '.join(sorted(BUILDERS))}"
+        )
+    return BUILDERS[kind](client)
+
+
 def build(
     client: docker.DockerClient, spec: BuildSpec, reporter: BuildReporter | None = None
 ) -> BuiltImage:
-    """Build ``spec``, tag it with every tag, and report each step; raise on any failed step."""
+    """Build ``spec`` with the classic builder, tag it with every tag, and report each step;
+    raise on any failed step."""
     reporter = reporter or SilentReporter()
     if not spec.dockerfile.is_file():
         raise BuildToolsError(
@@ -273,7 +312,14 @@ def build(
     archive = context_archive(spec.context, spec.dockerfile)
     try:
         image_id = _stream(
-            client, spec, state, reporter, archive, DOCKERFILE_IN_CONTEXT, dict(spec.buildargs)
+            client,
+            spec,
+            state,
+            reporter,
+            archive,
+            DOCKERFILE_IN_CONTEXT,
+            dict(spec.buildargs),
+            spec.cache_from,
         )
     finally:
         archive.close()

@@ -8,12 +8,9 @@ than written as empty strings.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
+from buildtools.buildinfo import BuildInfo
 from buildtools.tags import ImageTag
-
-if TYPE_CHECKING:
-    from buildtools.buildinfo import BuildInfo
 
 OCI = "org.opencontainers.image."
 BUILD = "org.concord.lara.build."

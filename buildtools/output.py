@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from buildtools.buildinfo import Metadata
 from buildtools.images import BuiltImage
+from buildtools.metadata import Metadata
 
 
 def warnings(lines: Iterable[str]) -> None:

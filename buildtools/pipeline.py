@@ -1,41 +1,143 @@
-"""What `invoke ci` does for one CI build: build, smoke test, and release only where it should.
+"""The tasks' orchestration: read the facts once, plan purely, then build and release.
 
-The decision is a pure function of the build's metadata and the release config, so every CI
-(Travis, GitHub Actions, GitLab CI, or a laptop with the same variables) decides the same way.
+One task invocation reads git and the CI environment once (:meth:`Run.read`); everything after
+that is planned from the frozen result. A release builds the targets and checks each registry
+once, asks them which releases exist, and re-plans only the tags (:func:`prepare_release`).
+Building what is missing before a release happens here, above both :mod:`buildtools.build`
+and :mod:`buildtools.release`, which know nothing of each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import docker
+
 from buildtools import build as builder
-from buildtools import buildinfo, engine, progress, stack
-from buildtools import release as releaser
-from buildtools.buildinfo import BuildInfo
-from buildtools.config import ReleaseConfig, Settings
+from buildtools import engine, facts, metadata, progress, release, stack, targets
+from buildtools.buildinfo import BuildInfo, Overrides
+from buildtools.config import Settings
+from buildtools.decision import check_releasable, decide
+from buildtools.metadata import Metadata
+from buildtools.progress import PushReporter
+from buildtools.targets import Target
 
 
 @dataclass(frozen=True)
-class Decision:
-    release: bool
-    reason: str
+class Run:
+    """One task invocation's facts: the settings, the environment and the BuildInfo read from
+    them once. Tags and labels are re-planned from it, never re-read."""
+
+    settings: Settings
+    env: Mapping[str, str]
+    info: BuildInfo
+    warnings: tuple[str, ...]
+
+    @classmethod
+    def read(
+        cls, settings: Settings, env: Mapping[str, str], overrides: Overrides | None = None
+    ) -> Run:
+        info, warnings = facts.gather(settings.repo, env, overrides, settings.untracked_is_dirty)
+        return cls(settings, env, info, settings.warnings + warnings)
+
+    def metadata(self, known_versions: tuple[str, ...] | list[str] = ()) -> Metadata:
+        return metadata.plan(self.settings, self.info, self.warnings, known_versions)
 
 
-def decide(info: BuildInfo, config: ReleaseConfig) -> Decision:
-    """Whether this build's images are pushed, and why (a dirty tree is refused later, loudly)."""
-    if info.pull_request is not None:
-        if config.allow_pull_requests:
-            return Decision(True, f"pull request #{info.pull_request} (allow_pull_requests)")
-        return Decision(False, f"pull request #{info.pull_request}: pull requests are never pushed")
-    if info.tag:
-        return Decision(True, f"tag {info.tag}")
-    if info.branch and info.branch in config.branches:
-        return Decision(True, f"release branch {info.branch}")
-    allowed = ", ".join(config.branches) or "none"
-    what = f"branch {info.branch}" if info.branch else "a build with no branch or tag"
-    return Decision(False, f"{what} is not released (release branches: {allowed})")
+def repositories(settings: Settings) -> list[str]:
+    return [settings.app.repository, settings.nginx.image.repository]
+
+
+def roles(settings: Settings) -> list[tuple[str, str]]:
+    return [("app", settings.app.repository), ("nginx", settings.nginx.image.repository)]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A release ready to push: tags planned with the registries' versions, registries checked."""
+
+    meta: Metadata
+    targets: list[Target]
+
+
+def release_targets(run: Run, reporter: PushReporter | None = None) -> list[Target]:
+    on_retry = reporter.retry if reporter is not None else None
+    return targets.targets(run.settings.release, run.env, on_retry=on_retry)
+
+
+def prepare_release(run: Run, found: list[Target]) -> Prepared:
+    """Check every registry once, then plan the tags with the versions they already hold (a
+    backport must not move ``latest``). Nothing is pushed or tagged."""
+    repos = repositories(run.settings)
+    targets.preflight(found, repos)
+    versions = targets.known_versions(found, repos)
+    return Prepared(run.metadata(versions), found)
+
+
+def publish(
+    client: docker.DockerClient,
+    settings: Settings,
+    prepared: Prepared,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    reporter: PushReporter | None = None,
+    build_reporter: Any = None,
+) -> release.ReleaseResult:
+    """Release the images built for this commit, building them first when they are missing."""
+    meta = prepared.meta
+    images = release.local_images(client, roles(settings), meta)
+    if not dry_run and any(image.image_id is None for image in images):
+        builder.build_all(client, settings, meta, reporter=build_reporter)
+        images = release.local_images(client, roles(settings), meta)
+    result = release.push_all(
+        client,
+        images,
+        meta.tags,
+        prepared.targets,
+        retry=targets.retry_policy(settings.release),
+        force=force,
+        dry_run=dry_run,
+        reporter=reporter,
+    )
+    result.version, result.warnings = meta.info.version, list(meta.warnings)
+    return result
+
+
+def release_task(
+    settings: Settings,
+    env: Mapping[str, str],
+    overrides: Overrides | None,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    quiet: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> release.ReleaseResult:
+    """`invoke release`: refuse what may not be released, check, plan, build if needed, push."""
+    run = Run.read(settings, env, overrides)
+    check_releasable(run.info, settings.release)
+    reporter = progress.QuietReporter() if quiet else progress.LineReporter()
+    prepared = prepare_release(run, release_targets(run, reporter))
+    for line in prepared.meta.warnings if warn else ():
+        warn(line)
+    client = engine.connect()
+    build_progress = None if quiet else progress.BuildProgress()
+    try:
+        return publish(
+            client,
+            settings,
+            prepared,
+            force=force,
+            dry_run=dry_run,
+            reporter=reporter,
+            build_reporter=build_progress,
+        )
+    finally:
+        if build_progress:
+            build_progress.close()
 
 
 def describe(info: BuildInfo) -> str:
@@ -54,11 +156,14 @@ def describe(info: BuildInfo) -> str:
 def run(
     settings: Settings, env: Mapping[str, str], *, quiet: bool = False, say=print
 ) -> dict[str, Any]:
-    """Build both images, smoke-test them together, then release if the decision says so."""
-    meta = buildinfo.from_settings(settings, env)
-    decision = decide(meta.info, settings.release)
+    """`invoke ci`: build both images, smoke-test them together, then release if the rule says
+    so. Git and the CI environment are read once; each registry is checked once."""
+    facts_run = Run.read(settings, env)
+    info = facts_run.info
+    meta = facts_run.metadata()
+    decision = decide(info, settings.release)
     plan = "build, smoke test, release" if decision.release else "build, smoke test"
-    say(f"ci: {describe(meta.info)}: {plan} ({decision.reason})")
+    say(f"ci: {describe(info)}: {plan} ({decision.reason})")
     client = engine.connect()
     reporter = None if quiet else progress.BuildProgress()
     try:
@@ -67,21 +172,24 @@ def run(
         if reporter:
             reporter.close()
     app, sidecar = (b.tags[0] for b in built)
-    smoke = stack.smoke(client, app, sidecar, meta.info.commit, f"lara-ci-{meta.info.short_commit}")
+    smoke = stack.smoke(client, app, sidecar, info.commit, f"lara-ci-{info.short_commit}")
     say(
         f"ci: smoke test passed: the sidecar serves {smoke['asset']} and the app reports "
-        f"{smoke['version']['version']} at {meta.info.short_commit}"
+        f"{smoke['version']['version']} at {info.short_commit}"
     )
     result: dict[str, Any] = {
-        "build": describe(meta.info),
+        "build": describe(info),
         "decision": {"release": decision.release, "reason": decision.reason},
         "images": [b.as_dict() for b in built],
         "released": None,
     }
+    if decision.outcome == "refuse":
+        raise decision.error()
     if not decision.release:
         return result
-    targets = releaser.targets(settings.release, env)
-    anonymous = [t.name for t in targets if t.auth_config is None]
+    push_reporter = progress.QuietReporter() if quiet else progress.LineReporter()
+    found = release_targets(facts_run, push_reporter)
+    anonymous = [t.name for t in found if t.credentials is None]
     if anonymous:
         say(
             f"ci: not releasing: no credentials for {', '.join(anonymous)} in this build's "
@@ -89,9 +197,8 @@ def run(
         )
         result["decision"] = {"release": False, "reason": "no registry credentials"}
         return result
-    push_reporter = releaser.QuietReporter() if quiet else releaser.LineReporter()
-    meta, targets = releaser.prepare(settings, env, None, push_reporter)
-    released = releaser.publish(client, settings, meta, targets, reporter=push_reporter)
+    prepared = prepare_release(facts_run, found)
+    released = publish(client, settings, prepared, reporter=push_reporter)
     result["released"] = released.as_dict()
     if not quiet:
         say(released.text())

@@ -34,9 +34,9 @@ from typing import TypeVar
 
 import requests
 
-from buildtools.credentials import Credentials, redact, variable_names
+from buildtools.credentials import Credentials, variable_names
 from buildtools.errors import BuildToolsError
-from buildtools.tags import parse_version
+from buildtools.versions import ascending, semver_tags
 
 DOCKER_HUB = "docker.io"
 HUB_API_HOST = "registry-1.docker.io"
@@ -265,12 +265,32 @@ def pull_scope(api_name: str) -> str:
     return f"repository:{api_name}:pull"
 
 
+def _scope_entries(scope: str) -> dict[tuple[str, str], set[str]]:
+    entries: dict[tuple[str, str], set[str]] = {}
+    for item in scope.split():
+        kind, _, rest = item.partition(":")
+        name, _, actions = rest.rpartition(":")
+        entries.setdefault((kind, name), set()).update(a for a in actions.split(",") if a)
+    return entries
+
+
+def scope_covers(have: str, want: str) -> bool:
+    """Whether a token for scope ``have`` grants every action of ``want``: the push token of
+    the preflight also reads tags and manifests, so no token is fetched twice."""
+    granted = _scope_entries(have)
+    needed = _scope_entries(want)
+    return bool(needed) and all(acts <= granted.get(key, set()) for key, acts in needed.items())
+
+
 @dataclass(frozen=True)
 class Manifest:
     digest: str
     media_type: str
     config_digest: str | None  # the image ID for single-platform images; None for indexes
     size: int
+    # The exact bytes the registry served: putting them under another tag (put_manifest)
+    # gives that tag the same digest, without pulling or pushing a layer.
+    body: bytes = field(default=b"", repr=False, compare=False)
 
 
 class RegistryClient:
@@ -305,9 +325,10 @@ class RegistryClient:
         if self._basic and self.credentials is not None:
             raw = f"{self.credentials.username}:{self.credentials.password}".encode()
             return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
-        if scope in self._tokens:
-            return {"Authorization": f"Bearer {self._tokens[scope]}"}
-        return {}
+        token = self._tokens.get(scope) or next(
+            (t for have, t in self._tokens.items() if scope_covers(have, scope)), None
+        )
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def _secrets(self) -> list[str]:
         return [self.credentials.password] if self.credentials else []
@@ -369,7 +390,12 @@ class RegistryClient:
         return False
 
     def _send(
-        self, method: str, path: str, scope: str, headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        scope: str,
+        headers: dict[str, str],
+        data: bytes | None = None,
     ) -> requests.Response:
         url = path if path.startswith(("http://", "https://")) else self.registry.url + path
         # Credentials only ever go to the registry itself, whatever a Link header points at.
@@ -380,6 +406,7 @@ class RegistryClient:
                     method,
                     url,
                     headers={**headers, **(self._auth_header(scope) if own else {})},
+                    data=data,
                     timeout=self.timeout,
                     allow_redirects=True,
                 )
@@ -404,20 +431,27 @@ class RegistryClient:
         return resp
 
     def request(
-        self, method: str, path: str, scope: str = "", headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        scope: str = "",
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
     ) -> requests.Response:
-        """One API request, authenticated and retried; 401/403 raise, other statuses return."""
+        """One API request, authenticated and retried; 401/403 raise, other statuses return.
+
+        ``data`` is sent as the body (bytes, so a retry sends it again unchanged).
+        """
         url = path if path.startswith(("http://", "https://")) else self.registry.url + path
         what = f"{method} {url.split('?')[0]}"
         try:
             return self.retry.run(
-                lambda: self._send(method, path, scope, headers or {}),
+                lambda: self._send(method, path, scope, headers or {}, data),
                 f"registry {self.registry.name} is unreachable: {what}",
                 self._notify(what),
             )
         except BuildToolsError as exc:
-            exc.problem = redact(exc.problem, self._secrets())
-            raise
+            raise exc.redact(self._secrets()) from None
 
     def _notify(self, what: str) -> Callable[[int, float, str], None] | None:
         if self.on_retry is None:
@@ -429,6 +463,10 @@ class RegistryClient:
 
     def needs_auth(self) -> bool:
         """Whether ``/v2/`` refuses anonymous requests (checked without credentials)."""
+        return self._probe().status_code == 401
+
+    def _probe(self) -> requests.Response:
+        """``GET /v2/`` without credentials: 200 (open) or 401 with the auth challenge."""
 
         def ping() -> requests.Response:
             try:
@@ -443,10 +481,8 @@ class RegistryClient:
         resp = self.retry.run(
             ping, f"registry {self.registry.name} is unreachable: {what}", self._notify(what)
         )
-        if resp.status_code == 200:
-            return False
-        if resp.status_code == 401:
-            return True
+        if resp.status_code in (200, 401):
+            return resp
         raise RegistryError(
             f"{self.registry.url}/v2/ answered HTTP {resp.status_code}: "
             "not a Docker registry (API v2)",
@@ -458,7 +494,8 @@ class RegistryClient:
 
         Raises :class:`CredentialsMissing`, :class:`AuthError` or :class:`Unreachable`.
         """
-        if not self.needs_auth():
+        probe = self._probe()
+        if probe.status_code == 200:
             return
         if self.credentials is None:
             raise CredentialsMissing(self.registry.name)
@@ -466,6 +503,16 @@ class RegistryClient:
         self._tokens.clear()
         names = [self.registry.api_name(r) for r in repositories]
         scope = push_scope(names)
+        # Answer the probe's challenge at once, so the login costs one more request, not two.
+        what = f"login to {self.registry.url}"
+        try:
+            self.retry.run(
+                lambda: self._authenticate(probe, scope),
+                f"registry {self.registry.name} is unreachable: {what}",
+                self._notify(what),
+            )
+        except BuildToolsError as exc:
+            raise exc.redact(self._secrets()) from None
         resp = self.request("GET", "/v2/", scope)
         if resp.status_code != 200:
             raise RegistryError(
@@ -532,7 +579,21 @@ class RegistryClient:
         except (ValueError, AttributeError):
             pass
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        return Manifest(digest, media_type, config, len(body))
+        return Manifest(digest, media_type, config, len(body), body)
+
+    def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
+        """Store ``manifest`` (as read by :meth:`manifest`, its blobs already in the
+        repository) under tag ``reference``; returns the digest the registry answered."""
+        name = self.registry.api_name(repository)
+        resp = self.request(
+            "PUT",
+            f"/v2/{name}/manifests/{reference}",
+            push_scope([name]),
+            {"Content-Type": manifest.media_type},
+            manifest.body,
+        )
+        self._expect(resp, 201, f"manifest put {name}:{reference}")
+        return resp.headers.get("Docker-Content-Digest") or manifest.digest
 
     def digest(self, repository: str, reference: str) -> str | None:
         """The manifest digest of a tag, by HEAD (GET if the registry sends no digest)."""
@@ -557,16 +618,6 @@ class RegistryClient:
             )
 
 
-def semver_tags(tags: Iterable[str]) -> list[str]:
-    """The tags that are release versions (``1.2.3``, ``1.2.3-rc.1``, ``1.2.3_build``)."""
-    found = []
-    for tag in tags:
-        text = tag.replace("_", "+", 1)
-        if parse_version(text) is not None:
-            found.append(text)
-    return found
-
-
 def registry_versions(clients: Iterable[RegistryClient], repositories: Iterable[str]) -> list[str]:
     """Release versions already in any of the registries, for the tag computation.
 
@@ -578,4 +629,4 @@ def registry_versions(clients: Iterable[RegistryClient], repositories: Iterable[
     for client in clients:
         for repository in repos:
             versions.update(semver_tags(client.tags(repository)))
-    return sorted(versions, key=lambda v: parse_version(v) or v)
+    return ascending(versions)

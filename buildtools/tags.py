@@ -28,14 +28,12 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import semver
 
+from buildtools.buildinfo import BuildInfo
 from buildtools.errors import BuildToolsError
-
-if TYPE_CHECKING:
-    from buildtools.buildinfo import BuildInfo
+from buildtools.versions import docker_version, parse_version
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +66,6 @@ class TagPlan:
 
     tags: tuple[ImageTag, ...]
     warnings: tuple[str, ...]
-
-
-def parse_version(name: str) -> semver.Version | None:
-    """A tag name as a semantic version (an optional leading ``v`` is dropped), else None."""
-    text = name[1:] if name[:1] in ("v", "V") else name
-    try:
-        return semver.Version.parse(text)
-    except (ValueError, TypeError):
-        return None
-
-
-def docker_version(version: semver.Version) -> str:
-    """A version as a Docker tag: build metadata joined with ``_`` (``+`` is not allowed)."""
-    text = str(version.replace(build=None))
-    return f"{text}_{version.build}" if version.build else text
 
 
 def sanitize(name: str) -> str:

@@ -11,17 +11,59 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import invoke.config
+import invoke.env
+import yaml
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
 from buildtools import config
 from buildtools.errors import BuildToolsError
 
+# --- invoke integration ------------------------------------------------------------------------
+
+
+class _RawSectionEnvironment(invoke.env.Environment):
+    """invoke casts an env var to the type of the value it overrides, so ``false`` became True
+    for a boolean and ``lots`` crashed with a traceback for a number. Values of our section
+    stay the strings they are; :func:`buildtools.config.load` parses them strictly."""
+
+    def _path_set(self, key_path, value):  # type: ignore[no-untyped-def]
+        if key_path and key_path[0] == config.SECTION:
+            node = self.data
+            for key in key_path[:-1]:
+                node = node.setdefault(key, {})
+            node[key_path[-1]] = value
+            return
+        super()._path_set(key_path, value)
+
+
+def _load_yaml(self, path):  # type: ignore[no-untyped-def]
+    """invoke.yaml that is not valid YAML is one line naming the file, the line and the fix."""
+    try:
+        with open(path) as handle:
+            data = yaml.safe_load(handle)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        reason = getattr(exc, "problem", None) or type(exc).__name__
+        if "\t" in reason or "tab" in str(exc):
+            reason += " (YAML indents with spaces, never tabs)"
+        raise Exit(
+            f"error: {where} is not valid YAML: {reason} (fix: correct that line)", code=1
+        ) from None
+    return {} if data is None else data
+
+
+invoke.config.Environment = _RawSectionEnvironment
+invoke.config.Config._load_yaml = _load_yaml
+invoke.config.Config._load_yml = _load_yaml
+
 
 def settings(c: Context) -> config.Settings:
     """The project's Settings; paths are relative to the directory holding tasks.py."""
     root = Path(getattr(c.config, "_project_prefix", None) or os.getcwd())
-    return config.load(c.config.buildtools, root)
+    return config.load(c.config.get(config.SECTION), root)
 
 
 def overrides_from(branch: str, tag: str, commit: str):
@@ -63,12 +105,12 @@ def version(c, format="yaml", branch="", tag="", commit=""):
     """Print what this build is (version.yml content) and why it gets its image tags."""
     import sys
 
-    from buildtools import buildinfo, versionfile
+    from buildtools import versionfile
+    from buildtools.pipeline import Run
 
     with reported():
         versionfile.check_format(format)
-        overrides = overrides_from(branch, tag, commit)
-        meta = buildinfo.from_settings(settings(c), os.environ, overrides)
+        meta = Run.read(settings(c), os.environ, overrides_from(branch, tag, commit)).metadata()
         for image_tag in meta.tags:
             kind = "floating" if image_tag.floating else "immutable"
             print(f"tag {image_tag.name} ({kind}): {image_tag.reason}", file=sys.stderr)
@@ -115,12 +157,12 @@ def build(
     import json as jsonlib
 
     from buildtools import build as builder
-    from buildtools import buildinfo, engine, output, progress
+    from buildtools import engine, output, progress
+    from buildtools.pipeline import Run
 
     with reported():
         cfg = settings(c)
-        overrides = overrides_from(branch, tag, commit)
-        meta = buildinfo.from_settings(cfg, os.environ, overrides)
+        meta = Run.read(cfg, os.environ, overrides_from(branch, tag, commit)).metadata()
         output.warnings(meta.warnings)
         paths = {
             "dockerfile": Path(dockerfile).resolve() if dockerfile else None,
@@ -147,14 +189,12 @@ def build(
 
 def built_refs(c: Context, branch: str, tag: str, commit: str) -> tuple[str, str, str]:
     """Local app and sidecar refs for this checkout's metadata, and its commit."""
-    from buildtools import build as builder
-    from buildtools import buildinfo
+    from buildtools.pipeline import Run
 
     cfg = settings(c)
-    overrides = overrides_from(branch, tag, commit)
-    meta = buildinfo.from_settings(cfg, os.environ, overrides)
-    app = builder.local_refs(cfg.app.repository, meta)[0]
-    sidecar = builder.local_refs(cfg.nginx.image.repository, meta)[0]
+    meta = Run.read(cfg, os.environ, overrides_from(branch, tag, commit)).metadata()
+    app = meta.local_refs(cfg.app.repository)[0]
+    sidecar = meta.local_refs(cfg.nginx.image.repository)[0]
     return app, sidecar, meta.info.commit
 
 
@@ -210,33 +250,18 @@ def release(c, dry_run=False, json=False, force=False, branch="", tag="", commit
     """Push the app and nginx images with every policy tag to every registry, verified."""
     import json as jsonlib
 
-    from buildtools import engine, output, progress
-    from buildtools import release as releaser
+    from buildtools import output, pipeline
 
     with reported():
-        cfg = settings(c)
-        overrides = overrides_from(branch, tag, commit)
-        reporter = releaser.QuietReporter() if json else releaser.LineReporter()
-        meta, targets = releaser.prepare(cfg, os.environ, overrides, reporter)
-        if not json:
-            output.warnings(meta.warnings)
-        client = engine.connect()
-        build_progress = None if json else progress.BuildProgress()
-        try:
-            result = releaser.publish(
-                client,
-                cfg,
-                meta,
-                targets,
-                force=force,
-                dry_run=dry_run,
-                reporter=reporter,
-                build_reporter=build_progress,
-            )
-        finally:
-            if build_progress:
-                build_progress.close()
-        result.version, result.warnings = meta.info.version, list(meta.warnings)
+        result = pipeline.release_task(
+            settings(c),
+            os.environ,
+            overrides_from(branch, tag, commit),
+            force=force,
+            dry_run=dry_run,
+            quiet=json,
+            warn=None if json else lambda line: output.warnings([line]),
+        )
         print(jsonlib.dumps(result.as_dict(), indent=2) if json else result.text())
 
 
@@ -290,3 +315,5 @@ def ci(c, json=False):
 
 ns = Collection(bases, version, build, up, down, release, ci, bench)
 ns.add_collection(Collection("nginx", nginx_config))
+# The defaults, defined once (buildtools/config.py): an app's invoke.yaml holds only changes.
+ns.configure({config.SECTION: config.defaults()})

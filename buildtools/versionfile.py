@@ -10,15 +10,13 @@ import json
 import re
 import shlex
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from buildtools.buildinfo import BuildInfo
 from buildtools.errors import BuildToolsError
 from buildtools.tags import ImageTag
-
-if TYPE_CHECKING:
-    from buildtools.buildinfo import BuildInfo
 
 KEYS = (
     "version",

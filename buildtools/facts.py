@@ -1,0 +1,155 @@
+"""Read a build's facts once: git and the CI environment into one frozen BuildInfo.
+
+Each fact comes from the first source that has it: explicit overrides (task flags, config) >
+the CI environment > git > defaults. Which branch, tag or pull request is built is taken as a
+unit from one source, because the sources disagree by design: a Travis *branch* build of a
+tagged commit is not a tag build, and a Travis tag build reports the tag as its "branch".
+
+This is the only module that calls the git and CI readers; a task calls :func:`gather` once
+and plans everything else from its result (:mod:`buildtools.metadata`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from buildtools import ci, gitinfo, metadata
+from buildtools.buildinfo import BuildInfo, Overrides, build_date, make_version
+from buildtools.config import Settings
+from buildtools.errors import BuildToolsError
+
+log = logging.getLogger(__name__)
+
+_COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+
+
+def _override_commit(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    commit = value.strip().lower()
+    if not _COMMIT.match(commit):
+        raise BuildToolsError(
+            f"--commit {value!r} is not a commit hash",
+            "pass the full or abbreviated (7 or more hex digits) commit",
+        )
+    return commit
+
+
+def _read_git(
+    path: Path | str | None, untracked_is_dirty: bool, commit_given: bool, warnings: list[str]
+) -> gitinfo.GitFacts | None:
+    if path is None:
+        return None
+    try:
+        return gitinfo.read(path, untracked_is_dirty=untracked_is_dirty)
+    except BuildToolsError as exc:
+        if not commit_given:
+            raise
+        warnings.append(f"{exc.problem}: using only the given commit, branch and tag")
+        return None
+
+
+def gather(
+    path: Path | str | None,
+    env: Mapping[str, str],
+    overrides: Overrides | None = None,
+    untracked_is_dirty: bool = False,
+) -> tuple[BuildInfo, tuple[str, ...]]:
+    """Like :func:`collect`, but returns the warnings instead of logging them."""
+    o = overrides or Overrides()
+    warnings: list[str] = []
+    wanted = _override_commit(o.commit)
+    facts = _read_git(path, untracked_is_dirty, wanted is not None, warnings)
+    context = ci.detect(env, facts.tag_names if facts else ())
+
+    if wanted and facts and facts.commit.startswith(wanted):
+        wanted = facts.commit
+    commit = wanted or (context.commit if context else None) or (facts.commit if facts else None)
+    if commit is None:
+        raise BuildToolsError("no commit is known for this build", "pass --commit")
+    head = facts if facts is not None and facts.commit == commit else None
+    if facts is not None and head is None:
+        warnings.append(
+            f"building commit {commit[:7]} but the checkout is at {facts.commit[:7]}: "
+            "its tags, dirtiness and commit time are not used"
+        )
+
+    branch = tag = base = None
+    pull_request = None
+    if o.gives_ref:
+        branch, tag, pull_request = o.branch, o.tag, o.pull_request
+    elif context is not None and context.knows_ref:
+        branch, tag, pull_request = context.branch, context.tag, context.pull_request
+        base = context.base_branch
+    elif head is not None:
+        branch = head.branch
+        tag = head.head_tags[0] if head.head_tags else None
+
+    dirty = bool(head and head.dirty)
+    last_tag = head.last_tag if head else None
+    since = head.commits_since_tag if head else None
+    version = make_version(
+        tag,
+        commit,
+        branch=branch,
+        dirty=dirty,
+        exact_tags=head.head_tags if head else (),
+        last_tag=last_tag,
+        commits_since_tag=since,
+    )
+    info = BuildInfo(
+        version=version,
+        commit=commit,
+        branch=branch,
+        tag=tag,
+        dirty=dirty,
+        pull_request=pull_request,
+        build_number=o.build_number or (context.build_number if context else None),
+        build_url=o.build_url or (context.build_url if context else None),
+        build_date=build_date(env, head.commit_time if head else None),
+        ci=context.provider if context else None,
+        event=context.event if context else None,
+        base_branch=base,
+        last_tag=last_tag,
+        commits_since_tag=since,
+        shallow=bool(facts and facts.shallow),
+        known_versions=facts.versions if facts else (),
+    )
+    return info, tuple(warnings)
+
+
+def collect(
+    path: Path | str | None,
+    env: Mapping[str, str],
+    overrides: Overrides | None = None,
+    untracked_is_dirty: bool = False,
+) -> BuildInfo:
+    """The BuildInfo of the checkout at ``path`` (None: no git) under CI environment ``env``.
+
+    Without git (not a checkout), ``overrides.commit`` must be given; the build date then
+    comes from ``SOURCE_DATE_EPOCH`` or the current time.
+    """
+    info, warnings = gather(path, env, overrides, untracked_is_dirty)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return info
+
+
+def from_settings(
+    settings: Settings,
+    env: Mapping[str, str] | None = None,
+    overrides: Overrides | None = None,
+    known_versions: Iterable[str] = (),
+) -> metadata.Metadata:
+    """BuildInfo, tags and labels for the configured repository, in one call.
+
+    ``env`` defaults to ``os.environ``; ``known_versions`` (e.g. tags already in the registry)
+    add to git's when deciding whether ``1.2``, ``1`` and ``latest`` move.
+    """
+    env = os.environ if env is None else env
+    info, warnings = gather(settings.repo, env, overrides, settings.untracked_is_dirty)
+    return metadata.plan(settings, info, warnings, known_versions)

@@ -1,0 +1,61 @@
+"""A build's Docker tags, OCI labels and version.yml: pure functions of its BuildInfo.
+
+Planning reads nothing: after the registries told which releases exist, a task re-plans with
+those versions added, without reading git or the CI environment again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from buildtools import labels, tags, versionfile
+from buildtools.buildinfo import BuildInfo
+from buildtools.config import Settings
+from buildtools.tags import ImageTag
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """A build's facts, Docker tags, OCI labels and warnings: what build and release use."""
+
+    info: BuildInfo
+    tags: tuple[ImageTag, ...]
+    labels: Mapping[str, str]
+    warnings: tuple[str, ...]
+
+    @property
+    def tag_names(self) -> list[str]:
+        return [t.name for t in self.tags]
+
+    def local_refs(self, repository: str) -> tuple[str, ...]:
+        """Local image references, one per tag (``sha-<commit>`` when the policy gives none):
+        how ``invoke build`` names its images and how release, up and ci find them again."""
+        names = self.tag_names or [f"sha-{self.info.short_commit}"]
+        return tuple(f"{repository}:{name}" for name in names)
+
+    def version_data(self) -> dict[str, Any]:
+        """The content of version.yml (render it with :func:`versionfile.render`)."""
+        return versionfile.as_dict(self.info, self.tags)
+
+
+def plan(
+    settings: Settings,
+    info: BuildInfo,
+    warnings: Iterable[str] = (),
+    known_versions: Iterable[str] = (),
+) -> Metadata:
+    """Tags, labels and warnings of ``info`` under ``settings``.
+
+    ``known_versions`` (e.g. tags already in the registry) add to git's when deciding whether
+    ``1.2``, ``1`` and ``latest`` move.
+    """
+    tag_plan = tags.plan(
+        info,
+        known_versions=known_versions,
+        extra=settings.extra_tags,
+        pull_requests=settings.pull_request_tags,
+    )
+    oci = labels.oci_labels(info, settings.title, settings.source_url, tag_plan.tags)
+    return Metadata(info, tag_plan.tags, oci, tuple(warnings) + tag_plan.warnings)

@@ -1,0 +1,98 @@
+"""The registries a release goes to: each with its API client and its credentials.
+
+Built once per task from the release config and the environment; the preflight (reachable,
+login accepted) runs once on them before anything is pushed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from buildtools import credentials as creds
+from buildtools.config import ReleaseConfig
+from buildtools.credentials import Credentials
+from buildtools.errors import BuildToolsError
+from buildtools.registry import (
+    CredentialsMissing,
+    Registry,
+    RegistryClient,
+    RetryPolicy,
+    parse_registry,
+    registry_versions,
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One registry to release to, its API client and the login both the client and the
+    engine's pushes use (None: anonymous)."""
+
+    registry: Registry
+    client: RegistryClient
+    credentials: Credentials | None = None
+
+    @property
+    def name(self) -> str:
+        return self.registry.name
+
+    @property
+    def auth_config(self) -> dict[str, str] | None:
+        return self.credentials.auth_config() if self.credentials else None
+
+
+def secrets_of(found: Sequence[Target]) -> list[str]:
+    """Every password in play, for redacting foreign messages."""
+    return [t.credentials.password for t in found if t.credentials]
+
+
+def retry_policy(config: ReleaseConfig) -> RetryPolicy:
+    return RetryPolicy(
+        retries=max(0, config.retries),
+        base_delay=max(0.0, config.retry_base_delay),
+        max_delay=max(0.0, config.retry_max_delay),
+    )
+
+
+def targets(
+    config: ReleaseConfig,
+    env: Mapping[str, str],
+    retry: RetryPolicy | None = None,
+    on_retry: Callable[[str, int, float, str], None] | None = None,
+) -> list[Target]:
+    """The configured registries (none configured: Docker Hub) with credentials from ``env``."""
+    retry = retry or retry_policy(config)
+    found: list[Target] = []
+    for entry in config.registries or ("docker.io",):
+        registry = parse_registry(entry)
+        if any(t.registry.name == registry.name for t in found):
+            continue
+        login = creds.for_registry(registry.name, env)
+        client = RegistryClient(registry, login, retry, on_retry=on_retry)
+        found.append(Target(registry, client, login))
+    return found
+
+
+def preflight(found: Sequence[Target], repositories: Sequence[str]) -> None:
+    """Every registry answers and accepts our login (if it needs one), or one clear error.
+
+    Missing credentials for several registries are reported together.
+    """
+    missing: list[CredentialsMissing] = []
+    for target in found:
+        try:
+            target.client.check_access(repositories)
+        except CredentialsMissing as exc:
+            missing.append(exc)
+    if len(missing) == 1:
+        raise missing[0]
+    if missing:
+        names = ", ".join(m.registry for m in missing)
+        fixes = "; ".join(m.fix for m in missing)
+        raise BuildToolsError(f"registries {names} require a login and have no credentials", fixes)
+
+
+def known_versions(found: Sequence[Target], repositories: Sequence[str]) -> list[str]:
+    """Release versions already in any registry: pass them to the tag plan so that a backport
+    (1.4.9 after 2.0.0) does not move ``latest``, ``1``… (see :mod:`buildtools.tags`)."""
+    return registry_versions([t.client for t in found], repositories)
