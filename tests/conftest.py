@@ -1,6 +1,7 @@
 pytest_plugins = [
     "tests.fixtures.git",
     "tests.fixtures.services",
+    "tests.fixtures.registry",
     "tests.fixtures.sidecar",
     "tests.fixtures.flaky_proxy",
 ]

@@ -11,9 +11,10 @@ import pytest
 import semver
 import yaml
 
-from buildtools import buildinfo, config, tags
-from buildtools.buildinfo import BuildInfo, Overrides, collect, gather, make_version
+from buildtools import config, facts, tags
+from buildtools.buildinfo import BuildInfo, Overrides, make_version
 from buildtools.errors import BuildToolsError
+from buildtools.facts import collect, gather
 from tests.fixtures.git import GitRepo
 
 
@@ -368,9 +369,9 @@ def test_from_settings(repo: GitRepo) -> None:
     """The one call build and release make, with the project's own invoke.yaml."""
     root = Path(__file__).resolve().parents[1]
     section = yaml.safe_load((root / "invoke.yaml").read_text())["buildtools"]
-    settings = config.load({**section, "repo": str(repo.path)}, root)
+    settings = config.load(config.merged({**section, "repo": str(repo.path)}), root)
     repo.tag("v1.0.0")
-    meta = buildinfo.from_settings(settings, env={}, known_versions=["2.0.0"])
+    meta = facts.from_settings(settings, env={}, known_versions=["2.0.0"])
     assert meta.info.tag == "v1.0.0"
     sha = f"sha-{repo.head()[:7]}"
     assert meta.tag_names == ["1.0.0", sha, "1.0", "1"]  # 2.0.0 is in the registry: no latest

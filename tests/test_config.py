@@ -26,15 +26,14 @@ def leaf_keys(section: dict, prefix: str = "") -> list[str]:
 
 
 def test_every_config_key_is_documented_in_the_readme():
-    section = yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"]
     readme = (ROOT / "README.md").read_text()
-    missing = [key for key in leaf_keys(section) if f"`{key}`" not in readme]
+    missing = [key for key in leaf_keys(config.DEFAULTS) if f"`{key}`" not in readme]
     assert missing == []
 
 
 def test_every_config_key_is_read():
     section = yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"]
-    settings = config.load(section, ROOT)
+    settings = config.load(config.merged(section), ROOT)
     assert settings.app.context == ROOT / "example"
     assert settings.nginx.asset_prefixes[0] == "assets"
     assert settings.release.branches == ("master", "main")
@@ -46,8 +45,9 @@ def test_env_vars_override_any_key_through_invoke(tmp_path):
     """INVOKE_BUILDTOOLS_* reaches Settings, lists included (they are comma strings)."""
     probe = (
         "from invoke import Config; from pathlib import Path; import json;"
-        "from buildtools import config;"
-        "c = Config(project_location='.'); c.load_project(); c.load_shell_env();"
+        "from buildtools import config, tasks;"
+        "c = Config(project_location='.'); c.load_project();"
+        "c.load_collection(tasks.ns.configuration()); c.load_shell_env();"
         "s = config.load(c.buildtools, Path('.'));"
         "print(json.dumps([s.app.repository, list(s.release.branches), s.release.retries,"
         " s.nginx.upstream]))"
@@ -72,7 +72,7 @@ def test_bad_pairs_name_the_key_and_the_fix():
 
 
 def test_a_missing_key_is_a_clear_error():
-    section = yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"]
+    section = config.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
     del section["release"]
     with pytest.raises(BuildToolsError, match=r"config key buildtools\.release is missing"):
         config.load(section, ROOT)
@@ -102,3 +102,66 @@ def test_invoke_list_shows_every_task_with_help():
         # "  -b STRING, --branch=STRING   the branch being built ...": flag, then its help.
         described = [re.split(r"\s{2,}", line.strip()) for line in options]
         assert options and all(len(parts) == 2 for parts in described), helped.stdout
+
+
+def readme_defaults() -> dict[str, str]:
+    """``key -> default`` from the README's configuration table."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+def test_the_readme_table_shows_exactly_the_defaults():
+    def shown(value) -> str:
+        if value == "":
+            return "empty"
+        return f"`{str(value).lower() if isinstance(value, bool) else value}`"
+
+    expected = {}
+    for key in leaf_keys(config.DEFAULTS):
+        value = config.DEFAULTS
+        for part in key.split("."):
+            value = value[part]
+        expected[key] = shown(value)
+    assert readme_defaults() == expected
+
+
+def test_env_booleans_and_numbers_are_parsed_strictly(tmp_path):
+    """`false` from the environment is false; a word where a number belongs is one line."""
+    probe = (
+        "from invoke import Config; from pathlib import Path;"
+        "from buildtools import config, tasks;"
+        "c = Config(project_location='.'); c.load_project();"
+        "c.load_collection(tasks.ns.configuration()); c.load_shell_env();"
+        "s = config.load(c.buildtools, Path('.'));"
+        "print(s.untracked_is_dirty, s.pull_request_tags, s.release.allow_pull_requests)"
+    )
+    base = {"PATH": "/usr/bin:/bin"}
+    falses = {
+        "INVOKE_BUILDTOOLS_GIT_UNTRACKED_IS_DIRTY": "false",
+        "INVOKE_BUILDTOOLS_TAGS_PULL_REQUESTS": "No",
+        "INVOKE_BUILDTOOLS_RELEASE_ALLOW_PULL_REQUESTS": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env={**base, **falses}, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False", "False"]
+    trues = {key: value for key, value in zip(falses, ("TRUE", "yes", "1"), strict=True)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env={**base, **trues}, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert done.stdout.split() == ["True", "True", "True"]
+    bad = {"INVOKE_BUILDTOOLS_RELEASE_RETRIES": "lots"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env={**base, **bad}, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert "buildtools.release.retries = 'lots' is not a whole number" in done.stderr

@@ -6,7 +6,8 @@ import pytest
 
 from buildtools.buildinfo import BuildInfo
 from buildtools.config import ReleaseConfig
-from buildtools.pipeline import decide, describe
+from buildtools.decision import decide
+from buildtools.pipeline import describe
 
 SHA = "0123abc4567890def0123abc4567890def012345"
 CONFIG = ReleaseConfig(

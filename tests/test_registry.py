@@ -35,19 +35,6 @@ from buildtools.registry import (
     semver_tags,
 )
 from tests.fixtures.flaky_proxy import FlakyProxy
-from tests.test_release import image_factory, start_registry
-
-
-@pytest.fixture
-def fast_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testbed.LocalRegistry]:
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture
-def make_image(docker_client: docker.DockerClient) -> Iterator[Callable[..., str]]:
-    yield from image_factory(docker_client)
 
 
 def client_for(
@@ -264,27 +251,23 @@ def test_closed_port_is_unreachable_after_the_retries() -> None:
 def test_registry_versions_are_the_semver_tags_of_every_registry(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    tmp_path_factory: pytest.TempPathFactory,
+    second: testbed.LocalRegistry,
     make_image: Callable[..., str],
 ) -> None:
-    second = start_registry(tmp_path_factory.mktemp("second"))
-    try:
-        image_id = make_image("versions")
-        for ref in ("lbt/app:2.0.0", "lbt/app:latest", "lbt/app:2.0", "lbt/app:sha-abc1234"):
-            push(docker_client, fast_registry, image_id, ref)
-        for ref in ("lbt/nginx:1.4.9", "lbt/app:3.0.0-rc.1"):
-            push(docker_client, second, image_id, ref)
-        clients = [
-            client_for(fast_registry.host, fast_registry.username, fast_registry.password),
-            client_for(second.host, second.username, second.password),
-        ]
-        assert registry_versions(clients, ["lbt/app", "lbt/nginx"]) == [
-            "1.4.9",
-            "2.0.0",
-            "3.0.0-rc.1",
-        ]
-    finally:
-        second.stop()
+    image_id = make_image("versions")
+    for ref in ("lbt/app:2.0.0", "lbt/app:latest", "lbt/app:2.0", "lbt/app:sha-abc1234"):
+        push(docker_client, fast_registry, image_id, ref)
+    for ref in ("lbt/nginx:1.4.9", "lbt/app:3.0.0-rc.1"):
+        push(docker_client, second, image_id, ref)
+    clients = [
+        client_for(fast_registry.host, fast_registry.username, fast_registry.password),
+        client_for(second.host, second.username, second.password),
+    ]
+    assert registry_versions(clients, ["lbt/app", "lbt/nginx"]) == [
+        "1.4.9",
+        "2.0.0",
+        "3.0.0-rc.1",
+    ]
 
 
 def test_semver_tags_keep_only_release_versions() -> None:

@@ -8,13 +8,11 @@ closed port, a wrong password, and a proxy that answers 503 in front of the real
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import secrets
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,20 +20,26 @@ from pathlib import Path
 
 import docker
 import pytest
-import requests
 
-from buildtools import release, tags, testbed
+from buildtools import progress, pusher, release, tags, testbed
 from buildtools.buildinfo import BuildInfo
 from buildtools.config import ReleaseConfig
 from buildtools.credentials import variable_names
+from buildtools.decision import check_releasable
 from buildtools.errors import BuildToolsError
+from buildtools.pushplan import ReleaseImage, tag_pairs
+from buildtools.targets import known_versions, retry_policy, targets
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
-from tests.fixtures.services import unavailable
+from tests.fixtures.registry import (
+    login_env,
+    release_config,
+    repos,
+    served_digest,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
-ACCEPT = "application/vnd.docker.distribution.manifest.v2+json"
 RELEASE_TAGS = [
     ("1.2.3", False),
     ("sha-0123abc", False),
@@ -45,94 +49,6 @@ RELEASE_TAGS = [
 ]
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
-
-
-# --- helpers shared with test_registry.py ----------------------------------------------------
-
-
-def start_registry(root: Path) -> testbed.LocalRegistry:
-    """A real docker-registry with htpasswd auth of its own (a fresh user and password)."""
-    try:
-        return testbed.LocalRegistry(root).start()
-    except BuildToolsError as exc:
-        unavailable("docker-registry", exc)  # fails when CI=true, skips visibly elsewhere
-        raise
-
-
-@pytest.fixture
-def fast_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testbed.LocalRegistry]:
-    """A fresh registry per test, so tests never see each other's tags."""
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture
-def second(tmp_path: Path) -> Iterator[testbed.LocalRegistry]:
-    """Another registry, with a login of its own, for releases to several registries."""
-    reg = start_registry(tmp_path / "second")
-    yield reg
-    reg.stop()
-
-
-def image_factory(docker_client: docker.DockerClient) -> Iterator[Callable[..., str]]:
-    """Yields ``make(text, labels=None, tag=None)``: a tiny image (one file holding ``text``)
-    with a unique local tag; returns its ID. Removes the images afterwards.
-    """
-    made: list[str] = []
-
-    def make(text: str, labels: dict[str, str] | None = None, tag: str | None = None) -> str:
-        with tempfile.TemporaryDirectory(prefix="lbt-image-") as ctx:
-            Path(ctx, "Dockerfile").write_text("FROM scratch\nCOPY release.txt /\n")
-            Path(ctx, "release.txt").write_text(f"{text} {secrets.token_hex(8)}\n")
-            image, _ = docker_client.images.build(
-                path=ctx,
-                rm=True,
-                labels=labels or {},
-                tag=tag or f"lbt-test-{secrets.token_hex(4)}/image:local",
-            )
-        made.append(image.id)
-        return image.id
-
-    yield make
-    for image_id in made:
-        with contextlib.suppress(docker.errors.APIError):
-            docker_client.images.remove(image_id, force=True)
-
-
-@pytest.fixture
-def make_image(docker_client: docker.DockerClient) -> Iterator[Callable[..., str]]:
-    yield from image_factory(docker_client)
-
-
-def served_digest(reg: testbed.LocalRegistry, repository: str, tag: str) -> str | None:
-    """The manifest digest the registry serves for a tag, read with plain requests."""
-    resp = requests.head(
-        f"{reg.url}/v2/{repository}/manifests/{tag}",
-        auth=(reg.username, reg.password),
-        headers={"Accept": ACCEPT},
-        timeout=10,
-    )
-    if resp.status_code == 404:
-        return None
-    resp.raise_for_status()
-    return resp.headers["Docker-Content-Digest"]
-
-
-def login_env(host: str, username: str, password: str) -> dict[str, str]:
-    user_var, pass_var = variable_names(host)
-    return {user_var: username, pass_var: password}
-
-
-def release_config(*hosts: str, retries: int = 3) -> ReleaseConfig:
-    return ReleaseConfig(
-        registries=hosts,
-        branches=("master",),
-        allow_pull_requests=False,
-        retries=retries,
-        retry_base_delay=0.01,
-        retry_max_delay=0.05,
-    )
 
 
 class Retries:
@@ -145,7 +61,7 @@ class Retries:
         self.seen.append((what, attempt, reason))
 
 
-class RecordingReporter(release.QuietReporter):
+class RecordingReporter(progress.QuietReporter):
     def __init__(self) -> None:
         self.retries = Retries()
 
@@ -155,40 +71,35 @@ class RecordingReporter(release.QuietReporter):
 
 def do_release(
     client: docker.DockerClient,
-    images: list[release.ReleaseImage],
+    images: list[ReleaseImage],
     tag_list: list,
     env: dict[str, str],
     *hosts: str,
     retries: int = 3,
     force: bool = False,
     dry_run: bool = False,
-    reporter: release.PushReporter | None = None,
+    reporter: progress.PushReporter | None = None,
 ) -> release.ReleaseResult:
     cfg = release_config(*hosts, retries=retries)
-    found = release.targets(cfg, env)
+    found = targets(cfg, env)
     return release.run(
         client,
         images,
         tag_list,
         found,
-        retry=release.retry_policy(cfg),
+        retry=retry_policy(cfg),
         force=force,
         dry_run=dry_run,
         reporter=reporter,
     )
 
 
-def repos() -> tuple[str, str]:
-    prefix = f"lbt{secrets.token_hex(3)}"
-    return f"{prefix}/app", f"{prefix}/nginx"
-
-
-def image_pair(make_image: Callable[..., str]) -> list[release.ReleaseImage]:
+def image_pair(make_image: Callable[..., str]) -> list[ReleaseImage]:
     """An app and an nginx image, each made fresh, in repositories of their own."""
     app_repo, nginx_repo = repos()
     return [
-        release.ReleaseImage("app", app_repo, make_image("app")),
-        release.ReleaseImage("nginx", nginx_repo, make_image("nginx")),
+        ReleaseImage("app", app_repo, make_image("app")),
+        ReleaseImage("nginx", nginx_repo, make_image("nginx")),
     ]
 
 
@@ -294,7 +205,7 @@ def test_two_registries_get_every_tag(
     make_image: Callable[..., str],
 ) -> None:
     app_repo, _ = repos()
-    images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+    images = [ReleaseImage("app", app_repo, make_image("app"))]
     env = {
         **login_env(fast_registry.host, fast_registry.username, fast_registry.password),
         **login_env(second.host, second.username, second.password),
@@ -315,11 +226,11 @@ def test_progress_shows_each_push_its_layers_bytes_and_digest(
     make_image: Callable[..., str],
 ) -> None:
     app_repo, _ = repos()
-    images = [release.ReleaseImage("app", app_repo, make_image("progress"))]
+    images = [ReleaseImage("app", app_repo, make_image("progress"))]
     env = login_env(fast_registry.host, fast_registry.username, fast_registry.password)
     for terminal in (False, True):  # plain lines in CI logs; a byte progress bar on a terminal
         out = io.StringIO()
-        reporter = release.LineReporter(out, terminal=terminal)
+        reporter = progress.LineReporter(out, terminal=terminal)
         tag = f"7.0.{int(terminal)}"
 
         result = do_release(
@@ -345,7 +256,7 @@ def test_wrong_password_is_one_clear_error_without_retries_and_nothing_is_pushed
     make_image: Callable[..., str],
 ) -> None:
     app_repo, _ = repos()
-    images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+    images = [ReleaseImage("app", app_repo, make_image("app"))]
     wrong = "not-the-" + secrets.token_hex(6)
     env = login_env(observed.host, fast_registry.username, wrong)
     reporter = RecordingReporter()
@@ -370,7 +281,7 @@ def test_missing_credentials_for_two_registries_are_one_error_before_any_push(
     make_image: Callable[..., str],
 ) -> None:
     app_repo, _ = repos()
-    images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+    images = [ReleaseImage("app", app_repo, make_image("app"))]
     with pytest.raises(BuildToolsError) as failure:
         do_release(docker_client, images, RELEASE_TAGS, {}, fast_registry.host, second.host)
     message = str(failure.value)
@@ -388,7 +299,7 @@ def test_generic_travis_variables_work_for_a_single_registry(
     make_image: Callable[..., str],
 ) -> None:
     app_repo, _ = repos()
-    images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+    images = [ReleaseImage("app", app_repo, make_image("app"))]
     env = {"DOCKER_USERNAME": fast_registry.username, "DOCKER_PASSWORD": fast_registry.password}
 
     do_release(docker_client, images, [("0.1.0", False)], env, fast_registry.host)
@@ -404,15 +315,15 @@ def test_registry_down_is_retried_then_a_clear_error(
 ) -> None:
     closed = f"127.0.0.1:{testbed.free_port()}"  # nothing listens there
     app_repo, _ = repos()
-    images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+    images = [ReleaseImage("app", app_repo, make_image("app"))]
     env = login_env(closed, "someone", "secret-" + secrets.token_hex(4))
     cfg = release_config(closed, retries=3)
     seen = Retries()
-    found = release.targets(cfg, env, on_retry=seen)
+    found = targets(cfg, env, on_retry=seen)
 
     started = time.monotonic()
     with pytest.raises(BuildToolsError) as failure:
-        release.run(docker_client, images, RELEASE_TAGS, found, retry=release.retry_policy(cfg))
+        release.run(docker_client, images, RELEASE_TAGS, found, retry=retry_policy(cfg))
 
     message = str(failure.value)
     assert f"registry {closed} is unreachable" in message
@@ -429,14 +340,14 @@ def test_flaky_registry_in_front_of_the_api_release_succeeds_after_retries(
     proxy = FlakyProxy(fast_registry.host, failures=3).start()  # the first 3 requests get 503
     try:
         app_repo, _ = repos()
-        images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+        images = [ReleaseImage("app", app_repo, make_image("app"))]
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
         seen = Retries()
         cfg = release_config(proxy.host, retries=5)
-        found = release.targets(cfg, env, on_retry=seen)
+        found = targets(cfg, env, on_retry=seen)
 
         result = release.run(
-            docker_client, images, [("3.0.0", False)], found, retry=release.retry_policy(cfg)
+            docker_client, images, [("3.0.0", False)], found, retry=retry_policy(cfg)
         )
 
         assert len(proxy.failed) == 3
@@ -469,7 +380,7 @@ def test_flaky_registry_during_the_push_release_succeeds_after_retries(
     proxy = FlakyProxy(fast_registry.host, failures=2, match=engine_request).start()
     try:
         app_repo, _ = repos()
-        images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+        images = [ReleaseImage("app", app_repo, make_image("app"))]
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
         reporter = RecordingReporter()
 
@@ -508,7 +419,7 @@ def test_permanent_push_errors_are_not_retried(
     ).start()
     try:
         app_repo, _ = repos()
-        images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+        images = [ReleaseImage("app", app_repo, make_image("app"))]
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
         reporter = RecordingReporter()
 
@@ -542,7 +453,7 @@ def test_a_registry_serving_another_digest_than_was_pushed_fails_verification(
     ).start()
     try:
         app_repo, _ = repos()
-        images = [release.ReleaseImage("app", app_repo, make_image("app"))]
+        images = [ReleaseImage("app", app_repo, make_image("app"))]
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
 
         with pytest.raises(BuildToolsError) as failure:
@@ -576,12 +487,12 @@ def test_a_backport_after_a_higher_release_does_not_move_latest(
     cfg = release_config(fast_registry.host)
 
     def tagged_release(tag: str, commit: str, image_id: str) -> release.ReleaseResult:
-        found = release.targets(cfg, env)
+        found = targets(cfg, env)
         # As in CI: a shallow clone whose git knows no other version tags; the registry does.
-        known = release.known_versions(found, [app_repo])
+        known = known_versions(found, [app_repo])
         policy = tags.compute(info_for(tag, commit=commit), known_versions=known)
-        images = [release.ReleaseImage("app", app_repo, image_id)]
-        return release.run(docker_client, images, policy, found, retry=release.retry_policy(cfg))
+        images = [ReleaseImage("app", app_repo, image_id)]
+        return release.run(docker_client, images, policy, found, retry=retry_policy(cfg))
 
     tagged_release("v2.0.0", "2000000" * 5 + "2" * 5, make_image("2.0.0"))
     latest_before = served_digest(fast_registry, app_repo, "latest")
@@ -619,11 +530,11 @@ def test_an_existing_exact_tag_with_other_content_is_refused_unless_forced(
     app_repo, _ = repos()
     env = login_env(observed.host, fast_registry.username, fast_registry.password)
     tag_list = [("4.0.0", False), ("latest", True)]
-    first = [release.ReleaseImage("app", app_repo, make_image("first build"))]
+    first = [ReleaseImage("app", app_repo, make_image("first build"))]
     do_release(docker_client, first, tag_list, env, observed.host)
     original = served_digest(fast_registry, app_repo, "4.0.0")
     writes_before = len(writes(observed))
-    rebuilt = [release.ReleaseImage("app", app_repo, make_image("rebuilt, other content"))]
+    rebuilt = [ReleaseImage("app", app_repo, make_image("rebuilt, other content"))]
 
     with pytest.raises(BuildToolsError) as failure:
         do_release(docker_client, rebuilt, tag_list, env, observed.host)
@@ -655,7 +566,7 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     exact = tags.ImageTag("7.1.0", False, "release 7.1.0", protected=True)
     tag_build = [exact, sha, tags.ImageTag("7.1", True, "7.1"), tags.ImageTag("latest", True, "")]
     # The branch build of the commit pushes sha-0123abc first.
-    branch_image = [release.ReleaseImage("app", app_repo, make_image("branch build"))]
+    branch_image = [ReleaseImage("app", app_repo, make_image("branch build"))]
     do_release(
         docker_client,
         branch_image,
@@ -667,7 +578,7 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     assert branch_digest is not None
 
     # The tag build of the same commit (other metadata, so other content) replaces it.
-    tag_image = [release.ReleaseImage("app", app_repo, make_image("tag build"))]
+    tag_image = [ReleaseImage("app", app_repo, make_image("tag build"))]
     result = do_release(docker_client, tag_image, tag_build, env, observed.host)
 
     assert [(p.tag, p.action) for p in result.pushes] == [
@@ -685,7 +596,7 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     writes_before = len(writes(observed))
 
     # A restarted tag job (another build number, other content): 7.1.0 is protected.
-    restarted = [release.ReleaseImage("app", app_repo, make_image("restarted tag build"))]
+    restarted = [ReleaseImage("app", app_repo, make_image("restarted tag build"))]
     with pytest.raises(BuildToolsError) as failure:
         do_release(docker_client, restarted, tag_build, env, observed.host)
 
@@ -696,7 +607,7 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     for name in ("7.1.0", "sha-0123abc", "7.1", "latest"):
         assert served_digest(fast_registry, app_repo, name) == tag_digest
     # A (name, False) pair still counts as protected, as before ImageTag.protected existed.
-    found = release.targets(release_config(observed.host), env)
+    found = targets(release_config(observed.host), env)
     with pytest.raises(BuildToolsError) as as_pair:
         release.plan(restarted, [("sha-0123abc", False)], found)
     assert f"{observed.host}/{app_repo}:sha-0123abc" in str(as_pair.value)
@@ -710,8 +621,8 @@ def test_floating_tags_move_to_the_new_release_without_force(
 ) -> None:
     app_repo, _ = repos()
     env = login_env(fast_registry.host, fast_registry.username, fast_registry.password)
-    old = [release.ReleaseImage("app", app_repo, make_image("5.0.0"))]
-    new = [release.ReleaseImage("app", app_repo, make_image("5.0.1"))]
+    old = [ReleaseImage("app", app_repo, make_image("5.0.0"))]
+    new = [ReleaseImage("app", app_repo, make_image("5.0.1"))]
     do_release(docker_client, old, [("5.0.0", False), ("5.0", True)], env, fast_registry.host)
 
     result = do_release(
@@ -893,7 +804,7 @@ def test_release_task_refuses_unreleasable_builds_before_touching_a_registry(
     ],
 )
 def test_push_errors_are_classified(message: str, kind: str) -> None:
-    assert release.classify(message) == kind
+    assert pusher.classify(message) == kind
 
 
 def test_push_stream_errors_are_raised_even_inside_a_successful_response() -> None:
@@ -902,13 +813,13 @@ def test_push_stream_errors_are_raised_even_inside_a_successful_response() -> No
         {"status": "Preparing", "progressDetail": {}, "id": "abc"},
         {"errorDetail": {"message": "denied: no"}, "error": "denied: no"},
     ]
-    with pytest.raises(release.PushFailed, match="denied: no"):
-        release.read_push_stream(lines)
-    with pytest.raises(release.PushFailed, match="without reporting a digest"):
-        release.read_push_stream(lines[:2])
+    with pytest.raises(pusher.PushFailed, match="denied: no"):
+        pusher.read_push_stream(lines)
+    with pytest.raises(pusher.PushFailed, match="without reporting a digest"):
+        pusher.read_push_stream(lines[:2])
     digest = "sha256:" + "a" * 64
     done = [*lines[:2], {"progressDetail": {}, "aux": {"Tag": "1", "Digest": digest, "Size": 5}}]
-    assert release.read_push_stream(done) == digest
+    assert pusher.read_push_stream(done) == digest
 
 
 RELEASE = ReleaseConfig(
@@ -939,20 +850,21 @@ RELEASE = ReleaseConfig(
 )
 def test_what_may_be_released(facts: dict, config: ReleaseConfig, refusal: str | None) -> None:
     values = {"dirty": False, "pull_request": None, "branch": None, "tag": None, **facts}
+    info = BuildInfo(version="0.0.0", commit="0123abc4567890def0123abc4567890def012345", **values)
     if refusal is None:
-        release.check_releasable(**values, config=config)
+        check_releasable(info, config)
     else:
         with pytest.raises(BuildToolsError, match=refusal):
-            release.check_releasable(**values, config=config)
+            check_releasable(info, config)
 
 
 def test_tags_are_ordered_immutable_first_whatever_the_input_order() -> None:
     given = [("latest", True), ("1.2.3", False), ("1", True), ("sha-abc1234", False)]
-    assert release.tag_pairs(given) == [
+    assert tag_pairs(given) == [
         ("1.2.3", False),
         ("sha-abc1234", False),
         ("latest", True),
         ("1", True),
     ]
     image_tags = [tags.ImageTag("edge", True, "extra"), tags.ImageTag("sha-1", False, "commit")]
-    assert release.tag_pairs(image_tags) == [("sha-1", False), ("edge", True)]
+    assert tag_pairs(image_tags) == [("sha-1", False), ("edge", True)]

@@ -10,8 +10,9 @@ import semver
 from hypothesis import given
 from hypothesis import strategies as st
 
-from buildtools.buildinfo import BuildInfo, collect
+from buildtools.buildinfo import BuildInfo
 from buildtools.errors import BuildToolsError
+from buildtools.facts import collect
 from buildtools.tags import ImageTag, compute, parse_version, plan, sanitize
 from tests.fixtures.git import GitRepo
 
