@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from buildtools.errors import BuildToolsError
 from buildtools.versions import parse_version
@@ -34,6 +34,10 @@ class CIContext:
     event: str | None = None
     build_number: str | None = None
     build_url: str | None = None
+    # The variable that named the tag (it must exist in git at this commit), and what the
+    # user should know about variables that were ignored.
+    tag_variable: str | None = field(default=None, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def knows_ref(self) -> bool:
@@ -78,6 +82,7 @@ def _travis(env: Mapping[str, str]) -> CIContext:
         event=_get(env, "TRAVIS_EVENT_TYPE"),
         build_number=_get(env, "TRAVIS_BUILD_NUMBER"),
         build_url=_get(env, "TRAVIS_BUILD_WEB_URL") or _get(env, "TRAVIS_JOB_WEB_URL"),
+        tag_variable="TRAVIS_TAG",
     )
 
 
@@ -88,6 +93,7 @@ def _github(env: Mapping[str, str]) -> CIContext:
     ref = _get(env, "GITHUB_REF") or ""
     branch = tag = base = None
     pull_request = None
+    warnings: tuple[str, ...] = ()
     if ref.startswith("refs/heads/"):
         branch = ref.removeprefix("refs/heads/")
     elif ref.startswith("refs/tags/"):
@@ -95,6 +101,11 @@ def _github(env: Mapping[str, str]) -> CIContext:
     elif match := _GITHUB_PULL.match(ref):
         pull_request = int(match.group(1))
         branch, base = _get(env, "GITHUB_HEAD_REF"), _get(env, "GITHUB_BASE_REF")
+    elif ref:
+        warnings = (
+            f"GITHUB_REF={ref!r} is not refs/heads/…, refs/tags/… or refs/pull/N/merge: "
+            "ignored, the branch and tag come from git",
+        )
     run_id = _get(env, "GITHUB_RUN_ID")
     repository = _get(env, "GITHUB_REPOSITORY")
     server = _get(env, "GITHUB_SERVER_URL") or "https://github.com"
@@ -111,6 +122,8 @@ def _github(env: Mapping[str, str]) -> CIContext:
         event=_get(env, "GITHUB_EVENT_NAME"),
         build_number=_get(env, "GITHUB_RUN_NUMBER"),
         build_url=url,
+        tag_variable="GITHUB_REF",
+        warnings=warnings,
     )
 
 
@@ -133,6 +146,7 @@ def _gitlab(env: Mapping[str, str]) -> CIContext:
         event=_get(env, "CI_PIPELINE_SOURCE"),
         build_number=_get(env, "CI_PIPELINE_IID"),
         build_url=_get(env, "CI_JOB_URL") or _get(env, "CI_PIPELINE_URL"),
+        tag_variable="CI_COMMIT_TAG",
     )
 
 
@@ -150,6 +164,7 @@ def _dockerhub(env: Mapping[str, str], tag_names: Collection[str]) -> CIContext:
         branch=None if is_tag else ref,
         tag=ref if is_tag else None,
         commit=_get(env, "SOURCE_COMMIT"),
+        tag_variable="SOURCE_BRANCH",
     )
 
 

@@ -21,6 +21,7 @@ from buildtools import ci, gitinfo, metadata
 from buildtools.buildinfo import BuildInfo, Overrides, build_date, make_version
 from buildtools.config import Settings
 from buildtools.errors import BuildToolsError
+from buildtools.versions import parse_version
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,26 @@ def _read_git(
         return None
 
 
+def _check_ci_tag(
+    path: Path | str | None, git_facts: gitinfo.GitFacts, context: ci.CIContext, commit: str
+) -> None:
+    """A tag named by CI must exist in git at the commit built (fetched if a shallow clone
+    lacks it): otherwise a typo or a stale variable would publish a release nobody tagged."""
+    tag = context.tag or ""
+    target = git_facts.tag_commits.get(tag)
+    if target is None and path is not None:
+        target = gitinfo.fetch_tag(path, tag)
+    if target == commit:
+        return
+    variable = context.tag_variable or "the CI environment"
+    where = f"points at {target[:7]}" if target else "does not exist in git"
+    raise BuildToolsError(
+        f"{variable} names tag {tag!r}, but that tag {where}, not at commit {commit[:7]}",
+        f"push the tag (git push origin {tag}) or unset {variable} for a build that is not a "
+        "tag build",
+    )
+
+
 def gather(
     path: Path | str | None,
     env: Mapping[str, str],
@@ -65,6 +86,7 @@ def gather(
     wanted = _override_commit(o.commit)
     facts = _read_git(path, untracked_is_dirty, wanted is not None, warnings)
     context = ci.detect(env, facts.tag_names if facts else ())
+    warnings.extend(context.warnings if context else ())
 
     if wanted and facts and facts.commit.startswith(wanted):
         wanted = facts.commit
@@ -85,9 +107,17 @@ def gather(
     elif context is not None and context.knows_ref:
         branch, tag, pull_request = context.branch, context.tag, context.pull_request
         base = context.base_branch
+        if tag and facts is not None:
+            _check_ci_tag(path, facts, context, commit)
     elif head is not None:
         branch = head.branch
         tag = head.head_tags[0] if head.head_tags else None
+        releases = [t for t in head.head_tags if parse_version(t) is not None]
+        if len(releases) > 1:
+            warnings.append(
+                f"commit {commit[:7]} carries the release tags {', '.join(releases)}: "
+                f"building {tag} (the highest); pass --tag to build another"
+            )
 
     dirty = bool(head and head.dirty)
     last_tag = head.last_tag if head else None

@@ -6,7 +6,8 @@ all the work, so reading stays fast on repositories with thousands of commits an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
@@ -41,6 +42,8 @@ class GitFacts:
     commits_since_tag: int | None
     shallow: bool
     versions: tuple[str, ...]
+    # Every tag and the commit it points at (annotated tags peeled).
+    tag_commits: Mapping[str, str] = field(default_factory=dict)
 
 
 def _open(path: Path) -> git.Repo:
@@ -132,4 +135,21 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
         commits_since_tag=since,
         shallow=shallow,
         versions=tuple(sorted(versions, key=versions.__getitem__)),
+        tag_commits=targets,
     )
+
+
+def fetch_tag(path: Path | str, tag: str) -> str | None:
+    """Fetch one tag from ``origin`` (a shallow CI clone may lack it); the commit it points at,
+    or None when there is no such tag or no remote to ask."""
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandNotFound):
+        return None
+    try:
+        repo.git.fetch("--quiet", "--depth=1", "origin", f"+refs/tags/{tag}:refs/tags/{tag}")
+        return repo.git.rev_parse(f"refs/tags/{tag}^{{commit}}").strip()
+    except git.GitCommandError:
+        return None
+    finally:
+        repo.close()

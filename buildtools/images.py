@@ -120,6 +120,7 @@ class _StepState:
     started: float = 0.0
     cached: bool = False
     cached_steps: int = 0
+    seen_from: bool = False
     tail: collections.deque[str] = field(
         default_factory=lambda: collections.deque(maxlen=TAIL_LINES)
     )
@@ -152,6 +153,20 @@ def _step_error(spec: BuildSpec, state: _StepState, message: str) -> BuildToolsE
     )
 
 
+_PARSE_ERROR = re.compile(r"dockerfile parse error (?:on )?line (\d+): (.*)", re.IGNORECASE)
+
+
+def _engine_refused(spec: BuildSpec, state: _StepState, explanation: str) -> BuildToolsError:
+    """The engine refused the build before any step (e.g. a Dockerfile it cannot parse)."""
+    parsed = _PARSE_ERROR.search(explanation)
+    if parsed:
+        return BuildToolsError(
+            f"{spec.dockerfile} line {parsed[1]}: {parsed[2].strip().rstrip('.')}",
+            "fix that line of the Dockerfile",
+        )
+    return _step_error(spec, state, f"the engine refused the build: {explanation}")
+
+
 def context_archive(context: Path, dockerfile: Path) -> IO[bytes]:
     """The build context as a tar, honouring its .dockerignore, with the Dockerfile inside."""
     ignore = context / ".dockerignore"
@@ -160,12 +175,19 @@ def context_archive(context: Path, dockerfile: Path) -> IO[bytes]:
         lines = (line.strip() for line in ignore.read_text().splitlines())
         patterns = [line for line in lines if line and not line.startswith("#")]
     excludes = [*patterns, ".dockerignore", DOCKERFILE_IN_CONTEXT]
+    try:
+        dockerfile_text = dockerfile.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BuildToolsError(
+            f"{dockerfile} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            "save the Dockerfile as UTF-8",
+        ) from None
     return create_archive(
         root=str(context),
         files=sorted(exclude_paths(str(context), excludes)),
         extra_files=[
             (".dockerignore", "\n".join(excludes) + "\n"),
-            (DOCKERFILE_IN_CONTEXT, dockerfile.read_text()),
+            (DOCKERFILE_IN_CONTEXT, dockerfile_text),
         ],
     )
 
@@ -253,6 +275,12 @@ def _stream(
                 finish_step(now)
                 state.number, state.total = int(match[1]), int(match[2])
                 state.instruction, state.started, state.cached = match[3], now, False
+                # FROM, and an ARG before the first FROM, make no layer: never rebuilt work.
+                keyword = state.instruction.split(None, 1)[0].upper() if state.instruction else ""
+                if keyword == "FROM" or (keyword == "ARG" and not state.seen_from):
+                    state.cached = True
+                    state.cached_steps += 1
+                state.seen_from = state.seen_from or keyword == "FROM"
                 state.tail.clear()
                 reporter.step(spec.name, state.number, state.total, state.instruction)
                 continue
@@ -261,8 +289,11 @@ def _stream(
                 state.cached_steps += 1
             state.tail.append(payload)
             reporter.output(spec.name, payload)
-    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        raise _step_error(spec, state, f"the engine stopped answering: {exc}") from None
+    except docker.errors.APIError as exc:
+        raise _engine_refused(spec, state, str(exc.explanation or exc)) from None
+    except requests.exceptions.RequestException as exc:
+        reason = type(exc).__name__  # the URL would carry every build arg: leave it out
+        raise _step_error(spec, state, f"the engine stopped answering ({reason})") from None
     finish_step(time.monotonic())
     if not image_id:
         raise _step_error(spec, state, "the engine reported no image id")

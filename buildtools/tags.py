@@ -106,6 +106,11 @@ def _release_tags(version: semver.Version, known: Iterable[semver.Version]) -> l
     return tags
 
 
+def is_release_lookalike(name: str) -> bool:
+    """``latest``, ``1``, ``1.2``, ``v1.2.3``: names only release builds may carry."""
+    return bool(_RELEASE_LOOKALIKE.match(name))
+
+
 def _branch_name_tag(branch: str) -> tuple[str, str | None]:
     name = sanitize(branch)
     if _RELEASE_LOOKALIKE.match(name):

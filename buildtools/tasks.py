@@ -62,8 +62,10 @@ invoke.config.Config._load_yml = _load_yaml
 
 def settings(c: Context) -> config.Settings:
     """The project's Settings; paths are relative to the directory holding tasks.py."""
+    from buildtools import validate
+
     root = Path(getattr(c.config, "_project_prefix", None) or os.getcwd())
-    return config.load(c.config.get(config.SECTION), root)
+    return validate.check(config.load(c.config.get(config.SECTION), root))
 
 
 def overrides_from(branch: str, tag: str, commit: str):

@@ -1,0 +1,69 @@
+"""Every setting checked before the first engine or registry call, `--dry-run` included.
+
+A value that only fails deep inside a build (a base image the engine cannot parse, a cache size
+nginx refuses) would leave the app image built and re-tagged and the sidecar not: out of step.
+"""
+
+from __future__ import annotations
+
+import re
+
+from buildtools import nginx, tags
+from buildtools.config import ImageConfig, Settings
+from buildtools.errors import BuildToolsError
+
+# Docker's reference grammar: lowercase path components joined by "/", each separated inside
+# by ".", "_", "__" or runs of "-"; a registry host (with a port) may come first.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*(?::\d+)?)"
+IMAGE = re.compile(
+    rf"(?:{_HOST}/)?{REPOSITORY.pattern}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+    r"(?:@sha256:[0-9a-f]{64})?"
+)
+
+
+def _bad(key: str, value: str, what: str, example: str) -> BuildToolsError:
+    return BuildToolsError(
+        f"config key buildtools.{key} = {value!r} is not {what}",
+        f"write it like {example} (invoke.yaml or INVOKE_BUILDTOOLS_"
+        f"{key.replace('.', '_').upper()})",
+    )
+
+
+def check_repository(key: str, value: str) -> None:
+    if not REPOSITORY.fullmatch(value) or len(value) > 255:
+        what = "a valid image repository (lowercase, parts joined by /)"
+        raise _bad(key, value, what, "lara/app")
+
+
+def check_image(key: str, value: str) -> None:
+    if not IMAGE.fullmatch(value) or len(value) > 512:
+        raise _bad(key, value, "a valid image reference", "debian:bookworm-slim")
+
+
+def _image(name: str, image: ImageConfig, base_required: bool) -> None:
+    check_repository(f"{name}.repository", image.repository)
+    if image.base_image or base_required:
+        check_image(f"{name}.base_image", image.base_image)
+
+
+def check(settings: Settings) -> Settings:
+    """``settings`` if every value is usable, else the first problem as one line."""
+    _image("app", settings.app, base_required=False)
+    _image("nginx", settings.nginx.image, base_required=True)
+    if settings.app.repository == settings.nginx.image.repository:
+        raise BuildToolsError(
+            f"app.repository and nginx.repository are both {settings.app.repository!r}",
+            "give the sidecar a repository of its own, e.g. lara/nginx",
+        )
+    nginx.render_config(settings.nginx)  # the sidecar's sizes, durations, upstream, resolver
+    for branch, names in settings.extra_tags.items():
+        for name in names:
+            if tags.is_release_lookalike(tags.sanitize(name)):
+                raise BuildToolsError(
+                    f"config key buildtools.tags.extra gives branch {branch!r} the tag {name!r}, "
+                    "which only releases may carry",
+                    "use a name that is not latest or a version, e.g. master=edge",
+                )
+    return settings
