@@ -65,6 +65,11 @@ class NginxConfig:
     proxy_connect_timeout: str = "5s"
     fingerprint_min_length: int = 32
     access_log_buffer: str = "32k"
+    # Host names served (empty: any); proxies whose X-Forwarded-* are believed (empty: none);
+    # a missing asset: "proxy" to the app, "404" from nginx, "auto" decided from the app image.
+    server_names: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    asset_fallback: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,9 @@ def load(section: Mapping[str, Any], root: Path) -> Settings:
                 proxy_connect_timeout=str(nginx["proxy_connect_timeout"]),
                 fingerprint_min_length=int(nginx["fingerprint_min_length"]),
                 access_log_buffer=str(nginx.get("access_log_buffer", "32k")),
+                server_names=split_list(nginx.get("server_names", "")),
+                trusted_proxies=split_list(nginx.get("trusted_proxies", "")),
+                asset_fallback=str(nginx.get("asset_fallback", "auto")),
             ),
             untracked_is_dirty=bool(section["git"]["untracked_is_dirty"]),
             extra_tags=split_pairs(section["tags"]["extra"]),
