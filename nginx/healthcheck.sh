@@ -5,7 +5,7 @@
 set -u
 
 port="${LARA_NGINX_HEALTH_PORT:-80}"
-if ! exec 3<>"/dev/tcp/127.0.0.1/$port"; then
+if ! { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
     echo "lara-nginx-healthcheck: nothing listens on 127.0.0.1:$port" >&2
     exit 1
 fi
