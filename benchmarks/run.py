@@ -595,9 +595,8 @@ def case_push(bench: Bench, runs: int) -> tuple[list[Row], str]:
 
 BENCH_NGINX_CONF = """\
 # Minimal nginx for `invoke bench`: static files (the physical limit) and an uncached proxy.
-user nginx;
 worker_processes auto;
-pid /run/nginx-bench.pid;
+pid /run/nginx/nginx-bench.pid;
 daemon off;
 error_log stderr warn;
 events {{

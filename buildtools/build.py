@@ -7,6 +7,7 @@ out of the app image.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -127,9 +128,12 @@ def build_all(
             images.ensure_base(
                 client, settings.nginx.image.base_image, "buildtools.nginx.base_image"
             )
+        # `asset_fallback: auto` is decided by what the app image can serve.
+        resolved = nginx.resolve_asset_fallback(settings.nginx, client, app_image)
+        sidecar_settings = dataclasses.replace(settings, nginx=resolved)
         with tempfile.TemporaryDirectory(prefix="lara-sidecar-") as tmp:
-            context_dir = nginx.sidecar_context(settings.nginx, Path(tmp))
-            sidecar = nginx_spec(settings, meta, app_image, context_dir, nocache=nocache)
+            context_dir = nginx.sidecar_context(resolved, Path(tmp))
+            sidecar = nginx_spec(sidecar_settings, meta, app_image, context_dir, nocache=nocache)
             built.append(builder.build(sidecar, reporter))
     return built
 

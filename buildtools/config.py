@@ -45,13 +45,16 @@ DEFAULTS: dict[str, Any] = {
         "cache_size": "1g",
         "cache_inactive": "7d",
         "short_max_age": 300,
-        "client_max_body_size": "100m",
+        "client_max_body_size": "10m",
         "proxy_read_timeout": "3m",
         "resolver": "127.0.0.11",
         "resolver_valid": "5s",
         "proxy_connect_timeout": "5s",
         "fingerprint_min_length": 32,
         "access_log_buffer": "32k",
+        "server_names": "",
+        "trusted_proxies": "",
+        "asset_fallback": "auto",
     },
     "git": {"untracked_is_dirty": False},
     "tags": {"extra": "master=edge", "pull_requests": False},
@@ -140,6 +143,11 @@ class NginxConfig:
     proxy_connect_timeout: str = "5s"
     fingerprint_min_length: int = 32
     access_log_buffer: str = "32k"
+    # Host names served (empty: any); proxies whose X-Forwarded-* are believed (empty: none);
+    # a missing asset: "proxy" to the app, "404" from nginx, "auto" decided from the app image.
+    server_names: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    asset_fallback: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -207,8 +215,14 @@ class _Reader:
         node: Any = self.section
         walked = []
         for part in path.split("."):
+            if not isinstance(node, Mapping):
+                where = ".".join(walked)
+                raise BuildToolsError(
+                    f"config key {SECTION}.{where} is {node!r}, not a section of keys",
+                    f"write {SECTION}.{where} in invoke.yaml as indented keys, e.g. {part}: …",
+                )
             walked.append(part)
-            if not isinstance(node, Mapping) or part not in node:
+            if part not in node:
                 where = ".".join(walked)
                 raise BuildToolsError(
                     f"config key {SECTION}.{where} is missing",
@@ -312,6 +326,9 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
             proxy_connect_timeout=r.text("nginx.proxy_connect_timeout"),
             fingerprint_min_length=r.count("nginx.fingerprint_min_length", minimum=1),
             access_log_buffer=r.text("nginx.access_log_buffer"),
+            server_names=split_list(r.text("nginx.server_names")),
+            trusted_proxies=split_list(r.text("nginx.trusted_proxies")),
+            asset_fallback=r.text("nginx.asset_fallback"),
         ),
         untracked_is_dirty=r.flag("git.untracked_is_dirty"),
         extra_tags=split_pairs(r.text("tags.extra")),

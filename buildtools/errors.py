@@ -6,6 +6,8 @@ import urllib.parse
 from collections.abc import Iterable
 
 MASK = "***"
+# The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 
 def redact_text(text: str, secrets: Iterable[str], mask: str = MASK) -> str:

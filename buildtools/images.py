@@ -26,7 +26,7 @@ import docker.errors
 import requests
 from docker.utils.build import create_archive, exclude_paths
 
-from buildtools.errors import BuildToolsError
+from buildtools.errors import INTERRUPTED, BuildToolsError
 
 STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 TAIL_LINES = 12
@@ -352,6 +352,13 @@ def build(
             dict(spec.buildargs),
             spec.cache_from,
         )
+    except KeyboardInterrupt:
+        where = f" at step {state.number}/{state.total}" if state.number else ""
+        raise BuildToolsError(
+            f"interrupted: the {spec.name} image build stopped{where}; nothing was tagged",
+            "run it again: the finished steps come from cache",
+            exit_code=INTERRUPTED,
+        ) from None
     finally:
         archive.close()
     steps = state.total

@@ -101,8 +101,10 @@ def publish(
         force=force,
         dry_run=dry_run,
         reporter=reporter,
+        revision=meta.info.commit,
     )
-    result.version, result.warnings = meta.info.version, list(meta.warnings)
+    result.version = meta.info.version
+    result.warnings = [*meta.warnings, *result.warnings]
     return result
 
 
@@ -126,7 +128,7 @@ def release_task(
     client = engine.connect()
     build_progress = None if quiet else progress.BuildProgress()
     try:
-        return publish(
+        result = publish(
             client,
             settings,
             prepared,
@@ -138,6 +140,9 @@ def release_task(
     finally:
         if build_progress:
             build_progress.close()
+    for line in result.warnings[len(prepared.meta.warnings) :] if warn else ():
+        warn(line)
+    return result
 
 
 def describe(info: BuildInfo) -> str:

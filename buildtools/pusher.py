@@ -117,6 +117,10 @@ class Pusher(Protocol):
 
     def push(self, push: Push, target: Target, on_layer: LayerCallback) -> str: ...
 
+    def fetch(self, ref: str, tag: str, target: Target) -> str:
+        """Make the registry's content of ``ref:tag`` the local source; its image ID."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -180,6 +184,19 @@ class EnginePusher:
                     "run the release again: it finishes what is missing",
                 ) from None
         return not existed
+
+    def fetch(self, ref: str, tag: str, target: Target) -> str:
+        """Pull what ``ref:tag`` holds in the registry; the local image ID."""
+        try:
+            image = self.client.images.pull(ref, tag=tag, auth_config=target.auth_config)
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            message = redact(str(getattr(exc, "explanation", None) or exc), self.secrets)
+            raise BuildToolsError(
+                f"could not pull {ref}:{tag} to finish its release: {message}",
+                "check the registry, then release again",
+            ) from None
+        self._made.append(f"{ref}:{tag}")
+        return image.id
 
     def close(self) -> None:
         """Remove the registry-qualified tags this pusher made (never an image's last name)."""

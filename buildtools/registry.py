@@ -581,6 +581,19 @@ class RegistryClient:
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         return Manifest(digest, media_type, config, len(body), body)
 
+    def image_labels(self, repository: str, manifest: Manifest) -> dict[str, str]:
+        """The labels in an image's config blob (empty for indexes or a config without any)."""
+        if not manifest.config_digest:
+            return {}
+        name = self.registry.api_name(repository)
+        resp = self.request("GET", f"/v2/{name}/blobs/{manifest.config_digest}", pull_scope(name))
+        self._expect(resp, 200, f"image config of {name}@{manifest.config_digest}")
+        try:
+            labels = (resp.json().get("config") or {}).get("Labels") or {}
+        except (ValueError, AttributeError):
+            return {}
+        return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
     def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
         """Store ``manifest`` (as read by :meth:`manifest`, its blobs already in the
         repository) under tag ``reference``; returns the digest the registry answered."""

@@ -24,7 +24,7 @@ import docker
 import docker.errors
 
 from buildtools import pushplan
-from buildtools.errors import BuildToolsError
+from buildtools.errors import INTERRUPTED, BuildToolsError
 from buildtools.metadata import Metadata
 from buildtools.progress import PushReporter, QuietReporter
 from buildtools.pusher import EnginePusher, Pusher
@@ -119,6 +119,14 @@ def execute(
                 raise
             reporter.finish(push)
             done += 1
+    except KeyboardInterrupt:
+        pushed = sum(1 for p in pushes[:done] if p.action != UNCHANGED)
+        left = "nothing pushed" if not pushed else f"pushed {pushed} of {len(pushes)} tags"
+        raise BuildToolsError(
+            f"interrupted: {left}; floating tags move only after every exact one",
+            "run the release again: it finishes what is missing",
+            exit_code=INTERRUPTED,
+        ) from None
     finally:
         reporter.close()
         pusher.close()
@@ -163,6 +171,47 @@ class ReleaseResult:
         return "\n".join(lines)
 
 
+def finish_interrupted(
+    images: Sequence[ReleaseImage],
+    tags: Iterable[TagLike | tuple[str, bool]],
+    found: Sequence[Target],
+    current: pushplan.Current,
+    revision: str | None,
+    pusher: Pusher | None,
+) -> tuple[list[ReleaseImage], list[str]]:
+    """Images whose exact release tag a registry already holds *from this very commit* (an
+    interrupted release; the local image since rebuilt or removed) take the registry's image
+    as their source, so a re-run finishes the release without ``--force``. ``pusher`` None
+    (a dry run) only plans with it."""
+    protected = sorted(pushplan.protected_names(tags))
+    result: list[ReleaseImage] = []
+    notes: list[str] = []
+    for image in images:
+        adopted = image
+        for target in found if revision else ():
+            for name in protected:
+                there = current.get((target.name, image.repository, name))
+                if there is None or not there.config_digest:
+                    continue
+                if there.config_digest == image.image_id:
+                    continue
+                labels = target.client.image_labels(image.repository, there)
+                if labels.get(REVISION_LABEL) != revision:
+                    continue
+                ref = target.registry.push_name(image.repository)
+                image_id = pusher.fetch(ref, name, target) if pusher else there.config_digest
+                adopted = ReleaseImage(image.name, image.repository, image_id)
+                notes.append(
+                    f"{ref}:{name} already holds this commit's {image.name} image (an earlier "
+                    "release was interrupted): finishing the release with that image"
+                )
+                break
+            if adopted is not image:
+                break
+        result.append(adopted)
+    return result, notes
+
+
 def push_all(
     client: docker.DockerClient | None,
     images: Sequence[ReleaseImage],
@@ -174,13 +223,27 @@ def push_all(
     dry_run: bool = False,
     reporter: PushReporter | None = None,
     pusher: Pusher | None = None,
+    revision: str | None = None,
 ) -> ReleaseResult:
-    """Plan, push and verify on registries already checked; ``dry_run`` only plans."""
-    pushes = plan(images, tags, found, force=force)
+    """Plan, push and verify on registries already checked; ``dry_run`` only plans.
+
+    With ``revision`` (the commit being released), an interrupted release of that commit is
+    finished from what the registry already holds (see :func:`finish_interrupted`).
+    """
+    tags = list(tags)
+    current = survey(images, tags, found)
+    if pusher is None and not dry_run and client is not None:
+        repositories = sorted({image.repository for image in images})
+        pusher = EnginePusher(client, secrets_of(found), repositories)
+    images, notes = finish_interrupted(
+        images, tags, found, current, revision, None if dry_run else pusher
+    )
+    registries = [t.registry for t in found]
+    pushes = pushplan.plan(images, tags, registries, current, force=force)
     if dry_run:
-        return ReleaseResult(pushes, dry_run=True)
+        return ReleaseResult(pushes, dry_run=True, warnings=notes)
     executed = execute(client, pushes, found, retry=retry, reporter=reporter, pusher=pusher)
-    return ReleaseResult(executed, dry_run=False)
+    return ReleaseResult(executed, dry_run=False, warnings=notes)
 
 
 def run(
@@ -193,11 +256,20 @@ def run(
     force: bool = False,
     dry_run: bool = False,
     reporter: PushReporter | None = None,
+    revision: str | None = None,
 ) -> ReleaseResult:
     """Check every registry, then :func:`push_all`: the whole release of given images."""
     preflight(found, [image.repository for image in images])
     return push_all(
-        client, images, tags, found, retry=retry, force=force, dry_run=dry_run, reporter=reporter
+        client,
+        images,
+        tags,
+        found,
+        retry=retry,
+        force=force,
+        dry_run=dry_run,
+        reporter=reporter,
+        revision=revision,
     )
 
 

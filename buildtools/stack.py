@@ -20,6 +20,8 @@ from buildtools.errors import BuildToolsError
 
 APP_PORT = 3000
 SIDECAR_PORT = 80
+# Set on everything `invoke up` starts: it removes only what carries it.
+OWNER_LABEL = "org.concord.lara.buildtools.stack"
 FINGERPRINTED = re.compile(r'href="(/assets/[^"]+-[0-9a-f]{64}\.css)"')
 
 
@@ -41,13 +43,37 @@ class Stack:
         return f"{self.name}-nginx"
 
 
+def _not_ours(kind: str, name: str, stack: str) -> BuildToolsError:
+    return BuildToolsError(
+        f"a {kind} named {name} exists and was not started by invoke up: leaving it alone",
+        f"remove it yourself (docker {kind} rm {name}) or pass --name with another prefix "
+        f"than {stack!r}",
+    )
+
+
+def _owned(labels: dict[str, str] | None, name: str) -> bool:
+    return (labels or {}).get(OWNER_LABEL) == name
+
+
 def down(client: docker.DockerClient, name: str) -> None:
-    """Remove the stack's containers and network; absent parts are fine."""
+    """Remove the stack's containers and network; absent parts are fine, foreign ones (same
+    name, not started by us) are refused before anything is removed."""
     stack = Stack(name, "")
-    for container in (stack.sidecar, stack.app):
+    containers = []
+    for container_name in (stack.sidecar, stack.app):
         with contextlib.suppress(docker.errors.NotFound):
-            client.containers.get(container).remove(force=True)
-    for network in client.networks.list(names=[stack.network]):
+            container = client.containers.get(container_name)
+            if not _owned(container.labels, name):
+                raise _not_ours("container", container_name, name)
+            containers.append(container)
+    networks = [n for n in client.networks.list(names=[stack.network]) if n.name == stack.network]
+    for network in networks:
+        if not _owned(network.attrs.get("Labels"), name):
+            raise _not_ours("network", stack.network, name)
+    for container in containers:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    for network in networks:
         network.remove()
 
 
@@ -57,13 +83,17 @@ def up(
     """Start app and sidecar (replacing an earlier stack of that name); wait until both answer."""
     down(client, name)
     stack = Stack(name, "")
-    client.networks.create(stack.network, driver="bridge")
+    owner = {OWNER_LABEL: name}
+    client.networks.create(stack.network, driver="bridge", labels=owner)
     try:
-        client.containers.run(app_image, name=stack.app, network=stack.network, detach=True)
+        client.containers.run(
+            app_image, name=stack.app, network=stack.network, detach=True, labels=owner
+        )
         sidecar = client.containers.run(
             nginx_image,
             name=stack.sidecar,
             network=stack.network,
+            labels=owner,
             environment={"APP_UPSTREAM": f"{stack.app}:{APP_PORT}"},
             ports={f"{SIDECAR_PORT}/tcp": ("127.0.0.1", port or None)},
             detach=True,

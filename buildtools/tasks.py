@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
 from buildtools import config
-from buildtools.errors import BuildToolsError
+from buildtools.errors import INTERRUPTED, BuildToolsError
 
 # --- invoke integration ------------------------------------------------------------------------
 
@@ -47,12 +49,36 @@ def _load_yaml(self, path):  # type: ignore[no-untyped-def]
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
         reason = getattr(exc, "problem", None) or type(exc).__name__
-        if "\t" in reason or "tab" in str(exc):
+        if "\\t" in reason or "\t" in reason:
             reason += " (YAML indents with spaces, never tabs)"
         raise Exit(
             f"error: {where} is not valid YAML: {reason} (fix: correct that line)", code=1
         ) from None
-    return {} if data is None else data
+    return _sections_checked({} if data is None else data, path)
+
+
+def _sections_checked(data, path):  # type: ignore[no-untyped-def]
+    """invoke cannot merge a value over a section of our defaults (a traceback): say which key
+    should hold indented keys instead. An empty section (``git:``) is an empty mapping."""
+
+    def walk(given, defaults, where):  # type: ignore[no-untyped-def]
+        for key, value in list(given.items()):
+            if not isinstance(defaults.get(key), dict):
+                continue
+            if value is None:
+                given[key] = {}
+            elif not isinstance(value, dict):
+                raise Exit(
+                    f"error: {path}: {where}{key} is {value!r}, not a section of keys "
+                    f"(fix: write {where}{key}: followed by indented keys)",
+                    code=1,
+                )
+            else:
+                walk(value, defaults[key], f"{where}{key}.")
+
+    if isinstance(data, dict):
+        walk(data, {config.SECTION: config.DEFAULTS}, "")
+    return data
 
 
 invoke.config.Environment = _RawSectionEnvironment
@@ -75,13 +101,34 @@ def overrides_from(branch: str, tag: str, commit: str):
     return buildinfo.Overrides(branch=branch or None, tag=tag or None, commit=commit or None)
 
 
+def port_number(value: object) -> int:
+    """``--port`` as a TCP port, or a one-line error."""
+    text = str(value).strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise BuildToolsError(f"--port {value!r} is not a port number", "pass 1 to 65535")
+    return int(text)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def one_line(text: str) -> str:
+    """Error text as one plain line: colour codes (from build output) only on a terminal."""
+    text = " ".join(text.split("\n"))
+    return text if sys.stderr.isatty() else _ANSI.sub("", text)
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
-    """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback."""
+    """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback; and
+    Ctrl-C into exit 130 with one line (the code that was interrupted says what was left)."""
     try:
         yield
     except BuildToolsError as exc:
-        raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        prefix = "" if exc.exit_code == INTERRUPTED else "error: "
+        raise Exit(one_line(f"{prefix}{exc}"), code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted", code=INTERRUPTED) from None
 
 
 @task(help={"suite": "Debian suite to bootstrap (default: the host's own)"})
@@ -207,17 +254,18 @@ def built_refs(c: Context, branch: str, tag: str, commit: str) -> tuple[str, str
         **REF_HELP,
     }
 )
-def up(c, port=8080, name="lara", branch="", tag="", commit=""):
+def up(c, port="", name="lara", branch="", tag="", commit=""):
     """Run the images built for this commit: app + nginx sidecar, and print the URL."""
     from buildtools import build as builder
     from buildtools import engine, stack
 
     with reported():
+        host_port = port_number(port or 8080)
         app, sidecar, _ = built_refs(c, branch, tag, commit)
         client = engine.connect()
         builder.existing_image(client, app, "app")
         builder.existing_image(client, sidecar, "nginx")
-        running = stack.up(client, app, sidecar, name=name, port=int(port))
+        running = stack.up(client, app, sidecar, name=name, port=host_port)
         print(f"LARA example: {running.url}/  (version: {running.url}/version.json)")
         print(f"logs: docker logs {running.app} / docker logs {running.sidecar}; stop: invoke down")
 

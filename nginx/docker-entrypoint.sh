@@ -1,25 +1,52 @@
 #!/bin/sh
 # Entrypoint of the LARA nginx sidecar.
 #
-# Writes APP_UPSTREAM (host:port of the app) into the file nginx.conf includes, then runs the
+# Checks APP_UPSTREAM (host:port of the app) as the build checks buildtools.nginx.upstream
+# (buildtools.nginx.check_upstream), writes it into the file nginx.conf includes, then runs the
 # command (nginx by default; `docker run IMAGE nginx -t` checks the config). The app does not
 # have to be up: nginx resolves the name per request through the configured resolver.
+# Every refusal is one line on stderr and a non-zero exit.
 set -eu
 
 UPSTREAM_CONF=/etc/nginx/lara/upstream.conf
 
+# fail CODE WORDS...: one line on stderr, then exit CODE.
+fail() {
+    code=$1
+    shift
+    echo "lara-nginx: $*" >&2
+    exit "$code"
+}
+
 if [ -n "${APP_UPSTREAM:-}" ]; then
-    # A host name or IPv4 address, or an [IPv6] address, then a port: nothing else can reach
-    # the config file.
+    # A host name or IPv4 address, or an [IPv6] address, then a port 1-65535: nothing else can
+    # reach the config file.
     if ! printf '%s\n' "$APP_UPSTREAM" | grep -Eqx \
         '([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}'; then
-        echo "lara-nginx: APP_UPSTREAM='$APP_UPSTREAM' is not host:port (e.g. app:3000)" >&2
-        exit 64
+        fail 64 "APP_UPSTREAM='$APP_UPSTREAM' is not host:port (e.g. app:3000)"
+    fi
+    port="${APP_UPSTREAM##*:}"
+    if [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+        fail 64 "APP_UPSTREAM='$APP_UPSTREAM' has port $port, not 1-65535 (e.g. app:3000)"
     fi
     wanted="map \"\" \$lara_upstream { default \"$APP_UPSTREAM\"; }"
     # Leave the file alone when it already says so (works with a read-only root filesystem).
     if ! grep -qxF "$wanted" "$UPSTREAM_CONF" 2>/dev/null; then
-        printf '# Written by the entrypoint from APP_UPSTREAM.\n%s\n' "$wanted" > "$UPSTREAM_CONF"
+        if ! { printf '# Written by the entrypoint from APP_UPSTREAM.\n%s\n' "$wanted" \
+            > "$UPSTREAM_CONF"; } 2>/dev/null; then
+            fail 73 "cannot write $UPSTREAM_CONF as $(id -un) for APP_UPSTREAM='$APP_UPSTREAM'" \
+                "(mount a writable volume at /etc/nginx/lara, or keep the built-in upstream)"
+        fi
+    fi
+fi
+
+# Unprivileged nginx binds port 80 through its file capability. Without CAP_NET_BIND_SERVICE in
+# the container's bounding set (docker run --cap-drop ALL) the kernel refuses to run it at all,
+# with a bare "Operation not permitted": say why instead.
+if [ "${1:-}" = nginx ] && [ "$(id -u)" != 0 ]; then
+    bounding=$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status 2>/dev/null || true)
+    if [ -n "$bounding" ] && [ $(( 0x$bounding >> 10 & 1 )) -eq 0 ]; then
+        fail 77 "the container lacks CAP_NET_BIND_SERVICE, which nginx needs to listen on port 80 as user $(id -un) (run with --cap-add NET_BIND_SERVICE)"
     fi
 fi
 

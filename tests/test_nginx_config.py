@@ -166,6 +166,20 @@ def test_customised_config_passes_nginx_t(host_nginx, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.parametrize("asset_fallback", ["auto", "proxy", "404"])
+@pytest.mark.parametrize("trusted_proxies", [(), ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32")])
+@pytest.mark.parametrize("server_names", [(), ("lara.example.org", "*.concord.org")])
+def test_every_combination_of_the_new_keys_passes_nginx_t(
+    host_nginx, tmp_path, server_names, trusted_proxies, asset_fallback
+):
+    cfg = settings(
+        server_names=server_names, trusted_proxies=trusted_proxies, asset_fallback=asset_fallback
+    )
+    done = nginx_t(host_nginx, cfg, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "[warn]" not in done.stderr
+
+
 def test_nginx_t_fails_when_the_upstream_file_is_missing(host_nginx, tmp_path):
     # The image's entrypoint writes it; without it nginx must refuse to start.
     done = nginx_t(host_nginx, settings(), tmp_path)
@@ -185,7 +199,16 @@ def test_nginx_t_fails_when_the_upstream_file_is_missing(host_nginx, tmp_path):
 def test_process_and_logs_fit_a_container():
     main = parse(nginx.render_config(settings()))
     http = main.one("http")
-    assert main.one("user").args == ["nginx"]
+    # The image starts nginx as user nginx already: a `user` directive would only warn.
+    assert not main.all("user")
+    assert main.one("pid").args == ["/run/nginx/nginx.pid"]
+    connections = int(main.one("events").one("worker_connections").args[0])
+    assert int(main.one("worker_rlimit_nofile").args[0]) >= 2 * connections
+    open_files = int(http.one("open_file_cache").args[0].removeprefix("max="))
+    assert int(main.one("worker_rlimit_nofile").args[0]) >= 2 * connections + open_files
+    for directive in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        path = http.one(f"{directive}_temp_path").args[0]
+        assert path.startswith("/var/cache/nginx/temp/"), directive
     assert main.one("daemon").args == ["off"]
     assert main.one("error_log").args[0] == "stderr"
     assert http.one("access_log").args == ["/dev/stdout", "lara", "buffer=32k", "flush=1s"]
@@ -203,14 +226,17 @@ def test_every_proxied_location_sends_laras_headers():
         headers = {name: value for name, value in location.values("proxy_set_header")}
         assert location.one("proxy_pass").args == ["http://$lara_upstream"]
         assert location.one("proxy_redirect").args == ["off"]
-        assert headers["Host"] == "$http_host"
-        assert headers["X-Forwarded-For"] == "$proxy_add_x_forwarded_for"
+        # $host, not $http_host: the name nginx matched, without the client's port.
+        assert headers["Host"] == "$host"
+        assert headers["X-Forwarded-For"] == "$lara_forwarded_for"
         assert headers["X-Forwarded-Proto"] == "$lara_forwarded_proto"
         assert headers["X-Forwarded-Port"] == "$lara_forwarded_port"
         assert headers["X-Request-Start"] == "t=${msec}"
+        for name in ("X-Forwarded-Host", "Forwarded", "X-Forwarded-Ssl", "Client-IP"):
+            assert headers[name].startswith("$lara_passed_"), name
     http = parse(nginx.render_config(settings())).one("http")
     assert http.one("proxy_read_timeout").args == ["3m"]
-    assert http.one("client_max_body_size").args == ["100m"]
+    assert http.one("client_max_body_size").args == ["10m"]  # LARA's own value
     assert maps(settings())["$lara_proto_port"] == {"https": "443", "default": "80"}
 
 
@@ -351,6 +377,16 @@ def test_upstream_and_resolver_come_from_the_config():
         ({"resolver": "127.0.0.11;"}, "resolver"),
         ({"short_max_age": -1}, "short_max_age"),
         ({"fingerprint_min_length": 4}, "fingerprint_min_length"),
+        ({"server_names": ("lara.example.org:443",)}, "server_names"),
+        ({"server_names": ("https://lara.example.org",)}, "server_names"),
+        ({"server_names": ("~^lara",)}, "server_names"),
+        ({"server_names": ("_",)}, "server_names"),
+        ({"server_names": ("lara example",)}, "server_names"),
+        ({"trusted_proxies": ("10.0.0.1/8",)}, "trusted_proxies"),
+        ({"trusted_proxies": ("lb.internal",)}, "trusted_proxies"),
+        ({"trusted_proxies": ("0.0.0.0/0",)}, "trusts every client"),
+        ({"trusted_proxies": ("10.0.0.0/8;",)}, "trusted_proxies"),
+        ({"asset_fallback": "fetch"}, "asset_fallback"),
     ],
 )
 def test_bad_values_are_refused_with_the_key_to_fix(change, words):
@@ -358,6 +394,167 @@ def test_bad_values_are_refused_with_the_key_to_fix(change, words):
         nginx.render_config(settings(**change))
     assert words in str(refused.value)
     assert refused.value.fix
+    assert "\n" not in str(refused.value)
+
+
+# ---- nginx.server_names: other hosts never reach the app ----
+
+
+def test_without_server_names_one_server_answers_every_host():
+    http = parse(nginx.render_config(settings())).one("http")
+    (server,) = http.all("server")
+    assert server.one("listen").args == ["80", "default_server"]
+    assert server.one("server_name").args == ["_"]
+
+
+def test_with_server_names_a_default_server_refuses_other_hosts_but_answers_health():
+    cfg = settings(server_names=("LARA.example.org", "*.concord.org", "lara.example.org."))
+    default, site = parse(nginx.render_config(cfg)).one("http").all("server")
+
+    assert default.one("listen").args == ["80", "default_server"]
+    assert default.one("server_name").args == ["_"]
+    refuse = locations(default)["/"]
+    assert refuse.one("return").args == ["421"]
+    assert not [d for d in default.block if d.name.startswith("proxy_")]
+    assert locations(default)["= /nginx-health"].one("return").args == ["200", "ok\\n"]
+
+    assert site.one("listen").args == ["80"]
+    assert site.one("server_name").args == ["lara.example.org", "*.concord.org"]
+    assert locations(site)["/"].one("try_files").args == ["$uri", "@app"]
+    assert "= /nginx-health" in locations(site)
+
+
+# ---- nginx.trusted_proxies: X-Forwarded-* believed only from them ----
+
+
+def test_without_trusted_proxies_forwarded_headers_come_from_the_connection():
+    http = parse(nginx.render_config(settings())).one("http")
+    found = maps(settings())
+    assert not http.all("set_real_ip_from")
+    geo = http.one("geo")
+    assert geo.args == ["$realip_remote_addr", "$lara_trusted_proxy"]
+    assert {d.name: d.args for d in geo.block} == {"default": ["0"]}
+    # Whatever the client sends, an untrusted peer (0) gets the connection's values.
+    for variable in ("$lara_forwarded_for", "$lara_forwarded_proto", "$lara_forwarded_port"):
+        assert all(
+            key == "default" or key.startswith(("~^1:", "~*^1:", "1:")) for key in found[variable]
+        )
+    assert found["$lara_forwarded_for"]["default"] == "$realip_remote_addr"
+    assert found["$lara_forwarded_proto"]["default"] == "$scheme"
+    assert found["$lara_forwarded_port"]["default"] == "$server_port"
+    assert found["$lara_passed_x_forwarded_host"] == {"default": "", "1": "$http_x_forwarded_host"}
+
+
+def test_trusted_proxies_feed_realip_and_the_trust_map():
+    cfg = settings(trusted_proxies=("10.0.0.0/8", "192.0.2.7", "2001:db8::/32"))
+    http = parse(nginx.render_config(cfg)).one("http")
+    networks = ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]
+    assert [d.args[0] for d in http.all("set_real_ip_from")] == networks
+    assert http.one("real_ip_header").args == ["X-Forwarded-For"]
+    assert http.one("real_ip_recursive").args == ["on"]
+    geo = {d.name: d.args for d in http.one("geo").block}
+    assert geo == {"default": ["0"], **{network: ["1"] for network in networks}}
+
+
+# ---- nginx.asset_fallback ----
+
+
+def test_asset_fallback_404_answers_missing_assets_without_the_app():
+    server = server_of(settings(asset_fallback="404"))
+    fingerprinted, other = asset_locations(server)
+    assert fingerprinted.one("try_files").args == ["$uri", "=404"]
+    assert other.one("try_files").args == ["$uri", "=404"]
+    assert [loc.args for loc in server.all("location") if loc.all("proxy_pass")] == [["@app"]]
+    http = parse(nginx.render_config(settings(asset_fallback="404"))).one("http")
+    assert not http.all("proxy_cache_path")
+
+
+def test_asset_fallback_auto_renders_as_proxy_until_resolved():
+    auto = nginx.render_config(settings(asset_fallback="auto"))
+    proxy = nginx.render_config(settings(asset_fallback="proxy"))
+    assert parse(auto) == parse(proxy)  # comments aside
+    assert "# asset_fallback: proxy (auto, not resolved against an app image)" in auto
+
+
+PRODUCTION = "config/environments/production.rb"
+
+
+@pytest.mark.parametrize(
+    ("production_rb", "env", "expected"),
+    [
+        # LARA (concord-consortium/lara): the app never serves /assets.
+        (
+            "  config.public_file_server.enabled = false\n  config.assets.compile = false\n",
+            {},
+            "404",
+        ),
+        # Rails' generated production.rb: serves files only if the variable is set.
+        (
+            "config.public_file_server.enabled = ENV['RAILS_SERVE_STATIC_FILES'].present?\n",
+            {},
+            "404",
+        ),
+        (
+            'config.public_file_server.enabled = ENV["RAILS_SERVE_STATIC_FILES"].present?\n',
+            {"RAILS_SERVE_STATIC_FILES": "1"},
+            "proxy",
+        ),
+        (
+            "config.serve_static_files = ENV.fetch('SERVE_STATIC', nil)\n",
+            {"SERVE_STATIC": ""},
+            "404",
+        ),
+        ("config.serve_static_assets = false # Rails 4\n", {}, "404"),
+        ("config.public_file_server.enabled = nil\n", {}, "404"),
+        ("config.public_file_server.enabled = true\n", {}, "proxy"),
+        # The last assignment wins, as in Ruby; comments are not code.
+        (
+            "config.public_file_server.enabled = true\nconfig.public_file_server.enabled = false\n",
+            {},
+            "404",
+        ),
+        ("# config.public_file_server.enabled = false\n", {}, "proxy"),
+        # The app compiles missing assets itself.
+        ("config.public_file_server.enabled = false\nconfig.assets.compile = true\n", {}, "proxy"),
+        # Rails' default is to serve public/; unknown expressions are not guessed.
+        ("config.log_level = :info\n", {}, "proxy"),
+        ("config.public_file_server.enabled = Settings.static?\n", {}, "proxy"),
+    ],
+)
+def test_asset_fallback_for_reads_what_the_app_can_do(production_rb, env, expected):
+    assert nginx.asset_fallback_for({PRODUCTION: production_rb}, env) == expected
+    value, why = nginx.explain_asset_fallback({PRODUCTION: production_rb}, env)
+    assert value == expected and PRODUCTION in why
+
+
+def test_asset_fallback_for_an_app_without_rails_config_proxies():
+    # The bundled example app (a Rack app) serves public/ itself.
+    assert nginx.asset_fallback_for({}) == "proxy"
+    assert "has no config/environments/production.rb" in nginx.explain_asset_fallback({})[1]
+
+
+def test_new_keys_are_read_from_invoke_yaml_and_the_environment():
+    cfg = project_settings().nginx
+    assert (cfg.server_names, cfg.trusted_proxies, cfg.asset_fallback) == ((), (), "auto")
+    assert cfg.client_max_body_size == "10m"
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "nginx.config"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "INVOKE_BUILDTOOLS_NGINX_SERVER_NAMES": "lara.example.org, www.example.org",
+            "INVOKE_BUILDTOOLS_NGINX_TRUSTED_PROXIES": "10.0.0.0/8",
+            "INVOKE_BUILDTOOLS_NGINX_ASSET_FALLBACK": "404",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    http = parse(done.stdout).one("http")
+    assert http.all("server")[1].one("server_name").args == ["lara.example.org", "www.example.org"]
+    assert http.one("set_real_ip_from").args == ["10.0.0.0/8"]
+    assert "# asset_fallback: 404" in done.stdout
 
 
 # ---- what `invoke build` gets ----
@@ -372,12 +569,16 @@ def test_sidecar_context_holds_what_the_dockerfile_copies(tmp_path):
     assert (context / "upstream.conf").read_text() == nginx.render_upstream("app:3000")
     assert os.access(context / "docker-entrypoint.sh", os.X_OK)
     dockerfile = (context / "Dockerfile").read_text()
-    for line in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.M):
+    copied = re.findall(r"^COPY (?:--chown=\S+ )?(?!--from)(\S+)", dockerfile, re.M)
+    assert "healthcheck.sh" in copied
+    for line in copied:
         assert (context / line).exists(), line
     before_from = dockerfile[: dockerfile.index("\nFROM ")]
     assert re.search(r"^ARG BASE_IMAGE\b", before_from, re.M)
     assert re.search(r"^ARG APP_IMAGE\b", before_from, re.M)
     assert re.search(r"^STOPSIGNAL SIGQUIT$", dockerfile, re.M)
+    assert re.search(r"^USER nginx$", dockerfile, re.M)
+    assert re.search(r"^HEALTHCHECK .*\n.*lara-nginx-healthcheck", dockerfile, re.M)
 
 
 def test_sidecar_context_refuses_a_missing_dockerfile(tmp_path):

@@ -868,3 +868,43 @@ def test_tags_are_ordered_immutable_first_whatever_the_input_order() -> None:
     ]
     image_tags = [tags.ImageTag("edge", True, "extra"), tags.ImageTag("sha-1", False, "commit")]
     assert tag_pairs(image_tags) == [("sha-1", False), ("edge", True)]
+
+
+def test_an_interrupted_release_of_this_commit_finishes_without_force(
+    docker_client: docker.DockerClient,
+    fast_registry: testbed.LocalRegistry,
+    make_image: Callable[..., str],
+) -> None:
+    """The first run pushed only 2.3.0, then its local image was lost; the rebuild of the same
+    commit has another image ID. The re-run finishes from the registry's image; another
+    commit's image is still refused."""
+    app_repo, _ = repos()
+    env = login_env(fast_registry.host, fast_registry.username, fast_registry.password)
+    commit, other_commit = "1" * 40, "2" * 40
+    revision = "org.opencontainers.image.revision"
+    first = [ReleaseImage("app", app_repo, make_image("first", labels={revision: commit}))]
+    do_release(docker_client, first, [("2.3.0", False)], env, fast_registry.host)
+    published = served_digest(fast_registry, app_repo, "2.3.0")
+    docker_client.images.remove(first[0].image_id, force=True)
+    rebuilt = [ReleaseImage("app", app_repo, make_image("rebuilt", labels={revision: commit}))]
+    cfg = release_config(fast_registry.host)
+    policy = [("2.3.0", False), ("2.3", True), ("latest", True)]
+
+    result = release.run(
+        docker_client, rebuilt, policy, targets(cfg, env), retry=retry_policy(cfg), revision=commit
+    )
+
+    for name in ("2.3.0", "2.3", "latest"):
+        assert served_digest(fast_registry, app_repo, name) == published
+    assert "interrupted" in result.warnings[0]
+    other = [ReleaseImage("app", app_repo, make_image("other", labels={revision: other_commit}))]
+    with pytest.raises(BuildToolsError, match="refusing to overwrite release tags"):
+        release.run(
+            docker_client,
+            other,
+            [("2.3.0", False)],
+            targets(cfg, env),
+            retry=retry_policy(cfg),
+            revision=other_commit,
+        )
+    assert served_digest(fast_registry, app_repo, "2.3.0") == published

@@ -6,6 +6,7 @@ request log (``docker logs`` of the app container, one line per request it serve
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import secrets
@@ -23,7 +24,14 @@ import requests
 from docker.models.containers import Container
 
 from buildtools import nginx
-from tests.fixtures.sidecar import Stack, app_log, app_requests, wait_for
+from tests.fixtures.sidecar import (
+    TEST_REPOSITORY,
+    Stack,
+    app_log,
+    app_requests,
+    render_nginx_conf,
+    wait_for,
+)
 
 
 def access_log_of(sidecar) -> str:
@@ -62,6 +70,7 @@ class Deployment:
 
     def __init__(self, stack: Stack, app_image: str, sidecar_image: str) -> None:
         self.stack = stack
+        self.sidecar_image = sidecar_image
         self.app = stack.run(app_image, "app", aliases=("app",))
         self.cookie_app = stack.run(
             app_image,
@@ -189,13 +198,78 @@ def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, side
     assert verdicts["app:3000;"] == "bad"
 
 
-def test_bad_app_upstream_stops_the_container_with_a_message(docker_client, sidecar_image):
-    with pytest.raises(docker.errors.ContainerError) as failed:
-        run_in_image(
-            docker_client, sidecar_image, ["nginx", "-t"], environment={"APP_UPSTREAM": "app"}
-        )
-    assert failed.value.exit_status == 64
-    assert b"APP_UPSTREAM='app' is not host:port" in failed.value.stderr
+@pytest.mark.parametrize(
+    ("upstream", "message"),
+    [
+        ("app", "lara-nginx: APP_UPSTREAM='app' is not host:port (e.g. app:3000)"),
+        (
+            "app:99999",
+            "lara-nginx: APP_UPSTREAM='app:99999' has port 99999, not 1-65535 (e.g. app:3000)",
+        ),
+        ("app:0", "lara-nginx: APP_UPSTREAM='app:0' has port 0, not 1-65535 (e.g. app:3000)"),
+    ],
+)
+def test_bad_app_upstream_stops_the_container_with_one_line(
+    docker_client, sidecar_image, upstream, message
+):
+    # The default command (nginx itself), as `docker run` starts it.
+    container = docker_client.containers.run(
+        sidecar_image, detach=True, network_mode="none", environment={"APP_UPSTREAM": upstream}
+    )
+    try:
+        assert container.wait(timeout=30)["StatusCode"] == 64
+        assert container.logs(stdout=False, stderr=True).decode().splitlines() == [message]
+        assert container.logs(stdout=True, stderr=False) == b""
+    finally:
+        container.remove(force=True)
+
+
+def test_image_runs_unprivileged_and_reports_its_health(docker_client, sidecar_image, deployment):
+    config = docker_client.images.get(sidecar_image).attrs["Config"]
+    assert config["User"] == "nginx"
+    assert config["Healthcheck"]["Test"] == ["CMD", "/usr/local/bin/lara-nginx-healthcheck"]
+    container = deployment.sidecar.container
+
+    def health() -> str:
+        container.reload()
+        return container.attrs["State"]["Health"]["Status"]
+
+    wait_for(lambda: health() == "healthy", "the sidecar's HEALTHCHECK to pass", 60, 1)
+    # Master and workers, read from /proc (the image has no ps): none runs as root.
+    code, status = container.exec_run(["sh", "-c", "grep -h -E '^(Name|Uid):' /proc/[0-9]*/status"])
+    assert code == 0
+    fields = [line.split()[1:3] for line in status.decode().splitlines()]
+    nginx_uids = [
+        uid[1] for name, uid in zip(fields[::2], fields[1::2], strict=True) if name[0] == "nginx"
+    ]
+    assert len(nginx_uids) > 1 and "0" not in nginx_uids
+    # Everything nginx writes belongs to its user.
+    code, owners = container.exec_run(
+        [
+            "stat",
+            "-c",
+            "%U %n",
+            "/run/nginx/nginx.pid",
+            "/etc/nginx/lara/upstream.conf",
+            "/var/cache/nginx/lara",
+            "/var/cache/nginx/temp",
+        ]
+    )
+    assert code == 0, owners
+    assert {line.split()[0] for line in owners.decode().splitlines()} == {"nginx"}
+
+
+def test_health_check_fails_when_nginx_does_not_answer(docker_client, sidecar_image):
+    output = run_in_image(
+        docker_client,
+        sidecar_image,
+        ["-c", "lara-nginx-healthcheck; echo exit=$?"],
+        entrypoint=["sh"],
+    )
+    assert output.splitlines() == [
+        "lara-nginx-healthcheck: nothing listens on 127.0.0.1:80",
+        "exit=1",
+    ]
 
 
 # ---- assets from the sidecar's own disk ----
@@ -255,37 +329,121 @@ def test_hidden_files_are_not_published(deployment):
 # ---- what goes to the app ----
 
 
+def seen_by_app(response: requests.Response) -> dict[str, str]:
+    """The request headers the echo server received."""
+    return dict(line.split(": ", 1) for line in response.text.splitlines()[1:])
+
+
+# What a client could send to pose as a proxy: another address, scheme, port and host.
+SPOOFED = {
+    "X-Forwarded-For": "203.0.113.9",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Port": "8443",
+    "X-Forwarded-Host": "admin.example.org",
+    "X-Forwarded-Ssl": "on",
+    "Forwarded": "for=203.0.113.9;proto=https",
+    "Client-IP": "203.0.113.9",
+}
+
+
 def test_pages_are_proxied_to_the_app_with_laras_headers(deployment):
+    # Changed with nginx.trusted_proxies: a direct client's X-Forwarded-* are no longer passed
+    # on (they were); the app gets the connection's address, scheme and port.
     sidecar = deployment.echo_sidecar
     before = time.time()
     response = sidecar.get(
         "/activities/7?x=1",
-        headers={
-            "Host": "lara.example.org",
-            "X-Forwarded-For": "203.0.113.9",
-            "X-Forwarded-Proto": "https",
-            "Cookie": "_lara_session=abc",
-        },
+        headers={"Host": "lara.example.org:8080", "Cookie": "_lara_session=abc", **SPOOFED},
     )
-    plain = sidecar.get("/plain")
 
     assert response.status_code == 200
     head = response.text.splitlines()
-    headers = dict(line.split(": ", 1) for line in head[1:])
+    headers = seen_by_app(response)
     assert head[0] == "GET /activities/7?x=1 HTTP/1.0"
-    assert headers["Host"] == "lara.example.org"
-    assert re.fullmatch(r"203\.0\.113\.9, [0-9.]+", headers["X-Forwarded-For"])
-    assert headers["X-Forwarded-Proto"] == "https"
-    assert headers["X-Forwarded-Port"] == "443"
+    assert headers["Host"] == "lara.example.org"  # $host: no port, any Host (no server_names)
+    assert re.fullmatch(r"[0-9.]+", headers["X-Forwarded-For"])
+    assert headers["X-Forwarded-Proto"] == "http"
+    assert headers["X-Forwarded-Port"] == "80"
+    for spoofable in ("X-Forwarded-Host", "X-Forwarded-Ssl", "Forwarded", "Client-IP"):
+        assert spoofable not in headers
     start = re.fullmatch(r"t=(\d+\.\d{3})", headers["X-Request-Start"])
     assert start and before - 5 < float(start.group(1)) < time.time() + 5
     assert headers["Cookie"] == "_lara_session=abc"
     # The app's own X-Frame-Options wins; the sidecar does not add a second one.
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    plain_headers = dict(line.split(": ", 1) for line in plain.text.splitlines()[1:])
-    assert plain_headers["X-Forwarded-Proto"] == "http"
-    assert plain_headers["X-Forwarded-Port"] == "80"
+
+
+def test_forwarded_headers_from_a_trusted_proxy_reach_the_app(
+    deployment, sidecar_settings, tmp_path
+):
+    # The address this test's requests come from, as the sidecar sees it (Docker's port proxy).
+    peer = seen_by_app(deployment.echo_sidecar.get("/who"))["X-Forwarded-For"]
+    cfg = dataclasses.replace(sidecar_settings, trusted_proxies=(peer,))
+    sidecar = deployment.stack.sidecar(
+        deployment.sidecar_image,
+        "trusting-nginx",
+        nginx_conf=render_nginx_conf(cfg, tmp_path),
+        environment={"APP_UPSTREAM": "echo:3000"},
+    )
+    path = f"/trusted-{secrets.token_hex(4)}"
+    headers = seen_by_app(sidecar.get(path, headers=SPOOFED))
+    no_port = seen_by_app(sidecar.get("/", headers={"X-Forwarded-Proto": "HTTPS"}))
+    bad_proto = seen_by_app(sidecar.get("/", headers={"X-Forwarded-Proto": "gopher"}))
+
+    assert headers["X-Forwarded-For"] == f"203.0.113.9, {peer}"
+    assert headers["X-Forwarded-Proto"] == "https"
+    assert headers["X-Forwarded-Port"] == "8443"
+    assert headers["X-Forwarded-Host"] == "admin.example.org"
+    assert headers["Forwarded"] == "for=203.0.113.9;proto=https"
+    assert (no_port["X-Forwarded-Proto"], no_port["X-Forwarded-Port"]) == ("https", "443")
+    assert (bad_proto["X-Forwarded-Proto"], bad_proto["X-Forwarded-Port"]) == ("http", "80")
+    # realip: the access log names the client behind the proxy.
+    wait_for(
+        lambda: re.search(rf'^203\.0\.113\.9 - .*"GET {path} ', access_log_of(sidecar), re.M),
+        "the client's address in the access log",
+        5,
+    )
+
+
+# ---- nginx.server_names ----
+
+
+def test_a_foreign_host_is_refused_when_server_names_are_set(
+    deployment, sidecar_settings, tmp_path
+):
+    cfg = dataclasses.replace(sidecar_settings, server_names=("lara.example.org",))
+    sidecar = deployment.stack.sidecar(
+        deployment.sidecar_image,
+        "named-nginx",
+        nginx_conf=render_nginx_conf(cfg, tmp_path),
+        environment={"APP_UPSTREAM": "echo:3000"},
+    )
+    foreign = f"/foreign-{secrets.token_hex(4)}"
+    refused = sidecar.get(foreign, headers={"Host": "evil.example"})
+    by_address = sidecar.get(foreign)  # Host: 127.0.0.1:<port>
+    served = sidecar.get("/named", headers={"Host": "LARA.example.org:8080"})
+    health = sidecar.get("/nginx-health", headers={"Host": "evil.example"})
+
+    assert refused.status_code == 421
+    assert by_address.status_code == 421
+    assert served.status_code == 200
+    assert seen_by_app(served)["Host"] == "lara.example.org"
+    assert (health.status_code, health.text) == (200, "ok\n")
+    # The image's health check (Host: localhost) is answered by the default server.
+    code, output = sidecar.container.exec_run(["lara-nginx-healthcheck"])
+    assert code == 0, output
+    # The echo server logs every request line it gets: the served one, never the foreign ones.
+    echo_log = app_log(deployment.echo)
+    assert "GET /named HTTP/1.0" in echo_log
+    assert foreign not in echo_log
+
+
+def test_any_host_reaches_the_app_when_server_names_are_unset(deployment):
+    path = f"/any-host-{secrets.token_hex(4)}"
+    response = deployment.echo_sidecar.get(path, headers={"Host": "anything.example"})
+    assert response.status_code == 200
+    assert seen_by_app(response)["Host"] == "anything.example"
 
 
 def test_app_pages_reach_the_app_and_keep_their_cookies(deployment):
@@ -426,6 +584,77 @@ def test_cached_asset_requests_reach_the_app_without_cookies(deployment):
     assert second.headers["X-Frame-Options"] == "DENY"  # the app's, stored; not doubled
 
 
+# ---- nginx.asset_fallback: 404 for apps that never serve assets (LARA) ----
+
+
+def test_asset_fallback_404_answers_a_missing_asset_without_the_app(
+    deployment, sidecar_settings, tmp_path
+):
+    cfg = dataclasses.replace(sidecar_settings, asset_fallback="404")
+    sidecar = deployment.stack.sidecar(
+        deployment.sidecar_image, "no-fallback-nginx", nginx_conf=render_nginx_conf(cfg, tmp_path)
+    )
+    wait_for(lambda: sidecar.get("/health").status_code == 200, "the app behind nginx")
+    app = deployment.app
+    fingerprinted = add_asset(app, digest_name("only-in-app"), b"b {}\n")
+    plain = add_asset(app, f"plain-{secrets.token_hex(4)}.css", b"p {}\n")
+    on_disk = next(f for f in public_files(sidecar.container, "assets") if f.endswith(".css"))
+
+    for path in (fingerprinted, plain):
+        response = sidecar.get(path)
+        assert response.status_code == 404
+        assert response.headers["Cache-Control"] == "no-store"
+        assert "X-Cache-Status" not in response.headers
+        assert app_requests(sidecar, app, path) == 0
+    assert sidecar.get(f"/assets/{on_disk}").status_code == 200
+
+
+RAILS_PRODUCTION_RB = """\
+Rails.application.configure do
+  config.public_file_server.enabled = ENV['RAILS_SERVE_STATIC_FILES'].present?
+end
+"""
+
+
+def test_asset_fallback_auto_is_resolved_from_the_app_image(
+    docker_client, app_image, sidecar_settings
+):
+    cfg = dataclasses.replace(sidecar_settings, asset_fallback="auto")
+    # The example app has no config/environments/production.rb: it serves public/ itself.
+    assert nginx.read_app_files(docker_client, app_image) == {}
+    assert nginx.resolve_asset_fallback(cfg, docker_client, app_image).asset_fallback == "proxy"
+
+    # A Rails app image that serves files only if RAILS_SERVE_STATIC_FILES is set.
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        body = RAILS_PRODUCTION_RB.encode()
+        info = tarfile.TarInfo("environments/production.rb")
+        info.size, info.mode = len(body), 0o644
+        tar.addfile(info, io.BytesIO(body))
+    container = docker_client.containers.create(app_image, command=["true"])
+    tag = secrets.token_hex(6)
+    try:
+        assert container.put_archive("/lara/config", archive.getvalue())
+        rails = container.commit(repository=f"{TEST_REPOSITORY}/rails-app", tag=tag)
+        served = container.commit(
+            repository=f"{TEST_REPOSITORY}/rails-app",
+            tag=f"{tag}-static",
+            changes=["ENV RAILS_SERVE_STATIC_FILES=1"],
+        )
+    finally:
+        container.remove(force=True)
+    try:
+        files = nginx.read_app_files(docker_client, rails.id)
+        assert files == {"config/environments/production.rb": RAILS_PRODUCTION_RB}
+        assert nginx.resolve_asset_fallback(cfg, docker_client, rails.id).asset_fallback == "404"
+        assert nginx.resolve_asset_fallback(cfg, docker_client, served.id).asset_fallback == "proxy"
+        explicit = dataclasses.replace(cfg, asset_fallback="proxy")
+        assert nginx.resolve_asset_fallback(explicit, docker_client, rails.id) is explicit
+    finally:
+        for image in (served, rails):
+            docker_client.images.remove(image.id, force=True)
+
+
 # ---- the app goes away and comes back elsewhere ----
 
 
@@ -469,14 +698,14 @@ def test_sidecar_follows_the_app_to_a_new_address_without_restarting(
         assert "could not be resolved" in stderr
         assert "could not be resolved" not in stdout
 
-        # Workers run unprivileged; the master stays root only to bind port 80.
+        # Master and workers run unprivileged (the master used to be root, to bind port 80).
         code, status = sidecar.container.exec_run(
             ["sh", "-c", "grep -h -E '^(Name|Uid):' /proc/[0-9]*/status"]
         )
         assert code == 0
         fields = [line.split()[1] for line in status.decode().splitlines()]
         uids = [uid for name, uid in zip(fields[::2], fields[1::2], strict=True) if name == "nginx"]
-        assert uids.count("0") == 1 and len(uids) > 1
+        assert "0" not in uids and len(uids) > 1
 
         # SIGQUIT: finish in-flight requests, then exit cleanly.
         begun = time.monotonic()
