@@ -1,19 +1,27 @@
-"""The harness itself: real engine, base image from the host's mirror, htpasswd registry."""
+"""The harness itself: real engines, a slim base image from the host's mirror, htpasswd registry."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from pathlib import Path
 
+import docker
 import pytest
 import requests
 
 from buildtools import testbed
 from buildtools.engine import connect
 from buildtools.errors import BuildToolsError
+from tests.fixtures.services import BASES_REPOSITORY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +34,37 @@ def test_base_image_uses_the_hosts_own_debian_mirror(docker_client, base_image):
     assert mirror in sources
     assert suite in sources
     assert base_image.endswith(f":{suite}")
+
+
+def test_base_image_is_slim_and_made_by_the_current_recipe(docker_client, base_image):
+    image = docker_client.images.get(base_image)
+    assert testbed.base_is_current(image)
+    assert image.attrs["Size"] <= 90_000_000  # Debian's own slim image is about 75 MB
+    script = """
+        set -eu
+        test -z "$(ls /var/lib/apt/lists | grep -v '^partial$')"
+        test -z "$(find /var/cache/apt /var/log -type f)"
+        test -z "$(find /usr/share/doc -type f ! -name copyright)"
+        test -z "$(find /usr/share/man /usr/share/info /usr/share/locale -type f)"
+        test -f /usr/share/doc/bash/copyright
+        apt-config dump | grep -qx 'APT::Install-Recommends "false";'
+        rc=0; /usr/sbin/policy-rc.d nginx start || rc=$?; test $rc -eq 101
+        echo slim
+    """
+    out = docker_client.containers.run(base_image, ["sh", "-c", script], remove=True)
+    assert out.decode().strip() == "slim"
+
+
+def test_a_base_from_an_older_recipe_is_not_current(docker_client, base_image, tmp_path):
+    """What ensure_base_image rebuilds: a tagged base lacking this recipe's number."""
+    label = f"LABEL {testbed.RECIPE_LABEL}={testbed.BASE_RECIPE - 1}"
+    (tmp_path / "Dockerfile").write_text(f"FROM {base_image}\n{label}\n")
+    old, _ = docker_client.images.build(path=str(tmp_path), rm=True)
+    try:
+        assert not testbed.base_is_current(old)
+        assert testbed.base_is_current(docker_client.images.get(base_image))
+    finally:
+        docker_client.images.remove(old.id, force=True)
 
 
 def test_registry_refuses_anonymous_and_accepts_its_user(registry):
@@ -130,3 +169,194 @@ def test_engine_error_names_the_fix(monkeypatch):
     assert "no Docker Engine answers at unix:///nonexistent/docker.sock" in message
     assert "dockerd" in message
     assert "\n" not in message
+
+
+def image_tags(client: docker.DockerClient) -> list[str]:
+    return sorted(tag for image in client.images.list(all=True) for tag in image.tags)
+
+
+def test_fresh_engine_holds_only_the_base_image(fresh_engine, base_image, docker_client):
+    fresh = fresh_engine.client()
+    assert fresh_engine.host != docker_client.api.base_url
+    assert image_tags(fresh) == [base_image]
+    assert fresh.containers.list(all=True) == []
+    assert sorted(n.name for n in fresh.networks.list()) == ["bridge", "host", "none"]
+
+
+def test_fresh_engine_builds_with_apt_through_its_bridge(
+    fresh_engine, base_image, docker_client, tmp_path
+):
+    """apt-get reaches the mirror from the fresh engine's bridge; installs stay slim; and
+    nothing of this build lands on the main engine."""
+    main_base = docker_client.images.get(base_image).id
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {base_image}\n"
+        "RUN apt-get update && apt-get install -y less \\\n"
+        " && test -f /usr/share/doc/less/copyright && test ! -e /usr/share/man/man1/less.1.gz \\\n"
+        ' && test -z "$(find /var/cache/apt -name "*.bin" -o -name "*.deb")"\n'
+    )
+    tag = f"lbt-fresh-test/apt:{uuid.uuid4().hex[:8]}"
+    built, _ = fresh_engine.client().images.build(path=str(tmp_path), tag=tag, rm=True)
+    assert tag in built.tags
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(built.id)
+    assert tag not in image_tags(docker_client)
+    assert docker_client.images.get(base_image).id == main_base
+
+
+def test_fresh_engine_pushes_and_pulls_through_a_loopback_registry(
+    fresh_engine, base_image, registry
+):
+    """Registries on 127.0.0.1 speak plain HTTP to every engine, with no daemon.json."""
+    fresh = fresh_engine.client()
+    auth = {"username": registry.username, "password": registry.password}
+    repo = f"{registry.host}/fresh/base"
+    fresh.images.get(base_image).tag(repo, "t1")
+    for line in fresh.api.push(repo, tag="t1", stream=True, decode=True, auth_config=auth):
+        assert "errorDetail" not in line, line
+    fresh.images.remove(f"{repo}:t1")
+    pulled = fresh.images.pull(repo, tag="t1", auth_config=auth)
+    try:
+        assert pulled.id == fresh.images.get(base_image).id
+        assert registry.tags("fresh/base") == ["t1"]
+    finally:
+        fresh.images.remove(f"{repo}:t1")
+
+
+SERVER = 'use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5,\
+ ReuseAddr => 1) or die; while (my $c = $s->accept) { print $c "hello\\n"; close $c }'
+
+
+def test_fresh_engine_publishes_ports_and_resolves_container_names(fresh_engine, base_image):
+    """docker-proxy publishes without iptables; the embedded DNS works on user networks."""
+    fresh = fresh_engine.client()
+    network = fresh.networks.create(f"lbt-net-{uuid.uuid4().hex[:6]}")
+    server = fresh.containers.run(
+        base_image,
+        ["perl", "-e", SERVER],
+        name="srv",
+        network=network.name,
+        ports={"8080/tcp": ("127.0.0.1", None)},
+        detach=True,
+    )
+    try:
+        server.reload()
+        port = int(server.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+                    assert conn.recv(100) == b"hello\n"
+                    break
+            except (ConnectionError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        out = fresh.containers.run(
+            base_image,
+            ["bash", "-c", "getent hosts srv && exec 3<>/dev/tcp/srv/8080 && cat <&3"],
+            network=network.name,
+            remove=True,
+        ).decode()
+        address, *rest = out.split()
+        assert rest == ["srv", "hello"]
+        assert ipaddress.ip_address(address) in fresh_engine.pool
+    finally:
+        server.remove(force=True)
+        network.remove()
+
+
+def leftovers(name: str, directory: Path, network: ipaddress.IPv4Network) -> list[str]:
+    """What a FreshEngine named ``name`` may leave on the host."""
+    found = []
+    if Path(f"/sys/class/net/{name}").exists():
+        found.append(f"bridge {name}")
+    for table in ("filter", "nat"):
+        rules = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True)
+        found += [rule for rule in rules.stdout.splitlines() if f"--comment {name} " in rule + " "]
+    if directory.exists():
+        found.append(str(directory))
+    mounts = Path("/proc/self/mountinfo").read_text()
+    found += [m for m in mounts.splitlines() if f"{directory}/" in m]
+    for proc in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = proc.read_bytes().decode(errors="replace").replace("\0", " ")
+        except OSError:
+            continue
+        if f"{directory}/" in args:
+            found.append(f"process {proc.parent.name}: {args}")
+    links = json.loads(subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True).stdout)
+    found += [
+        f"link {link['ifname']} {addr['local']}"
+        for link in links
+        for addr in link.get("addr_info", [])
+        if ipaddress.ip_address(addr["local"]) in network
+    ]
+    return found
+
+
+def test_a_crashed_fresh_engine_is_cleaned_up_by_the_next_one(base_image, docker_client):
+    """Kill -9 a running `python -m buildtools.testbed fresh` (dockerd, a container, a user
+    network and a published port outlive it); the next engine takes over its slot, starts
+    empty, and its stop() leaves no bridge, rule, mount or file behind."""
+    main_base = docker_client.images.get(base_image).id
+    crashed = subprocess.Popen(
+        [sys.executable, "-m", "buildtools.testbed", "fresh", BASES_REPOSITORY],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert crashed.stdout
+        line = crashed.stdout.readline().strip()
+        assert line.startswith("DOCKER_HOST=unix://"), line
+        host = line.split("=", 1)[1]
+        old = docker.DockerClient(base_url=host, timeout=60)
+        net = old.networks.create("lbt-crash")
+        old.containers.run(
+            base_image,
+            ["sleep", "600"],
+            network=net.name,
+            ports={"80/tcp": ("127.0.0.1", None)},
+            detach=True,
+        )
+        directory = Path(host.removeprefix("unix://")).parent
+    finally:
+        os.kill(crashed.pid, signal.SIGKILL)
+        crashed.wait()
+    name = directory.name
+    network = testbed.FreshEngine(slot=int(name.removeprefix(testbed.FRESH_PREFIX))).network
+    assert leftovers(name, directory, network), "the crash should have left the engine running"
+
+    engine = testbed.FreshEngine().start()
+    try:
+        assert engine.name == name  # the lowest free slot: the crashed one's
+        fresh = engine.client()
+        assert image_tags(fresh) == []  # a new data root: the loaded base is gone
+        assert fresh.containers.list(all=True) == []
+    finally:
+        engine.stop()
+    assert leftovers(name, directory, network) == []
+    assert docker_client.images.get(base_image).id == main_base
+
+
+def test_missing_fresh_engine_fails_in_ci(tmp_path):
+    """Without dockerd on PATH the fresh engine cannot start: red in CI, never a skip."""
+    (tmp_path / "test_needs_fresh.py").write_text(
+        "def test_uses_fresh(fresh_engine):\n    assert fresh_engine.client().ping()\n"
+    )
+    env = dict(os.environ, CI="true", PATH="/usr/bin:/bin")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.fixtures.services", "-q", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 error" in done.stdout
+    assert "skipped" not in done.stdout
+    assert "a fresh Docker Engine is not available" in done.stdout
