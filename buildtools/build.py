@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import docker
 
-from buildtools import images, nginx, versionfile
+from buildtools import cache, images, nginx, versionfile
 from buildtools.config import ImageConfig, Settings
 from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
+from buildtools.registry import parse_registry
 
 IMAGES = ("app", "nginx")
 
@@ -52,6 +54,7 @@ def app_spec(
     dockerfile: Path | None = None,
     context: Path | None = None,
     nocache: bool = False,
+    cache_from: Sequence[str] = (),
 ) -> images.BuildSpec:
     app = settings.app
     return images.BuildSpec(
@@ -62,6 +65,7 @@ def app_spec(
         buildargs={**base_buildargs(app), **app.build_args, **metadata_buildargs(meta)},
         labels=dict(meta.labels),
         nocache=nocache,
+        cache_from=tuple(cache_from),
     )
 
 
@@ -72,6 +76,7 @@ def nginx_spec(
     context: Path,
     *,
     nocache: bool = False,
+    cache_from: Sequence[str] = (),
 ) -> images.BuildSpec:
     cfg = settings.nginx
     return images.BuildSpec(
@@ -86,6 +91,7 @@ def nginx_spec(
         },
         labels=dict(meta.labels),
         nocache=nocache,
+        cache_from=tuple(cache_from),
     )
 
 
@@ -110,12 +116,24 @@ def build_all(
     nocache: bool = False,
     reporter: images.BuildReporter | None = None,
     builder: images.Builder | None = None,
+    cache_from: Mapping[str, Sequence[str]] | None = None,
 ) -> list[images.BuiltImage]:
-    """Build the app image and then the sidecar from it (or just one of them with ``only``)."""
+    """Build the app image and then the sidecar from it (or just one of them with ``only``).
+
+    ``cache_from`` gives each image (``app``, ``nginx``) its cache sources, already pulled.
+    """
     wanted = check_only(only)
     builder = builder or images.builder(client)
+    sources = cache_from or {}
     built: list[images.BuiltImage] = []
-    spec = app_spec(settings, meta, dockerfile=dockerfile, context=context, nocache=nocache)
+    spec = app_spec(
+        settings,
+        meta,
+        dockerfile=dockerfile,
+        context=context,
+        nocache=nocache,
+        cache_from=sources.get("app", ()),
+    )
     if "app" in wanted:
         if settings.app.base_image:
             images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
@@ -133,7 +151,14 @@ def build_all(
         sidecar_settings = dataclasses.replace(settings, nginx=resolved)
         with tempfile.TemporaryDirectory(prefix="lara-sidecar-") as tmp:
             context_dir = nginx.sidecar_context(resolved, Path(tmp))
-            sidecar = nginx_spec(sidecar_settings, meta, app_image, context_dir, nocache=nocache)
+            sidecar = nginx_spec(
+                sidecar_settings,
+                meta,
+                app_image,
+                context_dir,
+                nocache=nocache,
+                cache_from=sources.get("nginx", ()),
+            )
             built.append(builder.build(sidecar, reporter))
     return built
 
@@ -153,9 +178,26 @@ def dry_run_plan(settings: Settings, meta: Metadata, only: str = "", **app_args)
     wanted = check_only(only)
     plans = []
     if "app" in wanted:
-        plans.append(app_spec(settings, meta, **app_args).as_dict())
+        plan = app_spec(settings, meta, **app_args).as_dict()
+        plans.append({**plan, "cache_candidates": cache_candidates(settings, meta, "app")})
     if "nginx" in wanted:
         app_ref = local_refs(settings.app.repository, meta)[0]
         spec = nginx_spec(settings, meta, app_ref, settings.nginx.image.context)
-        plans.append({**spec.as_dict(), "dockerfile": str(settings.nginx.image.dockerfile)})
+        plans.append(
+            {
+                **spec.as_dict(),
+                "dockerfile": str(settings.nginx.image.dockerfile),
+                "cache_candidates": cache_candidates(settings, meta, "nginx"),
+            }
+        )
     return plans
+
+
+def cache_candidates(settings: Settings, meta: Metadata, image: str) -> list[str]:
+    """Where ``invoke build`` will look for cache sources (first registry shown), best first."""
+    if not settings.cache_pull:
+        return []
+    repository = settings.app.repository if image == "app" else settings.nginx.image.repository
+    entries = settings.release.registries or ("docker.io",)
+    where = parse_registry(entries[0]).push_name(repository)
+    return [f"{where}:{c.tag} ({c.reason})" for c in cache.candidates(settings, meta)]

@@ -66,6 +66,12 @@ DEFAULTS: dict[str, Any] = {
         "retry_base_delay": 1.0,
         "retry_max_delay": 30.0,
     },
+    "cache": {
+        # Earlier images to reuse layers from on a fresh machine, best first: this commit's
+        # sha- tag, this branch's tag, each release branch's tag, the highest release.
+        "from": "{sha},{branch},{release_branches},{release}",
+        "pull": True,
+    },
     "bases": {"repository": "lara-buildtools/debian"},
 }
 
@@ -174,6 +180,9 @@ class Settings:
     pull_request_tags: bool
     release: ReleaseConfig
     bases_repository: str
+    # Tag templates of earlier images used as build cache, and whether to pull them at all.
+    cache_from: tuple[str, ...] = ()
+    cache_pull: bool = False
     # Unknown keys and other things the user should know, said once by the task.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -342,5 +351,7 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
             retry_max_delay=r.number("release.retry_max_delay"),
         ),
         bases_repository=r.text("bases.repository"),
+        cache_from=split_list(r.text("cache.from")),
+        cache_pull=r.flag("cache.pull"),
         warnings=tuple(unknown_keys(section)),
     )

@@ -72,6 +72,8 @@ class BuiltImage:
     steps: int
     cached_steps: int
     seconds: float
+    # Cache sources and the steps each held: (reference, why it was a source, steps).
+    cache: tuple[tuple[str, str, int], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +84,7 @@ class BuiltImage:
             "steps": self.steps,
             "cached_steps": self.cached_steps,
             "seconds": round(self.seconds, 2),
+            "cache": [{"ref": r, "reason": why, "steps": n} for r, why, n in self.cache],
         }
 
 

@@ -29,10 +29,18 @@ class Metadata:
     def tag_names(self) -> list[str]:
         return [t.name for t in self.tags]
 
+    @property
+    def sha_tag(self) -> str:
+        """This commit's immutable tag (``sha-abc1234``), also for builds the policy tags not."""
+        for tag in self.tags:
+            if tag.reason.startswith("commit "):
+                return tag.name
+        return f"sha-{self.info.short_commit}"
+
     def local_refs(self, repository: str) -> tuple[str, ...]:
         """Local image references, one per tag (``sha-<commit>`` when the policy gives none):
         how ``invoke build`` names its images and how release, up and ci find them again."""
-        names = self.tag_names or [f"sha-{self.info.short_commit}"]
+        names = self.tag_names or [self.sha_tag]
         return tuple(f"{repository}:{name}" for name in names)
 
     def version_data(self) -> dict[str, Any]:

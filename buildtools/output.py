@@ -28,6 +28,7 @@ def plan_text(plans: list[dict[str, Any]]) -> str:
             shown = value if "\n" not in value else f"<{value.count(chr(10))} lines of YAML>"
             out.append(f"  arg    {key}={shown}")
         out.extend(f"  label  {key}={value}" for key, value in plan["labels"].items())
+        out.extend(f"  cache  {ref}" for ref in plan.get("cache_candidates", []))
     return "\n".join(out)
 
 
@@ -47,6 +48,9 @@ def build_summary(built: list[BuiltImage], meta: Metadata, console: Console | No
             f"{b.seconds:.1f}s",
         )
     console.print(table)
+    for b in built:
+        for ref, why, steps in b.cache:
+            console.print(f"cache: {b.name}: {steps} steps from {ref} ({why})")
     app = next((b for b in built if b.name == "app"), None)
     if app:
         console.print(f"version.yml:  docker run --rm {app.tags[0]} cat /lara/config/version.yml")

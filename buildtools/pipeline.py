@@ -9,6 +9,7 @@ and :mod:`buildtools.release`, which know nothing of each other.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import docker
 
 from buildtools import build as builder
-from buildtools import engine, facts, metadata, progress, release, stack, targets
+from buildtools import cache, engine, facts, images, metadata, progress, release, stack, targets
 from buildtools.buildinfo import BuildInfo, Overrides
 from buildtools.config import Settings
 from buildtools.decision import check_releasable, decide
@@ -44,6 +45,68 @@ class Run:
 
     def metadata(self, known_versions: tuple[str, ...] | list[str] = ()) -> Metadata:
         return metadata.plan(self.settings, self.info, self.warnings, known_versions)
+
+
+def cache_sources(
+    client: docker.DockerClient,
+    settings: Settings,
+    meta: Metadata,
+    env: Mapping[str, str],
+    say: Callable[[str], None],
+    only: str = "",
+) -> tuple[dict[str, tuple[str, ...]], list[cache.Resolved]]:
+    """Pull earlier images of both repositories from the registries (see :mod:`buildtools.cache`)
+    and add the newest local ones: each image's ``cache_from``."""
+    found: dict[str, tuple[str, ...]] = {}
+    resolved: list[cache.Resolved] = []
+    for name, repository in roles(settings):
+        if only and only != name:
+            continue
+        pulled = cache.resolve(client, settings, meta, env, repository, name, say=say)
+        resolved.append(pulled)
+        found[name] = cache.sources(pulled, cache.local_sources(client, repository))
+    return found, resolved
+
+
+def credit_cache(
+    client: docker.DockerClient,
+    settings: Settings,
+    built: list[images.BuiltImage],
+    resolved: list[cache.Resolved],
+) -> list[images.BuiltImage]:
+    """Each built image with the pulled source that served its steps (for the summary)."""
+    reasons = {ref: why for r in resolved for ref, why in r.reasons.items()}
+    bases = {"app": settings.app.base_image, "nginx": settings.nginx.image.base_image}
+    credited = []
+    for image in built:
+        refs = [ref for r in resolved if r.image == image.name for ref in r.refs]
+        steps = cache.served(client, image.id, bases.get(image.name, ""), refs) if refs else {}
+        entries = tuple((ref, reasons.get(ref, ""), n) for ref, n in steps.items())
+        credited.append(dataclasses.replace(image, cache=entries))
+    return credited
+
+
+def build_images(
+    client: docker.DockerClient,
+    settings: Settings,
+    meta: Metadata,
+    env: Mapping[str, str],
+    *,
+    say: Callable[[str], None],
+    reporter: images.BuildReporter | None = None,
+    **options: Any,
+) -> list[images.BuiltImage]:
+    """Pull cache sources, build (app, then sidecar), and credit the sources."""
+    nocache = bool(options.get("nocache"))
+    found, resolved = (
+        ({}, [])
+        if nocache
+        else cache_sources(client, settings, meta, env, say, options.get("only", ""))
+    )
+    built = builder.build_all(
+        client, settings, meta, reporter=reporter, cache_from=found, **options
+    )
+    return credit_cache(client, settings, built, resolved)
 
 
 def repositories(settings: Settings) -> list[str]:
@@ -145,6 +208,13 @@ def release_task(
     return result
 
 
+def describe_cache(image: images.BuiltImage) -> str:
+    """One line: steps rebuilt and where the cached ones came from."""
+    rebuilt = image.steps - image.cached_steps
+    served = "; ".join(f"{n} steps from {ref} ({why})" for ref, why, n in image.cache)
+    return f"{rebuilt} of {image.steps} steps rebuilt" + (f", {served}" if served else "")
+
+
 def describe(info: BuildInfo) -> str:
     """One line for the CI log: which CI, what ref, which commit."""
     if info.tag:
@@ -172,10 +242,12 @@ def run(
     client = engine.connect()
     reporter = None if quiet else progress.BuildProgress()
     try:
-        built = builder.build_all(client, settings, meta, reporter=reporter)
+        built = build_images(client, settings, meta, env, say=say, reporter=reporter)
     finally:
         if reporter:
             reporter.close()
+    for image in built:
+        say(f"ci: {image.name}: {describe_cache(image)}")
     app, sidecar = (b.tags[0] for b in built)
     smoke = stack.smoke(client, app, sidecar, info.commit, f"lara-ci-{info.short_commit}")
     say(

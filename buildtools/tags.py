@@ -119,6 +119,11 @@ def _branch_name_tag(branch: str) -> tuple[str, str | None]:
     return name, None
 
 
+def branch_tag(branch: str) -> str:
+    """The Docker tag a branch's builds get (what its cache and stage images are found by)."""
+    return _branch_name_tag(branch)[0]
+
+
 def _sha_tag(info: BuildInfo) -> ImageTag:
     return ImageTag(f"sha-{info.commit[:7]}", False, f"commit {info.commit[:7]}")
 

@@ -206,7 +206,7 @@ def build(
     import json as jsonlib
 
     from buildtools import build as builder
-    from buildtools import engine, output, progress
+    from buildtools import engine, output, pipeline, progress
     from buildtools.pipeline import Run
 
     with reported():
@@ -224,8 +224,16 @@ def build(
         client = engine.connect()
         reporter = None if (json or quiet) else progress.BuildProgress(verbose=verbose)
         try:
-            built = builder.build_all(
-                client, cfg, meta, only=only, nocache=no_cache, reporter=reporter, **paths
+            built = pipeline.build_images(
+                client,
+                cfg,
+                meta,
+                os.environ,
+                say=lambda line: print(line, file=sys.stderr),
+                reporter=reporter,
+                only=only,
+                nocache=no_cache,
+                **paths,
             )
         finally:
             if reporter:

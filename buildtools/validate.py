@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from buildtools import nginx, tags
+from buildtools import cache, nginx, tags
 from buildtools.config import ImageConfig, Settings
 from buildtools.errors import BuildToolsError
 
@@ -66,4 +66,15 @@ def check(settings: Settings) -> Settings:
                     "which only releases may carry",
                     "use a name that is not latest or a version, e.g. master=edge",
                 )
+    for template in settings.cache_from:
+        if template.startswith("{") and template not in cache.TEMPLATES:
+            raise BuildToolsError(
+                f"config key buildtools.cache.from has the unknown template {template!r}",
+                f"use {', '.join(cache.TEMPLATES)} or plain tags",
+            )
+        if "{" not in template and not tags.VALID_TAG.match(template):
+            raise BuildToolsError(
+                f"config key buildtools.cache.from has {template!r}, which is not a Docker tag",
+                "list tags such as edge, or the templates " + ", ".join(cache.TEMPLATES),
+            )
     return settings

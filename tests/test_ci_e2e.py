@@ -10,7 +10,6 @@ does not exist here (the job then uses the local engine, as on Travis).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import requests
 import yaml
 
 from tests.fixtures.git import GitRepo, git_env, init_repo
+from tests.fixtures.project import copy_into
 from tests.fixtures.services import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,17 +52,6 @@ def gitlab_commands() -> list[str]:
     return yaml.safe_load((ROOT / "ci-templates" / "gitlab-ci.yml").read_text())["images"]["script"]
 
 
-def project_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def remove_this_runs_images(docker_client):
     """The CI runs tag their images locally (lara-e2e-<run>/..., lara-hub-<run>/...)."""
@@ -80,10 +69,7 @@ def project(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("e2e")
     env = git_env(base)
     repo = init_repo(base / "origin", env, branch="master")
-    for name in project_files():
-        target = repo.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target)
+    copy_into(repo)
     release = repo.commit("import lara-buildtools")
     repo.tag("v1.2.3", annotated=True)
     repo.branch("feature/x")

@@ -1,0 +1,194 @@
+"""Fresh machines: a new CI runner reuses the layers of the previous release from the registry.
+
+The e2e tests run `invoke ci` / `invoke build` on a second Docker Engine that has never built
+anything (testbed.FreshEngine, holding only the base image), against the real htpasswd
+registry, and read what was rebuilt from the build stream (the --json result).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+import docker
+import pytest
+
+from buildtools import cache, config, stack, testbed
+from buildtools.buildinfo import BuildInfo
+from buildtools.metadata import plan
+from tests.fixtures.git import GitRepo, git_env, init_repo
+from tests.fixtures.project import ROOT, copy_into
+from tests.fixtures.services import unavailable
+
+INVOKE = ROOT / ".venv" / "bin" / "invoke"
+SHA = "0123abc4567890def0123abc4567890def012345"
+
+
+def settings(**cache_keys: object) -> config.Settings:
+    section = config.merged({"cache": cache_keys} if cache_keys else {})
+    section["release"]["branches"] = "master,release/*,production"
+    return config.load(section, ROOT)
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (
+            {"branch": "feature/x", "known_versions": ("1.0.0", "1.2.0", "2.0.0-rc.1")},
+            ["sha-0123abc", "feature-x", "master", "production", "1.2.0"],
+        ),
+        ({"branch": "master"}, ["sha-0123abc", "master", "production"]),
+        # A pull request's own branch first, then the branches it may become.
+        ({"branch": "fix", "pull_request": 7}, ["sha-0123abc", "fix", "master", "production"]),
+        (
+            {"tag": "v2.0.0", "known_versions": ("1.9.0",)},
+            ["sha-0123abc", "master", "production", "1.9.0"],
+        ),
+    ],
+)
+def test_cache_candidates_are_best_first(facts: dict, expected: list[str]) -> None:
+    cfg = settings()
+    meta = plan(cfg, BuildInfo(version="0", commit=SHA, **facts))
+    assert [c.tag for c in cache.candidates(cfg, meta)] == expected
+
+
+def test_cache_candidates_follow_the_templates_and_stage_prefixes() -> None:
+    cfg = settings(**{"from": "edge,{branch}"})
+    meta = plan(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
+    assert [c.tag for c in cache.candidates(cfg, meta)] == ["edge", "master"]
+    staged = cache.candidates(cfg, meta, cache.stage_prefix("assets"))
+    assert [c.tag for c in staged] == ["cache-assets-edge", "cache-assets-master"]
+
+
+# --- on a fresh engine ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh(docker_client: docker.DockerClient, base_image: str):
+    """An engine of this test's own that has never built anything: only the base image."""
+    try:
+        engine = testbed.FreshEngine().start()
+    except Exception as exc:
+        unavailable("a fresh Docker Engine", exc)
+        raise
+    try:
+        engine.load(base_image, source=docker_client)
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> GitRepo:
+    env = git_env(tmp_path / "home")
+    repo = init_repo(tmp_path / "lara", env, branch="master")
+    copy_into(repo)
+    repo.commit("import lara-buildtools")
+    return repo
+
+
+def run_task(repo: GitRepo, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    drop = ("TRAVIS", "GITHUB_", "GITLAB_", "CI_", "INVOKE_", "DOCKER_")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    return subprocess.run(
+        [str(INVOKE), *args],
+        cwd=repo.path,
+        env={**base, **repo.env, **env},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+def metadata_steps() -> int:
+    """The app Dockerfile's steps from the metadata block on, plus the one LABEL step."""
+    lines = [
+        line.strip()
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#") and not line.startswith(" ")
+    ]
+    first = next(i for i, line in enumerate(lines) if line.startswith("ARG LARA_VERSION"))
+    return len(lines) - first + 1
+
+
+@pytest.mark.docker
+@pytest.mark.registry
+def test_a_fresh_runner_rebuilds_only_the_metadata_steps(
+    docker_client: docker.DockerClient,
+    fast_registry: testbed.LocalRegistry,
+    project: GitRepo,
+    fresh: testbed.FreshEngine,
+) -> None:
+    name = f"lbtcache{secrets.token_hex(3)}"
+    env = {
+        "CI": "true",
+        "TRAVIS": "true",
+        "TRAVIS_BRANCH": "master",
+        "TRAVIS_PULL_REQUEST": "false",
+        "INVOKE_BUILDTOOLS_APP_REPOSITORY": f"{name}/app",
+        "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": f"{name}/nginx",
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": fast_registry.host,
+        "DOCKER_USERNAME": fast_registry.username,
+        "DOCKER_PASSWORD": fast_registry.password,
+    }
+    # The previous commit, released from master (built on the main engine).
+    first = run_task(project, {**env, "TRAVIS_COMMIT": project.head()}, "ci", "--json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "master" in fast_registry.tags(f"{name}/app")
+
+    commit = project.commit("a change outside the images' contexts")
+    second = run_task(
+        project,
+        {**env, "TRAVIS_COMMIT": commit, "DOCKER_HOST": fresh.host},
+        "ci",
+        "--json",
+    )
+
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "warning" not in second.stderr, second.stderr
+    app, sidecar = json.loads(second.stdout)["images"]
+    assert app["steps"] - app["cached_steps"] <= metadata_steps(), app
+    assert sidecar["steps"] - sidecar["cached_steps"] <= 1, sidecar  # only its LABEL step
+    assert app["cache"] and app["cache"][0]["ref"].endswith(f"{name}/app:master")
+    assert sidecar["cache"] and sidecar["cache"][0]["ref"].endswith(f"{name}/nginx:master")
+    # What was pushed runs and reports the new commit through the sidecar.
+    client = fresh.client()
+    pushed = [f"{fast_registry.host}/{name}/{image}:sha-{commit[:7]}" for image in ("app", "nginx")]
+    for ref in pushed:
+        client.images.remove(ref, force=True)  # pull it back from the registry
+        repository, _, tag = ref.rpartition(":")
+        client.images.pull(
+            repository,
+            tag=tag,
+            auth_config={"username": fast_registry.username, "password": fast_registry.password},
+        )
+    smoke = stack.smoke(client, *pushed, commit, f"{name}-smoke")
+    assert smoke["version"]["commit"] == commit
+    for image in ("app", "nginx"):
+        for ref in docker_client.images.list(name=f"{name}/{image}"):
+            docker_client.images.remove(ref.id, force=True)
+
+
+@pytest.mark.docker
+def test_a_cache_registry_that_is_down_means_a_cold_build_and_one_warning(
+    project: GitRepo, fresh: testbed.FreshEngine
+) -> None:
+    closed = f"127.0.0.1:{testbed.free_port()}"
+    env = {
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": closed,
+        "INVOKE_BUILDTOOLS_APP_REPOSITORY": f"lbtcold{secrets.token_hex(3)}/app",
+        "DOCKER_HOST": fresh.host,
+    }
+
+    done = run_task(project, env, "build", "--only", "app", "--json")
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "cache for app" in warnings[0] and closed in warnings[0]
+    (app,) = json.loads(done.stdout)
+    assert app["cache"] == []
+    setup_steps = 2  # ARG BASE_IMAGE and FROM: counted as cached, they build nothing
+    assert app["cached_steps"] == setup_steps, app
