@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,19 @@ DEFAULTS: dict[str, Any] = {
         "retries": 5,
         "retry_base_delay": 1.0,
         "retry_max_delay": 30.0,
+    },
+    "smoke": {
+        # What `invoke ci` (and `invoke up`) checks through the sidecar: this path answers 200
+        # and its body holds `expect` (empty: the build's version string).
+        "path": "/",
+        "expect": "",
+        # The app's environment: KEY=VALUE, or a bare KEY taken from the environment (secrets).
+        "env": "",
+        # A command run in the app image first, e.g. bin/rails db:create db:schema:load.
+        "prepare": "",
+        "timeout": 120,
+        # Service containers by name (their network alias): image, env, ready (a command).
+        "services": {},
     },
     "cache": {
         # Earlier images to reuse layers from on a fresh machine, best first: this commit's
@@ -168,6 +182,26 @@ class ReleaseConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """A container the app needs for its smoke test (a database), reachable by ``name``."""
+
+    name: str
+    image: str
+    env: tuple[str, ...] = ()
+    ready: str = ""
+
+
+@dataclass(frozen=True)
+class SmokeConfig:
+    path: str = "/"
+    expect: str = ""
+    env: tuple[str, ...] = ()
+    prepare: str = ""
+    timeout: int = 120
+    services: tuple[ServiceConfig, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     root: Path
     title: str
@@ -183,6 +217,7 @@ class Settings:
     # Tag templates of earlier images used as build cache, and whether to pull them at all.
     cache_from: tuple[str, ...] = ()
     cache_pull: bool = False
+    smoke: SmokeConfig = field(default_factory=SmokeConfig)
     # Unknown keys and other things the user should know, said once by the task.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -198,7 +233,9 @@ def _leaves(section: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
-KNOWN_KEYS = tuple(_leaves(DEFAULTS))
+# Sections whose keys are the user's own names (services), and which count as one key.
+FREE_SECTIONS = ("smoke.services",)
+KNOWN_KEYS = tuple(_leaves(DEFAULTS)) + FREE_SECTIONS
 
 
 def unknown_keys(section: Mapping[str, Any]) -> list[str]:
@@ -206,7 +243,7 @@ def unknown_keys(section: Mapping[str, Any]) -> list[str]:
     known = set(KNOWN_KEYS) | {k.rpartition(".")[0] for k in KNOWN_KEYS}
     found = []
     for key in _leaves(section):
-        if key in known or any(key.startswith(f"{k}.") for k in KNOWN_KEYS):
+        if key in known or any(key.startswith(f"{k}.") for k in KNOWN_KEYS + FREE_SECTIONS):
             continue
         near = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
         hint = f" (did you mean {SECTION}.{near[0]}?)" if near else ""
@@ -306,6 +343,60 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def env_entries(value: str, key: str) -> tuple[str, ...]:
+    """``KEY=VALUE`` and bare ``KEY`` entries (a bare name is read from the environment)."""
+    entries = split_list(value)
+    for entry in entries:
+        if not _ENV_NAME.fullmatch(entry.partition("=")[0]):
+            raise BuildToolsError(
+                f"config key {SECTION}.{key} has {entry.partition('=')[0]!r}, "
+                "which is not an environment variable name",
+                "write KEY=VALUE, or KEY alone to take its value from the environment",
+            )
+    return entries
+
+
+def _smoke(r: _Reader) -> SmokeConfig:
+    services = r.raw("smoke.services") or {}
+    if not isinstance(services, Mapping):
+        raise r._bad("smoke.services", services, "a section of services by name")
+    found = []
+    for name, service in services.items():
+        where = f"smoke.services.{name}"
+        if not _ENV_NAME.fullmatch(str(name).replace("-", "_")):
+            raise r._bad(where, name, "a service name (letters, digits, - and _)")
+        if not isinstance(service, Mapping):
+            raise r._bad(where, service, "a section with image, env and ready")
+        sr = _Reader(service)
+        if not (sr.text("image") if "image" in service else ""):
+            raise BuildToolsError(
+                f"config key {SECTION}.{where} has no image",
+                f"give it one: {where}.image: lara-buildtools/mariadb:latest",
+            )
+        found.append(
+            ServiceConfig(
+                name=str(name),
+                image=sr.text("image"),
+                env=env_entries(sr.text("env") if "env" in service else "", f"{where}.env"),
+                ready=sr.text("ready") if "ready" in service else "",
+            )
+        )
+    path = r.text("smoke.path") or "/"
+    if not path.startswith("/"):
+        raise r._bad("smoke.path", path, "a path starting with /")
+    return SmokeConfig(
+        path=path,
+        expect=r.text("smoke.expect"),
+        env=env_entries(r.text("smoke.env"), "smoke.env"),
+        prepare=r.text("smoke.prepare"),
+        timeout=r.count("smoke.timeout", minimum=1),
+        services=tuple(found),
+    )
+
+
 def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
     """Settings from the merged ``buildtools`` config mapping (defaults already laid under)."""
     section = _plain(section)
@@ -353,5 +444,6 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
         bases_repository=r.text("bases.repository"),
         cache_from=split_list(r.text("cache.from")),
         cache_pull=r.flag("cache.pull"),
+        smoke=_smoke(r),
         warnings=tuple(unknown_keys(section)),
     )

@@ -1,7 +1,10 @@
 """Run the built pair (app + nginx sidecar) as it runs in production, for people and smoke tests.
 
-The two containers share a user-defined network, so the sidecar finds the app by name through
-Docker's DNS; only the sidecar publishes a port, on 127.0.0.1.
+The containers share a user-defined network, so the sidecar finds the app, and the app its
+services (a database), by name through Docker's DNS; only the sidecar publishes a port, on
+127.0.0.1. What the app needs is configured, not assumed (:class:`SmokeConfig`): its
+environment (secrets by name only), service containers with a readiness command, and a
+command to prepare it (create the database) before it starts.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,13 +20,16 @@ import docker
 import docker.errors
 import requests
 
+from buildtools.config import ServiceConfig, SmokeConfig
 from buildtools.errors import BuildToolsError
 
 APP_PORT = 3000
 SIDECAR_PORT = 80
 # Set on everything `invoke up` starts: it removes only what carries it.
 OWNER_LABEL = "org.concord.lara.buildtools.stack"
-FINGERPRINTED = re.compile(r'href="(/assets/[^"]+-[0-9a-f]{64}\.css)"')
+# A fingerprinted stylesheet or script the page links (Sprockets: 64 hex, webpack: 20).
+FINGERPRINTED = re.compile(r'(?:href|src)="(/[^"?#]+-[0-9a-f]{20,64}\.(?:css|js))"')
+LOG_LINES = 5
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,9 @@ class Stack:
     def sidecar(self) -> str:
         return f"{self.name}-nginx"
 
+    def service(self, service: str) -> str:
+        return f"{self.name}-{service}"
+
 
 def _not_ours(kind: str, name: str, stack: str) -> BuildToolsError:
     return BuildToolsError(
@@ -60,7 +70,9 @@ def down(client: docker.DockerClient, name: str) -> None:
     name, not started by us) are refused before anything is removed."""
     stack = Stack(name, "")
     containers = []
-    for container_name in (stack.sidecar, stack.app):
+    owned = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={name}"})
+    names = [stack.sidecar, stack.app, *(c.name for c in owned)]
+    for container_name in dict.fromkeys(names):
         with contextlib.suppress(docker.errors.NotFound):
             container = client.containers.get(container_name)
             if not _owned(container.labels, name):
@@ -77,17 +89,141 @@ def down(client: docker.DockerClient, name: str) -> None:
         network.remove()
 
 
+def resolve_env(entries: Sequence[str], env: Mapping[str, str], key: str) -> dict[str, str]:
+    """``KEY=VALUE`` entries as given, bare ``KEY`` from ``env``: a secret is named in the
+    config, never written there, and its value is never printed."""
+    resolved: dict[str, str] = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if sep:
+            resolved[name] = value
+        elif env.get(name):
+            resolved[name] = env[name]
+        else:
+            raise BuildToolsError(
+                f"buildtools.{key} takes {name} from the environment, but it is not set",
+                f"export {name} (a CI secret), or give it a value in buildtools.{key}",
+            )
+    return resolved
+
+
+def _log_tail(container: Any, lines: int = LOG_LINES) -> list[str]:
+    try:
+        text = container.logs(tail=lines).decode("utf-8", "replace")
+    except docker.errors.APIError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def report_logs(client: docker.DockerClient, name: str, say: Callable[[str], None]) -> None:
+    """The last lines of every container of the stack: what a failed check needs beside it."""
+    for container in client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={name}"}):
+        for line in _log_tail(container):
+            say(f"  {container.name}: {line}")
+
+
+def _wait_ready(container: Any, service: ServiceConfig, timeout: int) -> None:
+    """Run the service's readiness command in it until it succeeds."""
+    deadline = time.monotonic() + timeout
+    last = "not started"
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status == "exited":
+            raise BuildToolsError(
+                f"service {service.name} ({service.image}) exited before it was ready",
+                f"see its log: docker logs {container.name}",
+            )
+        if not service.ready:
+            return
+        result = container.exec_run(["sh", "-c", service.ready])
+        if result.exit_code == 0:
+            return
+        output = (result.output or b"").decode("utf-8", "replace").strip().splitlines()
+        last = output[-1] if output else f"exit {result.exit_code}"
+        time.sleep(0.5)
+    raise BuildToolsError(
+        f"service {service.name} was not ready within {timeout}s (`{service.ready}`: {last})",
+        f"raise buildtools.smoke.timeout, or check docker logs {container.name}",
+    )
+
+
+def _prepare(
+    client: docker.DockerClient,
+    stack: Stack,
+    app_image: str,
+    cfg: SmokeConfig,
+    app_env: dict[str, str],
+    owner: dict[str, str],
+) -> None:
+    container = client.containers.run(
+        app_image,
+        ["sh", "-c", cfg.prepare],
+        name=f"{stack.name}-prepare",
+        network=stack.network,
+        environment=app_env,
+        labels=owner,
+        detach=True,
+    )
+    try:
+        status = container.wait(timeout=cfg.timeout)
+    except requests.exceptions.RequestException:
+        raise BuildToolsError(
+            f"`{cfg.prepare}` did not finish within {cfg.timeout}s",
+            "raise buildtools.smoke.timeout, or check the command",
+        ) from None
+    if status.get("StatusCode") != 0:
+        tail = " | ".join(_log_tail(container, 3))
+        raise BuildToolsError(
+            f"`{cfg.prepare}` in the app image exited {status.get('StatusCode')}: {tail}",
+            "fix buildtools.smoke.prepare or what it needs (services, smoke.env)",
+        )
+
+
 def up(
-    client: docker.DockerClient, app_image: str, nginx_image: str, name: str = "lara", port: int = 0
+    client: docker.DockerClient,
+    app_image: str,
+    nginx_image: str,
+    name: str = "lara",
+    port: int = 0,
+    cfg: SmokeConfig | None = None,
+    env: Mapping[str, str] | None = None,
+    keep_failed: bool = False,
 ) -> Stack:
-    """Start app and sidecar (replacing an earlier stack of that name); wait until both answer."""
+    """Start services, prepare the app, start app and sidecar (replacing an earlier stack of
+    that name); wait until the sidecar answers ``cfg.path``. A half-started stack is removed
+    (``keep_failed``: left for the caller to read its logs, then remove)."""
+    cfg = cfg or SmokeConfig()
+    env = env if env is not None else {}
+    app_env = resolve_env(cfg.env, env, "smoke.env")
+    service_envs = {
+        s.name: resolve_env(s.env, env, f"smoke.services.{s.name}.env") for s in cfg.services
+    }
     down(client, name)
     stack = Stack(name, "")
     owner = {OWNER_LABEL: name}
     client.networks.create(stack.network, driver="bridge", labels=owner)
     try:
+        for service in cfg.services:
+            container = client.containers.run(
+                service.image,
+                name=stack.service(service.name),
+                network=stack.network,
+                environment=service_envs[service.name],
+                labels=owner,
+                detach=True,
+            )
+            client.networks.get(stack.network).disconnect(container)
+            client.networks.get(stack.network).connect(container, aliases=[service.name])
+            _wait_ready(container, service, cfg.timeout)
+        if cfg.prepare:
+            _prepare(client, stack, app_image, cfg, app_env, owner)
         client.containers.run(
-            app_image, name=stack.app, network=stack.network, detach=True, labels=owner
+            app_image,
+            name=stack.app,
+            network=stack.network,
+            environment=app_env,
+            labels=owner,
+            detach=True,
         )
         sidecar = client.containers.run(
             nginx_image,
@@ -99,14 +235,25 @@ def up(
             detach=True,
         )
         sidecar.reload()
-        host_port = sidecar.attrs["NetworkSettings"]["Ports"][f"{SIDECAR_PORT}/tcp"][0]["HostPort"]
+        published = (sidecar.attrs["NetworkSettings"].get("Ports") or {}).get(
+            f"{SIDECAR_PORT}/tcp"
+        )
+        if sidecar.status != "running" or not published:
+            tail = " | ".join(_log_tail(sidecar, 3)) or "no output"
+            raise BuildToolsError(
+                f"the sidecar {stack.sidecar} stopped at start ({sidecar.status}): {tail}",
+                f"see docker logs {stack.sidecar}",
+            )
+        host_port = published[0]["HostPort"]
         stack = Stack(name, f"http://127.0.0.1:{host_port}")
-        wait_for(f"{stack.url}/version.json", client, stack)
+        wait_for(f"{stack.url}{cfg.path}", client, stack, cfg.timeout)
     except BuildToolsError:
-        down(client, name)
+        if not keep_failed:
+            down(client, name)
         raise
     except docker.errors.APIError as exc:
-        down(client, name)
+        if not keep_failed:
+            down(client, name)
         raise BuildToolsError(
             f"could not start {name}: {exc.explanation or exc}",
             "free the port (or pass --port), or check `docker ps` for a conflicting container",
@@ -132,34 +279,50 @@ def wait_for(url: str, client: docker.DockerClient, stack: Stack, seconds: float
     )
 
 
-def smoke(
-    client: docker.DockerClient, app_image: str, nginx_image: str, commit: str, name: str
-) -> dict[str, Any]:
-    """Start the pair, check through the sidecar that the app reports ``commit`` and that a
-    fingerprinted asset is served from the sidecar's disk; always clean up."""
-    stack = up(client, app_image, nginx_image, name)
-    try:
-        version = requests.get(f"{stack.url}/version.json", timeout=10).json()
-        if version.get("commit") != commit:
+def check(url: str, cfg: SmokeConfig, expect: str) -> dict[str, Any]:
+    """The checks through the sidecar: the page answers 200 and shows ``expect``; a
+    fingerprinted asset it links is served ``immutable`` from the sidecar's disk."""
+    page = requests.get(f"{url}{cfg.path}", timeout=10)
+    if page.status_code != 200 or expect not in page.text:
+        seen = f"HTTP {page.status_code}" if page.status_code != 200 else "a page without it"
+        raise BuildToolsError(
+            f"smoke test: GET {cfg.path} through the sidecar should show {expect!r}, got {seen}",
+            "rebuild the images for this commit, or set buildtools.smoke.path/expect",
+        )
+    match = FINGERPRINTED.search(page.text)
+    asset = None
+    if match:
+        asset = match[1]
+        served = requests.get(f"{url}{asset}", timeout=10)
+        cache_control = served.headers.get("Cache-Control", "")
+        if served.status_code != 200 or "immutable" not in cache_control:
             raise BuildToolsError(
-                f"the app reports commit {version.get('commit')!r}, expected {commit}",
-                "rebuild the images for this commit (invoke build)",
-            )
-        page = requests.get(f"{stack.url}/", timeout=10).text
-        match = FINGERPRINTED.search(page)
-        if not match:
-            raise BuildToolsError(
-                "the app page links no fingerprinted stylesheet",
-                "check that assets were precompiled into public/assets",
-            )
-        asset = requests.get(f"{stack.url}{match[1]}", timeout=10)
-        cache_control = asset.headers.get("Cache-Control", "")
-        if asset.status_code != 200 or "immutable" not in cache_control:
-            raise BuildToolsError(
-                f"{match[1]} answered HTTP {asset.status_code} with Cache-Control "
+                f"smoke test: {asset} answered HTTP {served.status_code} with Cache-Control "
                 f"{cache_control!r} through the sidecar",
-                "check the nginx sidecar image (invoke nginx.config)",
+                "check that assets were precompiled into public/ (invoke nginx.config)",
             )
-        return {"version": version, "asset": match[1], "url": stack.url}
+    return {"url": url, "path": cfg.path, "expected": expect, "asset": asset}
+
+
+def smoke(
+    client: docker.DockerClient,
+    app_image: str,
+    nginx_image: str,
+    expect: str,
+    name: str,
+    cfg: SmokeConfig | None = None,
+    env: Mapping[str, str] | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Start everything, check through the sidecar, always clean up. On a failure, the last
+    lines of every container's log are said before the one-line error."""
+    cfg = cfg or SmokeConfig()
+    expect = cfg.expect or expect
+    try:
+        stack = up(client, app_image, nginx_image, name, cfg=cfg, env=env, keep_failed=True)
+        return check(stack.url, cfg, expect)
+    except BuildToolsError:
+        report_logs(client, name, say)
+        raise
     finally:
         down(client, name)

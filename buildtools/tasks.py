@@ -273,8 +273,11 @@ def up(c, port="", name="lara", branch="", tag="", commit=""):
         client = engine.connect()
         builder.existing_image(client, app, "app")
         builder.existing_image(client, sidecar, "nginx")
-        running = stack.up(client, app, sidecar, name=name, port=host_port)
-        print(f"LARA example: {running.url}/  (version: {running.url}/version.json)")
+        cfg = settings(c)
+        running = stack.up(
+            client, app, sidecar, name=name, port=host_port, cfg=cfg.smoke, env=os.environ
+        )
+        print(f"LARA: {running.url}{cfg.smoke.path}")
         print(f"logs: docker logs {running.app} / docker logs {running.sidecar}; stop: invoke down")
 
 
@@ -355,18 +358,18 @@ def bench(c, only=0, runs=3, cold_runs=2, duration=5):
 @task(
     help={
         "json": "print the outcome as JSON on stdout (progress and decisions go to stderr)",
+        "no-smoke": "skip the smoke test (says so loudly): build and release only",
     }
 )
-def ci(c, json=False):
+def ci(c, json=False, no_smoke=False):
     """For CI: build, smoke-test app + sidecar, and release only release branches and tags."""
     import json as jsonlib
-    import sys
 
     from buildtools import pipeline
 
     with reported():
         say = (lambda line: print(line, file=sys.stderr)) if json else print
-        result = pipeline.run(settings(c), os.environ, quiet=json, say=say)
+        result = pipeline.run(settings(c), os.environ, quiet=json, say=say, smoke_test=not no_smoke)
         if json:
             print(jsonlib.dumps(result, indent=2))
 
