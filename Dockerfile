@@ -14,9 +14,10 @@ ENV RAILS_ENV=production \
     BUNDLE_WITHOUT=development:test \
     PORT=3000
 
-# System packages: Ruby and the app server. A real LARA checkout with a Ruby base image
-# passes its own list (native gem dependencies) through SYSTEM_PACKAGES.
-ARG SYSTEM_PACKAGES="ruby bundler rake unicorn ruby-rack ca-certificates"
+# System packages: Ruby, the app server and, for the example app, its gems (Rails 6.1,
+# Sprockets, mysql2) from Debian. A real LARA checkout with a Ruby base image passes its own
+# list (native gem dependencies) through SYSTEM_PACKAGES.
+ARG SYSTEM_PACKAGES="ruby bundler rake unicorn ruby-railties ruby-activerecord ruby-sprockets-rails ruby-mysql2 ca-certificates"
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${SYSTEM_PACKAGES} \
     && rm -rf /var/lib/apt/lists/*
@@ -30,12 +31,20 @@ COPY Gemfile Gemfile.lock* ./
 RUN bundle install ${BUNDLE_INSTALL_ARGS}
 
 COPY . .
-RUN mkdir -p tmp log && bundle exec rake assets:precompile \
+# Precompiling boots the production app, which wants a secret_key_base: a throwaway one for
+# this one command only (never in ENV, never in a file). The real one is SECRET_KEY_BASE at
+# run time; without it the app makes a random one per process and warns (production.rb).
+RUN mkdir -p tmp log \
+    && SECRET_KEY_BASE=assets-precompile-only-not-a-secret bin/rails assets:precompile \
+    && rm -rf tmp/cache \
     && useradd --system --uid 1000 --home-dir /lara lara \
     && chown -R lara tmp log
 
 EXPOSE 3000
 CMD ["bundle", "exec", "unicorn", "-c", "config/unicorn.rb"]
+# Ruby is already here: no curl or wget just for this.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s CMD ruby -rnet/http -e \
+    'exit Net::HTTP.get_response(URI("http://127.0.0.1:#{ENV.fetch("PORT", "3000")}/health")).is_a?(Net::HTTPOK)'
 
 # ---- build metadata: keep below every expensive step ----
 ARG LARA_VERSION=unknown

@@ -71,12 +71,15 @@ class Deployment:
     def __init__(self, stack: Stack, app_image: str, sidecar_image: str) -> None:
         self.stack = stack
         self.sidecar_image = sidecar_image
-        self.app = stack.run(app_image, "app", aliases=("app",))
+        # The apps stand in for a newer app whose assets the sidecar lacks, so they serve their
+        # own public/ (the example, like LARA, does not unless RAILS_SERVE_STATIC_FILES is set).
+        serve_public = {"RAILS_SERVE_STATIC_FILES": "1"}
+        self.app = stack.run(app_image, "app", aliases=("app",), environment=serve_public)
         self.cookie_app = stack.run(
             app_image,
             "cookie-app",
             aliases=("cookie-app",),
-            environment={"LARA_EXAMPLE_SET_COOKIE": "1"},
+            environment={**serve_public, "LARA_EXAMPLE_SET_COOKIE": "1"},
         )
         self.echo = stack.run(
             app_image, "echo", aliases=("echo",), command=["ruby", "-e", ECHO_SERVER]

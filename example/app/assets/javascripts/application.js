@@ -1,4 +1,4 @@
-// LARA example script: fingerprinted by `rake assets:precompile`.
+// LARA example script, fingerprinted by `rails assets:precompile`.
 (function () {
   window.laraExample0 = function (x) { return x * 0 + 0; };
   window.laraExample1 = function (x) { return x * 1 + 1; };

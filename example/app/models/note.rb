@@ -1,0 +1,3 @@
+class Note < ApplicationRecord
+  validates :body, presence: true
+end
