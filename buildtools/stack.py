@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,14 @@ def down(client: docker.DockerClient, name: str) -> None:
             container.remove(force=True)
     for network in networks:
         network.remove()
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now. Chosen here, not by the engine: two engines on one host
+    (a CI runner's and a test's) each hand out the same ports, unaware of the other."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def resolve_env(entries: Sequence[str], env: Mapping[str, str], key: str) -> dict[str, str]:
@@ -231,7 +240,7 @@ def up(
             network=stack.network,
             labels=owner,
             environment={"APP_UPSTREAM": f"{stack.app}:{APP_PORT}"},
-            ports={f"{SIDECAR_PORT}/tcp": ("127.0.0.1", port or None)},
+            ports={f"{SIDECAR_PORT}/tcp": ("127.0.0.1", port or free_port())},
             detach=True,
         )
         sidecar.reload()

@@ -684,6 +684,32 @@ class FreshEngine:
         self.stop()
 
 
+SERVICES_DIR = Path(__file__).resolve().parents[1] / "testbed"
+SERVICE_REPOSITORY = "lara-buildtools"
+
+
+def ensure_service_image(client: docker.DockerClient, name: str, base: str) -> str:
+    """A service image the example's smoke test needs (``mariadb``), built from
+    ``testbed/<name>`` on the local base; cached by the engine, so cheap once built."""
+    context = SERVICES_DIR / name
+    if not (context / "Dockerfile").is_file():
+        raise BuildToolsError(
+            f"no service {name!r} in {SERVICES_DIR}", "run this from a lara-buildtools checkout"
+        )
+    ref = f"{SERVICE_REPOSITORY}/{name}:latest"
+    try:
+        client.images.build(
+            path=str(context), tag=ref, buildargs={"BASE_IMAGE": base}, rm=True, forcerm=True
+        )
+    except (docker.errors.BuildError, docker.errors.APIError) as exc:
+        reason = str(getattr(exc, "msg", None) or exc).splitlines()[-1][:200]
+        raise BuildToolsError(
+            f"building the {name} service image failed: {reason}",
+            f"docker build testbed/{name} by hand to see the whole log",
+        ) from None
+    return ref
+
+
 def main(argv: list[str]) -> int:
     what = argv[0] if argv else "bases"
     try:
@@ -692,6 +718,9 @@ def main(argv: list[str]) -> int:
             print(f"Docker Engine {client.version()['Version']} answers")
         elif what == "bases":
             print(ensure_base_image(client, argv[1] if len(argv) > 1 else "lara-buildtools/debian"))
+        elif what == "services":
+            base = ensure_base_image(client, "lara-buildtools/debian")
+            print(ensure_service_image(client, "mariadb", base))
         elif what == "fresh":
             base = ensure_base_image(client, argv[1] if len(argv) > 1 else "lara-buildtools/debian")
             # SIGTERM too must clean up: bridge, iptables rules and files outlive the process;
@@ -723,7 +752,7 @@ def main(argv: list[str]) -> int:
                 reg.stop()
         else:
             print(
-                "usage: python -m buildtools.testbed engine|bases [REPOSITORY]|registry"
+                "usage: python -m buildtools.testbed engine|bases [REPOSITORY]|services|registry"
                 "|fresh [BASES_REPOSITORY]"
             )
             return 2
