@@ -15,6 +15,8 @@ import docker
 
 from buildtools import images, nginx, versionfile
 from buildtools.config import ImageConfig, Settings
+from buildtools.dockerfile import ERROR
+from buildtools.dockerfile import problems as dockerfile_problems
 from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
 
@@ -99,6 +101,37 @@ def check_only(only: str) -> tuple[str, ...]:
     return (only,)
 
 
+def read_dockerfile(path: Path) -> str:
+    """A Dockerfile's text, or the same one-line errors the build itself gives."""
+    if not path.is_file():
+        raise BuildToolsError(
+            f"Dockerfile not found: {path}",
+            "pass --dockerfile or set buildtools.<image>.dockerfile in invoke.yaml",
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BuildToolsError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            "save the Dockerfile as UTF-8",
+        ) from None
+
+
+def check_app_dockerfile(
+    settings: Settings, only: str = "", dockerfile: Path | None = None
+) -> list[str]:
+    """The app Dockerfile's warnings; its first error is raised. Pure file reading, so tasks
+    call it before any engine call, ``--dry-run`` included. The sidecar's Dockerfile is ours."""
+    if "app" not in check_only(only):
+        return []
+    path = dockerfile or settings.app.dockerfile
+    found = dockerfile_problems(read_dockerfile(path), str(path))
+    for problem in found:
+        if problem.severity == ERROR:
+            raise BuildToolsError(problem.problem, problem.fix)
+    return [str(problem) for problem in found]
+
+
 def build_all(
     client: docker.DockerClient,
     settings: Settings,
@@ -113,6 +146,7 @@ def build_all(
 ) -> list[images.BuiltImage]:
     """Build the app image and then the sidecar from it (or just one of them with ``only``)."""
     wanted = check_only(only)
+    check_app_dockerfile(settings, only, dockerfile)  # errors stop here; tasks print warnings
     builder = builder or images.builder(client)
     built: list[images.BuiltImage] = []
     spec = app_spec(settings, meta, dockerfile=dockerfile, context=context, nocache=nocache)
