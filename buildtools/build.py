@@ -24,7 +24,7 @@ IMAGES = ("app", "nginx")
 
 
 def local_refs(repository: str, meta: Metadata) -> tuple[str, ...]:
-    """Local image references, one per computed tag (``sha-<commit>`` when policy gives none)."""
+    """Local image references, one per computed tag (the commit tag when policy gives none)."""
     return meta.local_refs(repository)
 
 

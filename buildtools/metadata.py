@@ -24,15 +24,18 @@ class Metadata:
     tags: tuple[ImageTag, ...]
     labels: Mapping[str, str]
     warnings: tuple[str, ...]
+    # buildtools.tags.sha_prefix: names the local image of a build the policy gives no tag.
+    sha_prefix: str = tags.SHA_PREFIX
 
     @property
     def tag_names(self) -> list[str]:
         return [t.name for t in self.tags]
 
     def local_refs(self, repository: str) -> tuple[str, ...]:
-        """Local image references, one per tag (``sha-<commit>`` when the policy gives none):
-        how ``invoke build`` names its images and how release, up and ci find them again."""
-        names = self.tag_names or [f"sha-{self.info.short_commit}"]
+        """Local image references, one per tag (``sha-<commit>``, with the configured prefix,
+        when the policy gives none): how ``invoke build`` names its images and how release, up
+        and ci find them again."""
+        names = self.tag_names or [tags.sha_tag_name(self.info.commit, self.sha_prefix)]
         return tuple(f"{repository}:{name}" for name in names)
 
     def version_data(self) -> dict[str, Any]:
@@ -56,6 +59,9 @@ def plan(
         known_versions=known_versions,
         extra=settings.extra_tags,
         pull_requests=settings.pull_request_tags,
+        sha_prefix=settings.sha_prefix,
     )
     oci = labels.oci_labels(info, settings.title, settings.source_url, tag_plan.tags)
-    return Metadata(info, tag_plan.tags, oci, tuple(warnings) + tag_plan.warnings)
+    return Metadata(
+        info, tag_plan.tags, oci, tuple(warnings) + tag_plan.warnings, settings.sha_prefix
+    )
