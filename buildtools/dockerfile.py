@@ -229,8 +229,8 @@ def problems(text: str, name: str = "Dockerfile") -> list[Problem]:
             Problem(
                 ERROR,
                 f"{name} declares no ARG {REQUIRED_ARG} in its last stage{where}",
-                f"add these lines at its end: {MINIMAL_BLOCK} "
-                "(see the README: Using it from an existing app repository)",
+                f"add these lines at its end: {MINIMAL_BLOCK} — see the README's section "
+                '"Using it from an existing app repository"',
                 (last.line,),
             )
         ]
