@@ -16,6 +16,8 @@ import docker
 
 from buildtools import cache, images, nginx, versionfile
 from buildtools.config import ImageConfig, Settings
+from buildtools.dockerfile import ERROR
+from buildtools.dockerfile import problems as dockerfile_problems
 from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
 from buildtools.registry import parse_registry
@@ -24,7 +26,7 @@ IMAGES = ("app", "nginx")
 
 
 def local_refs(repository: str, meta: Metadata) -> tuple[str, ...]:
-    """Local image references, one per computed tag (``sha-<commit>`` when policy gives none)."""
+    """Local image references, one per computed tag (the commit tag when policy gives none)."""
     return meta.local_refs(repository)
 
 
@@ -105,6 +107,37 @@ def check_only(only: str) -> tuple[str, ...]:
     return (only,)
 
 
+def read_dockerfile(path: Path) -> str:
+    """A Dockerfile's text, or the same one-line errors the build itself gives."""
+    if not path.is_file():
+        raise BuildToolsError(
+            f"Dockerfile not found: {path}",
+            "pass --dockerfile or set buildtools.<image>.dockerfile in invoke.yaml",
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BuildToolsError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            "save the Dockerfile as UTF-8",
+        ) from None
+
+
+def check_app_dockerfile(
+    settings: Settings, only: str = "", dockerfile: Path | None = None
+) -> list[str]:
+    """The app Dockerfile's warnings; its first error is raised. Pure file reading, so tasks
+    call it before any engine call, ``--dry-run`` included. The sidecar's Dockerfile is ours."""
+    if "app" not in check_only(only):
+        return []
+    path = dockerfile or settings.app.dockerfile
+    found = dockerfile_problems(read_dockerfile(path), str(path))
+    for problem in found:
+        if problem.severity == ERROR:
+            raise BuildToolsError(problem.problem, problem.fix)
+    return [str(problem) for problem in found]
+
+
 def build_all(
     client: docker.DockerClient,
     settings: Settings,
@@ -123,6 +156,7 @@ def build_all(
     ``cache_from`` gives each image (``app``, ``nginx``) its cache sources, already pulled.
     """
     wanted = check_only(only)
+    check_app_dockerfile(settings, only, dockerfile)  # errors stop here; tasks print warnings
     builder = builder or images.builder(client)
     sources = cache_from or {}
     built: list[images.BuiltImage] = []

@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "asset_fallback": "auto",
     },
     "git": {"untracked_is_dirty": False},
-    "tags": {"extra": "master=edge", "pull_requests": False},
+    "tags": {"extra": "master=edge", "pull_requests": False, "sha_prefix": "sha-"},
     "release": {
         "registries": "",
         "branches": "master,main",
@@ -218,6 +218,8 @@ class Settings:
     cache_from: tuple[str, ...] = ()
     cache_pull: bool = False
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
+    # Starts the commit tag (``sha-0123abc``); LARA's GitHub workflow uses ``git-``.
+    sha_prefix: str = "sha-"
     # Unknown keys and other things the user should know, said once by the task.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -433,6 +435,7 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
         untracked_is_dirty=r.flag("git.untracked_is_dirty"),
         extra_tags=split_pairs(r.text("tags.extra")),
         pull_request_tags=r.flag("tags.pull_requests"),
+        sha_prefix=r.text("tags.sha_prefix"),
         release=ReleaseConfig(
             registries=split_list(r.text("release.registries")),
             branches=split_list(r.text("release.branches")),

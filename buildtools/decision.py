@@ -7,6 +7,7 @@ Actions, GitLab CI, or a laptop with the same variables) decides the same way.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 from buildtools.buildinfo import BuildInfo
@@ -35,6 +36,16 @@ class Decision:
         return BuildToolsError(self.problem, self.fix)
 
 
+def release_pattern(branch: str, patterns: tuple[str, ...]) -> str | None:
+    """The first of ``patterns`` that ``branch`` matches, or None. Patterns are fnmatch globs
+    (``*`` is every branch, as LARA's workflow pushes today; ``release/*``; ``*`` also crosses
+    ``/``), matched case-sensitively because git branch names are; a plain name is itself."""
+    for pattern in patterns:
+        if fnmatch.fnmatchcase(branch, pattern):
+            return pattern
+    return None
+
+
 def decide(info: BuildInfo, config: ReleaseConfig) -> Decision:
     """Tag builds always release; release branches do; pull requests only when allowed;
     anything else does not. A release build with uncommitted changes is refused."""
@@ -57,8 +68,9 @@ def decide(info: BuildInfo, config: ReleaseConfig) -> Decision:
             "refusing to release: no branch or tag is known for this build (detached HEAD?)",
             "pass --branch or --tag, or run it in CI, which says what is built",
         )
-    elif info.branch in config.branches:
-        decision = Decision(RELEASE, f"release branch {info.branch}")
+    elif (pattern := release_pattern(info.branch, config.branches)) is not None:
+        matched = "" if pattern == info.branch else f" (matches {pattern})"
+        decision = Decision(RELEASE, f"release branch {info.branch}{matched}")
     else:
         allowed = ", ".join(config.branches) or "none"
         return Decision(

@@ -24,6 +24,8 @@ class Metadata:
     tags: tuple[ImageTag, ...]
     labels: Mapping[str, str]
     warnings: tuple[str, ...]
+    # buildtools.tags.sha_prefix: names the local image of a build the policy gives no tag.
+    sha_prefix: str = tags.SHA_PREFIX
 
     @property
     def tag_names(self) -> list[str]:
@@ -32,14 +34,12 @@ class Metadata:
     @property
     def sha_tag(self) -> str:
         """This commit's immutable tag (``sha-abc1234``), also for builds the policy tags not."""
-        for tag in self.tags:
-            if tag.reason.startswith("commit "):
-                return tag.name
-        return f"sha-{self.info.short_commit}"
+        return tags.sha_tag_name(self.info.commit, self.sha_prefix)
 
     def local_refs(self, repository: str) -> tuple[str, ...]:
-        """Local image references, one per tag (``sha-<commit>`` when the policy gives none):
-        how ``invoke build`` names its images and how release, up and ci find them again."""
+        """Local image references, one per tag (``sha-<commit>``, with the configured prefix,
+        when the policy gives none): how ``invoke build`` names its images and how release, up
+        and ci find them again."""
         names = self.tag_names or [self.sha_tag]
         return tuple(f"{repository}:{name}" for name in names)
 
@@ -64,6 +64,9 @@ def plan(
         known_versions=known_versions,
         extra=settings.extra_tags,
         pull_requests=settings.pull_request_tags,
+        sha_prefix=settings.sha_prefix,
     )
     oci = labels.oci_labels(info, settings.title, settings.source_url, tag_plan.tags)
-    return Metadata(info, tag_plan.tags, oci, tuple(warnings) + tag_plan.warnings)
+    return Metadata(
+        info, tag_plan.tags, oci, tuple(warnings) + tag_plan.warnings, settings.sha_prefix
+    )

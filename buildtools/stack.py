@@ -244,9 +244,7 @@ def up(
             detach=True,
         )
         sidecar.reload()
-        published = (sidecar.attrs["NetworkSettings"].get("Ports") or {}).get(
-            f"{SIDECAR_PORT}/tcp"
-        )
+        published = (sidecar.attrs["NetworkSettings"].get("Ports") or {}).get(f"{SIDECAR_PORT}/tcp")
         if sidecar.status != "running" or not published:
             tail = " | ".join(_log_tail(sidecar, 3)) or "no output"
             raise BuildToolsError(

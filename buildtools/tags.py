@@ -17,6 +17,9 @@ The policy, in order of what the build is:
   (``latest``, ``1.2``) is written ``branch-<name>``.
 * **Nothing known** (detached HEAD outside CI): ``sha-<7 hex>`` only.
 
+``sha-`` is the default of ``sha_prefix`` (``buildtools.tags.sha_prefix``; LARA's GitHub
+workflow tags ``git-<7 hex>``).
+
 Tags are ordered immutable first, then floating. Warnings are returned by :func:`plan` and
 logged by :func:`compute`.
 """
@@ -42,6 +45,9 @@ VALID_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _INVALID_RUN = re.compile(r"[^A-Za-z0-9_.-]+")
 _RELEASE_LOOKALIKE = re.compile(r"^(latest|v?\d+(\.\d+){0,2})$", re.IGNORECASE)
 _HASH_LENGTH = 8
+SHA_PREFIX = "sha-"
+# The commit tag is the prefix and this many hex digits of the commit.
+SHA_LENGTH = 7
 
 
 @dataclass(frozen=True)
@@ -124,8 +130,14 @@ def branch_tag(branch: str) -> str:
     return _branch_name_tag(branch)[0]
 
 
-def _sha_tag(info: BuildInfo) -> ImageTag:
-    return ImageTag(f"sha-{info.commit[:7]}", False, f"commit {info.commit[:7]}")
+def sha_tag_name(commit: str, prefix: str = SHA_PREFIX) -> str:
+    """The commit's own tag: ``prefix`` and the short commit (``sha-0123abc``)."""
+    return f"{prefix}{commit[:SHA_LENGTH]}"
+
+
+def _sha_tag(info: BuildInfo, prefix: str) -> ImageTag:
+    short = info.commit[:SHA_LENGTH]
+    return ImageTag(sha_tag_name(info.commit, prefix), False, f"commit {short}")
 
 
 def plan(
@@ -133,11 +145,13 @@ def plan(
     known_versions: Iterable[str] = (),
     extra: Mapping[str, Sequence[str]] | None = None,
     pull_requests: bool = False,
+    sha_prefix: str = SHA_PREFIX,
 ) -> TagPlan:
     """The tags for ``info`` and any warnings, without logging them.
 
     ``known_versions`` (e.g. from the registry) add to the versions git knows
-    (``info.known_versions``); both decide whether floating release tags move.
+    (``info.known_versions``); both decide whether floating release tags move. ``sha_prefix``
+    starts the commit tag (checked by :mod:`buildtools.validate`).
     """
     extra_versions = list(known_versions)
     warnings: list[str] = []
@@ -159,7 +173,7 @@ def plan(
                     "shallow clone: tags outside its history are unknown, so 1.2/1/latest "
                     "may move for an older release (fetch all tags or do a full clone)"
                 )
-        tags.append(_sha_tag(info))
+        tags.append(_sha_tag(info, sha_prefix))
     elif info.pull_request is not None:
         if pull_requests:
             tags.append(ImageTag(f"pr-{info.pull_request}", True, "pull request"))
@@ -169,7 +183,7 @@ def plan(
                 "(set buildtools.tags.pull_requests to tag pr-N images)"
             )
     else:
-        tags.append(_sha_tag(info))
+        tags.append(_sha_tag(info, sha_prefix))
         if info.branch:
             name, warning = _branch_name_tag(info.branch)
             tags.append(ImageTag(name, True, f"branch {info.branch}"))
@@ -191,9 +205,10 @@ def compute(
     known_versions: Iterable[str] = (),
     extra: Mapping[str, Sequence[str]] | None = None,
     pull_requests: bool = False,
+    sha_prefix: str = SHA_PREFIX,
 ) -> list[ImageTag]:
     """The tags for ``info`` (see the module docstring); warnings go to ``logging``."""
-    result = plan(info, known_versions, extra, pull_requests)
+    result = plan(info, known_versions, extra, pull_requests, sha_prefix)
     for warning in result.warnings:
         log.warning("%s", warning)
     return list(result.tags)

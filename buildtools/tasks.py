@@ -217,6 +217,7 @@ def build(
             "dockerfile": Path(dockerfile).resolve() if dockerfile else None,
             "context": Path(context).resolve() if context else None,
         }
+        output.warnings(builder.check_app_dockerfile(cfg, only, paths["dockerfile"]))
         if dry_run:
             plan = builder.dry_run_plan(cfg, meta, only, **paths)
             print(jsonlib.dumps(plan, indent=2) if json else output.plan_text(plan))
@@ -365,11 +366,14 @@ def ci(c, json=False, no_smoke=False):
     """For CI: build, smoke-test app + sidecar, and release only release branches and tags."""
     import json as jsonlib
 
-    from buildtools import pipeline
+    from buildtools import build as builder
+    from buildtools import output, pipeline
 
     with reported():
         say = (lambda line: print(line, file=sys.stderr)) if json else print
-        result = pipeline.run(settings(c), os.environ, quiet=json, say=say, smoke_test=not no_smoke)
+        cfg = settings(c)
+        output.warnings(builder.check_app_dockerfile(cfg))  # before any engine call
+        result = pipeline.run(cfg, os.environ, quiet=json, say=say, smoke_test=not no_smoke)
         if json:
             print(jsonlib.dumps(result, indent=2))
 

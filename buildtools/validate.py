@@ -42,6 +42,31 @@ def check_image(key: str, value: str) -> None:
         raise _bad(key, value, "a valid image reference", "debian:bookworm-slim")
 
 
+_SHA_PREFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_sha_prefix(value: str) -> None:
+    """The commit tag's prefix must start a valid Docker tag, and must not be empty or make
+    the tag pose as a release (``v`` would give ``v1234567`` for an all-digit commit): the
+    prefix is what tells a commit tag from a version or a branch name."""
+    key = "tags.sha_prefix"
+    longest = tags.MAX_LENGTH - tags.SHA_LENGTH
+    if not value:
+        raise BuildToolsError(
+            "config key buildtools.tags.sha_prefix is empty: commit tags would look like "
+            "version or branch tags",
+            "set it to a prefix such as sha- (the default) or git- (LARA's GitHub workflow)",
+        )
+    if not _SHA_PREFIX.fullmatch(value) or len(value) > longest:
+        what = (
+            f"the start of a Docker tag (letters, digits, _ . -, not starting with . or -, "
+            f"at most {longest} characters)"
+        )
+        raise _bad(key, value, what, "git-")
+    if tags.is_release_lookalike(tags.sha_tag_name("1234567", value)):
+        raise _bad(key, value, "a prefix that keeps commit tags from looking like releases", "git-")
+
+
 def _image(name: str, image: ImageConfig, base_required: bool) -> None:
     check_repository(f"{name}.repository", image.repository)
     if image.base_image or base_required:
@@ -58,6 +83,7 @@ def check(settings: Settings) -> Settings:
             "give the sidecar a repository of its own, e.g. lara/nginx",
         )
     nginx.render_config(settings.nginx)  # the sidecar's sizes, durations, upstream, resolver
+    check_sha_prefix(settings.sha_prefix)
     for branch, names in settings.extra_tags.items():
         for name in names:
             if tags.is_release_lookalike(tags.sanitize(name)):

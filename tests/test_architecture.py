@@ -70,7 +70,8 @@ def test_release_knows_nothing_of_building_and_only_tasks_sits_on_top():
     assert "images" not in reachable(graph, "release")
     assert [m for m in graph if "tasks" in graph[m]] == []
     # The pure core reads nothing: no git, CI environment, engine or registry below it.
-    for pure in ("buildinfo", "tags", "labels", "versionfile", "metadata", "decision", "pushplan"):
+    core = ("buildinfo", "tags", "labels", "versionfile", "metadata", "decision", "pushplan")
+    for pure in (*core, "dockerfile"):
         edges = reachable(graph, pure) & {"gitinfo", "ci", "facts", "engine", "images", "pusher"}
         assert edges == set(), f"{pure} reaches {edges}"
 

@@ -29,6 +29,17 @@ RUN echo built > /built.txt
 ARG LARA_VERSION=unknown
 ENV LARA_IMAGE_VERSION=${LARA_VERSION}
 """
+# An app Dockerfile without the metadata block, and one that declares it before a RUN.
+NO_BLOCK = DOCKERFILE.split("ARG LARA_VERSION")[0]
+EARLY_BLOCK = """\
+ARG BASE_IMAGE=lara-buildtools/debian:latest
+FROM ${BASE_IMAGE}
+ARG LARA_VERSION=unknown
+RUN echo built > /built.txt
+ENV LARA_IMAGE_VERSION=${LARA_VERSION}
+"""
+# No engine answers here: an error that names the Dockerfile came before any engine call.
+NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
 @dataclass
@@ -77,6 +88,8 @@ def app(tmp_path: Path) -> App:
     repo = init_repo(tmp_path / "app", env, branch="main")
     repo.write("tasks.py", "from buildtools.tasks import ns  # noqa: F401\n")
     repo.write("Dockerfile", DOCKERFILE)
+    repo.write("Dockerfile.noblock", NO_BLOCK)
+    repo.write("Dockerfile.early", EARLY_BLOCK)
     made = App(repo, {**env, "PATH": os.environ["PATH"]})
     repo.write("invoke.yaml", app_yaml(made.name))
     repo.commit("app")
@@ -186,6 +199,56 @@ FAILURES = [
         "buildtools.git is 5, not a section of keys",
     ),
     (
+        "no metadata block in the app Dockerfile",
+        ["build", "--only", "app"],
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.noblock"},
+        "",
+        "Dockerfile.noblock declares no ARG LARA_VERSION in its last stage (fix: add these lines "
+        "at its end: ARG LARA_VERSION / ENV LARA_IMAGE_VERSION=$LARA_VERSION",
+    ),
+    (
+        "no metadata block, in a dry run",
+        ["build", "--dry-run"],
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.noblock"},
+        "",
+        "Dockerfile.noblock declares no ARG LARA_VERSION in its last stage",
+    ),
+    (
+        "no metadata block, in CI",
+        ["ci"],
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.noblock"},
+        "",
+        "Dockerfile.noblock declares no ARG LARA_VERSION in its last stage",
+    ),
+    (
+        "no metadata block, through --dockerfile",
+        ["build", "--dockerfile", "Dockerfile.noblock"],
+        NO_ENGINE,
+        "",
+        "Dockerfile.noblock declares no ARG LARA_VERSION in its last stage",
+    ),
+    (
+        "an app Dockerfile that is not there",
+        ["build", "--dry-run"],
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.nope"},
+        "",
+        "Dockerfile not found: ",
+    ),
+    (
+        "an empty sha prefix",
+        ["version"],
+        {"INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX": ""},
+        "",
+        "config key buildtools.tags.sha_prefix is empty",
+    ),
+    (
+        "a sha prefix that starts no tag",
+        ["build", "--dry-run"],
+        {},
+        "  tags:\n    sha_prefix: -git\n",
+        "buildtools.tags.sha_prefix = '-git' is not the start of a Docker tag",
+    ),
+    (
         "a port that is no number",
         ["up", "--port", "abc"],
         {},
@@ -235,22 +298,45 @@ def test_an_empty_or_missing_invoke_yaml_means_the_defaults(app: App, text: str 
 
 
 @pytest.mark.parametrize(
-    ("env", "extra", "warning"),
+    ("args", "env", "extra", "warning"),
     [
         (
+            ["version"],
             {"GITHUB_ACTIONS": "true", "GITHUB_REF": "garbage"},
             "",
             "GITHUB_REF='garbage' is not refs/heads/",
         ),
-        ({}, "  typo: 1\n  nginx:\n    upstreem: x:1\n", "did you mean buildtools.nginx.upstream?"),
+        (
+            ["version"],
+            {},
+            "  typo: 1\n  nginx:\n    upstreem: x:1\n",
+            "did you mean buildtools.nginx.upstream?",
+        ),
+        (
+            ["build", "--dry-run"],
+            {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.early"},
+            "",
+            "Dockerfile.early declares the build metadata (ARG LARA_*) at line 3, before RUN at "
+            "line 4: every new commit rebuilds it (fix: move the ARG LARA_* lines, and what uses "
+            "them, below line 4)",
+        ),
+        (
+            ["build", "--dry-run", "--only", "nginx"],  # the sidecar's Dockerfile is ours
+            {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.noblock"},
+            "",
+            None,
+        ),
     ],
-    ids=["ignored GITHUB_REF", "unknown key"],
+    ids=["ignored GITHUB_REF", "unknown key", "metadata block too early", "sidecar only"],
 )
 def test_doubtful_input_goes_on_with_a_warning(
-    app: App, env: dict[str, str], extra: str, warning: str
+    app: App, args: list[str], env: dict[str, str], extra: str, warning: str | None
 ) -> None:
-    done = app.invoke("version", env=env, yaml=app_yaml(app.name, extra))
+    done = app.invoke(*args, env=env, yaml=app_yaml(app.name, extra))
     assert done.returncode == 0, done.stderr
+    if warning is None:
+        assert "warning:" not in done.stderr, done.stderr
+        return
     assert any(line.startswith("warning:") and warning in line for line in done.stderr.splitlines())
 
 
@@ -288,10 +374,12 @@ def test_build_failures_are_one_line_and_tag_nothing(
 
     typo = one_error(app.invoke("build", "--only", "app", "--dockerfile", "Dockerfile.typo"))
     latin = one_error(app.invoke("build", "--only", "app", "--dockerfile", "Dockerfile.latin1"))
+    no_block = one_error(app.invoke("build", "--dockerfile", "Dockerfile.noblock"))
 
     assert "Dockerfile.typo line 3: unknown instruction: RUNN" in typo
     assert "%7B" not in typo and "BASE_IMAGE" not in typo  # no URL-encoded build args
     assert "Dockerfile.latin1 is not UTF-8 text" in latin
+    assert "Dockerfile.noblock declares no ARG LARA_VERSION in its last stage" in no_block
     assert docker_client.images.list(name=f"{app.name}/app") == []
 
 

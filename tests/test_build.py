@@ -128,6 +128,7 @@ def test_failing_step_names_the_step_and_its_output(base_image, tmp_path, repo):
     (context / "Dockerfile").write_text(
         "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
         "RUN echo 'compiling assets' && echo 'Sass::SyntaxError: broken.scss' >&2 && exit 3\n"
+        "ARG LARA_VERSION\n"
     )
     done = invoke(
         "build",

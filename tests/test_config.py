@@ -166,3 +166,52 @@ def test_env_booleans_and_numbers_are_parsed_strictly(tmp_path):
         text=True,
     )  # fmt: skip
     assert "buildtools.release.retries = 'lots' is not a whole number" in done.stderr
+
+
+# (case, tags.sha_prefix, the error contains (None: accepted))
+SHA_PREFIXES = [
+    ("the default", "sha-", None),
+    ("LARA's", "git-", None),
+    ("no dash", "commit", None),
+    ("empty", "", "buildtools.tags.sha_prefix is empty"),
+    ("a space", "my sha-", "is not the start of a Docker tag"),
+    ("a leading dash", "-sha", "is not the start of a Docker tag"),
+    ("a leading dot", ".sha", "is not the start of a Docker tag"),
+    ("a slash", "sha/", "is not the start of a Docker tag"),
+    ("too long", "s" * 122, "at most 121 characters"),
+    ("v makes versions", "v", "keeps commit tags from looking like releases"),
+    ("1. makes versions", "1.", "keeps commit tags from looking like releases"),
+]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "error"), [case[1:] for case in SHA_PREFIXES], ids=[c[0] for c in SHA_PREFIXES]
+)
+def test_sha_prefix_is_read_and_checked(prefix: str, error: str | None) -> None:
+    from buildtools import validate
+
+    settings = config.load(config.merged({"tags": {"sha_prefix": prefix}}), ROOT)
+    assert settings.sha_prefix == prefix
+    if error is None:
+        assert validate.check(settings) is settings
+        return
+    with pytest.raises(BuildToolsError) as raised:
+        validate.check(settings)
+    assert error in str(raised.value) and "(fix: " in str(raised.value)
+
+
+def test_sha_prefix_defaults_to_sha_and_env_sets_it():
+    assert config.load(config.merged({}), ROOT).sha_prefix == "sha-"
+    probe = (
+        "from invoke import Config; from pathlib import Path;"
+        "from buildtools import config, tasks;"
+        "c = Config(project_location='.'); c.load_project();"
+        "c.load_collection(tasks.ns.configuration()); c.load_shell_env();"
+        "print(config.load(c.buildtools, Path('.')).sha_prefix)"
+    )
+    env = {"INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX": "git-", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "git-"

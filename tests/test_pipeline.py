@@ -38,6 +38,56 @@ def test_decide(fields, release, reason):
     assert reason in decision.reason
 
 
+def globs(*branches: str) -> ReleaseConfig:
+    return ReleaseConfig(**{**CONFIG.__dict__, "branches": branches})
+
+
+# (release.branches, branch, released, the reason contains)
+GLOBS = [
+    (("*",), "master", True, "release branch master (matches *)"),
+    (("*",), "feature/deep/x", True, "release branch feature/deep/x (matches *)"),
+    (("release/*",), "release/2.1", True, "release branch release/2.1 (matches release/*)"),
+    (("release/*",), "release", False, "branch release is not released"),
+    (("release/*",), "hotfix/release/2", False, "(release branches: release/*)"),
+    (("master", "v?.x"), "v2.x", True, "(matches v?.x)"),
+    (("master", "v?.x"), "v10.x", False, "branch v10.x is not released"),
+    (("[mp]*",), "production", True, "(matches [mp]*)"),
+    (("Master",), "master", False, "branch master is not released"),  # git names are exact
+    (("master", "*"), "master", True, "release branch master"),
+    ((), "master", False, "(release branches: none)"),
+]
+
+
+@pytest.mark.parametrize(("branches", "branch", "release", "reason"), GLOBS)
+def test_release_branches_are_globs(branches, branch, release, reason):
+    decision = decide(info(branch=branch), globs(*branches))
+    assert decision.release is release
+    assert reason in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"branch": "master", "pull_request": 7}, "pull requests are never pushed"),
+        ({}, "a build with no branch or tag is not released"),
+        ({"branch": "master", "dirty": True}, "but the working tree has uncommitted changes"),
+    ],
+    ids=["a pull request", "no branch", "a dirty tree"],
+)
+def test_star_still_refuses_what_is_never_released(fields, reason):
+    decision = decide(info(**fields), globs("*"))
+    assert decision.release is False
+    assert reason in decision.reason
+
+
+def test_a_refused_glob_branch_keeps_the_error_wording():
+    error = decide(info(branch="feature/x"), globs("release/*")).error()
+    assert str(error) == (
+        "refusing to release branch 'feature/x': release branches are release/* (fix: release "
+        "from one of them or a tag, or add it to buildtools.release.branches)"
+    )
+
+
 def test_pull_requests_release_only_when_configured():
     allowed = ReleaseConfig(**{**CONFIG.__dict__, "allow_pull_requests": True})
     assert decide(info(branch="feature/x", pull_request=7), allowed).release is True

@@ -10,10 +10,18 @@ import semver
 from hypothesis import given
 from hypothesis import strategies as st
 
+from buildtools import config, metadata, validate
 from buildtools.buildinfo import BuildInfo
 from buildtools.errors import BuildToolsError
 from buildtools.facts import collect
-from buildtools.tags import ImageTag, compute, parse_version, plan, sanitize
+from buildtools.tags import (
+    ImageTag,
+    compute,
+    is_release_lookalike,
+    parse_version,
+    plan,
+    sanitize,
+)
 from tests.fixtures.git import GitRepo
 
 DOCKER_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -153,6 +161,58 @@ def test_sha_tag_is_the_same_for_the_tag_and_the_branch_build_of_a_commit() -> N
     on_branch = [t for t in compute(info(branch="master")) if t.name.startswith("sha-")]
     assert on_tag == on_branch == [ImageTag("sha-0123abc", False, "commit 0123abc")]
     assert on_tag[0].protected is False
+
+
+# (case, build, tags.sha_prefix, tags): the prefix changes the commit tag and nothing else.
+SHA_PREFIXES = [
+    ("LARA's git- on a branch", {"branch": "master"}, "git-", ["git-0123abc", "master", "edge"]),
+    (
+        "git- on a release",
+        {"tag": "v1.2.3"},
+        "git-",
+        ["1.2.3", "git-0123abc", "1.2", "1", "latest"],
+    ),
+    ("git- on a detached HEAD", {}, "git-", ["git-0123abc"]),
+    ("no dash", {}, "commit", ["commit0123abc"]),
+    ("underscore and dot", {}, "_c.", ["_c.0123abc"]),
+    ("a pull request still gets no tag", {"pull_request": 5}, "git-", []),
+    ("the default", {"branch": "develop"}, "sha-", ["sha-0123abc", "develop"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "prefix", "expected"),
+    [case[1:] for case in SHA_PREFIXES],
+    ids=[case[0] for case in SHA_PREFIXES],
+)
+def test_sha_prefix(fields: dict, prefix: str, expected: list[str]) -> None:
+    tags = plan(info(**fields), extra={"master": ["edge"]}, sha_prefix=prefix).tags
+    assert names(list(tags)) == expected
+    sha = [t for t in tags if t.name.startswith(prefix) and t.name.endswith("0123abc")]
+    assert all(t.floating is False and t.protected is False for t in sha)
+
+
+@pytest.mark.parametrize(
+    ("fields", "ref"),
+    [({"pull_request": 5}, "lara/app:git-0123abc"), ({"branch": "x"}, "lara/app:git-0123abc")],
+    ids=["no tags: the local image is named by the commit", "the first tag"],
+)
+def test_local_refs_use_the_configured_prefix(tmp_path, fields: dict, ref: str) -> None:
+    settings = config.load(config.merged({"tags": {"sha_prefix": "git-"}}), tmp_path)
+    assert metadata.plan(settings, info(**fields)).local_refs("lara/app")[0] == ref
+
+
+@given(prefix=st.text(alphabet="abvV019_.-", max_size=8))
+def test_every_accepted_sha_prefix_makes_valid_commit_tags(prefix: str) -> None:
+    try:
+        validate.check_sha_prefix(prefix)
+    except BuildToolsError:
+        return
+    for commit in (SHA, "1234567" + SHA[7:], "0000000" + SHA[7:]):
+        tags = plan(info(commit=commit, branch="main"), sha_prefix=prefix).tags
+        assert DOCKER_TAG.match(tags[0].name) and tags[0].name.startswith(prefix)
+        assert not is_release_lookalike(tags[0].name)
+        assert tags[0].name != tags[1].name
 
 
 def test_immutable_first_then_floating() -> None:
