@@ -14,10 +14,11 @@ from pathlib import Path
 
 import docker
 
-from buildtools import cache, images, nginx, versionfile
+from buildtools import cache, images, nginx, tags, versionfile
 from buildtools.config import ImageConfig, Settings
 from buildtools.dockerfile import ERROR
 from buildtools.dockerfile import problems as dockerfile_problems
+from buildtools.dockerfile import stages as dockerfile_stages
 from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
 from buildtools.registry import parse_registry
@@ -69,6 +70,45 @@ def app_spec(
         nocache=nocache,
         cache_from=tuple(cache_from),
     )
+
+
+def stage_ref(repository: str, meta: Metadata, stage: str) -> str:
+    """The local (and, at release, pushed) name of a stage's image: ``cache-<stage>-<branch>``,
+    a name no release tag can have; builds without a branch use their commit tag."""
+    branch = meta.info.branch or meta.info.base_branch
+    suffix = tags.branch_tag(branch) if branch else meta.sha_tag
+    return f"{repository}:{cache.stage_prefix(stage)}{suffix}"
+
+
+def stage_specs(
+    settings: Settings,
+    meta: Metadata,
+    *,
+    dockerfile: Path | None = None,
+    context: Path | None = None,
+    nocache: bool = False,
+    cache_from: Mapping[str, Sequence[str]] | None = None,
+) -> list[images.BuildSpec]:
+    """One build per named stage before the app Dockerfile's last, with ``target``: the classic
+    builder reuses only the final stage of a pulled image, so each stage is an image of its
+    own. Their build args leave out the metadata: a new commit never rebuilds a stage."""
+    app = settings.app
+    text = read_dockerfile(dockerfile or app.dockerfile)
+    sources = cache_from or {}
+    return [
+        images.BuildSpec(
+            name=f"app:{stage}",
+            dockerfile=dockerfile or app.dockerfile,
+            context=context or app.context,
+            tags=(stage_ref(app.repository, meta, stage),),
+            buildargs={**base_buildargs(app), **app.build_args},
+            labels={},
+            nocache=nocache,
+            cache_from=tuple(sources.get(f"app:{stage}", ())),
+            target=stage,
+        )
+        for stage in dockerfile_stages(text)
+    ]
 
 
 def nginx_spec(
@@ -160,17 +200,33 @@ def build_all(
     builder = builder or images.builder(client)
     sources = cache_from or {}
     built: list[images.BuiltImage] = []
+    stages = (
+        stage_specs(
+            settings, meta, dockerfile=dockerfile, context=context, nocache=nocache,
+            cache_from=sources,
+        )
+        if "app" in wanted
+        else []
+    )  # fmt: skip
+    app_sources = list(sources.get("app", ()))
     spec = app_spec(
         settings,
         meta,
         dockerfile=dockerfile,
         context=context,
         nocache=nocache,
-        cache_from=sources.get("app", ()),
+        cache_from=app_sources,
     )
     if "app" in wanted:
         if settings.app.base_image:
             images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
+        for stage in stages:
+            built.append(builder.build(stage, reporter))
+        if app_sources or any(stage.cache_from for stage in stages):
+            # With cache sources, the builder reuses only steps found in them: the stages
+            # just built are where the final build finds its earlier stages' steps.
+            stage_ids = [b.id for b in built]
+            spec = dataclasses.replace(spec, cache_from=tuple([*app_sources, *stage_ids]))
         built.append(builder.build(spec, reporter))
         app_image = built[-1].id
     else:
@@ -212,6 +268,14 @@ def dry_run_plan(settings: Settings, meta: Metadata, only: str = "", **app_args)
     wanted = check_only(only)
     plans = []
     if "app" in wanted:
+        for stage in stage_specs(settings, meta, **app_args):
+            prefix = cache.stage_prefix(stage.target)
+            plans.append(
+                {
+                    **stage.as_dict(),
+                    "cache_candidates": cache_candidates(settings, meta, "app", prefix),
+                }
+            )
         plan = app_spec(settings, meta, **app_args).as_dict()
         plans.append({**plan, "cache_candidates": cache_candidates(settings, meta, "app")})
     if "nginx" in wanted:
@@ -227,11 +291,11 @@ def dry_run_plan(settings: Settings, meta: Metadata, only: str = "", **app_args)
     return plans
 
 
-def cache_candidates(settings: Settings, meta: Metadata, image: str) -> list[str]:
+def cache_candidates(settings: Settings, meta: Metadata, image: str, prefix: str = "") -> list[str]:
     """Where ``invoke build`` will look for cache sources (first registry shown), best first."""
     if not settings.cache_pull:
         return []
     repository = settings.app.repository if image == "app" else settings.nginx.image.repository
     entries = settings.release.registries or ("docker.io",)
     where = parse_registry(entries[0]).push_name(repository)
-    return [f"{where}:{c.tag} ({c.reason})" for c in cache.candidates(settings, meta)]
+    return [f"{where}:{c.tag} ({c.reason})" for c in cache.candidates(settings, meta, prefix)]

@@ -50,6 +50,8 @@ class BuildSpec:
     # Images whose layers may serve as cache (pulled beforehand); the classic builder uses
     # only the final stage of each.
     cache_from: tuple[str, ...] = ()
+    # Build only up to this named stage (a multi-stage Dockerfile's earlier stages).
+    target: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class BuildSpec:
             "buildargs": dict(self.buildargs),
             "labels": dict(self.labels),
             "cache_from": list(self.cache_from),
+            **({"target": self.target} if self.target else {}),
         }
 
 
@@ -245,6 +248,7 @@ def _stream(
     dockerfile: str,
     buildargs: Mapping[str, str] | None = None,
     cache_from: tuple[str, ...] = (),
+    target: str = "",
 ) -> str:
     """Run one build and follow its stream; the image id, or a BuildToolsError for its step."""
     image_id = ""
@@ -261,6 +265,7 @@ def _stream(
             buildargs=dict(buildargs or {}),
             nocache=spec.nocache,
             cache_from=list(cache_from) or None,
+            target=target or None,
             rm=True,
             forcerm=True,
             decode=True,
@@ -354,6 +359,7 @@ def build(
             DOCKERFILE_IN_CONTEXT,
             dict(spec.buildargs),
             spec.cache_from,
+            spec.target,
         )
     except KeyboardInterrupt:
         where = f" at step {state.number}/{state.total}" if state.number else ""

@@ -12,15 +12,29 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 
 from buildtools import build as builder
-from buildtools import cache, engine, facts, images, metadata, progress, release, stack, targets
+from buildtools import (
+    cache,
+    engine,
+    facts,
+    images,
+    metadata,
+    progress,
+    pushplan,
+    release,
+    stack,
+    targets,
+)
 from buildtools.buildinfo import BuildInfo, Overrides
 from buildtools.config import Settings
 from buildtools.decision import check_releasable, decide
+from buildtools.dockerfile import stages as dockerfile_stages
 from buildtools.metadata import Metadata
 from buildtools.progress import PushReporter
 from buildtools.targets import Target
@@ -54,15 +68,25 @@ def cache_sources(
     env: Mapping[str, str],
     say: Callable[[str], None],
     only: str = "",
+    dockerfile: Path | None = None,
 ) -> tuple[dict[str, tuple[str, ...]], list[cache.Resolved]]:
-    """Pull earlier images of both repositories from the registries (see :mod:`buildtools.cache`)
-    and add the newest local ones: each image's ``cache_from``."""
+    """Pull earlier images of both repositories (and of the app's stages) from the registries
+    (see :mod:`buildtools.cache`) and add the newest local ones: each build's ``cache_from``."""
     found: dict[str, tuple[str, ...]] = {}
     resolved: list[cache.Resolved] = []
+    wanted: list[tuple[str, str, str]] = []
     for name, repository in roles(settings):
         if only and only != name:
             continue
-        pulled = cache.resolve(client, settings, meta, env, repository, name, say=say)
+        wanted.append((name, repository, ""))
+        if name == "app":
+            text = builder.read_dockerfile(dockerfile or settings.app.dockerfile)
+            for stage in dockerfile_stages(text):
+                wanted.append((f"app:{stage}", repository, cache.stage_prefix(stage)))
+    for name, repository, prefix in wanted:
+        pulled = cache.resolve(
+            client, settings, meta, env, repository, name, prefix=prefix, say=say
+        )
         resolved.append(pulled)
         found[name] = cache.sources(pulled, cache.local_sources(client, repository))
     return found, resolved
@@ -77,6 +101,7 @@ def credit_cache(
     """Each built image with the pulled source that served its steps (for the summary)."""
     reasons = {ref: why for r in resolved for ref, why in r.reasons.items()}
     bases = {"app": settings.app.base_image, "nginx": settings.nginx.image.base_image}
+    bases.update({b.name: settings.app.base_image for b in built if b.name.startswith("app:")})
     credited = []
     for image in built:
         refs = [ref for r in resolved if r.image == image.name for ref in r.refs]
@@ -166,9 +191,44 @@ def publish(
         reporter=reporter,
         revision=meta.info.commit,
     )
+    if not dry_run:
+        result.pushes.extend(push_stage_caches(client, settings, prepared, reporter))
     result.version = meta.info.version
     result.warnings = [*meta.warnings, *result.warnings]
     return result
+
+
+def push_stage_caches(
+    client: docker.DockerClient,
+    settings: Settings,
+    prepared: Prepared,
+    reporter: PushReporter | None,
+) -> list[pushplan.Push]:
+    """The app's stage images, pushed as ``cache-<stage>-<branch>`` for the next fresh runner
+    (branch builds only; never a release tag)."""
+    meta = prepared.meta
+    if not (meta.info.branch and not meta.info.tag):
+        return []
+    pushes: list[pushplan.Push] = []
+    text = builder.read_dockerfile(settings.app.dockerfile)
+    for stage in dockerfile_stages(text):
+        ref = builder.stage_ref(settings.app.repository, meta, stage)
+        try:
+            image_id = client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            continue
+        tag = ref.rpartition(":")[2]
+        stage_image = pushplan.ReleaseImage(f"app:{stage}", settings.app.repository, image_id)
+        done = release.push_all(
+            client,
+            [stage_image],
+            [(tag, True)],
+            prepared.targets,
+            retry=targets.retry_policy(settings.release),
+            reporter=reporter,
+        )
+        pushes.extend(done.pushes)
+    return pushes
 
 
 def release_task(
@@ -253,7 +313,8 @@ def run(
             reporter.close()
     for image in built:
         say(f"ci: {image.name}: {describe_cache(image)}")
-    app, sidecar = (b.tags[0] for b in built)
+    by_name = {b.name: b.tags[0] for b in built}
+    app, sidecar = by_name["app"], by_name["nginx"]
     if smoke_test:
         passed = stack.smoke(
             client,

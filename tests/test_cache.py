@@ -122,6 +122,7 @@ def test_a_fresh_runner_rebuilds_only_the_metadata_steps(
     fast_registry: testbed.LocalRegistry,
     project: GitRepo,
     fresh: testbed.FreshEngine,
+    mariadb_image: str,
 ) -> None:
     name = f"lbtcache{secrets.token_hex(3)}"
     env = {
@@ -141,15 +142,18 @@ def test_a_fresh_runner_rebuilds_only_the_metadata_steps(
     assert "master" in fast_registry.tags(f"{name}/app")
 
     commit = project.commit("a change outside the images' contexts")
+    # The fresh engine has no MariaDB image: the smoke test runs below, on what was pushed.
     second = run_task(
         project,
         {**env, "TRAVIS_COMMIT": commit, "DOCKER_HOST": fresh.host},
         "ci",
         "--json",
+        "--no-smoke",
     )
 
     assert second.returncode == 0, second.stderr[-3000:]
     assert "warning" not in second.stderr, second.stderr
+    assert "SMOKE TEST SKIPPED (--no-smoke)" in second.stderr
     app, sidecar = json.loads(second.stdout)["images"]
     assert app["steps"] - app["cached_steps"] <= metadata_steps(), app
     assert sidecar["steps"] - sidecar["cached_steps"] <= 1, sidecar  # only its LABEL step
@@ -195,3 +199,72 @@ def test_a_cache_registry_that_is_down_means_a_cold_build_and_one_warning(
     assert app["cache"] == []
     setup_steps = 2  # ARG BASE_IMAGE and FROM: counted as cached, they build nothing
     assert app["cached_steps"] == setup_steps, app
+
+
+TWO_STAGES = """\
+ARG BASE_IMAGE=lara-buildtools/debian:latest
+FROM ${BASE_IMAGE} AS assets
+RUN mkdir -p /out/assets && echo "compiled at $(date +%s%N)" > /out/assets/app.css
+FROM ${BASE_IMAGE}
+RUN echo runtime > /runtime.txt
+COPY --from=assets /out /lara/public
+ARG LARA_VERSION=unknown
+ENV LARA_IMAGE_VERSION=${LARA_VERSION}
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.registry
+def test_a_multi_stage_app_caches_each_stage_on_a_fresh_runner(
+    docker_client: docker.DockerClient,
+    fast_registry: testbed.LocalRegistry,
+    fresh: testbed.FreshEngine,
+    tmp_path: Path,
+) -> None:
+    name = f"lbtstage{secrets.token_hex(3)}"
+    repo = init_repo(tmp_path / "app", git_env(tmp_path / "home"), branch="master")
+    repo.write("tasks.py", "from buildtools.tasks import ns  # noqa: F401\n")
+    repo.write("Dockerfile", TWO_STAGES)
+    repo.write(
+        "invoke.yaml",
+        "buildtools:\n"
+        f"  app: {{repository: {name}/app, base_image: lara-buildtools/debian:latest}}\n"
+        f"  nginx: {{repository: {name}/nginx, base_image: lara-buildtools/debian:latest,"
+        f" dockerfile: {ROOT / 'nginx' / 'Dockerfile'}, context: {ROOT / 'nginx'}}}\n",
+    )
+    repo.commit("a two-stage app")
+    env = {
+        "CI": "true",
+        "TRAVIS": "true",
+        "TRAVIS_BRANCH": "master",
+        "TRAVIS_PULL_REQUEST": "false",
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": fast_registry.host,
+        "DOCKER_USERNAME": fast_registry.username,
+        "DOCKER_PASSWORD": fast_registry.password,
+    }
+    first = run_task(repo, {**env, "TRAVIS_COMMIT": repo.head()}, "ci", "--json", "--no-smoke")
+    assert first.returncode == 0, first.stderr[-3000:]
+    tags = fast_registry.tags(f"{name}/app")
+    assert "cache-assets-master" in tags and "master" in tags
+
+    commit = repo.commit("metadata only")
+    second = run_task(
+        repo,
+        {**env, "TRAVIS_COMMIT": commit, "DOCKER_HOST": fresh.host},
+        "ci",
+        "--json",
+        "--no-smoke",
+    )
+
+    assert second.returncode == 0, second.stderr[-3000:]
+    built = {image["name"]: image for image in json.loads(second.stdout)["images"]}
+    stage, app = built["app:assets"], built["app"]
+    assert stage["steps"] == stage["cached_steps"], stage  # the stage came from its cache image
+    assert stage["cache"][0]["ref"].endswith(f"{name}/app:cache-assets-master")
+    metadata = 3  # ARG LARA_VERSION, ENV LARA_IMAGE_VERSION and the LABEL step
+    assert app["steps"] - app["cached_steps"] <= metadata, app
+    # The stage image is a cache source, never a release tag.
+    assert set(fast_registry.tags(f"{name}/app")) == set(tags) | {f"sha-{commit[:7]}"}
+    for image in ("app", "nginx"):
+        for found in docker_client.images.list(name=f"{name}/{image}"):
+            docker_client.images.remove(found.id, force=True)
