@@ -51,7 +51,9 @@ class BuildToolsError(Exception):
         return self
 
     def __str__(self) -> str:
-        return f"{self._problem} (fix: {self.fix})" if self.fix else self._problem
+        text = f"{self._problem} (fix: {self.fix})" if self.fix else self._problem
+        # Values from users (CI variables, config) may hold line breaks: keep one line.
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._problem!r}, {self.fix!r})"

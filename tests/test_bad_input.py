@@ -4,6 +4,7 @@ non-zero exit, or go on with a warning where the input is only doubtful, and cha
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import signal
@@ -15,8 +16,11 @@ from pathlib import Path
 import docker
 import docker.errors
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from buildtools import testbed
+from buildtools import config, facts, tags, testbed, validate
+from buildtools.errors import BuildToolsError
 from tests.fixtures.git import GitRepo, git_env, init_repo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -409,3 +413,74 @@ def test_ctrl_c_during_a_build_exits_130_with_one_line(
     line = one_error(done, code=130)
     assert line.startswith("interrupted: the app image build stopped at step")
     assert docker_client.images.list(name=f"{app.name}/app") == []
+
+
+# --- any string anywhere: one line, never a traceback ---------------------------------------
+
+CI_VARIABLES = (
+    "CI",
+    "TRAVIS",
+    "TRAVIS_BRANCH",
+    "TRAVIS_TAG",
+    "TRAVIS_COMMIT",
+    "TRAVIS_PULL_REQUEST",
+    "TRAVIS_PULL_REQUEST_BRANCH",
+    "TRAVIS_BUILD_NUMBER",
+    "GITHUB_ACTIONS",
+    "GITHUB_REF",
+    "GITHUB_SHA",
+    "GITHUB_HEAD_REF",
+    "GITLAB_CI",
+    "CI_COMMIT_TAG",
+    "CI_COMMIT_BRANCH",
+    "CI_COMMIT_SHA",
+    "CI_MERGE_REQUEST_IID",
+    "SOURCE_BRANCH",
+    "SOURCE_COMMIT",
+    "SOURCE_DATE_EPOCH",
+)
+TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.sampled_from(config.KNOWN_KEYS), value=TEXT)
+def test_any_string_in_any_config_key_is_a_setting_or_one_line(key: str, value: str) -> None:
+    section = config.merged({})
+    node = section
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value  # as an INVOKE_BUILDTOOLS_* variable gives it: a string
+    try:
+        validate.check(config.load(section, ROOT))
+    except BuildToolsError as exc:
+        assert "\n" not in str(exc) and exc.problem
+
+
+@pytest.fixture(scope="module")
+def one_commit(tmp_path_factory: pytest.TempPathFactory) -> GitRepo:
+    base = tmp_path_factory.mktemp("prop")
+    repo = init_repo(base / "repo", git_env(base / "home"))
+    repo.tag("v1.0.0")
+    return repo
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(env=st.dictionaries(st.sampled_from(CI_VARIABLES), TEXT, max_size=6))
+def test_any_ci_environment_is_a_build_or_one_line(one_commit: GitRepo, env: dict) -> None:
+    env = {**env, "TRAVIS": env.get("TRAVIS", "true")} if "TRAVIS_TAG" in env else env
+    try:
+        meta = facts.from_settings(
+            dataclasses.replace(
+                config.load(config.merged({}), ROOT), repo=one_commit.path.resolve()
+            ),
+            env,
+        )
+    except BuildToolsError as exc:
+        assert "\n" not in str(exc) and exc.problem
+        return
+    assert meta.info.commit and all(tags.VALID_TAG.match(t.name) for t in meta.tags)
