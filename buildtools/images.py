@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import collections
 import io
+import json
 import re
 import tarfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -222,14 +223,18 @@ def label_value(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
-def label_archive(image_id: str, labels: Mapping[str, str]) -> IO[bytes]:
-    """A context whose Dockerfile puts every label on ``image_id`` in one LABEL step.
+def label_archive(
+    image_id: str, labels: Mapping[str, str], config_lines: Sequence[str] = ()
+) -> IO[bytes]:
+    """A context whose Dockerfile puts every label on ``image_id`` in one LABEL step (plus
+    ``config_lines``, e.g. a CMD to restore).
 
     The engine turns each ``labels=`` entry of a build into a step of its own, each committing
     an image: one step for all of them keeps a metadata-only rebuild short.
     """
     pairs = " ".join(f"{label_value(k)}={label_value(v)}" for k, v in sorted(labels.items()))
-    dockerfile = f"FROM {image_id}\nLABEL {pairs}\n".encode()
+    lines = [f"FROM {image_id}", *([f"LABEL {pairs}"] if pairs else []), *config_lines]
+    dockerfile = "".join(f"{line}\n" for line in lines).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         info = tarfile.TarInfo("Dockerfile")
@@ -237,6 +242,45 @@ def label_archive(image_id: str, labels: Mapping[str, str]) -> IO[bytes]:
         tar.addfile(info, io.BytesIO(dockerfile))
     buffer.seek(0)
     return buffer
+
+
+def _steps(client: docker.DockerClient, image: str) -> list[str]:
+    return [str(h.get("CreatedBy", "")) for h in reversed(client.api.history(image))]
+
+
+def config_repairs(client: docker.DockerClient, image_id: str, sources: Sequence[str]) -> list[str]:
+    """CMD/ENTRYPOINT lines that restore what a cache source lost.
+
+    When the classic builder takes a step from a ``cache_from`` image, it commits that step
+    with its cache probe's config: the image's CMD becomes ``/bin/sh -c #(nop) COPY …`` (or the
+    RUN command) and its ENTRYPOINT may go. If the last steps came from a source, the image
+    would not start. A source that holds every step of this build has the right values.
+    """
+    if not sources:
+        return []
+    try:
+        built = client.api.inspect_image(image_id)["Config"] or {}
+        mine = _steps(client, image_id)
+    except docker.errors.APIError:
+        return []
+    for source in sources:
+        try:
+            theirs = client.api.inspect_image(source)["Config"] or {}
+            if _steps(client, source)[: len(mine)] != mine:
+                continue
+        except docker.errors.APIError:
+            continue
+        if (theirs.get("Entrypoint"), theirs.get("Cmd")) == (
+            built.get("Entrypoint"),
+            built.get("Cmd"),
+        ):
+            return []
+        # ENTRYPOINT resets an inherited CMD: always give CMD after it.
+        return [
+            f"ENTRYPOINT {json.dumps(theirs.get('Entrypoint') or [])}",
+            f"CMD {json.dumps(theirs.get('Cmd') or [])}",
+        ]
+    return []
 
 
 def _stream(
@@ -371,10 +415,11 @@ def build(
     finally:
         archive.close()
     steps = state.total
-    if spec.labels:
+    repairs = config_repairs(client, image_id, spec.cache_from)
+    if spec.labels or repairs:
         label_state = _StepState()
         label_started = time.monotonic()
-        with label_archive(image_id, spec.labels) as labelled:
+        with label_archive(image_id, spec.labels, repairs) as labelled:
             image_id = _stream(client, spec, label_state, SilentReporter(), labelled, "Dockerfile")
         steps += 1
         state.cached_steps += int(label_state.cached)

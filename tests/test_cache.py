@@ -7,6 +7,7 @@ registry, and read what was rebuilt from the build stream (the --json result).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -14,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 
 from buildtools import cache, config, stack, testbed
@@ -163,7 +165,8 @@ def test_a_fresh_runner_rebuilds_only_the_metadata_steps(
     client = fresh.client()
     pushed = [f"{fast_registry.host}/{name}/{image}:sha-{commit[:7]}" for image in ("app", "nginx")]
     for ref in pushed:
-        client.images.remove(ref, force=True)  # pull it back from the registry
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(ref, force=True)  # pull it back from the registry
         repository, _, tag = ref.rpartition(":")
         client.images.pull(
             repository,

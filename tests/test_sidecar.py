@@ -620,12 +620,15 @@ end
 
 
 def test_asset_fallback_auto_is_resolved_from_the_app_image(
-    docker_client, app_image, sidecar_settings
+    docker_client, app_image, sidecar_settings, base_image
 ):
     cfg = dataclasses.replace(sidecar_settings, asset_fallback="auto")
-    # The example app has no config/environments/production.rb: it serves public/ itself.
-    assert nginx.read_app_files(docker_client, app_image) == {}
-    assert nginx.resolve_asset_fallback(cfg, docker_client, app_image).asset_fallback == "proxy"
+    # An image without config/environments/production.rb (not Rails): it may serve public/.
+    assert nginx.read_app_files(docker_client, base_image) == {}
+    assert nginx.resolve_asset_fallback(cfg, docker_client, base_image).asset_fallback == "proxy"
+    # The example app is configured like LARA: public/ served only with RAILS_SERVE_STATIC_FILES.
+    assert "config/environments/production.rb" in nginx.read_app_files(docker_client, app_image)
+    assert nginx.resolve_asset_fallback(cfg, docker_client, app_image).asset_fallback == "404"
 
     # A Rails app image that serves files only if RAILS_SERVE_STATIC_FILES is set.
     archive = io.BytesIO()
