@@ -1,4 +1,5 @@
-# LARA production image, app server only: nginx and Foreman live in the sidecar (nginx/).
+# LARA production image, app server only: nginx and Foreman live in the sidecar
+# (buildtools/sidecar/, shipped in the package).
 # Expensive steps come first; the build metadata comes last so that a new commit, branch or
 # tag rebuilds only the final small layers.
 #

@@ -361,7 +361,7 @@ def case_rebuild(bench: Bench, runs: int, cold_runs: int) -> tuple[list[Row], st
             Measure(
                 [float(nginx_total_layers)],
                 "layers",
-                "count of RUN/COPY/ADD steps in nginx/Dockerfile (all rebuilt without cache)",
+                "count of RUN/COPY/ADD steps in the sidecar Dockerfile (all rebuilt without cache)",
             ),
             "no layer (public/ did not change)",
             not nginx_outside and all(n == 0 for n in nginx_layers),

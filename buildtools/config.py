@@ -21,6 +21,10 @@ from buildtools.errors import BuildToolsError
 
 SECTION = "buildtools"
 
+# The sidecar's Dockerfile, entrypoint and health check, shipped in the package so that an app
+# repository needs no copy of them (``nginx.dockerfile``/``nginx.context`` left empty).
+SIDECAR_DIR = Path(__file__).resolve().parent / "sidecar"
+
 # Every key and its default, for an app repository laid out like LARA's (Dockerfile at the
 # top, invoke.yaml beside tasks.py). Lists are comma-separated strings so that environment
 # variables can set them too. The README's configuration table lists exactly these keys.
@@ -37,8 +41,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "nginx": {
         "repository": "lara/nginx",
-        "dockerfile": "nginx/Dockerfile",
-        "context": "nginx",
+        # Empty: the files packaged with buildtools (buildtools/sidecar/); a path: the app's copy.
+        "dockerfile": "",
+        "context": "",
         "base_image": "debian:bookworm-slim",
         "build_args": "",
         "upstream": "app:3000",
@@ -323,16 +328,19 @@ class _Reader:
         return number
 
 
-def _image(r: _Reader, root: Path, name: str) -> ImageConfig:
+def _image(r: _Reader, root: Path, name: str, packaged: Path | None = None) -> ImageConfig:
+    """An image's settings; with ``packaged``, an empty dockerfile or context means the files
+    shipped there rather than the project root."""
     args = split_pairs(
         r.text(f"{name}.build_args"),
         f"{SECTION}.{name}.build_args",
         "BUNDLE_INSTALL_ARGS=--local",
     )
+    dockerfile, context = r.text(f"{name}.dockerfile"), r.text(f"{name}.context")
     return ImageConfig(
         repository=r.text(f"{name}.repository"),
-        dockerfile=root / r.text(f"{name}.dockerfile"),
-        context=root / r.text(f"{name}.context"),
+        dockerfile=packaged / "Dockerfile" if packaged and not dockerfile else root / dockerfile,
+        context=packaged if packaged and not context else root / context,
         base_image=r.text(f"{name}.base_image"),
         build_args={key: values[-1] for key, values in args.items()},
     )
@@ -415,7 +423,7 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
         repo=(root / r.text("repo")).resolve(),
         app=_image(r, root, "app"),
         nginx=NginxConfig(
-            image=_image(r, root, "nginx"),
+            image=_image(r, root, "nginx", packaged=SIDECAR_DIR),
             upstream=r.text("nginx.upstream"),
             asset_prefixes=split_list(r.text("nginx.asset_prefixes")),
             cache_size=r.text("nginx.cache_size"),

@@ -9,7 +9,7 @@ never serve assets, as LARA: see :func:`asset_fallback_for`).
 ``invoke build`` calls :func:`resolve_asset_fallback`, :func:`sidecar_context` and
 :func:`sidecar_buildargs`; ``invoke nginx.config`` prints :func:`render_config`. The entrypoint
 writes :func:`render_upstream`'s line again at container start from ``APP_UPSTREAM``
-(nginx/docker-entrypoint.sh).
+(buildtools/sidecar/docker-entrypoint.sh).
 """
 
 from __future__ import annotations
@@ -637,12 +637,13 @@ def sidecar_context(cfg: NginxConfig, dest: Path) -> Path:
     if not source.is_dir():
         raise BuildToolsError(
             f"the nginx build context {source} is not a directory",
-            "set buildtools.nginx.context to the folder holding docker-entrypoint.sh",
+            "set buildtools.nginx.context to the folder holding docker-entrypoint.sh, or leave "
+            "it empty for the packaged one",
         )
     if not dockerfile.is_file():
         raise BuildToolsError(
             f"the nginx Dockerfile {dockerfile} does not exist",
-            "set buildtools.nginx.dockerfile (default nginx/Dockerfile)",
+            "set buildtools.nginx.dockerfile, or leave it empty for the packaged one",
         )
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, dest, dirs_exist_ok=True)
@@ -650,7 +651,9 @@ def sidecar_context(cfg: NginxConfig, dest: Path) -> Path:
     entrypoint = dest / "docker-entrypoint.sh"
     if not entrypoint.is_file():
         raise BuildToolsError(
-            f"{source} has no docker-entrypoint.sh", "copy nginx/docker-entrypoint.sh there"
+            f"{source} has no docker-entrypoint.sh",
+            "copy buildtools/sidecar/docker-entrypoint.sh there, or leave buildtools.nginx.context "
+            "empty for the packaged one",
         )
     entrypoint.chmod(0o755)
     (dest / "nginx.conf").write_text(config_text)

@@ -80,8 +80,6 @@ def app_yaml(name: str, extra: str = "") -> str:
         "  nginx:\n"
         f"    repository: {name}/nginx\n"
         "    base_image: lara-buildtools/debian:latest\n"
-        f"    dockerfile: {ROOT / 'nginx' / 'Dockerfile'}\n"
-        f"    context: {ROOT / 'nginx'}\n"
         f"{extra}"
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import re
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from buildtools import config
+from buildtools.config import split_list
 from buildtools.errors import BuildToolsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,3 +217,31 @@ def test_sha_prefix_defaults_to_sha_and_env_sets_it():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "git-"
+
+
+def test_the_sidecar_files_come_from_the_package_unless_set(tmp_path):
+    """Empty nginx.dockerfile/context: the packaged files (an app repository has no nginx/);
+    a set value is the app's own copy, relative to its root."""
+    settings = config.load(config.merged({}), tmp_path)
+    assert settings.nginx.image.dockerfile == config.SIDECAR_DIR / "Dockerfile"
+    assert settings.nginx.image.context == config.SIDECAR_DIR
+    for name in ("Dockerfile", "docker-entrypoint.sh", "healthcheck.sh"):
+        assert (config.SIDECAR_DIR / name).is_file(), name
+    own = config.merged({"nginx": {"dockerfile": "ops/nginx/Dockerfile", "context": "ops/nginx"}})
+    settings = config.load(own, tmp_path)
+    assert settings.nginx.image.dockerfile == tmp_path / "ops" / "nginx" / "Dockerfile"
+    assert settings.nginx.image.context == tmp_path / "ops" / "nginx"
+    # An empty app.dockerfile is not the sidecar's: only nginx has packaged files.
+    assert config.load(config.merged({}), tmp_path).app.dockerfile == tmp_path / "Dockerfile"
+
+
+def test_the_package_data_ships_every_sidecar_file():
+    """setup.cfg's package_data globs cover everything in buildtools/sidecar/, so a wheel
+    installed in an app repository (not an editable checkout) still has them."""
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    patterns = split_list(parser["options.package_data"]["buildtools"])
+    package = ROOT / "buildtools"
+    shipped = {path for pattern in patterns for path in package.glob(pattern) if path.is_file()}
+    files = {path for path in config.SIDECAR_DIR.iterdir() if path.is_file()}
+    assert files and files <= shipped

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from buildtools import nginx
+from buildtools.config import SIDECAR_DIR as SIDECAR
 from buildtools.config import NginxConfig
 from buildtools.errors import BuildToolsError
 from tests.fixtures.services import unavailable
@@ -564,7 +565,7 @@ def test_sidecar_context_holds_what_the_dockerfile_copies(tmp_path):
     cfg = settings()
     context = nginx.sidecar_context(cfg, tmp_path / "ctx")
 
-    assert (context / "Dockerfile").read_text() == (ROOT / "nginx" / "Dockerfile").read_text()
+    assert (context / "Dockerfile").read_text() == (SIDECAR / "Dockerfile").read_text()
     assert (context / "nginx.conf").read_text() == nginx.render_config(cfg)
     assert (context / "upstream.conf").read_text() == nginx.render_upstream("app:3000")
     assert os.access(context / "docker-entrypoint.sh", os.X_OK)

@@ -1,0 +1,435 @@
+"""LARA adopts lara-buildtools by following the README alone.
+
+The README's adoption section holds each literal step in a fenced block after an
+``<!-- adopt: NAME -->`` marker. These tests read those blocks and apply them, unchanged, to
+``tests/fixtures/lara_app`` (a repository laid out like LARA's, built from Debian packages),
+then run the tasks as LARA's CI would. Only what cannot exist here is swapped, through the
+environment and never by editing the blocks: the registry (ghcr.io → a local htpasswd
+registry), the image repositories, the base images (Docker Hub → the local Debian image) and
+``mariadb:11.2`` (the local MariaDB image, tagged so for the test). When a copy of LARA's own
+repository is at hand (``LARA_GIT_DIR``), the text edits are also checked against its real files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+import yaml
+
+from buildtools import config, dockerfile
+from buildtools.credentials import variable_names
+from tests.fixtures.git import GitRepo, git_env, init_repo
+from tests.test_bad_input import NO_ENGINE, one_error
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ROOT / ".venv" / "bin"
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "lara_app"
+# A bare clone or checkout of concord-consortium/lara, when one is at hand.
+LARA_GIT_DIR = Path(os.environ.get("LARA_GIT_DIR", "/work/.mirror/concord-consortium+lara/repo"))
+# The line of LARA's Dockerfile after which the README's metadata lines go.
+ANCHOR = "ENV LARA_IMAGE_VERSION=$LARA_VERSION"
+SERVICE_IMAGE = "mariadb:11.2"
+
+# A marker, then the fenced block right below it.
+BLOCK = re.compile(
+    r"<!-- adopt: (?P<name>[^>]+?) -->\n```(?P<lang>[\w.-]*)\n(?P<text>.*?)^```", re.S | re.M
+)
+
+
+# ---- the README's steps ----
+
+
+def readme_blocks() -> dict[str, str]:
+    """The README's adoption steps by marker name, each a fenced block's text."""
+    readme = (ROOT / "README.md").read_text()
+    found: dict[str, str] = {}
+    for match in BLOCK.finditer(readme):
+        assert match["name"] not in found, f"two README blocks are marked {match['name']!r}"
+        found[match["name"]] = match["text"]
+    return found
+
+
+STEPS = readme_blocks()
+
+
+def step(name: str) -> str:
+    assert name in STEPS, f"the README has no block marked <!-- adopt: {name} --> ({list(STEPS)})"
+    return STEPS[name]
+
+
+def run_shell(block: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+    """A README shell block, line by line, as a maintainer pastes it (each must succeed)."""
+    for line in block.splitlines():
+        if line.strip():
+            done = subprocess.run(
+                ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True
+            )
+            assert done.returncode == 0, (line, done.stderr)
+
+
+def insert_metadata(text: str) -> str:
+    """The Dockerfile with the README's metadata lines right after LARA's ENV line."""
+    lines = text.splitlines(keepends=True)
+    at = [i for i, line in enumerate(lines) if line.strip() == ANCHOR]
+    assert len(at) == 1, f"expected one line {ANCHOR!r}"
+    block = step("Dockerfile, after ENV LARA_IMAGE_VERSION")
+    return "".join([*lines[: at[0] + 1], block, *lines[at[0] + 1 :]])
+
+
+def apply_readme(repo: Path, env: dict[str, str]) -> None:
+    """Steps 1 to 4 of the README, literally (step 1's pip line is this checkout's venv)."""
+    install = step("install").splitlines()
+    assert install[0].startswith('pip install "lara-buildtools @ git+https://')
+    run_shell("\n".join(install[1:]), repo, env)
+    (repo / "invoke.yaml").write_text(step("invoke.yaml"))
+    dockerfile_path = repo / "Dockerfile"
+    dockerfile_path.write_text(insert_metadata(dockerfile_path.read_text()))
+    run_shell(step("unicorn on TCP"), repo, env)
+
+
+def github_job() -> dict:
+    (job,) = yaml.safe_load(step("GitHub Actions build job")).values()
+    return job
+
+
+def github_ci_step() -> dict:
+    (ci_step,) = [s for s in github_job()["steps"] if s.get("run") == "invoke ci"]
+    return ci_step
+
+
+def smoke_settings() -> config.SmokeConfig:
+    section = yaml.safe_load(step("invoke.yaml"))["buildtools"]
+    return config.load(config.merged(section), FIXTURE).smoke
+
+
+# ---- checks without an engine ----
+
+
+def test_the_readme_has_every_step():
+    assert set(STEPS) == {
+        "install",
+        "invoke.yaml",
+        "Dockerfile, after ENV LARA_IMAGE_VERSION",
+        "unicorn on TCP",
+        "GitHub Actions build job",
+        ".travis.yml",
+    }
+
+
+def test_the_invoke_yaml_holds_only_overrides_and_loads():
+    section = yaml.safe_load(step("invoke.yaml"))["buildtools"]
+    settings = config.load(config.merged(section), FIXTURE)
+    assert settings.warnings == ()
+    assert settings.release.registries == ("ghcr.io",)
+    assert settings.release.branches == ("*",)
+    assert settings.sha_prefix == "git-"
+    assert settings.nginx.image.dockerfile == config.SIDECAR_DIR / "Dockerfile"
+    (db,) = settings.smoke.services
+    assert (db.name, db.image) == ("db", SERVICE_IMAGE)
+    restated = [key for key, value in leaves(section) if default_of(key) == value]
+    assert restated == [], "the README's invoke.yaml should hold only what differs"
+
+
+def leaves(section: dict, prefix: str = "") -> list[tuple[str, object]]:
+    found = []
+    for key, value in section.items():
+        path = f"{prefix}{key}"
+        found += leaves(value, f"{path}.") if isinstance(value, dict) else [(path, value)]
+    return found
+
+
+def default_of(key: str) -> object:
+    value: object = config.DEFAULTS
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def test_the_github_job_gives_invoke_ci_what_the_config_names():
+    """ghcr.io's credentials under the names invoke looks up, from GITHUB_TOKEN; every secret
+    smoke.env names bare comes from the step's env."""
+    job = github_job()
+    assert job["permissions"] == {"contents": "read", "packages": "write"}
+    checkout = job["steps"][0]
+    assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["fetch-depth"] == 0
+    env = github_ci_step()["env"]
+    user_var, pass_var = variable_names("ghcr.io")
+    assert env[user_var] == "${{ github.actor }}"
+    assert env[pass_var] == "${{ secrets.GITHUB_TOKEN }}"
+    bare = {entry for entry in smoke_settings().env if "=" not in entry}
+    assert bare == {"RAILS_SECRET_KEY_BASE"}
+    assert bare <= set(env)
+
+
+def test_the_travis_config_releases_to_docker_hub():
+    travis = yaml.safe_load(step(".travis.yml"))
+    assert travis["script"] == ["invoke ci"] and travis["git"]["depth"] is False
+    overrides = dict(entry.split("=", 1) for entry in travis["env"]["global"])
+    section = config.merged(yaml.safe_load(step("invoke.yaml"))["buildtools"])
+    section["release"]["registries"] = overrides["INVOKE_BUILDTOOLS_RELEASE_REGISTRIES"]
+    section["app"]["repository"] = overrides["INVOKE_BUILDTOOLS_APP_REPOSITORY"]
+    section["nginx"]["repository"] = overrides["INVOKE_BUILDTOOLS_NGINX_REPOSITORY"]
+    settings = config.load(section, FIXTURE)
+    assert settings.release.registries == ("docker.io",)
+    assert settings.app.repository == "concordconsortium/lara"
+    assert any(line.startswith('pip install "lara-buildtools') for line in travis["install"])
+
+
+def lara_file(path: str) -> str:
+    """A file of LARA's real repository, or a visible skip when none is at hand."""
+    if not LARA_GIT_DIR.exists():
+        pytest.skip(f"no copy of LARA's repository at {LARA_GIT_DIR} (set LARA_GIT_DIR)")
+    done = subprocess.run(
+        ["git", f"--git-dir={LARA_GIT_DIR}", "show", f"HEAD:{path}"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:  # a checkout rather than a bare clone
+        done = subprocess.run(
+            ["git", "-C", str(LARA_GIT_DIR), "show", f"HEAD:{path}"], capture_output=True, text=True
+        )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_text_edits_apply_to_laras_real_files(tmp_path: Path):
+    """Steps 3 and 4 against LARA's own Dockerfile, unicorn.rb and Procfile, and the names the
+    README's invoke.yaml relies on against its database config, production.rb and layout."""
+    for path in ("Dockerfile", "docker/prod/unicorn.rb", "docker/prod/Procfile"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(lara_file(path))
+    assert dockerfile.problems((tmp_path / "Dockerfile").read_text()) == []
+
+    (tmp_path / "Dockerfile").write_text(insert_metadata((tmp_path / "Dockerfile").read_text()))
+    run_shell(step("unicorn on TCP"), tmp_path)
+
+    edited = (tmp_path / "Dockerfile").read_text()
+    assert dockerfile.problems(edited) == []
+    assert re.search(r"^EXPOSE 3000$", edited, re.M) and not re.search(r"^EXPOSE 80$", edited, re.M)
+    unicorn = (tmp_path / "docker/prod/unicorn.rb").read_text()
+    assert "listen 3000, backlog: 64" in unicorn and "unicorn.sock" not in unicorn
+    procfile = (tmp_path / "docker/prod/Procfile").read_text().splitlines()
+    assert procfile == ["web: bundle exec unicorn -c docker/prod/unicorn.rb"]
+
+    database = lara_file("config/database.sample.yml")
+    for entry in smoke_settings().env:
+        name = entry.partition("=")[0]
+        if name.startswith("DB_"):
+            assert f"ENV['{name}']" in database, name
+    assert 'ENV["RAILS_SECRET_KEY_BASE"]' in lara_file("config/environments/production.rb")
+    assert "ENV['LARA_IMAGE_VERSION']" in lara_file("app/views/layouts/application.html.erb")
+    # The GitHub job builds lara-typescript as LARA's workflow does before building the image.
+    workflow = yaml.safe_load(lara_file(".github/workflows/ci.yml"))
+    theirs = [s["run"] for s in workflow["jobs"]["build"]["steps"] if "npm" in s.get("run", "")]
+    ours = [s["run"] for s in github_job()["steps"] if "npm" in s.get("run", "")]
+    assert ours and ours == theirs
+
+
+# ---- the fixture, adopted and run as LARA's CI would ----
+
+
+def ci_environment(git: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """The git test environment (this machine's, isolated from its git config) without any
+    CI's variables, ``invoke`` on PATH as after ``pip install``, plus ``extra``."""
+    drop = ("TRAVIS", "GITHUB_", "GITLAB_", "CI_", "INVOKE_", "DOCKER_USERNAME", "DOCKER_PASSWORD")
+    env = {k: v for k, v in git.items() if not k.startswith(drop) and k != "CI"}
+    env.update(extra)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def lara_repo(tmp_path: Path, name: str) -> tuple[GitRepo, dict[str, str]]:
+    """The fixture as a git repository on master, one commit 'as LARA is today'."""
+    env = git_env(tmp_path / "home")
+    repo = init_repo(tmp_path / name, env, branch="master")
+    shutil.copytree(FIXTURE, repo.path, dirs_exist_ok=True)
+    repo.commit("LARA as it is today")
+    return repo, env
+
+
+def invoke(repo: GitRepo, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["invoke", *args], cwd=repo.path, env=env, capture_output=True, text=True, timeout=1200
+    )
+
+
+@pytest.fixture
+def service_image(docker_client: docker.DockerClient, mariadb_image: str) -> Iterator[str]:
+    """``mariadb:11.2`` as the README names it: the local MariaDB image under that name, unless
+    the engine has the real one; the tag is removed afterwards only if this test made it."""
+    made = False
+    try:
+        docker_client.images.get(SERVICE_IMAGE)
+    except docker.errors.ImageNotFound:
+        repository, _, tag = SERVICE_IMAGE.partition(":")
+        made = docker_client.images.get(mariadb_image).tag(repository, tag)
+    yield SERVICE_IMAGE
+    if made:
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(SERVICE_IMAGE, noprune=True)
+
+
+@pytest.fixture
+def image_prefix(docker_client: docker.DockerClient) -> Iterator[str]:
+    """A unique repository prefix; every local image under it is untagged afterwards. noprune
+    keeps the parent layers: they are the classic builder's cache for the next run."""
+    prefix = f"lbtadopt{secrets.token_hex(3)}"
+    yield prefix
+    for image in docker_client.images.list():
+        for ref in image.tags:
+            if ref.startswith(f"{prefix}/") or f"/{prefix}/" in ref:
+                with contextlib.suppress(docker.errors.APIError):
+                    docker_client.images.remove(ref, noprune=True)
+
+
+@pytest.mark.docker
+@pytest.mark.registry
+def test_lara_adopts_it_by_the_readme_and_ci_releases(
+    docker_client, base_image, fast_registry, service_image, image_prefix, tmp_path
+):
+    repo, git = lara_repo(tmp_path, "lara")
+    apply_readme(repo.path, git)
+    commit = repo.commit("adopt lara-buildtools")
+    assert repo.git("status", "--porcelain") == ""
+
+    registry = fast_registry
+    app_repo, nginx_repo = f"{image_prefix}/lara", f"{image_prefix}/lara-nginx"
+    github = {
+        "CI": "true",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_REF": "refs/heads/master",
+        "GITHUB_REF_NAME": "master",
+        "GITHUB_REF_TYPE": "branch",
+        "GITHUB_SHA": commit,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "concord-consortium/lara",
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_RUN_NUMBER": "42",
+    }
+    # What cannot be reached here, swapped by the environment only.
+    swapped = {
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": registry.host,
+        "INVOKE_BUILDTOOLS_APP_REPOSITORY": app_repo,
+        "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": nginx_repo,
+        "INVOKE_BUILDTOOLS_APP_BASE_IMAGE": base_image,
+        "INVOKE_BUILDTOOLS_NGINX_BASE_IMAGE": base_image,
+        "INVOKE_BUILDTOOLS_RELEASE_RETRY_BASE_DELAY": "0.2",
+    }
+    # The job's own env, its expressions given their values, ghcr.io's names for the registry's.
+    values = {
+        "${{ github.actor }}": registry.username,
+        "${{ secrets.GITHUB_TOKEN }}": registry.password,
+        "${{ secrets.RAILS_SECRET_KEY_BASE }}": secrets.token_hex(64),
+    }
+    renamed = dict(zip(variable_names("ghcr.io"), variable_names(registry.host), strict=True))
+    ci_step = github_ci_step()
+    step_env = {renamed.get(k, k): values[v] for k, v in ci_step["env"].items()}
+    env = ci_environment(git, {**github, **swapped, **step_env})
+
+    version = invoke(repo, env, "version", "--format", "json")
+    assert version.returncode == 0, version.stderr
+    info = json.loads(version.stdout)
+    assert (info["commit"], info["branch"]) == (commit, "master")
+
+    plan = invoke(repo, env, "build", "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stderr
+    app_plan, nginx_plan = json.loads(plan.stdout)
+    assert f"{app_repo}:git-{commit[:7]}" in app_plan["tags"]
+    assert nginx_plan["dockerfile"] == str(config.SIDECAR_DIR / "Dockerfile")
+
+    started = time.monotonic()
+    done = subprocess.run(
+        ["bash", "-c", ci_step["run"]],
+        cwd=repo.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    seconds = time.monotonic() - started
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log
+    assert "smoke test passed" in log, log
+    summary = [line for line in log.splitlines() if line.startswith(("ci:", "[app] step"))]
+    print(f"\ninvoke ci (build, smoke test, release) took {seconds:.0f} s", *summary, sep="\n")
+
+    expected = sorted([f"git-{commit[:7]}", "master", "edge"])
+    assert registry.tags(app_repo) == expected, log
+    assert registry.tags(nginx_repo) == expected, log
+
+    pushed = docker_client.images.pull(
+        f"{registry.host}/{app_repo}",
+        tag=f"git-{commit[:7]}",
+        auth_config={"username": registry.username, "password": registry.password},
+    )
+    image_env = dict(e.split("=", 1) for e in pushed.attrs["Config"]["Env"])
+    assert image_env["LARA_IMAGE_VERSION"] == info["version"]
+    assert image_env["LARA_COMMIT"] == commit and image_env["LARA_BRANCH"] == "master"
+    assert "3000/tcp" in pushed.attrs["Config"]["ExposedPorts"]
+    files = docker_client.containers.run(
+        pushed.id,
+        ["sh", "-c", "cat config/version.yml; echo ---; cat docker/prod/Procfile"],
+        remove=True,
+        network_mode="none",
+    ).decode()
+    version_yml, procfile = files.split("---\n")
+    assert yaml.safe_load(version_yml)["commit"] == commit
+    assert procfile.strip() == "web: bundle exec unicorn -c docker/prod/unicorn.rb"
+
+
+@pytest.mark.parametrize("args", [["build"], ["build", "--dry-run"], ["ci"]])
+def test_without_the_metadata_block_the_build_stops_first(tmp_path, args):
+    """LARA's Dockerfile without its ARG LARA_VERSION / ENV LARA_IMAGE_VERSION lines: one line
+    naming the fix, before any engine call (no engine answers here)."""
+    repo, git = lara_repo(tmp_path, "lara")
+    apply_readme(repo.path, git)
+    path = repo.path / "Dockerfile"
+    kept = [
+        line
+        for line in path.read_text().splitlines(keepends=True)
+        if not re.match(r"(ARG|ENV) LARA_|\s+LARA_\w+=|RUN .*LARA_VERSION_YML", line)
+    ]
+    path.write_text("".join(kept))
+    repo.commit("no metadata block")
+    env = ci_environment(git, NO_ENGINE)
+    error = one_error(invoke(repo, env, *args))
+    assert "Dockerfile declares no ARG LARA_VERSION in its last stage" in error
+    assert "ARG LARA_VERSION / ENV LARA_IMAGE_VERSION=$LARA_VERSION" in error
+
+
+def test_the_travis_job_plans_docker_hub_images(tmp_path):
+    """The adopted repository under Travis with the README's env.global: a master push plans
+    Docker Hub's repositories with LARA's tags (a dry run: no engine answers here)."""
+    repo, git = lara_repo(tmp_path, "lara")
+    apply_readme(repo.path, git)
+    commit = repo.commit("adopt lara-buildtools")
+    travis = yaml.safe_load(step(".travis.yml"))
+    overrides = dict(entry.split("=", 1) for entry in travis["env"]["global"])
+    push = {
+        "CI": "true",
+        "TRAVIS": "true",
+        "TRAVIS_BRANCH": "master",
+        "TRAVIS_TAG": "",
+        "TRAVIS_PULL_REQUEST": "false",
+        "TRAVIS_COMMIT": commit,
+        "TRAVIS_EVENT_TYPE": "push",
+    }
+    env = ci_environment(git, {**push, **overrides, **NO_ENGINE})
+    plan = invoke(repo, env, "build", "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stderr
+    app_plan, nginx_plan = json.loads(plan.stdout)
+    assert f"concordconsortium/lara:git-{commit[:7]}" in app_plan["tags"]
+    assert f"concordconsortium/lara-nginx:git-{commit[:7]}" in nginx_plan["tags"]
