@@ -232,8 +232,7 @@ def test_a_multi_stage_app_caches_each_stage_on_a_fresh_runner(
         "invoke.yaml",
         "buildtools:\n"
         f"  app: {{repository: {name}/app, base_image: lara-buildtools/debian:latest}}\n"
-        f"  nginx: {{repository: {name}/nginx, base_image: lara-buildtools/debian:latest,"
-        f" dockerfile: {ROOT / 'nginx' / 'Dockerfile'}, context: {ROOT / 'nginx'}}}\n",
+        f"  nginx: {{repository: {name}/nginx, base_image: lara-buildtools/debian:latest}}\n",
     )
     repo.commit("a two-stage app")
     env = {
