@@ -643,12 +643,51 @@ def parse_wrk(output: str) -> float:
     return float(rate[1])
 
 
-def wrk(url: str, duration: int, threads: int = 2, connections: int = 32) -> float:
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", url]
+def wrk_command(url: str, duration: int, threads: int = 2, connections: int = 32) -> list[str]:
+    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", url]
+
+
+def wrk(url: str, duration: int) -> float:
+    """wrk on the host: to a published port, so through docker-proxy."""
+    cmd = wrk_command(url, duration)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     if done.returncode != 0:
         raise BuildToolsError(f"wrk failed: {done.stderr.strip()[-300:]}", "see wrk's message")
     return parse_wrk(done.stdout)
+
+
+def wrk_inside(container: Any, url: str, duration: int) -> float:
+    """wrk in a container on the servers' Docker network: no docker-proxy in the path."""
+    code, out = container.exec_run(wrk_command(url, duration))
+    text = out.decode(errors="replace")
+    if code != 0:
+        raise BuildToolsError(f"wrk in {container.name} failed: {text.strip()[-300:]}", "")
+    return parse_wrk(text)
+
+
+WRK_DOCKERFILE = """\
+# `invoke bench`: Debian's wrk, to load the servers from inside their Docker network.
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+RUN apt-get update && apt-get install -y --no-install-recommends wrk \\
+    && rm -rf /var/lib/apt/lists/*
+"""
+
+
+def wrk_image(bench: Bench) -> str:
+    """A small image FROM the local base with Debian's wrk (the host's wrk is the same package)."""
+    try:
+        image, _ = bench.client.images.build(
+            fileobj=io.BytesIO(WRK_DOCKERFILE.encode()),
+            tag=f"{bench.prefix}/wrk:bench",
+            buildargs={"BASE_IMAGE": bench.settings.app.base_image},
+            rm=True,
+            forcerm=True,
+        )
+    except docker.errors.BuildError as exc:
+        raise BuildToolsError(f"the wrk image did not build: {exc.msg}", "") from exc
+    bench.built.append(image.id)
+    return image.id
 
 
 def wait_ok(url: str, what: str, seconds: float = 60) -> requests.Response:
@@ -709,6 +748,7 @@ def case_throughput(bench: Bench, runs: int, duration: int) -> tuple[list[Row], 
         raise BuildToolsError("wrk is not installed", "apt-get install wrk (scripts/setup does)")
     built = bench.build(bench.commit("sidecar throughput"))
     app_image, sidecar_image = built["app"].id, built["nginx"].id
+    loader_image = wrk_image(bench)
     conf_dir = bench.work / "nginx-bench"
     conf_dir.mkdir(exist_ok=True)
     app_name = f"{bench.prefix}-app"
@@ -776,97 +816,145 @@ def case_throughput(bench: Bench, runs: int, duration: int) -> tuple[list[Row], 
         ]
         if statuses != ["MISS", "HIT"]:
             raise BuildToolsError(f"app-only asset cache status {statuses}, not MISS then HIT", "")
-        targets = {
+        published = {
             "a": f"{side_url}{asset}",
             "b": f"{static_url}{asset}",
             "c": f"{proxy_url}{asset}",
             "d": f"{side_url}{cached}",
             "a'": f"{nolog_url}{asset}",
         }
-        samples: dict[str, list[float]] = {k: [] for k in targets}
-        for url in targets.values():  # warm-up, not counted
-            wrk(url, 1)
+        # The same servers by container name, from a wrk container on their network.
+        inside = {
+            "a": f"http://{sidecar.name}{asset}",
+            "b": f"http://{plain.name}:8081{asset}",
+            "c": f"http://{plain.name}:8082{asset}",
+            "d": f"http://{sidecar.name}{cached}",
+            "a'": f"http://{nolog.name}{asset}",
+        }
+        loader = run(loader_image, "wrk", entrypoint=["sleep"], command=["infinity"])
+        loads: dict[str, Callable[[str, int], float]] = {
+            "port": wrk,
+            "net": lambda url, seconds: wrk_inside(loader, url, seconds),
+        }
+        paths = {"port": published, "net": inside}
+        samples: dict[str, dict[str, list[float]]] = {p: {k: [] for k in published} for p in paths}
+        for path, targets in paths.items():  # warm-up, not counted
+            for url in targets.values():
+                loads[path](url, 1)
         for n in range(runs):
-            for key, url in targets.items():
-                samples[key].append(wrk(url, duration))
+            for key in published:
+                for path, targets in paths.items():
+                    samples[path][key].append(loads[path](targets[key], duration))
             log(
                 f"3: run {n + 1}/{runs}: "
-                + ", ".join(f"({k}) {v[-1]:,.0f} req/s" for k, v in samples.items())
+                + ", ".join(
+                    f"({k}) {samples['port'][k][-1]:,.0f} / {samples['net'][k][-1]:,.0f} req/s"
+                    for k in published
+                )
+                + " (published port / Docker network)"
             )
         after = requests.get(f"{side_url}{cached}", timeout=10).headers.get("X-Cache-Status")
         nginx_version = plain.exec_run(["nginx", "-v"]).output.decode().strip()
+        loader_wrk = loader.exec_run(["wrk", "--version"]).output.decode()
+        loader_wrk = loader_wrk.split("Copyright")[0].strip()
     wrk_cmd = f"wrk -t2 -c32 -d{duration}s"
-    measures = {
-        "a": Measure(samples["a"], "req/s", f"{wrk_cmd} <sidecar>{asset}", "wrk Requests/sec"),
-        "b": Measure(
-            samples["b"], "req/s", f"{wrk_cmd} <minimal nginx :8081>{asset}", "wrk Requests/sec"
-        ),
-        "c": Measure(
-            samples["c"],
-            "req/s",
-            f"{wrk_cmd} <minimal nginx :8082 → app:3000>{asset}",
-            "wrk Requests/sec",
-        ),
-        "d": Measure(
-            samples["d"],
-            "req/s",
-            f"{wrk_cmd} <sidecar>{cached} (after MISS, HIT)",
-            "wrk Requests/sec",
-        ),
-        "a'": Measure(
-            samples["a'"],
-            "req/s",
-            f"{wrk_cmd} <sidecar image, its nginx.conf with access_log off>{asset}",
-            "wrk Requests/sec",
-        ),
+    where = {
+        "port": ("on the host", "127.0.0.1:<published port>"),
+        "net": ("in a container on the Docker network", "<container>:<port>"),
     }
+    servers = {
+        "a": ("<sidecar>", asset, ""),
+        "b": ("<minimal nginx :8081>", asset, ""),
+        "c": ("<minimal nginx :8082 → app:3000>", asset, ""),
+        "d": ("<sidecar>", cached, " (after MISS, HIT)"),
+        "a'": ("<sidecar image, its nginx.conf with access_log off>", asset, ""),
+    }
+
+    def measures(path: str) -> dict[str, Measure]:
+        runner, address = where[path]
+        return {
+            key: Measure(
+                samples[path][key],
+                "req/s",
+                f"{wrk_cmd} {server}{url}{after_text} — wrk {runner}, to {address}",
+                "wrk Requests/sec",
+            )
+            for key, (server, url, after_text) in servers.items()
+        }
+
     many = 5.0
-    a_b = measures["a"].median / measures["b"].median
+
+    def rows_for(path: str, letters: str, label: str) -> list[Row]:
+        m = measures(path)
+        return [
+            Row(
+                f"3{letters[0]}",
+                f"Sidecar{label}: fingerprinted asset from disk (a) / same nginx, minimal static "
+                "config (b)",
+                m["a"],
+                m["b"],
+                "≥ 90%",
+                m["a"].median >= 0.9 * m["b"].median,
+            ),
+            Row(
+                f"3{letters[1]}",
+                f"Sidecar{label}: asset from disk (a) / the asset proxied uncached to the app (c)",
+                m["a"],
+                m["c"],
+                f"many times (read as ≥ {many:.0f}x)",
+                m["a"].median >= many * m["c"].median,
+                ratio_style=TIMES,
+            ),
+            Row(
+                f"3{letters[2]}",
+                f"Sidecar{label}: app-only asset from its proxy cache, HIT (d) / proxied "
+                "uncached (c)",
+                m["d"],
+                m["c"],
+                f"many times (read as ≥ {many:.0f}x)",
+                m["d"].median >= many * m["c"].median,
+                ratio_style=TIMES,
+                note=f"X-Cache-Status of (d): MISS, HIT before the runs, {after} after them",
+            ),
+            Row(
+                f"3{letters[3]}",
+                f"Diagnostic{label}: sidecar config without its access log (a') / minimal "
+                "static config (b)",
+                m["a'"],
+                m["b"],
+                f"none (explains 3{letters[0]})",
+                None,
+                note="the sidecar's rendered nginx.conf with only its `access_log /dev/stdout "
+                "lara buffer=… flush=1s;` line replaced by `access_log off;`, in a container of "
+                f"the same image: the difference to 3{letters[0]} is what the (buffered) access "
+                "log costs",
+            ),
+        ]
+
     rows = [
+        *rows_for("port", "abcd", ""),
+        *rows_for("net", "efgh", ", no docker-proxy"),
         Row(
-            "3a",
-            "Sidecar: fingerprinted asset from disk (a) / same nginx, minimal static config (b)",
-            measures["a"],
-            measures["b"],
-            "≥ 90%",
-            a_b >= 0.9,
-        ),
-        Row(
-            "3b",
-            "Sidecar: asset from disk (a) / the asset proxied uncached to the app (c)",
-            measures["a"],
-            measures["c"],
-            f"many times (read as ≥ {many:.0f}x)",
-            measures["a"].median >= many * measures["c"].median,
-            ratio_style=TIMES,
-        ),
-        Row(
-            "3c",
-            "Sidecar: app-only asset from its proxy cache, HIT (d) / proxied uncached (c)",
-            measures["d"],
-            measures["c"],
-            f"many times (read as ≥ {many:.0f}x)",
-            measures["d"].median >= many * measures["c"].median,
-            ratio_style=TIMES,
-            note=f"X-Cache-Status of (d): MISS, HIT before the runs, {after} after them",
-        ),
-        Row(
-            "3d",
-            "Diagnostic: sidecar config without its access log (a') / minimal static config (b)",
-            measures["a'"],
-            measures["b"],
-            "none (explains 3a)",
+            "3i",
+            "Diagnostic: minimal static nginx (b) through a published port / on the Docker network",
+            measures("port")["b"],
+            measures("net")["b"],
+            "none (what docker-proxy costs)",
             None,
-            note="the sidecar's rendered nginx.conf with only its `access_log /dev/stdout lara "
-            "buffer=… flush=1s;` line replaced by `access_log off;`, in a container of the same "
-            "image: the difference to 3a is what the (buffered) access log costs",
+            note="the same server and file; only the path differs: host wrk → 127.0.0.1 → "
+            "docker-proxy → container, or wrk container → bridge → container",
         ),
     ]
     note = (
-        f"All servers run in containers on one Docker network, each publishing its port on "
-        f"127.0.0.1 only; wrk runs on the host (HTTP/1.1 keep-alive, 2 threads, 32 connections, "
-        f"{duration} s per run, no Accept-Encoding, so the plain file is sent). The asset is "
-        f"`{asset}` ({len(body):,} bytes). (b) and (c) are one container of the *sidecar image* "
+        f"All servers run in containers on one Docker network. Each figure is measured twice: "
+        f"by wrk on the host against ports published on 127.0.0.1 (3a to 3d: loopback traffic to "
+        f"a published port passes docker-proxy, a userland copy of every byte, for every "
+        f"target alike), and by wrk in a container on the same network against the servers' "
+        f"own addresses (3e to 3h: no docker-proxy, no published port; the container is "
+        f"`FROM {bench.settings.app.base_image}` plus Debian's wrk, {loader_wrk}). Both use "
+        f"HTTP/1.1 keep-alive, 2 threads, 32 connections, {duration} s per run, no "
+        f"Accept-Encoding, so the plain file is sent. The asset is `{asset}` ({len(body):,} "
+        f"bytes). (b) and (c) are one container of the *sidecar image* "
         f"started with a minimal config mounted (`nginx -c /bench/nginx.conf`: `sendfile`, "
         f"keep-alive, no access log; :8081 serves /lara/public, :8082 `proxy_pass`es to the app, "
         f"no cache), so all servers are the same binary ({nginx_version}). (a) and (d) use the "
@@ -874,9 +962,9 @@ def case_throughput(bench: Bench, runs: int, duration: int) -> tuple[list[Row], 
         "upstream is the example app: unicorn with 2 workers serving public/ through "
         "Rack::Files. (d)'s file is added to the running app container only, so the sidecar "
         "must fetch it once (MISS) "
-        f"and then serves it from its cache. Each target gets a 1 s wrk warm-up; the {runs} runs "
-        "interleave the targets (a, b, c, d, a', a, b, …). Traffic to published ports passes "
-        "docker-proxy on loopback for every target alike."
+        f"and then serves it from its cache. Each target gets a 1 s wrk warm-up on each path; "
+        f"the {runs} runs interleave the targets and the paths (a by port, a on the network, "
+        "b by port, …). On 2 cores wrk and nginx share the CPUs on either path."
     )
     return rows, note
 
@@ -1068,12 +1156,12 @@ def dockerfile_steps_from(text: str, first: str = METADATA_START) -> int:
     continued = False
     for raw in text.splitlines():
         line = raw.strip()
-        if not continued and (not line or line.startswith("#")):
+        if not line or line.startswith("#"):  # also inside a continuation, as Docker's parser
             continue
-        if not continued:
-            instructions.append(line)
-        elif line and not line.startswith("#"):
+        if continued:
             instructions[-1] += " " + line
+        else:
+            instructions.append(line)
         continued = line.endswith("\\")
     for number, instruction in enumerate(instructions):
         if instruction.startswith(first):
@@ -1124,7 +1212,14 @@ def fresh_ci(
         }
         if not pull:
             run_env["INVOKE_BUILDTOOLS_CACHE_PULL"] = "false"
-        seconds, result, stderr = invoke_ci(repo, run_env)
+        try:
+            seconds, result, stderr = invoke_ci(repo, run_env)
+        except BuildToolsError as exc:  # the fresh engine's own errors say more than the CLI
+            log_lines = (engine.dir / "dockerd.log").read_text(errors="replace").splitlines()
+            errors = [line for line in log_lines if "level=error" in line][-3:]
+            raise BuildToolsError(
+                f"{exc.problem}; fresh dockerd: {' | '.join(errors)}", ""
+            ) from exc
         if not result.get("released"):
             raise BuildToolsError(f"invoke ci did not release: {result.get('decision')}", "")
         pushed = {d: s for d, s in registry_blobs(root).items() if d not in before}
