@@ -1214,12 +1214,8 @@ def fresh_ci(
             run_env["INVOKE_BUILDTOOLS_CACHE_PULL"] = "false"
         try:
             seconds, result, stderr = invoke_ci(repo, run_env)
-        except BuildToolsError as exc:  # the fresh engine's own errors say more than the CLI
-            log_lines = (engine.dir / "dockerd.log").read_text(errors="replace").splitlines()
-            errors = [line for line in log_lines if "level=error" in line][-3:]
-            raise BuildToolsError(
-                f"{exc.problem}; fresh dockerd: {' | '.join(errors)}", ""
-            ) from exc
+        except BuildToolsError as exc:  # what the fresh engine built says more than the CLI
+            raise BuildToolsError(f"{exc.problem}; {built_commands(engine, bench)}", "") from exc
         if not result.get("released"):
             raise BuildToolsError(f"invoke ci did not release: {result.get('decision')}", "")
         pushed = {d: s for d, s in registry_blobs(root).items() if d not in before}
@@ -1248,6 +1244,22 @@ def fresh_ci(
         engine.stop()
         reg.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def built_commands(engine: testbed.FreshEngine, bench: Bench) -> str:
+    """ENTRYPOINT and CMD of this run's images on the fresh engine (the cache sources too):
+    a failed smoke test is most often a container that exits at start."""
+    found = []
+    with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+        for image in engine.client().images.list():
+            config = image.attrs["Config"]
+            found += [
+                f"{tag}: Entrypoint {config.get('Entrypoint')} Cmd {config.get('Cmd')}"
+                for tag in image.tags
+                if f"{bench.prefix}/" in tag
+                and tag.rsplit(":", 1)[1].startswith(("sha-", "master"))
+            ]
+    return "images on the fresh engine: " + ("; ".join(sorted(found)) or "none")
 
 
 def base_images(settings: Settings) -> list[str]:
