@@ -823,13 +823,14 @@ def case_throughput(bench: Bench, runs: int, duration: int) -> tuple[list[Row], 
             "d": f"{side_url}{cached}",
             "a'": f"{nolog_url}{asset}",
         }
-        # The same servers by container name, from a wrk container on their network.
+        # The same servers by container name, from a wrk container on their network. Ports
+        # always written out: the slim base has no /etc/services for wrk to read "http" from.
         inside = {
-            "a": f"http://{sidecar.name}{asset}",
+            "a": f"http://{sidecar.name}:80{asset}",
             "b": f"http://{plain.name}:8081{asset}",
             "c": f"http://{plain.name}:8082{asset}",
-            "d": f"http://{sidecar.name}{cached}",
-            "a'": f"http://{nolog.name}{asset}",
+            "d": f"http://{sidecar.name}:80{cached}",
+            "a'": f"http://{nolog.name}:80{asset}",
         }
         loader = run(loader_image, "wrk", entrypoint=["sleep"], command=["infinity"])
         loads: dict[str, Callable[[str, int], float]] = {
