@@ -119,7 +119,7 @@ class Row:
 
     @property
     def group(self) -> int:
-        """The case number (1-4) this row belongs to."""
+        """The case number this row belongs to."""
         match = re.match(r"\d+", self.case)
         return int(match[0]) if match else 0
 
@@ -218,6 +218,8 @@ CASE_TITLES = {
     2: "Re-release push",
     3: "Sidecar asset throughput",
     4: "Tool overhead",
+    5: "Fresh CI runner",
+    6: "Image sizes",
 }
 
 

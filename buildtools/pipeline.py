@@ -119,15 +119,19 @@ def build_images(
     *,
     say: Callable[[str], None],
     reporter: images.BuildReporter | None = None,
+    pulled: list[cache.Resolved] | None = None,
     **options: Any,
 ) -> list[images.BuiltImage]:
-    """Pull cache sources, build (app, then sidecar), and credit the sources."""
+    """Pull cache sources, build (app, then sidecar), and credit the sources; ``pulled``, when
+    given, receives what was pulled (for `invoke ci --json`: the bytes a fresh runner fetched)."""
     nocache = bool(options.get("nocache"))
     found, resolved = (
         ({}, [])
         if nocache
         else cache_sources(client, settings, meta, env, say, options.get("only", ""))
     )
+    if pulled is not None:
+        pulled.extend(resolved)
     built = builder.build_all(
         client, settings, meta, reporter=reporter, cache_from=found, **options
     )
@@ -306,8 +310,9 @@ def run(
     say(f"ci: {describe(info)}: {plan} ({decision.reason})")
     client = engine.connect()
     reporter = None if quiet else progress.BuildProgress()
+    pulled: list[cache.Resolved] = []
     try:
-        built = build_images(client, settings, meta, env, say=say, reporter=reporter)
+        built = build_images(client, settings, meta, env, say=say, reporter=reporter, pulled=pulled)
     finally:
         if reporter:
             reporter.close()
@@ -337,6 +342,7 @@ def run(
         "build": describe(info),
         "decision": {"release": decision.release, "reason": decision.reason},
         "images": [b.as_dict() for b in built],
+        "cache_sources": [r.as_dict() for r in pulled],
         "released": None,
     }
     if decision.outcome == "refuse":

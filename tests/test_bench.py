@@ -11,7 +11,19 @@ import pytest
 
 from benchmarks import report
 from benchmarks.report import PERCENT, TIMES, Measure, Results, Row
-from benchmarks.run import StepRecorder, parse_wrk, registry_blobs
+from benchmarks.run import (
+    ROOT,
+    Layer,
+    StepRecorder,
+    distinct_bytes,
+    dockerfile_steps_from,
+    history_step,
+    manifest_layers,
+    own_layers,
+    parse_wrk,
+    registry_blobs,
+    wrk_command,
+)
 from buildtools.errors import BuildToolsError
 
 
@@ -204,3 +216,94 @@ def test_bench_is_an_invoke_task():
     from buildtools.tasks import ns
 
     assert "bench" in ns.task_names
+
+
+def test_manifest_layers_match_each_layer_to_its_build_step():
+    manifest = {
+        "layers": [
+            {"digest": "sha256:base", "size": 29_000_000},
+            {"digest": "sha256:nginx", "size": 3_200_000},
+            {"digest": "sha256:public", "size": 6_000},
+        ]
+    }
+    config = {
+        "history": [
+            {"created_by": "debootstrap"},
+            {"created_by": '/bin/sh -c #(nop)  CMD ["bash"]', "empty_layer": True},
+            {"created_by": "/bin/sh -c set -eu; apt-get install nginx"},
+            {"created_by": "/bin/sh -c #(nop)  USER nginx", "empty_layer": True},
+            {"created_by": "/bin/sh -c #(nop) COPY dir:0abc in /lara/public "},
+        ]
+    }
+    layers = manifest_layers(manifest, config)
+    assert [(x.digest, x.size) for x in layers] == [
+        ("sha256:base", 29_000_000),
+        ("sha256:nginx", 3_200_000),
+        ("sha256:public", 6_000),
+    ]
+    assert layers[2].created_by.endswith("in /lara/public ")
+    # Without a usable history the sizes still count.
+    assert [x.created_by for x in manifest_layers(manifest, {})] == ["", "", ""]
+
+
+def test_own_layers_and_distinct_bytes_count_a_shared_layer_once():
+    base = [Layer("sha256:base", 100)]
+    app = [Layer("sha256:base", 100), Layer("sha256:gems", 40), Layer("sha256:meta", 1)]
+    sidecar = [Layer("sha256:base", 100), Layer("sha256:nginx", 30)]
+    assert own_layers(sidecar, base) == [Layer("sha256:nginx", 30)]
+    assert own_layers(sidecar, base, app) == [Layer("sha256:nginx", 30)]
+    assert own_layers(base, app) == []
+    assert distinct_bytes(app, sidecar) == 171
+    assert distinct_bytes() == 0
+
+
+@pytest.mark.parametrize(
+    ("created_by", "step"),
+    [
+        (
+            "/bin/sh -c #(nop) COPY file:abc in /etc/nginx/nginx.conf ",
+            "COPY file:abc in /etc/nginx/nginx.conf",
+        ),
+        ("|2 A=1 B=2 /bin/sh -c printf '%s' x > /y", "RUN printf '%s' x > /y"),
+        ("/bin/sh -c set -eu; apt-get update", "RUN set -eu; apt-get update"),
+        ("debootstrap", "debootstrap"),
+    ],
+)
+def test_history_step_reads_the_instruction(created_by, step):
+    assert history_step(created_by) == step
+
+
+def test_dockerfile_steps_from_counts_instructions_to_the_end():
+    text = """\
+# comment
+ARG BASE_IMAGE=debian
+FROM ${BASE_IMAGE}
+RUN apt-get update \\
+    # a comment inside a continuation
+    && apt-get install -y ruby
+
+ARG LARA_VERSION=unknown
+ARG LARA_COMMIT=""
+RUN printf '%s' "${LARA_VERSION}" > /v
+ENV LARA_VERSION=${LARA_VERSION} \\
+    LARA_COMMIT=${LARA_COMMIT}
+USER lara
+"""
+    assert dockerfile_steps_from(text) == 5
+    assert dockerfile_steps_from(text, "FROM") == 7
+    assert dockerfile_steps_from(text, "COPY") == 0
+
+
+def test_the_repository_dockerfile_has_its_metadata_block_last():
+    # Case 5's goal for the app: the steps from `ARG LARA_VERSION` on, plus the LABEL step.
+    assert dockerfile_steps_from((ROOT / "Dockerfile").read_text()) == 10
+
+
+def test_wrk_command_is_the_same_on_both_paths():
+    assert wrk_command("http://nginx/a.js", 5) == [
+        "wrk",
+        "-t2",
+        "-c32",
+        "-d5s",
+        "http://nginx/a.js",
+    ]
