@@ -200,9 +200,12 @@ class Bench:
             settings,
             repo=self.repo.path,
             app=dataclasses.replace(settings.app, repository=f"{self.prefix}/app"),
+            # Case 3 measures the sidecar's proxy cache for assets only the app has, so the
+            # sidecar fetches missing assets from the app (the example's auto would say 404).
             nginx=dataclasses.replace(
                 settings.nginx,
                 image=dataclasses.replace(settings.nginx.image, repository=f"{self.prefix}/nginx"),
+                asset_fallback="proxy",
             ),
         )
         self.before = {image.id for image in client.images.list(all=True)}
@@ -757,7 +760,8 @@ def case_throughput(bench: Bench, runs: int, duration: int) -> tuple[list[Row], 
     (conf_dir / "nginx.conf").chmod(0o644)
     loopback = "127.0.0.1"
     with containers(bench.client, bench.prefix) as run:
-        app = run(app_image, "app")
+        # The example, like LARA, serves public/ only when asked to: case (c) needs it.
+        app = run(app_image, "app", environment={"RAILS_SERVE_STATIC_FILES": "1"})
         sidecar = run(
             sidecar_image,
             "nginx",
