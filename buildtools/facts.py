@@ -54,6 +54,28 @@ def _read_git(
         return None
 
 
+COMMIT_VARIABLES = {
+    "travis": "TRAVIS_COMMIT",
+    "github": "GITHUB_SHA",
+    "gitlab": "CI_COMMIT_SHA",
+    "dockerhub": "SOURCE_COMMIT",
+}
+
+
+def _ci_commit(context: ci.CIContext | None) -> str | None:
+    """The commit the CI names, which must be a commit hash (lower-cased)."""
+    if context is None or not context.commit:
+        return None
+    commit = context.commit.strip().lower()
+    if not _COMMIT.match(commit):
+        variable = COMMIT_VARIABLES.get(context.provider, "the CI's commit variable")
+        raise BuildToolsError(
+            f"{variable}={context.commit!r} is not a commit hash",
+            f"unset {variable} or set it to the full commit the CI checked out",
+        )
+    return commit
+
+
 def _check_ci_tag(
     path: Path | str | None, git_facts: gitinfo.GitFacts, context: ci.CIContext, commit: str
 ) -> None:
@@ -90,7 +112,8 @@ def gather(
 
     if wanted and facts and facts.commit.startswith(wanted):
         wanted = facts.commit
-    commit = wanted or (context.commit if context else None) or (facts.commit if facts else None)
+    ci_commit = _ci_commit(context)
+    commit = wanted or ci_commit or (facts.commit if facts else None)
     if commit is None:
         raise BuildToolsError("no commit is known for this build", "pass --commit")
     head = facts if facts is not None and facts.commit == commit else None

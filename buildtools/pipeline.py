@@ -128,7 +128,9 @@ def build_images(
     found, resolved = (
         ({}, [])
         if nocache
-        else cache_sources(client, settings, meta, env, say, options.get("only", ""))
+        else cache_sources(
+            client, settings, meta, env, say, options.get("only", ""), options.get("dockerfile")
+        )
     )
     if pulled is not None:
         pulled.extend(resolved)

@@ -106,6 +106,28 @@ def run_task(repo: GitRepo, env: dict[str, str], *args: str) -> subprocess.Compl
     )
 
 
+def travis_master_push(registry: testbed.LocalRegistry) -> dict[str, str]:
+    """A Travis push build of master that may release to ``registry``."""
+    return {
+        "CI": "true",
+        "TRAVIS": "true",
+        "TRAVIS_BRANCH": "master",
+        "TRAVIS_PULL_REQUEST": "false",
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": registry.host,
+        "DOCKER_USERNAME": registry.username,
+        "DOCKER_PASSWORD": registry.password,
+    }
+
+
+def next_commit_on(
+    fresh: testbed.FreshEngine, repo: GitRepo, env: dict[str, str]
+) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """A metadata-only commit, then `invoke ci --json --no-smoke` for it on the fresh engine."""
+    commit = repo.commit("metadata only")
+    env = {**env, "TRAVIS_COMMIT": commit, "DOCKER_HOST": fresh.host}
+    return commit, run_task(repo, env, "ci", "--json", "--no-smoke")
+
+
 def metadata_steps() -> int:
     """The app Dockerfile's steps from the metadata block on, plus the one LABEL step."""
     lines = [
@@ -128,30 +150,17 @@ def test_a_fresh_runner_rebuilds_only_the_metadata_steps(
 ) -> None:
     name = f"lbtcache{secrets.token_hex(3)}"
     env = {
-        "CI": "true",
-        "TRAVIS": "true",
-        "TRAVIS_BRANCH": "master",
-        "TRAVIS_PULL_REQUEST": "false",
+        **travis_master_push(fast_registry),
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": f"{name}/app",
         "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": f"{name}/nginx",
-        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": fast_registry.host,
-        "DOCKER_USERNAME": fast_registry.username,
-        "DOCKER_PASSWORD": fast_registry.password,
     }
     # The previous commit, released from master (built on the main engine).
     first = run_task(project, {**env, "TRAVIS_COMMIT": project.head()}, "ci", "--json")
     assert first.returncode == 0, first.stderr[-3000:]
     assert "master" in fast_registry.tags(f"{name}/app")
 
-    commit = project.commit("a change outside the images' contexts")
     # The fresh engine has no MariaDB image: the smoke test runs below, on what was pushed.
-    second = run_task(
-        project,
-        {**env, "TRAVIS_COMMIT": commit, "DOCKER_HOST": fresh.host},
-        "ci",
-        "--json",
-        "--no-smoke",
-    )
+    commit, second = next_commit_on(fresh, project, env)
 
     assert second.returncode == 0, second.stderr[-3000:]
     assert "warning" not in second.stderr, second.stderr
@@ -235,28 +244,13 @@ def test_a_multi_stage_app_caches_each_stage_on_a_fresh_runner(
         f"  nginx: {{repository: {name}/nginx, base_image: lara-buildtools/debian:latest}}\n",
     )
     repo.commit("a two-stage app")
-    env = {
-        "CI": "true",
-        "TRAVIS": "true",
-        "TRAVIS_BRANCH": "master",
-        "TRAVIS_PULL_REQUEST": "false",
-        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": fast_registry.host,
-        "DOCKER_USERNAME": fast_registry.username,
-        "DOCKER_PASSWORD": fast_registry.password,
-    }
+    env = travis_master_push(fast_registry)
     first = run_task(repo, {**env, "TRAVIS_COMMIT": repo.head()}, "ci", "--json", "--no-smoke")
     assert first.returncode == 0, first.stderr[-3000:]
     tags = fast_registry.tags(f"{name}/app")
     assert "cache-assets-master" in tags and "master" in tags
 
-    commit = repo.commit("metadata only")
-    second = run_task(
-        repo,
-        {**env, "TRAVIS_COMMIT": commit, "DOCKER_HOST": fresh.host},
-        "ci",
-        "--json",
-        "--no-smoke",
-    )
+    commit, second = next_commit_on(fresh, repo, env)
 
     assert second.returncode == 0, second.stderr[-3000:]
     built = {image["name"]: image for image in json.loads(second.stdout)["images"]}
