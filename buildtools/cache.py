@@ -27,8 +27,6 @@ from buildtools.metadata import Metadata
 from buildtools.registry import Registry, RegistryClient, RetryPolicy, parse_registry
 from buildtools.versions import docker_version, parse_version
 
-# Templates of `cache.from`, expanded per build.
-TEMPLATES = ("{sha}", "{branch}", "{release_branches}", "{release}")
 LOCAL_SOURCES = 5  # local images of the repository kept as cache sources on a warm machine
 
 

@@ -94,6 +94,8 @@ DEFAULTS: dict[str, Any] = {
     "bases": {"repository": "lara-buildtools/debian"},
 }
 
+# The templates `cache.from` understands (buildtools.cache expands them).
+CACHE_TEMPLATES = ("{sha}", "{branch}", "{release_branches}", "{release}")
 TRUE = ("true", "1", "yes", "on")
 FALSE = ("false", "0", "no", "off", "")
 

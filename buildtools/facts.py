@@ -15,12 +15,14 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from buildtools import ci, gitinfo, metadata
 from buildtools.buildinfo import BuildInfo, Overrides, build_date, make_version
 from buildtools.config import Settings
 from buildtools.errors import BuildToolsError
+from buildtools.metadata import Metadata
 from buildtools.versions import parse_version
 
 log = logging.getLogger(__name__)
@@ -197,7 +199,7 @@ def from_settings(
     env: Mapping[str, str] | None = None,
     overrides: Overrides | None = None,
     known_versions: Iterable[str] = (),
-) -> metadata.Metadata:
+) -> Metadata:
     """BuildInfo, tags and labels for the configured repository, in one call.
 
     ``env`` defaults to ``os.environ``; ``known_versions`` (e.g. tags already in the registry)
@@ -206,3 +208,24 @@ def from_settings(
     env = os.environ if env is None else env
     info, warnings = gather(settings.repo, env, overrides, settings.untracked_is_dirty)
     return metadata.plan(settings, info, warnings, known_versions)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One task invocation's facts: the settings, the environment and the BuildInfo read from
+    them once. Tags and labels are re-planned from it, never re-read."""
+
+    settings: Settings
+    env: Mapping[str, str]
+    info: BuildInfo
+    warnings: tuple[str, ...]
+
+    @classmethod
+    def read(
+        cls, settings: Settings, env: Mapping[str, str], overrides: Overrides | None = None
+    ) -> Run:
+        info, warnings = gather(settings.repo, env, overrides, settings.untracked_is_dirty)
+        return cls(settings, env, info, settings.warnings + warnings)
+
+    def metadata(self, known_versions: tuple[str, ...] | list[str] = ()) -> Metadata:
+        return metadata.plan(self.settings, self.info, self.warnings, known_versions)

@@ -23,12 +23,13 @@ import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING
 
 from buildtools.config import NginxConfig
 from buildtools.errors import BuildToolsError
+
+if TYPE_CHECKING:  # the engine is needed only to read an app image, not to render
+    import docker
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -207,6 +208,8 @@ def asset_fallback_for(
 
 def read_app_files(client: docker.DockerClient, image: str) -> dict[str, str]:
     """The APP_FILES the app image has, by path relative to /lara; the container never starts."""
+    import docker.errors  # here, so rendering a config never loads the engine's client
+
     container = client.containers.create(image, command=["true"], entrypoint=[])
     files: dict[str, str] = {}
     try:

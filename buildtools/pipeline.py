@@ -22,9 +22,7 @@ from buildtools import build as builder
 from buildtools import (
     cache,
     engine,
-    facts,
     images,
-    metadata,
     progress,
     pushplan,
     release,
@@ -35,30 +33,10 @@ from buildtools.buildinfo import BuildInfo, Overrides
 from buildtools.config import Settings
 from buildtools.decision import check_releasable, decide
 from buildtools.dockerfile import stages as dockerfile_stages
+from buildtools.facts import Run
 from buildtools.metadata import Metadata
 from buildtools.progress import PushReporter
 from buildtools.targets import Target
-
-
-@dataclass(frozen=True)
-class Run:
-    """One task invocation's facts: the settings, the environment and the BuildInfo read from
-    them once. Tags and labels are re-planned from it, never re-read."""
-
-    settings: Settings
-    env: Mapping[str, str]
-    info: BuildInfo
-    warnings: tuple[str, ...]
-
-    @classmethod
-    def read(
-        cls, settings: Settings, env: Mapping[str, str], overrides: Overrides | None = None
-    ) -> Run:
-        info, warnings = facts.gather(settings.repo, env, overrides, settings.untracked_is_dirty)
-        return cls(settings, env, info, settings.warnings + warnings)
-
-    def metadata(self, known_versions: tuple[str, ...] | list[str] = ()) -> Metadata:
-        return metadata.plan(self.settings, self.info, self.warnings, known_versions)
 
 
 def cache_sources(

@@ -137,13 +137,14 @@ class EnginePusher:
         self.client = client
         self.secrets = list(secrets)
         self.repositories = list(repositories)
-        self._made: list[str] = []
+        # References this pusher pointed somewhere, with the image each held before (or None).
+        self._made: list[tuple[str, str | None]] = []
 
     def push(self, push: Push, target: Target, on_layer: LayerCallback) -> str:
         if not push.image_id:
             raise BuildToolsError(f"no local image for {push.image}", "build it first")
-        if push.attempts == 0 and self._tag_locally(push):
-            self._made.append(push.reference)
+        if push.attempts == 0:
+            self._tag_locally(push)
         push.attempts += 1
         try:
             stream = self.client.api.push(
@@ -168,22 +169,24 @@ class EnginePusher:
             raise TransientError(message)
         raise BuildToolsError(f"push of {push.reference} failed: {message}", explain(message))
 
-    def _tag_locally(self, push: Push) -> bool:
-        """Point ``ref:tag`` at the image; True when that reference did not exist before."""
+    def _tag_locally(self, push: Push) -> None:
+        """Point ``ref:tag`` at the image, remembering what it held (e.g. a pulled cache
+        source) so that :meth:`close` puts it back."""
         try:
-            existed = self.client.images.get(push.reference).id == push.image_id
+            before: str | None = self.client.images.get(push.reference).id
         except docker.errors.ImageNotFound:
-            existed = False
-        if not existed:
-            try:
-                self.client.api.tag(push.image_id, push.ref, push.tag, force=True)
-            except docker.errors.NotFound:
-                raise BuildToolsError(
-                    f"the local {push.image} image {push.image_id[:19]} is gone "
-                    "(removed during the release?)",
-                    "run the release again: it finishes what is missing",
-                ) from None
-        return not existed
+            before = None
+        if before == push.image_id:
+            return
+        try:
+            self.client.api.tag(push.image_id, push.ref, push.tag, force=True)
+        except docker.errors.NotFound:
+            raise BuildToolsError(
+                f"the local {push.image} image {push.image_id[:19]} is gone "
+                "(removed during the release?)",
+                "run the release again: it finishes what is missing",
+            ) from None
+        self._made.append((push.reference, before))
 
     def fetch(self, ref: str, tag: str, target: Target) -> str:
         """Pull what ``ref:tag`` holds in the registry; the local image ID."""
@@ -195,13 +198,18 @@ class EnginePusher:
                 f"could not pull {ref}:{tag} to finish its release: {message}",
                 "check the registry, then release again",
             ) from None
-        self._made.append(f"{ref}:{tag}")
+        self._made.append((f"{ref}:{tag}", None))
         return image.id
 
     def close(self) -> None:
-        """Remove the registry-qualified tags this pusher made (never an image's last name)."""
-        for ref in self._made:
+        """Undo the registry-qualified tags this pusher made: a reference that held another
+        image points at it again; a new one is removed (never an image's last name)."""
+        for ref, before in reversed(self._made):
+            repository, _, tag = ref.rpartition(":")
             try:
+                if before is not None:
+                    self.client.api.tag(before, repository, tag, force=True)
+                    continue
                 image = self.client.images.get(ref)
                 if len(image.tags) > 1:
                     self.client.images.remove(ref, noprune=True)

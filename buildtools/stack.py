@@ -116,6 +116,25 @@ def resolve_env(entries: Sequence[str], env: Mapping[str, str], key: str) -> dic
     return resolved
 
 
+def _ensure_image(client: docker.DockerClient, service: ServiceConfig) -> None:
+    """A service's image is here or pullable, or one line saying so before anything starts."""
+    try:
+        client.images.get(service.image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(service.image)
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0][:160]
+        raise BuildToolsError(
+            f"service {service.name}: image {service.image} is not on this engine and cannot be "
+            f"pulled ({reason})",
+            f"pull or build it first (here: python -m buildtools.testbed services), or set "
+            f"buildtools.smoke.services.{service.name}.image",
+        ) from None
+
+
 def _log_tail(container: Any, lines: int = LOG_LINES) -> list[str]:
     try:
         text = container.logs(tail=lines).decode("utf-8", "replace")
@@ -207,6 +226,8 @@ def up(
     service_envs = {
         s.name: resolve_env(s.env, env, f"smoke.services.{s.name}.env") for s in cfg.services
     }
+    for service in cfg.services:
+        _ensure_image(client, service)
     down(client, name)
     stack = Stack(name, "")
     owner = {OWNER_LABEL: name}

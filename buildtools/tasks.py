@@ -155,7 +155,7 @@ def version(c, format="yaml", branch="", tag="", commit=""):
     import sys
 
     from buildtools import versionfile
-    from buildtools.pipeline import Run
+    from buildtools.facts import Run
 
     with reported():
         versionfile.check_format(format)
@@ -207,7 +207,7 @@ def build(
 
     from buildtools import build as builder
     from buildtools import engine, output, pipeline, progress
-    from buildtools.pipeline import Run
+    from buildtools.facts import Run
 
     with reported():
         cfg = settings(c)
@@ -247,7 +247,7 @@ def build(
 
 def built_refs(c: Context, branch: str, tag: str, commit: str) -> tuple[str, str, str]:
     """Local app and sidecar refs for this checkout's metadata, and its commit."""
-    from buildtools.pipeline import Run
+    from buildtools.facts import Run
 
     cfg = settings(c)
     meta = Run.read(cfg, os.environ, overrides_from(branch, tag, commit)).metadata()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from buildtools import cache, nginx, tags
-from buildtools.config import ImageConfig, Settings
+from buildtools import nginx, tags
+from buildtools.config import CACHE_TEMPLATES, ImageConfig, Settings
 from buildtools.errors import BuildToolsError
 
 # Docker's reference grammar: lowercase path components joined by "/", each separated inside
@@ -93,14 +93,14 @@ def check(settings: Settings) -> Settings:
                     "use a name that is not latest or a version, e.g. master=edge",
                 )
     for template in settings.cache_from:
-        if template.startswith("{") and template not in cache.TEMPLATES:
+        if template.startswith("{") and template not in CACHE_TEMPLATES:
             raise BuildToolsError(
                 f"config key buildtools.cache.from has the unknown template {template!r}",
-                f"use {', '.join(cache.TEMPLATES)} or plain tags",
+                f"use {', '.join(CACHE_TEMPLATES)} or plain tags",
             )
         if "{" not in template and not tags.VALID_TAG.match(template):
             raise BuildToolsError(
                 f"config key buildtools.cache.from has {template!r}, which is not a Docker tag",
-                "list tags such as edge, or the templates " + ", ".join(cache.TEMPLATES),
+                "list tags such as edge, or the templates " + ", ".join(CACHE_TEMPLATES),
             )
     return settings
