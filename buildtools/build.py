@@ -197,9 +197,22 @@ def build_all(
     """
     wanted = check_only(only)
     check_app_dockerfile(settings, only, dockerfile)  # errors stop here; tasks print warnings
-    builder = builder or images.builder(client)
+    if "nginx" in wanted:  # the sidecar's own files, before the app is built
+        with tempfile.TemporaryDirectory(prefix="lara-sidecar-check-") as tmp:
+            nginx.sidecar_context(settings.nginx, Path(tmp))
+    chosen = builder or images.builder(client)
     sources = cache_from or {}
     built: list[images.BuiltImage] = []
+    tagged: list[tuple[images.BuiltImage, tuple[str, ...]]] = []
+
+    def build_untagged(spec: images.BuildSpec) -> images.BuiltImage:
+        """Tags wait until every image is built: a failed sidecar never leaves the app's
+        tags on a new image while the sidecar's stay on the old one."""
+        result = chosen.build(dataclasses.replace(spec, tags=()), reporter)
+        result = dataclasses.replace(result, tags=spec.tags)
+        tagged.append((result, spec.tags))
+        return result
+
     stages = (
         stage_specs(
             settings, meta, dockerfile=dockerfile, context=context, nocache=nocache,
@@ -221,13 +234,13 @@ def build_all(
         if settings.app.base_image:
             images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
         for stage in stages:
-            built.append(builder.build(stage, reporter))
+            built.append(build_untagged(stage))
         if app_sources or any(stage.cache_from for stage in stages):
             # With cache sources, the builder reuses only steps found in them: the stages
             # just built are where the final build finds its earlier stages' steps.
             stage_ids = [b.id for b in built]
             spec = dataclasses.replace(spec, cache_from=tuple([*app_sources, *stage_ids]))
-        built.append(builder.build(spec, reporter))
+        built.append(build_untagged(spec))
         app_image = built[-1].id
     else:
         app_image = existing_image(client, spec.tags[0], "app")
@@ -249,7 +262,9 @@ def build_all(
                 nocache=nocache,
                 cache_from=sources.get("nginx", ()),
             )
-            built.append(builder.build(sidecar, reporter))
+            built.append(build_untagged(sidecar))
+    for result, refs in tagged:
+        images.tag(client, result.id, refs)
     return built
 
 

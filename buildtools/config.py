@@ -260,6 +260,9 @@ def unknown_keys(section: Mapping[str, Any]) -> list[str]:
     return found
 
 
+_WHOLE = re.compile(r"-?[0-9]{1,18}")
+
+
 class _Reader:
     """Reads typed values by dotted path, naming the full path in every error."""
 
@@ -315,7 +318,7 @@ class _Reader:
     def count(self, path: str, minimum: int = 0) -> int:
         value = self.raw(path)
         text = str(value).strip()
-        if isinstance(value, bool) or not text.lstrip("-").isdigit() or int(text) < minimum:
+        if isinstance(value, bool) or not _WHOLE.fullmatch(text) or int(text) < minimum:
             raise self._bad(path, value, f"a whole number of at least {minimum}")
         return int(text)
 

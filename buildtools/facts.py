@@ -86,7 +86,7 @@ def _check_ci_tag(
     tag = context.tag or ""
     target = git_facts.tag_commits.get(tag)
     if target is None and path is not None:
-        target = gitinfo.fetch_tag(path, tag)
+        target = gitinfo.fetch_tag(path, tag, shallow=git_facts.shallow)
     if target == commit:
         return
     variable = context.tag_variable or "the CI environment"
@@ -115,6 +115,16 @@ def gather(
     if wanted and facts and facts.commit.startswith(wanted):
         wanted = facts.commit
     ci_commit = _ci_commit(context)
+    if ci_commit and not wanted and facts is not None:
+        if not facts.commit.startswith(ci_commit):
+            variable = COMMIT_VARIABLES.get(context.provider if context else "", "the CI")
+            raise BuildToolsError(
+                f"{variable} says commit {ci_commit[:12]}, but the checkout is at "
+                f"{facts.commit[:12]}: the images would be built from other code",
+                f"check out {ci_commit[:12]} before building, or pass --commit to build "
+                "without git",
+            )
+        ci_commit = facts.commit
     commit = wanted or ci_commit or (facts.commit if facts else None)
     if commit is None:
         raise BuildToolsError("no commit is known for this build", "pass --commit")

@@ -139,15 +139,18 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
     )
 
 
-def fetch_tag(path: Path | str, tag: str) -> str | None:
+def fetch_tag(path: Path | str, tag: str, shallow: bool = False) -> str | None:
     """Fetch one tag from ``origin`` (a shallow CI clone may lack it); the commit it points at,
-    or None when there is no such tag or no remote to ask."""
+    or None when there is no such tag or no remote to ask. Only a clone that is shallow already
+    is fetched shallow: a full clone's history is never cut."""
     try:
         repo = git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandNotFound):
         return None
     try:
-        repo.git.fetch("--quiet", "--depth=1", "origin", f"+refs/tags/{tag}:refs/tags/{tag}")
+        depth = ["--depth=1"] if shallow else []
+        refspec = f"+refs/tags/{tag}:refs/tags/{tag}"
+        repo.git.fetch("--quiet", "--no-tags", *depth, "origin", refspec)
         return repo.git.rev_parse(f"refs/tags/{tag}^{{commit}}").strip()
     except git.GitCommandError:
         return None

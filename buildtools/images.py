@@ -352,6 +352,13 @@ def _stream(
     return image_id
 
 
+def tag(client: docker.DockerClient, image_id: str, refs: Sequence[str]) -> None:
+    """Give ``image_id`` every reference in ``refs`` (``repository:tag``)."""
+    for ref in refs:
+        repository, _, name = ref.rpartition(":")
+        client.api.tag(image_id, repository, name, force=True)
+
+
 class ClassicBuilder:
     """The Docker Engine's classic builder, driven through docker-py's low-level API."""
 
@@ -426,9 +433,7 @@ def build(
         reporter.step(spec.name, steps, steps, f"LABEL ({len(spec.labels)} labels)")
         reporter.step_done(spec.name, steps, label_state.cached, time.monotonic() - label_started)
     image = client.images.get(image_id)
-    for ref in spec.tags:
-        repository, _, tag = ref.rpartition(":")
-        image.tag(repository, tag)
+    tag(client, image.id, spec.tags)
     return BuiltImage(
         name=spec.name,
         id=image.id,

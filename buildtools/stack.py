@@ -22,7 +22,7 @@ import docker.errors
 import requests
 
 from buildtools.config import ServiceConfig, SmokeConfig
-from buildtools.errors import BuildToolsError
+from buildtools.errors import INTERRUPTED, BuildToolsError, redact_text
 
 APP_PORT = 3000
 SIDECAR_PORT = 80
@@ -116,6 +116,12 @@ def resolve_env(entries: Sequence[str], env: Mapping[str, str], key: str) -> dic
     return resolved
 
 
+def secret_values(cfg: SmokeConfig, env: Mapping[str, str]) -> list[str]:
+    """The values of every bare-named (secret) entry: never shown, even in container logs."""
+    entries = [*cfg.env, *(e for s in cfg.services for e in s.env)]
+    return [env[e] for e in entries if "=" not in e and env.get(e)]
+
+
 def _ensure_image(client: docker.DockerClient, service: ServiceConfig) -> None:
     """A service's image is here or pullable, or one line saying so before anything starts."""
     try:
@@ -143,14 +149,21 @@ def _log_tail(container: Any, lines: int = LOG_LINES) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
-def report_logs(client: docker.DockerClient, name: str, say: Callable[[str], None]) -> None:
+def report_logs(
+    client: docker.DockerClient,
+    name: str,
+    say: Callable[[str], None],
+    secrets: Sequence[str] = (),
+) -> None:
     """The last lines of every container of the stack: what a failed check needs beside it."""
     for container in client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={name}"}):
         for line in _log_tail(container):
-            say(f"  {container.name}: {line}")
+            say(redact_text(f"  {container.name}: {line}", secrets))
 
 
-def _wait_ready(container: Any, service: ServiceConfig, timeout: int) -> None:
+def _wait_ready(
+    container: Any, service: ServiceConfig, timeout: int, secrets: Sequence[str] = ()
+) -> None:
     """Run the service's readiness command in it until it succeeds."""
     deadline = time.monotonic() + timeout
     last = "not started"
@@ -167,7 +180,7 @@ def _wait_ready(container: Any, service: ServiceConfig, timeout: int) -> None:
         if result.exit_code == 0:
             return
         output = (result.output or b"").decode("utf-8", "replace").strip().splitlines()
-        last = output[-1] if output else f"exit {result.exit_code}"
+        last = redact_text(output[-1], secrets) if output else f"exit {result.exit_code}"
         time.sleep(0.5)
     raise BuildToolsError(
         f"service {service.name} was not ready within {timeout}s (`{service.ready}`: {last})",
@@ -182,6 +195,7 @@ def _prepare(
     cfg: SmokeConfig,
     app_env: dict[str, str],
     owner: dict[str, str],
+    secrets: Sequence[str] = (),
 ) -> None:
     container = client.containers.run(
         app_image,
@@ -200,7 +214,7 @@ def _prepare(
             "raise buildtools.smoke.timeout, or check the command",
         ) from None
     if status.get("StatusCode") != 0:
-        tail = " | ".join(_log_tail(container, 3))
+        tail = redact_text(" | ".join(_log_tail(container, 3)), secrets)
         raise BuildToolsError(
             f"`{cfg.prepare}` in the app image exited {status.get('StatusCode')}: {tail}",
             "fix buildtools.smoke.prepare or what it needs (services, smoke.env)",
@@ -223,6 +237,7 @@ def up(
     cfg = cfg or SmokeConfig()
     env = env if env is not None else {}
     app_env = resolve_env(cfg.env, env, "smoke.env")
+    secrets = secret_values(cfg, env)
     service_envs = {
         s.name: resolve_env(s.env, env, f"smoke.services.{s.name}.env") for s in cfg.services
     }
@@ -244,9 +259,9 @@ def up(
             )
             client.networks.get(stack.network).disconnect(container)
             client.networks.get(stack.network).connect(container, aliases=[service.name])
-            _wait_ready(container, service, cfg.timeout)
+            _wait_ready(container, service, cfg.timeout, secrets)
         if cfg.prepare:
-            _prepare(client, stack, app_image, cfg, app_env, owner)
+            _prepare(client, stack, app_image, cfg, app_env, owner, secrets)
         client.containers.run(
             app_image,
             name=stack.app,
@@ -279,6 +294,13 @@ def up(
         if not keep_failed:
             down(client, name)
         raise
+    except KeyboardInterrupt:
+        down(client, name)
+        raise BuildToolsError(
+            f"interrupted: the containers and network started for {name} were removed",
+            "run it again",
+            exit_code=INTERRUPTED,
+        ) from None
     except docker.errors.APIError as exc:
         if not keep_failed:
             down(client, name)
@@ -349,8 +371,9 @@ def smoke(
     try:
         stack = up(client, app_image, nginx_image, name, cfg=cfg, env=env, keep_failed=True)
         return check(stack.url, cfg, expect)
-    except BuildToolsError:
-        report_logs(client, name, say)
-        raise
+    except BuildToolsError as exc:
+        hidden = secret_values(cfg, env or {})
+        report_logs(client, name, say, hidden)
+        raise exc.redact(hidden) from None
     finally:
         down(client, name)

@@ -45,6 +45,7 @@ VALID_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _INVALID_RUN = re.compile(r"[^A-Za-z0-9_.-]+")
 _RELEASE_LOOKALIKE = re.compile(r"^(latest|v?\d+(\.\d+){0,2})$", re.IGNORECASE)
 _HASH_LENGTH = 8
+_SHORT_SHA = re.compile(r"[0-9a-f]{7,40}")
 SHA_PREFIX = "sha-"
 # The commit tag is the prefix and this many hex digits of the commit.
 SHA_LENGTH = 7
@@ -112,14 +113,18 @@ def _release_tags(version: semver.Version, known: Iterable[semver.Version]) -> l
     return tags
 
 
-def is_release_lookalike(name: str) -> bool:
-    """``latest``, ``1``, ``1.2``, ``v1.2.3``: names only release builds may carry."""
-    return bool(_RELEASE_LOOKALIKE.match(name))
+def is_release_lookalike(name: str, sha_prefix: str = "") -> bool:
+    """``latest``, ``1``, ``1.2``, ``v1.2.3``, ``1.2.3-rc.1``, ``1.2.3_b``: names only release
+    builds may carry; with ``sha_prefix``, also another commit's tag (``sha-0123abc``)."""
+    if _RELEASE_LOOKALIKE.match(name) or parse_version(name.replace("_", "+", 1)) is not None:
+        return True
+    rest = name[len(sha_prefix) :] if sha_prefix and name.startswith(sha_prefix) else None
+    return rest is not None and bool(_SHORT_SHA.fullmatch(rest))
 
 
-def _branch_name_tag(branch: str) -> tuple[str, str | None]:
+def _branch_name_tag(branch: str, sha_prefix: str = SHA_PREFIX) -> tuple[str, str | None]:
     name = sanitize(branch)
-    if _RELEASE_LOOKALIKE.match(name):
+    if is_release_lookalike(name, sha_prefix):
         safe = sanitize(f"branch-{branch}")
         return safe, f"branch {branch!r} would pose as a release tag: tagged {safe!r} instead"
     return name, None
@@ -185,7 +190,7 @@ def plan(
     else:
         tags.append(_sha_tag(info, sha_prefix))
         if info.branch:
-            name, warning = _branch_name_tag(info.branch)
+            name, warning = _branch_name_tag(info.branch, sha_prefix)
             tags.append(ImageTag(name, True, f"branch {info.branch}"))
             warnings.extend([warning] if warning else [])
             for extra_tag in (extra or {}).get(info.branch, ()):

@@ -45,6 +45,15 @@ def _load_yaml(self, path):  # type: ignore[no-untyped-def]
     try:
         with open(path) as handle:
             data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise  # invoke looks for several names and skips the missing ones
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
+        raise Exit(
+            f"error: {path} cannot be read as YAML text ({reason}) "
+            "(fix: make it a UTF-8 YAML file, or remove it)",
+            code=1,
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
@@ -54,7 +63,14 @@ def _load_yaml(self, path):  # type: ignore[no-untyped-def]
         raise Exit(
             f"error: {where} is not valid YAML: {reason} (fix: correct that line)", code=1
         ) from None
-    return _sections_checked({} if data is None else data, path)
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise Exit(
+            f"error: {path} holds a {type(data).__name__}, not keys "
+            f"(fix: start it with {config.SECTION}: and indented keys)",
+            code=1,
+        )
+    return _sections_checked(data, path)
 
 
 def _sections_checked(data, path):  # type: ignore[no-untyped-def]
@@ -63,6 +79,20 @@ def _sections_checked(data, path):  # type: ignore[no-untyped-def]
 
     def walk(given, defaults, where):  # type: ignore[no-untyped-def]
         for key, value in list(given.items()):
+            if not isinstance(key, str):
+                raise Exit(
+                    f"error: {path}: {where}{key!r} is not a key name "
+                    f"(fix: use the names in the README's configuration table)",
+                    code=1,
+                )
+            if key in defaults and not isinstance(defaults[key], dict):
+                if isinstance(value, dict):
+                    raise Exit(
+                        f"error: {path}: {where}{key} is a section, not a single value "
+                        f"(fix: write {where}{key}: <value>)",
+                        code=1,
+                    )
+                continue
             if not isinstance(defaults.get(key), dict):
                 continue
             if value is None:

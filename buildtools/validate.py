@@ -86,11 +86,11 @@ def check(settings: Settings) -> Settings:
     check_sha_prefix(settings.sha_prefix)
     for branch, names in settings.extra_tags.items():
         for name in names:
-            if tags.is_release_lookalike(tags.sanitize(name)):
+            if tags.is_release_lookalike(tags.sanitize(name), settings.sha_prefix):
                 raise BuildToolsError(
                     f"config key buildtools.tags.extra gives branch {branch!r} the tag {name!r}, "
-                    "which only releases may carry",
-                    "use a name that is not latest or a version, e.g. master=edge",
+                    "which only releases (or another commit) may carry",
+                    "use a name that is not latest, a version or a commit tag, e.g. master=edge",
                 )
     for template in settings.cache_from:
         if template.startswith("{") and template not in CACHE_TEMPLATES:

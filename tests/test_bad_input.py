@@ -191,7 +191,21 @@ FAILURES = [
         ["build", "--dry-run"],
         {"INVOKE_BUILDTOOLS_TAGS_EXTRA": "main=latest"},
         "",
-        "gives branch 'main' the tag 'latest', which only releases may carry",
+        "gives branch 'main' the tag 'latest', which only releases",
+    ),
+    (
+        "a pre-release as an extra branch tag",
+        ["build", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_TAGS_EXTRA": "main=1.2.3-rc.1"},
+        "",
+        "gives branch 'main' the tag '1.2.3-rc.1', which only releases",
+    ),
+    (
+        "a CI commit that is not the checkout",
+        ["release", "--dry-run"],
+        {"TRAVIS": "true", "TRAVIS_BRANCH": "main", "TRAVIS_COMMIT": "0123abc" * 5 + "01234"},
+        "",
+        "TRAVIS_COMMIT says commit 0123abc0123a, but the checkout is at",
     ),
     (
         "a section that is not one",
