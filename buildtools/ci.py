@@ -46,9 +46,22 @@ class CIContext:
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
-    """An environment value, with unset and empty treated alike (CIs export empty strings)."""
+    """An environment value, with unset and empty treated alike (CIs export empty strings).
+
+    A line break or other control character in a CI variable is refused: it would end up in
+    tags, labels and the ``--format env`` lines as something else."""
     value = env.get(name, "").strip()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise BuildToolsError(
+            f"{name}={value!r} holds a control character (a line break?)",
+            f"unset {name} or set it to a plain name",
+        )
     return value or None
+
+
+def _on(env: Mapping[str, str], name: str) -> bool:
+    """A CI's marker variable: true, 1, yes or on, in any case."""
+    return (_get(env, name) or "").lower() in ("true", "1", "yes", "on")
 
 
 def _pr_number(value: str | None, variable: str) -> int | None:
@@ -174,16 +187,16 @@ def detect(env: Mapping[str, str], tag_names: Collection[str] = ()) -> CIContext
     ``tag_names`` (the tags git knows) only help to tell branches from tags on Docker Hub.
     Any other service that sets ``CI=true`` yields provider ``"ci"`` with no other facts.
     """
-    if _get(env, "TRAVIS") == "true":
+    if _on(env, "TRAVIS"):
         return _travis(env)
-    if _get(env, "GITHUB_ACTIONS") == "true":
+    if _on(env, "GITHUB_ACTIONS"):
         return _github(env)
-    if _get(env, "GITLAB_CI") == "true":
+    if _on(env, "GITLAB_CI"):
         return _gitlab(env)
     if _get(env, "SOURCE_BRANCH") and (
         _get(env, "SOURCE_COMMIT") or _get(env, "DOCKER_REPO") or _get(env, "IMAGE_NAME")
     ):
         return _dockerhub(env, tag_names)
-    if (_get(env, "CI") or "").lower() in ("true", "1", "yes"):
+    if _on(env, "CI"):
         return CIContext(provider="ci")
     return None

@@ -315,11 +315,13 @@ class _Reader:
             return False
         raise self._bad(path, value, "true or false (also yes/no, 1/0)")
 
-    def count(self, path: str, minimum: int = 0) -> int:
+    def count(self, path: str, minimum: int = 0, maximum: int = 10**9) -> int:
         value = self.raw(path)
         text = str(value).strip()
         if isinstance(value, bool) or not _WHOLE.fullmatch(text) or int(text) < minimum:
             raise self._bad(path, value, f"a whole number of at least {minimum}")
+        if int(text) > maximum:
+            raise self._bad(path, value, f"a whole number of at most {maximum}")
         return int(text)
 
     def number(self, path: str, minimum: float = 0.0) -> float:

@@ -131,6 +131,19 @@ def overrides_from(branch: str, tag: str, commit: str):
     return buildinfo.Overrides(branch=branch or None, tag=tag or None, commit=commit or None)
 
 
+_STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def stack_name(value: str) -> str:
+    """``--name`` as the prefix of container and network names, or a one-line error."""
+    if not _STACK_NAME.fullmatch(value):
+        raise BuildToolsError(
+            f"--name {value!r} cannot start container names",
+            "use letters, digits, _ . and -, starting with a letter or digit",
+        )
+    return value
+
+
 def port_number(value: object) -> int:
     """``--port`` as a TCP port, or a one-line error."""
     text = str(value).strip()
@@ -300,6 +313,7 @@ def up(c, port="", name="lara", branch="", tag="", commit=""):
 
     with reported():
         host_port = port_number(port or 8080)
+        stack_name(name)
         app, sidecar, _ = built_refs(c, branch, tag, commit)
         client = engine.connect()
         builder.existing_image(client, app, "app")
@@ -318,7 +332,7 @@ def down(c, name="lara"):
     from buildtools import engine, stack
 
     with reported():
-        stack.down(engine.connect(), name)
+        stack.down(engine.connect(), stack_name(name))
 
 
 @task(name="config")

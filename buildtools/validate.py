@@ -23,6 +23,10 @@ IMAGE = re.compile(
 )
 
 
+RESERVED_SERVICE_NAMES = ("app", "nginx", "prepare", "net")
+SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+
+
 def _bad(key: str, value: str, what: str, example: str) -> BuildToolsError:
     return BuildToolsError(
         f"config key buildtools.{key} = {value!r} is not {what}",
@@ -92,8 +96,16 @@ def check(settings: Settings) -> Settings:
                     "which only releases (or another commit) may carry",
                     "use a name that is not latest, a version or a commit tag, e.g. master=edge",
                 )
+    for service in settings.smoke.services:
+        if service.name in RESERVED_SERVICE_NAMES or not SERVICE_NAME.fullmatch(service.name):
+            raise BuildToolsError(
+                f"config key buildtools.smoke.services has a service named {service.name!r}, "
+                "which the stack's own containers use or Docker refuses",
+                "name it after what it is, e.g. db or redis",
+            )
+        check_image(f"smoke.services.{service.name}.image", service.image)
     for template in settings.cache_from:
-        if template.startswith("{") and template not in CACHE_TEMPLATES:
+        if "{" in template and template not in CACHE_TEMPLATES:
             raise BuildToolsError(
                 f"config key buildtools.cache.from has the unknown template {template!r}",
                 f"use {', '.join(CACHE_TEMPLATES)} or plain tags",

@@ -265,6 +265,27 @@ FAILURES = [
         "buildtools.tags.sha_prefix = '-git' is not the start of a Docker tag",
     ),
     (
+        "a service named like the stack's own containers",
+        ["build", "--dry-run"],
+        {},
+        "  smoke:\n    services:\n      app: {image: mariadb:11.2}\n",
+        "has a service named 'app', which the stack's own containers use",
+    ),
+    (
+        "a line break in a CI variable",
+        ["version"],
+        {"GITHUB_ACTIONS": "TRUE", "GITHUB_REF": "refs/heads/a\nLARA_TAG=evil"},
+        "",
+        "GITHUB_REF='refs/heads/a\\nLARA_TAG=evil' holds a control character",
+    ),
+    (
+        "a stack name Docker refuses",
+        ["down", "--name", "a b"],
+        {},
+        "",
+        "--name 'a b' cannot start container names",
+    ),
+    (
         "a port that is no number",
         ["up", "--port", "abc"],
         {},
