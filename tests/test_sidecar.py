@@ -266,7 +266,8 @@ def test_health_check_fails_when_nginx_does_not_answer(docker_client, sidecar_im
     output = run_in_image(
         docker_client,
         sidecar_image,
-        ["-c", "lara-nginx-healthcheck; echo exit=$?"],
+        # Both on stdout, so their order is fixed (stderr and stdout interleave by chance).
+        ["-c", "lara-nginx-healthcheck 2>&1; echo exit=$?"],
         entrypoint=["sh"],
     )
     assert output.splitlines() == [
