@@ -117,15 +117,7 @@ def test_missing_engine_fails_in_ci_instead_of_skipping(tmp_path):
         )
     )
     env = dict(os.environ, CI="true", DOCKER_HOST=f"unix://{tmp_path}/no-engine.sock")
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.fixtures.services", "-q", str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 1, done.stdout + done.stderr
+    done = pytest_in(tmp_path, env)
     # pytest counts a fixture failure as an error: red either way, never a skip.
     assert "1 error" in done.stdout
     assert "skipped" not in done.stdout
@@ -342,14 +334,10 @@ def test_a_crashed_fresh_engine_is_cleaned_up_by_the_next_one(base_image, docker
     assert docker_client.images.get(base_image).id == main_base
 
 
-def test_missing_fresh_engine_fails_in_ci(tmp_path):
-    """Without dockerd on PATH the fresh engine cannot start: red in CI, never a skip."""
-    (tmp_path / "test_needs_fresh.py").write_text(
-        "def test_uses_fresh(fresh_engine):\n    assert fresh_engine.client().ping()\n"
-    )
-    env = dict(os.environ, CI="true", PATH="/usr/bin:/bin")
+def pytest_in(folder, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The suite's service fixtures run on the tests in ``folder``: they must fail, never skip."""
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.fixtures.services", "-q", str(tmp_path)],
+        [sys.executable, "-m", "pytest", "-p", "tests.fixtures.services", "-q", str(folder)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -357,6 +345,16 @@ def test_missing_fresh_engine_fails_in_ci(tmp_path):
         timeout=120,
     )
     assert done.returncode == 1, done.stdout + done.stderr
+    return done
+
+
+def test_missing_fresh_engine_fails_in_ci(tmp_path):
+    """Without dockerd on PATH the fresh engine cannot start: red in CI, never a skip."""
+    (tmp_path / "test_needs_fresh.py").write_text(
+        "def test_uses_fresh(fresh_engine):\n    assert fresh_engine.client().ping()\n"
+    )
+    env = dict(os.environ, CI="true", PATH="/usr/bin:/bin")
+    done = pytest_in(tmp_path, env)
     assert "1 error" in done.stdout
     assert "skipped" not in done.stdout
     assert "a fresh Docker Engine is not available" in done.stdout
