@@ -64,7 +64,7 @@ def app_spec(
         name="app",
         dockerfile=dockerfile or app.dockerfile,
         context=context or app.context,
-        tags=local_refs(app.repository, meta),
+        tags=meta.local_refs(app.repository),
         buildargs={**base_buildargs(app), **app.build_args, **metadata_buildargs(meta)},
         labels=dict(meta.labels),
         nocache=nocache,
@@ -93,7 +93,7 @@ def stage_specs(
     builder reuses only the final stage of a pulled image, so each stage is an image of its
     own. Their build args leave out the metadata: a new commit never rebuilds a stage."""
     app = settings.app
-    text = read_dockerfile(dockerfile or app.dockerfile)
+    text = images.read_dockerfile(dockerfile or app.dockerfile)
     sources = cache_from or {}
     return [
         images.BuildSpec(
@@ -125,7 +125,7 @@ def nginx_spec(
         name="nginx",
         dockerfile=context / "Dockerfile",
         context=context,
-        tags=local_refs(cfg.image.repository, meta),
+        tags=meta.local_refs(cfg.image.repository),
         buildargs={
             **base_buildargs(cfg.image),
             **cfg.image.build_args,
@@ -147,22 +147,6 @@ def check_only(only: str) -> tuple[str, ...]:
     return (only,)
 
 
-def read_dockerfile(path: Path) -> str:
-    """A Dockerfile's text, or the same one-line errors the build itself gives."""
-    if not path.is_file():
-        raise BuildToolsError(
-            f"Dockerfile not found: {path}",
-            "pass --dockerfile or set buildtools.<image>.dockerfile in invoke.yaml",
-        )
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise BuildToolsError(
-            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
-            "save the Dockerfile as UTF-8",
-        ) from None
-
-
 def check_app_dockerfile(
     settings: Settings, only: str = "", dockerfile: Path | None = None
 ) -> list[str]:
@@ -171,7 +155,7 @@ def check_app_dockerfile(
     if "app" not in check_only(only):
         return []
     path = dockerfile or settings.app.dockerfile
-    found = dockerfile_problems(read_dockerfile(path), str(path))
+    found = dockerfile_problems(images.read_dockerfile(path), str(path))
     for problem in found:
         if problem.severity == ERROR:
             raise BuildToolsError(problem.problem, problem.fix)
@@ -294,7 +278,7 @@ def dry_run_plan(settings: Settings, meta: Metadata, only: str = "", **app_args)
         plan = app_spec(settings, meta, **app_args).as_dict()
         plans.append({**plan, "cache_candidates": cache_candidates(settings, meta, "app")})
     if "nginx" in wanted:
-        app_ref = local_refs(settings.app.repository, meta)[0]
+        app_ref = meta.local_refs(settings.app.repository)[0]
         spec = nginx_spec(settings, meta, app_ref, settings.nginx.image.context)
         plans.append(
             {

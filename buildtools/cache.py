@@ -144,12 +144,16 @@ def resolve(
     if not settings.cache_pull or not wanted:
         return result
     retry = retry or RetryPolicy(retries=1, base_delay=0.5, max_delay=2.0)
+    registries = _registries(settings)
     problems: list[str] = []
-    for registry in _registries(settings):
+    secrets: list[str] = []
+    for registry in registries:
         login = credentials.for_registry(registry.name, env)
+        secrets += [login.password] if login else []
         api = RegistryClient(registry, login, retry, timeout=10.0)
         try:
-            present = [c for c in wanted if api.digest(repository, c.tag)]
+            # Each tag's digest once: sources that are the same image are pulled once.
+            present = [(c, d) for c in wanted if (d := api.digest(repository, c.tag))]
         except BuildToolsError as exc:
             problems.append(f"{registry.name}: {exc.problem}")
             continue
@@ -158,15 +162,13 @@ def resolve(
         ref = registry.push_name(repository)
         auth = login.auth_config() if login else None
         pulled_digests: set[str] = set()
-        for candidate in present:
+        for candidate, digest in present:
+            if digest in pulled_digests:
+                continue
             try:
-                digest = api.digest(repository, candidate.tag) or candidate.tag
-                if digest in pulled_digests:
-                    continue
                 result.bytes_pulled += _pull(client, ref, candidate.tag, auth)
-            except (BuildToolsError, docker.errors.APIError, requests.RequestException) as exc:
-                text = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-                problems.append(f"{ref}:{candidate.tag}: {text}")
+            except (docker.errors.APIError, requests.RequestException) as exc:
+                problems.append(f"{ref}:{candidate.tag}: {str(exc).splitlines()[0]}")
                 continue
             pulled_digests.add(digest)
             full = f"{ref}:{candidate.tag}"
@@ -174,16 +176,11 @@ def resolve(
             result.reasons[full] = candidate.reason
         break
     if problems:
-        secrets = [
-            c.password
-            for r in _registries(settings)
-            if (c := credentials.for_registry(r.name, env)) is not None
-        ]
         text = credentials.redact("; ".join(problems), secrets)
         say(f"warning: cache for {image}: {text}; building without those sources")
     elif not result.refs:
         tried = ", ".join(c.tag for c in wanted)
-        say(f"cache for {image}: no earlier image ({tried}) in {_registries(settings)[0].name}")
+        say(f"cache for {image}: no earlier image ({tried}) in {registries[0].name}")
     return result
 
 

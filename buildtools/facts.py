@@ -216,8 +216,7 @@ def from_settings(
     add to git's when deciding whether ``1.2``, ``1`` and ``latest`` move.
     """
     env = os.environ if env is None else env
-    info, warnings = gather(settings.repo, env, overrides, settings.untracked_is_dirty)
-    return metadata.plan(settings, info, warnings, known_versions)
+    return Run.read(settings, env, overrides).metadata(list(known_versions))
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,23 @@ def _engine_refused(spec: BuildSpec, state: _StepState, explanation: str) -> Bui
     return _step_error(spec, state, f"the engine refused the build: {explanation}")
 
 
+def read_dockerfile(path: Path) -> str:
+    """A Dockerfile's text, or one line saying it is missing or not UTF-8: the same errors for
+    the checks before a build and for the build itself."""
+    if not path.is_file():
+        raise BuildToolsError(
+            f"Dockerfile not found: {path}",
+            "pass --dockerfile or set buildtools.<image>.dockerfile in invoke.yaml",
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BuildToolsError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            "save the Dockerfile as UTF-8",
+        ) from None
+
+
 def context_archive(context: Path, dockerfile: Path) -> IO[bytes]:
     """The build context as a tar, honouring its .dockerignore, with the Dockerfile inside."""
     ignore = context / ".dockerignore"
@@ -182,13 +199,7 @@ def context_archive(context: Path, dockerfile: Path) -> IO[bytes]:
         lines = (line.strip() for line in ignore.read_text().splitlines())
         patterns = [line for line in lines if line and not line.startswith("#")]
     excludes = [*patterns, ".dockerignore", DOCKERFILE_IN_CONTEXT]
-    try:
-        dockerfile_text = dockerfile.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise BuildToolsError(
-            f"{dockerfile} is not UTF-8 text (byte {exc.start} cannot be decoded)",
-            "save the Dockerfile as UTF-8",
-        ) from None
+    dockerfile_text = read_dockerfile(dockerfile)
     return create_archive(
         root=str(context),
         files=sorted(exclude_paths(str(context), excludes)),
@@ -387,11 +398,7 @@ def build(
     """Build ``spec`` with the classic builder, tag it with every tag, and report each step;
     raise on any failed step."""
     reporter = reporter or SilentReporter()
-    if not spec.dockerfile.is_file():
-        raise BuildToolsError(
-            f"Dockerfile not found: {spec.dockerfile}",
-            "pass --dockerfile or set buildtools.<image>.dockerfile in invoke.yaml",
-        )
+    read_dockerfile(spec.dockerfile)  # missing or not UTF-8: one line before the engine
     if not spec.context.is_dir():
         raise BuildToolsError(
             f"build context is not a directory: {spec.context}",

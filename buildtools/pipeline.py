@@ -58,7 +58,7 @@ def cache_sources(
             continue
         wanted.append((name, repository, ""))
         if name == "app":
-            text = builder.read_dockerfile(dockerfile or settings.app.dockerfile)
+            text = images.read_dockerfile(dockerfile or settings.app.dockerfile)
             for stage in dockerfile_stages(text):
                 wanted.append((f"app:{stage}", repository, cache.stage_prefix(stage)))
     for name, repository, prefix in wanted:
@@ -194,7 +194,7 @@ def push_stage_caches(
     if not (meta.info.branch and not meta.info.tag):
         return []
     pushes: list[pushplan.Push] = []
-    text = builder.read_dockerfile(settings.app.dockerfile)
+    text = images.read_dockerfile(settings.app.dockerfile)
     for stage in dockerfile_stages(text):
         ref = builder.stage_ref(settings.app.repository, meta, stage)
         try:
