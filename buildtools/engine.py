@@ -22,7 +22,7 @@ def connect(timeout: int = 600) -> docker.DockerClient:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise BuildToolsError(
             f"no Docker Engine answers at {where} ({reason})",
-            "start one with `sudo dockerd &` (Debian package docker.io), run `bash scripts/setup`, "
+            "start one with `sudo dockerd &` (Debian package docker.io), "
             "or point DOCKER_HOST at a running engine",
         ) from None
     return client

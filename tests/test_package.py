@@ -292,6 +292,22 @@ def test_the_installed_files_import_only_their_requirements(installed, tmp_path)
     assert unknown == {}, f"installed modules import what the package does not require: {unknown}"
 
 
+def test_no_installed_text_names_this_checkouts_tools(installed):
+    """Errors and help an app's developer reads name nothing only this repository has (its
+    setup script, its harness, its tests): they would be instructions that cannot be followed."""
+    checkout_only = ("scripts/", "testbed", "tests/", ".venv/")
+    found = []
+    for path in sorted((installed.site_packages / "buildtools").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found += [
+                    f"{path.name}:{node.lineno}: {word}"
+                    for word in checkout_only
+                    if word in node.value
+                ]
+    assert found == []
+
+
 def test_the_import_check_sees_lazy_and_from_imports(tmp_path):
     """The check above fails on what it is for: a test tool imported inside a function."""
     package = tmp_path / "buildtools"
