@@ -147,7 +147,8 @@ def test_the_app_uses_the_installed_package_and_no_harness(installed, app):
         "print(json.dumps({n: bool(u.find_spec(n)) for n in ('testbed', 'tests', 'benchmarks')}))\n"
         "import buildtools; print(buildtools.__file__)\n"
     )
-    done = run([installed.bin("python"), "-c", where], app.path, app.env)
+    env = {k: v for k, v in app.env.items() if k != "PYTHONPATH"}
+    done = run([installed.bin("python"), "-c", where], app.path, env)
     assert done.returncode == 0, done.stderr
     found, package = done.stdout.splitlines()
     assert json.loads(found) == {"testbed": False, "tests": False, "benchmarks": False}
