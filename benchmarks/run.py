@@ -34,6 +34,7 @@ import docker
 import docker.errors
 import requests
 
+import testbed
 from benchmarks.report import (
     TIMES,
     Measure,
@@ -45,7 +46,7 @@ from benchmarks.report import (
     render_table,
 )
 from buildtools import build as builder
-from buildtools import buildinfo, facts, images, metadata, pipeline, pushplan, release, testbed
+from buildtools import buildinfo, facts, images, metadata, pipeline, pushplan, release
 from buildtools.config import Settings
 from buildtools.errors import BuildToolsError
 from buildtools.registry import DOCKER_MANIFEST

@@ -1,4 +1,5 @@
-"""The one place that connects to the Docker Engine, so every task fails the same way."""
+"""The one place that connects to the Docker Engine and makes sure an image is on it, so every
+task fails the same way."""
 
 from __future__ import annotations
 
@@ -21,7 +22,24 @@ def connect(timeout: int = 600) -> docker.DockerClient:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise BuildToolsError(
             f"no Docker Engine answers at {where} ({reason})",
-            "start one with `sudo dockerd &` (Debian package docker.io), run `bash scripts/setup`, "
+            "start one with `sudo dockerd &` (Debian package docker.io), "
             "or point DOCKER_HOST at a running engine",
         ) from None
     return client
+
+
+def ensure_image(client: docker.DockerClient, image: str, what: str, fix: str) -> None:
+    """``image`` is on this engine, pulled if need be, or one line naming ``what`` needs it and
+    ``fix``: checked before a build or a container starts, not halfway through."""
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.pull(image)
+    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+        reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0][:160]
+        raise BuildToolsError(
+            f"{what} {image} is not present locally and cannot be pulled ({reason})", fix
+        ) from None

@@ -27,6 +27,7 @@ import docker.errors
 import requests
 from docker.utils.build import create_archive, exclude_paths
 
+from buildtools import engine
 from buildtools.errors import INTERRUPTED, BuildToolsError
 
 STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -212,20 +213,13 @@ def context_archive(context: Path, dockerfile: Path) -> IO[bytes]:
 
 def ensure_base(client: docker.DockerClient, image: str, config_key: str) -> None:
     """Fail early and clearly when the base image is neither local nor pullable."""
-    try:
-        client.images.get(image)
-        return
-    except docker.errors.ImageNotFound:
-        pass
-    try:
-        client.images.pull(image)
-    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0][:160]
-        raise BuildToolsError(
-            f"base image {image} is not present locally and cannot be pulled ({reason})",
-            f"make it with `invoke bases`, `docker load` it, or set {config_key} to an image "
-            "this engine can pull",
-        ) from None
+    engine.ensure_image(
+        client,
+        image,
+        "base image",
+        f"make it with `invoke bases`, `docker load` it, or set {config_key} to an image "
+        "this engine can pull",
+    )
 
 
 def label_value(text: str) -> str:

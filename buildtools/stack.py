@@ -21,6 +21,7 @@ import docker
 import docker.errors
 import requests
 
+from buildtools import engine
 from buildtools.config import ServiceConfig, SmokeConfig
 from buildtools.errors import INTERRUPTED, BuildToolsError, redact_text
 
@@ -120,25 +121,6 @@ def secret_values(cfg: SmokeConfig, env: Mapping[str, str]) -> list[str]:
     """The values of every bare-named (secret) entry: never shown, even in container logs."""
     entries = [*cfg.env, *(e for s in cfg.services for e in s.env)]
     return [env[e] for e in entries if "=" not in e and env.get(e)]
-
-
-def _ensure_image(client: docker.DockerClient, service: ServiceConfig) -> None:
-    """A service's image is here or pullable, or one line saying so before anything starts."""
-    try:
-        client.images.get(service.image)
-        return
-    except docker.errors.ImageNotFound:
-        pass
-    try:
-        client.images.pull(service.image)
-    except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
-        reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0][:160]
-        raise BuildToolsError(
-            f"service {service.name}: image {service.image} is not on this engine and cannot be "
-            f"pulled ({reason})",
-            f"pull or build it first (here: python -m buildtools.testbed services), or set "
-            f"buildtools.smoke.services.{service.name}.image",
-        ) from None
 
 
 def _log_tail(container: Any, lines: int = LOG_LINES) -> list[str]:
@@ -242,7 +224,12 @@ def up(
         s.name: resolve_env(s.env, env, f"smoke.services.{s.name}.env") for s in cfg.services
     }
     for service in cfg.services:
-        _ensure_image(client, service)
+        engine.ensure_image(
+            client,
+            service.image,
+            f"service {service.name}: image",
+            f"pull or build it first, or set buildtools.smoke.services.{service.name}.image",
+        )
     down(client, name)
     stack = Stack(name, "")
     owner = {OWNER_LABEL: name}

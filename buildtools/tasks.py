@@ -177,12 +177,12 @@ def reported() -> Iterator[None]:
 @task(help={"suite": "Debian suite to bootstrap (default: the host's own)"})
 def bases(c, suite=""):
     """Make the local Debian base image with debootstrap (Docker Hub is not needed)."""
-    from buildtools import testbed
+    from buildtools.bases import ensure_base_image
+    from buildtools.engine import connect
 
     with reported():
         cfg = settings(c)
-        client = testbed.ensure_engine()
-        print(testbed.ensure_base_image(client, cfg.bases_repository, suite=suite or None))
+        print(ensure_base_image(connect(), cfg.bases_repository, suite=suite or None))
 
 
 @task(

@@ -13,7 +13,8 @@ import docker
 import pytest
 import yaml
 
-from buildtools import ci, config, gitinfo, pipeline, testbed
+import testbed
+from buildtools import ci, config, gitinfo, pipeline
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo, git_env, init_repo
 from tests.fixtures.registry import login_env, repos

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from buildtools import config, facts, tags, testbed, validate
+import testbed
+from buildtools import config, facts, tags, validate
 from buildtools.errors import BuildToolsError
 from tests.fixtures.git import GitRepo, git_env, init_repo
 

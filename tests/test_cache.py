@@ -18,7 +18,8 @@ import docker
 import docker.errors
 import pytest
 
-from buildtools import cache, config, stack, testbed
+import testbed
+from buildtools import cache, config, stack
 from buildtools.buildinfo import BuildInfo
 from buildtools.metadata import plan
 from tests.fixtures.git import GitRepo, git_env, init_repo

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from buildtools import testbed
+import testbed
 from buildtools.credentials import Credentials
 from buildtools.errors import BuildToolsError
 from buildtools.registry import (

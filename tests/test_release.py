@@ -21,7 +21,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from buildtools import progress, pusher, release, tags, testbed
+import testbed
+from buildtools import progress, pusher, release, tags
 from buildtools.buildinfo import BuildInfo
 from buildtools.config import ReleaseConfig
 from buildtools.credentials import variable_names

@@ -1,0 +1,71 @@
+"""Provide each real part by hand, from the repository root:
+``python -m testbed engine|bases [REPOSITORY]|services|registry|fresh [BASES_REPOSITORY]``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from buildtools.bases import ensure_base_image
+from buildtools.errors import BuildToolsError
+from testbed.engines import FreshEngine, ensure_engine
+from testbed.registry import LocalRegistry
+from testbed.services import ensure_service_image
+
+
+def main(argv: list[str]) -> int:
+    what = argv[0] if argv else "bases"
+    try:
+        client = ensure_engine()
+        if what == "engine":
+            print(f"Docker Engine {client.version()['Version']} answers")
+        elif what == "bases":
+            print(ensure_base_image(client, argv[1] if len(argv) > 1 else "lara-buildtools/debian"))
+        elif what == "services":
+            base = ensure_base_image(client, "lara-buildtools/debian")
+            print(ensure_service_image(client, "mariadb", base))
+        elif what == "fresh":
+            base = ensure_base_image(client, argv[1] if len(argv) > 1 else "lara-buildtools/debian")
+            # SIGTERM too must clean up: bridge, iptables rules and files outlive the process;
+            # and SIGINT even when started in the background (where it is ignored by default).
+            stops = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in stops}
+            try:
+                with FreshEngine() as engine:
+                    engine.load(base, source=client)
+                    print(f"a fresh engine with only {base}; Ctrl-C stops it", file=sys.stderr)
+                    print(f"DOCKER_HOST={engine.host}", flush=True)
+                    if engine.process:
+                        engine.process.wait()
+            except KeyboardInterrupt:
+                print("fresh engine stopped and removed", file=sys.stderr)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        elif what == "registry":
+            reg = LocalRegistry(Path(tempfile.mkdtemp(prefix="lara-registry-"))).start()
+            print(f"registry on {reg.url}, user {reg.username}; Ctrl-C stops it")
+            print(f"password in {reg.root / 'password'} (mode 600)")
+            secret = reg.root / "password"
+            secret.touch(mode=0o600)
+            secret.write_text(reg.password)
+            try:
+                reg.process.wait()
+            except KeyboardInterrupt:
+                reg.stop()
+        else:
+            print(
+                "usage: python -m testbed engine|bases [REPOSITORY]|services|registry"
+                "|fresh [BASES_REPOSITORY]"
+            )
+            return 2
+    except BuildToolsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

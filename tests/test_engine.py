@@ -1,0 +1,39 @@
+"""The one way to reach the engine: a one-line error naming the fix when it does not answer, and
+an image checked to be present (or pullable) before anything needs it."""
+
+from __future__ import annotations
+
+import docker
+import pytest
+
+from buildtools.engine import connect, ensure_image
+from buildtools.errors import BuildToolsError
+from buildtools.stack import free_port
+
+
+def test_engine_error_names_the_fix(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    message = str(caught.value)
+    assert "no Docker Engine answers at unix:///nonexistent/docker.sock" in message
+    assert "dockerd" in message
+    assert "\n" not in message
+
+
+def test_a_present_image_is_used_as_it_is(docker_client: docker.DockerClient, base_image: str):
+    before = docker_client.images.get(base_image).id
+    ensure_image(docker_client, base_image, "base image", "unused")
+    assert docker_client.images.get(base_image).id == before
+
+
+def test_an_image_neither_here_nor_pullable_is_one_line_naming_who_needs_it(
+    docker_client: docker.DockerClient,
+):
+    image = f"127.0.0.1:{free_port()}/nope/db:1"  # nothing listens there: the pull fails
+    with pytest.raises(BuildToolsError) as caught:
+        ensure_image(docker_client, image, "service db: image", "build it first")
+    message = str(caught.value)
+    assert message.startswith(f"service db: image {image} is not present locally")
+    assert "cannot be pulled" in message and "build it first" in message
+    assert "\n" not in message
