@@ -23,9 +23,9 @@ import pytest
 import requests
 from docker.models.containers import Container
 
-from buildtools import nginx
+from buildtools import nginx_checks, nginx_config
+from buildtools.errors import BuildToolsError
 from tests.fixtures.sidecar import (
-    TEST_REPOSITORY,
     Stack,
     app_log,
     app_requests,
@@ -160,7 +160,7 @@ def test_image_stops_gracefully_and_runs_its_entrypoint(docker_client, sidecar_i
         ["cat", "/etc/nginx/lara/upstream.conf"],
         environment={"APP_UPSTREAM": "lara-web:8080"},
     )
-    assert written == nginx.render_upstream("lara-web:8080")
+    assert written == nginx_config.render_upstream("lara-web:8080")
 
 
 def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, sidecar_image):
@@ -191,8 +191,8 @@ def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, side
 
     def python_accepts(value: str) -> bool:
         try:
-            nginx.check_upstream(value)
-        except nginx.BuildToolsError:
+            nginx_checks.check_upstream(value)
+        except BuildToolsError:
             return False
         return True
 
@@ -611,55 +611,6 @@ def test_asset_fallback_404_answers_a_missing_asset_without_the_app(
         assert "X-Cache-Status" not in response.headers
         assert app_requests(sidecar, app, path) == 0
     assert sidecar.get(f"/assets/{on_disk}").status_code == 200
-
-
-RAILS_PRODUCTION_RB = """\
-Rails.application.configure do
-  config.public_file_server.enabled = ENV['RAILS_SERVE_STATIC_FILES'].present?
-end
-"""
-
-
-def test_asset_fallback_auto_is_resolved_from_the_app_image(
-    docker_client, app_image, sidecar_settings, base_image
-):
-    cfg = dataclasses.replace(sidecar_settings, asset_fallback="auto")
-    # An image without config/environments/production.rb (not Rails): it may serve public/.
-    assert nginx.read_app_files(docker_client, base_image) == {}
-    assert nginx.resolve_asset_fallback(cfg, docker_client, base_image).asset_fallback == "proxy"
-    # The example app is configured like LARA: public/ served only with RAILS_SERVE_STATIC_FILES.
-    assert "config/environments/production.rb" in nginx.read_app_files(docker_client, app_image)
-    assert nginx.resolve_asset_fallback(cfg, docker_client, app_image).asset_fallback == "404"
-
-    # A Rails app image that serves files only if RAILS_SERVE_STATIC_FILES is set.
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
-        body = RAILS_PRODUCTION_RB.encode()
-        info = tarfile.TarInfo("environments/production.rb")
-        info.size, info.mode = len(body), 0o644
-        tar.addfile(info, io.BytesIO(body))
-    container = docker_client.containers.create(app_image, command=["true"])
-    tag = secrets.token_hex(6)
-    try:
-        assert container.put_archive("/lara/config", archive.getvalue())
-        rails = container.commit(repository=f"{TEST_REPOSITORY}/rails-app", tag=tag)
-        served = container.commit(
-            repository=f"{TEST_REPOSITORY}/rails-app",
-            tag=f"{tag}-static",
-            changes=["ENV RAILS_SERVE_STATIC_FILES=1"],
-        )
-    finally:
-        container.remove(force=True)
-    try:
-        files = nginx.read_app_files(docker_client, rails.id)
-        assert files == {"config/environments/production.rb": RAILS_PRODUCTION_RB}
-        assert nginx.resolve_asset_fallback(cfg, docker_client, rails.id).asset_fallback == "404"
-        assert nginx.resolve_asset_fallback(cfg, docker_client, served.id).asset_fallback == "proxy"
-        explicit = dataclasses.replace(cfg, asset_fallback="proxy")
-        assert nginx.resolve_asset_fallback(explicit, docker_client, rails.id) is explicit
-    finally:
-        for image in (served, rails):
-            docker_client.images.remove(image.id, force=True)
 
 
 # ---- the app goes away and comes back elsewhere ----

@@ -1,49 +1,31 @@
-"""The nginx sidecar: its config, rendered from ``NginxConfig``, and its image build context.
+"""The sidecar's nginx.conf and upstream.conf, rendered from ``NginxConfig``.
 
 The sidecar carries the app image's precompiled ``public/`` and serves it from disk; everything
 else goes to the app (``APP_UPSTREAM``). Asset paths missing on disk (an older sidecar in a
 rolling deploy) are either fetched from the app through a cache that never keeps errors or
 cookies (``asset_fallback: proxy``) or answered with nginx's own 404 (``404``, for apps that
-never serve assets, as LARA: see :func:`asset_fallback_for`).
+never serve assets, as LARA: see :mod:`buildtools.rails_assets`).
 
-``invoke build`` calls :func:`resolve_asset_fallback`, :func:`sidecar_context` and
-:func:`sidecar_buildargs`; ``invoke nginx.config`` prints :func:`render_config`. The entrypoint
-writes :func:`render_upstream`'s line again at container start from ``APP_UPSTREAM``
-(buildtools/sidecar/docker-entrypoint.sh).
+``invoke nginx.config`` prints :func:`render_config`. The entrypoint writes
+:func:`render_upstream`'s line again at container start from ``APP_UPSTREAM``
+(buildtools/sidecar/docker-entrypoint.sh). Pure: values are checked by
+:mod:`buildtools.nginx_checks`; nothing here reads the engine or files.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import ipaddress
-import re
-import shutil
-import tarfile
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from buildtools.config import NginxConfig
-from buildtools.errors import BuildToolsError
-
-if TYPE_CHECKING:  # the engine is needed only to read an app image, not to render
-    import docker
+from buildtools.nginx_checks import (
+    check_asset_prefixes,
+    check_server_names,
+    check_settings,
+    check_trusted_proxies,
+    check_upstream,
+)
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-
-# The same grammar the entrypoint accepts for APP_UPSTREAM.
-_UPSTREAM = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):\d{1,5}")
-_PREFIX = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
-_SIZE = re.compile(r"\d+[kKmMgG]?")
-_TIME = re.compile(r"\d+|(?:\d+(?:ms|[smhdwMy]))+")
-_RESOLVER = re.compile(r"[0-9A-Za-z.:\[\]-]+")
-# A host name (optionally "*." for its subdomains) or IPv4 address: no port, scheme or regex.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_SERVER_NAME = re.compile(rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})*\.?")
-
-ASSET_FALLBACKS = ("auto", "proxy", "404")
 
 # Each worker holds up to two descriptors per connection (client, app) and the open_file_cache's:
 # worker_rlimit_nofile covers both with room for logs, listeners and cache files.
@@ -84,212 +66,10 @@ class Layout:
 IMAGE_LAYOUT = Layout()
 
 
-def _check(value: str, pattern: re.Pattern[str], key: str, example: str) -> str:
-    if not pattern.fullmatch(value):
-        raise BuildToolsError(
-            f"buildtools.nginx.{key} = {value!r} is not valid for nginx",
-            f"write it like {example}",
-        )
-    return value
-
-
-def check_upstream(upstream: str) -> str:
-    """``host:port`` of the app, as the entrypoint also accepts it from APP_UPSTREAM."""
-    if not _UPSTREAM.fullmatch(upstream) or not 0 < int(upstream.rpartition(":")[2]) < 65536:
-        raise BuildToolsError(
-            f"nginx upstream {upstream!r} is not host:port",
-            "set buildtools.nginx.upstream (or APP_UPSTREAM) like app:3000",
-        )
-    return upstream
-
-
-def check_server_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    """Host names the sidecar answers for, lower-cased; other hosts are refused with 421."""
-    for name in names:
-        if not _SERVER_NAME.fullmatch(name) or len(name) > 253:
-            raise BuildToolsError(
-                f"buildtools.nginx.server_names entry {name!r} is not a host name",
-                "list names without scheme or port, e.g. lara.example.org,*.concord.org",
-            )
-    return tuple(dict.fromkeys(name.lower().rstrip(".") for name in names))
-
-
-def check_trusted_proxies(
-    proxies: tuple[str, ...],
-) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    """Networks whose X-Forwarded-* headers are believed: the load balancers in front."""
-    networks = []
-    for proxy in proxies:
-        try:
-            network = ipaddress.ip_network(proxy)
-        except ValueError:
-            raise BuildToolsError(
-                f"buildtools.nginx.trusted_proxies entry {proxy!r} is not an address or network",
-                "list the proxies' addresses or CIDRs without host bits, e.g. 10.0.0.0/8,192.0.2.7",
-            ) from None
-        if network.prefixlen == 0:
-            raise BuildToolsError(
-                f"buildtools.nginx.trusted_proxies entry {proxy!r} trusts every client",
-                "list only the proxies' own networks, e.g. 10.0.0.0/8",
-            )
-        networks.append(network)
-    return tuple(dict.fromkeys(networks))
-
-
-def check_asset_fallback(value: str) -> str:
-    """``auto``, ``proxy`` or ``404``: what a missing asset under the asset prefixes gets."""
-    if value not in ASSET_FALLBACKS:
-        raise BuildToolsError(
-            f"buildtools.nginx.asset_fallback = {value!r} is not auto, proxy or 404",
-            "use 404 if the app never serves assets, proxy if it does, auto to read its image",
-        )
-    return value
-
-
-# ---- asset_fallback: auto, decided from what the app image can do ----
-
-APP_HOME = "/lara"
-# Files (relative to APP_HOME) that asset_fallback_for reads from the app image.
-APP_FILES = ("config/environments/production.rb",)
-
-_RAILS_SETTING = re.compile(
-    r"^[ \t]*config\.(public_file_server\.enabled|serve_static_files|serve_static_assets"
-    r"|assets\.compile)[ \t]*=[ \t]*([^#\n]*?)[ \t]*(?:#.*)?$",
-    re.M,
-)
-# ENV["NAME"], ENV.fetch("NAME", ...), ENV.key?("NAME"): the variable a setting depends on.
-_ENV_READ = re.compile(
-    r"""\bENV(?:\[|\.fetch\(|\.key\?\(|\.include\?\()\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]"""
-)
-
-
-def explain_asset_fallback(
-    app_files: Mapping[str, str], app_env: Mapping[str, str] | None = None
-) -> tuple[str, str]:
-    """(``proxy`` or ``404``, why) for an app image's files (paths relative to /lara) and ENV.
-
-    ``404`` only when the image shows that the app cannot serve a missing asset: Rails with
-    ``public_file_server.enabled`` (or ``serve_static_files``/``_assets``) false, or read from an
-    env var the image leaves unset, and ``assets.compile`` not true. Anything else, a non-Rails
-    app included, keeps ``proxy``: always correct, it only costs the app a request per miss.
-    """
-    env = app_env or {}
-    path = APP_FILES[0]
-    text = app_files.get(path)
-    if text is None:
-        return "proxy", f"the app image has no {path}: it may serve assets"
-    settings: dict[str, str] = {}
-    for match in _RAILS_SETTING.finditer(text):
-        settings["serves" if match[1] != "assets.compile" else "compiles"] = match[2]
-    if settings.get("compiles") == "true":
-        return "proxy", f"{path} sets assets.compile = true: the app compiles missing assets"
-    serves = settings.get("serves")
-    if serves is None:
-        return "proxy", f"{path} leaves public_file_server.enabled at Rails' default, true"
-    if serves in ("false", "nil"):
-        return "404", f"{path} sets public_file_server.enabled = {serves}"
-    if serves == "true":
-        return "proxy", f"{path} sets public_file_server.enabled = true"
-    variable = _ENV_READ.search(serves)
-    if variable:
-        name = variable[1]
-        if env.get(name):
-            return "proxy", f"{path} reads {name}, which the app image sets"
-        return "404", f"{path} reads {name}, which the app image leaves unset"
-    return "proxy", f"{path} sets public_file_server.enabled = {serves}, not known at build time"
-
-
-def asset_fallback_for(
-    app_files: Mapping[str, str], app_env: Mapping[str, str] | None = None
-) -> str:
-    """``proxy`` or ``404`` for an app image's files and ENV (why: explain_asset_fallback)."""
-    return explain_asset_fallback(app_files, app_env)[0]
-
-
-def read_app_files(client: docker.DockerClient, image: str) -> dict[str, str]:
-    """The APP_FILES the app image has, by path relative to /lara; the container never starts."""
-    import docker.errors  # here, so rendering a config never loads the engine's client
-
-    container = client.containers.create(image, command=["true"], entrypoint=[])
-    files: dict[str, str] = {}
-    try:
-        for path in APP_FILES:
-            try:
-                chunks, _ = container.get_archive(f"{APP_HOME}/{path}")
-            except docker.errors.NotFound:
-                continue
-            with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
-                member = tar.next()
-                handle = tar.extractfile(member) if member else None
-                if handle is not None:
-                    files[path] = handle.read().decode(errors="replace")
-    finally:
-        container.remove(force=True)
-    return files
-
-
-def image_env(client: docker.DockerClient, image: str) -> dict[str, str]:
-    """The image's ENV as a mapping."""
-    pairs = client.images.get(image).attrs["Config"].get("Env") or []
-    return dict(pair.partition("=")[::2] for pair in pairs)
-
-
-def resolve_asset_fallback(
-    cfg: NginxConfig, client: docker.DockerClient, app_image: str
-) -> NginxConfig:
-    """``cfg`` with ``asset_fallback: auto`` replaced by what the app image can do."""
-    if check_asset_fallback(cfg.asset_fallback) != "auto":
-        return cfg
-    decided = asset_fallback_for(read_app_files(client, app_image), image_env(client, app_image))
-    return dataclasses.replace(cfg, asset_fallback=decided)
-
-
-def _prefixes(cfg: NginxConfig) -> tuple[str, ...]:
-    prefixes = tuple(p.strip("/") for p in cfg.asset_prefixes)
-    if not prefixes:
-        raise BuildToolsError(
-            "buildtools.nginx.asset_prefixes is empty",
-            "list the public/ folders served from disk, e.g. assets,images",
-        )
-    for prefix in prefixes:
-        _check(prefix, _PREFIX, "asset_prefixes", "assets,images,system")
-    return prefixes
-
-
-def _validated(cfg: NginxConfig) -> None:
-    check_upstream(cfg.upstream)
-    _check(cfg.cache_size, _SIZE, "cache_size", "1g or 500m")
-    _check(cfg.client_max_body_size, _SIZE, "client_max_body_size", "100m")
-    for key in ("cache_inactive", "proxy_read_timeout", "proxy_connect_timeout", "resolver_valid"):
-        _check(getattr(cfg, key), _TIME, key, "3m, 30s or 7d")
-    for address in cfg.resolver.split():
-        _check(address, _RESOLVER, "resolver", "127.0.0.11 (Docker's embedded DNS)")
-    if not cfg.resolver.split():
-        raise BuildToolsError(
-            "buildtools.nginx.resolver is empty",
-            "set it to the DNS server that knows the app's name: 127.0.0.11 in Docker",
-        )
-    if cfg.short_max_age < 0:
-        raise BuildToolsError(
-            f"buildtools.nginx.short_max_age = {cfg.short_max_age} is negative",
-            "give seconds, e.g. 300",
-        )
-    if cfg.access_log_buffer:
-        _check(cfg.access_log_buffer, _SIZE, "access_log_buffer", "32k, or empty for none")
-    check_server_names(cfg.server_names)
-    check_trusted_proxies(cfg.trusted_proxies)
-    check_asset_fallback(cfg.asset_fallback)
-    if not 7 <= cfg.fingerprint_min_length <= 128:
-        raise BuildToolsError(
-            f"buildtools.nginx.fingerprint_min_length = {cfg.fingerprint_min_length}"
-            " is out of range",
-            "use 32 for Sprockets (md5 or sha256 digests), 20 for webpack's contenthash",
-        )
-
-
 def asset_regexes(cfg: NginxConfig) -> tuple[str, str]:
     """PCRE for (fingerprinted files under the asset paths, anything under them)."""
-    alternatives = "|".join(p.replace(".", r"\.") for p in _prefixes(cfg))
+    prefixes = check_asset_prefixes(cfg.asset_prefixes)
+    alternatives = "|".join(p.replace(".", r"\.") for p in prefixes)
     any_asset = f"^/(?:{alternatives})/"
     digest = f"[0-9a-f]{{{cfg.fingerprint_min_length},}}"
     return f"{any_asset}(?:[^/]+/)*[^/]*-{digest}\\.[^/]+$", any_asset
@@ -500,9 +280,9 @@ def render_config(cfg: NginxConfig, layout: Layout = IMAGE_LAYOUT) -> str:
     """The sidecar's complete nginx.conf for ``cfg``; raises BuildToolsError on bad values.
 
     ``asset_fallback: auto`` renders as ``proxy`` (right for any app) unless the build has
-    resolved it from the app image first (:func:`resolve_asset_fallback`).
+    resolved it from the app image first (:func:`buildtools.asset_fallback.resolve_asset_fallback`).
     """
-    _validated(cfg)
+    check_settings(cfg)
     lo = layout
     short = f"public, max-age={cfg.short_max_age}"
     # A buffered access log costs one write per 32k instead of one per request (most of the
@@ -520,7 +300,7 @@ def render_config(cfg: NginxConfig, layout: Layout = IMAGE_LAYOUT) -> str:
                      max_size={cfg.cache_size} inactive={cfg.cache_inactive} use_temp_path=off;
 """
     return f"""\
-# nginx.conf of the LARA sidecar, rendered by buildtools.nginx from invoke.yaml
+# nginx.conf of the LARA sidecar, rendered by buildtools.nginx_config from invoke.yaml
 # (buildtools.nginx). Print it with `invoke nginx.config`.
 # asset_fallback: {fallback}
 {user}worker_processes auto;
@@ -614,51 +394,3 @@ http {{
 
 {_servers(cfg, lo)}}}
 """
-
-
-def sidecar_buildargs(cfg: NginxConfig, app_image_id: str) -> dict[str, str]:
-    """Build args for the sidecar Dockerfile: the nginx base, the app image to copy public/ from."""
-    if not app_image_id:
-        raise BuildToolsError(
-            "no app image to copy public/ from", "build the app image first (invoke build)"
-        )
-    return {
-        "BASE_IMAGE": cfg.image.base_image,
-        "APP_IMAGE": app_image_id,
-        "APP_UPSTREAM": check_upstream(cfg.upstream),
-    }
-
-
-def sidecar_context(cfg: NginxConfig, dest: Path) -> Path:
-    """Fill ``dest`` with the sidecar's build context; build it with ``dockerfile="Dockerfile"``.
-
-    Copies ``cfg.image.context`` (the entrypoint) and ``cfg.image.dockerfile``, then writes
-    ``nginx.conf`` and ``upstream.conf`` rendered from ``cfg``. Returns ``dest``.
-    """
-    config_text = render_config(cfg)
-    source, dockerfile = cfg.image.context, cfg.image.dockerfile
-    if not source.is_dir():
-        raise BuildToolsError(
-            f"the nginx build context {source} is not a directory",
-            "set buildtools.nginx.context to the folder holding docker-entrypoint.sh, or leave "
-            "it empty for the packaged one",
-        )
-    if not dockerfile.is_file():
-        raise BuildToolsError(
-            f"the nginx Dockerfile {dockerfile} does not exist",
-            "set buildtools.nginx.dockerfile, or leave it empty for the packaged one",
-        )
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, dest, dirs_exist_ok=True)
-    shutil.copyfile(dockerfile, dest / "Dockerfile")
-    entrypoint = dest / "docker-entrypoint.sh"
-    if not entrypoint.is_file():
-        raise BuildToolsError(
-            f"{source} has no docker-entrypoint.sh",
-            "copy buildtools/sidecar/docker-entrypoint.sh there, or leave buildtools.nginx.context "
-            "empty for the packaged one",
-        )
-    entrypoint.chmod(0o755)
-    (dest / "nginx.conf").write_text(config_text)
-    (dest / "upstream.conf").write_text(render_upstream(cfg.upstream))
-    return dest
