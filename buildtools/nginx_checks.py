@@ -12,11 +12,14 @@ import re
 from buildtools.config import NginxConfig
 from buildtools.errors import BuildToolsError
 
-# The same grammar the entrypoint accepts for APP_UPSTREAM.
-_UPSTREAM = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):\d{1,5}")
+# The same grammar the entrypoint accepts for APP_UPSTREAM. Digits are [0-9], never \d: Python's
+# \d also takes other scripts' digits (app:٣٠٠٠), which neither nginx nor the entrypoint read.
+_UPSTREAM = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}"
+)
 _PREFIX = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
-_SIZE = re.compile(r"\d+[kKmMgG]?")
-_TIME = re.compile(r"\d+|(?:\d+(?:ms|[smhdwMy]))+")
+_SIZE = re.compile(r"[0-9]+[kKmMgG]?")
+_TIME = re.compile(r"[0-9]+|(?:[0-9]+(?:ms|[smhdwMy]))+")
 _RESOLVER = re.compile(r"[0-9A-Za-z.:\[\]-]+")
 # A host name (optionally "*." for its subdomains) or IPv4 address: no port, scheme or regex.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"

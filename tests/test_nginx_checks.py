@@ -16,6 +16,11 @@ from tests.fixtures.sidecar import nginx_settings
         ({"upstream": "app:3000; evil"}, "not host:port"),
         ({"upstream": "app:99999"}, "not host:port"),
         ({"upstream": "http://app:3000"}, "not host:port"),
+        ({"upstream": "app:\u0663\u0660\u0660\u0660"}, "not host:port"),  # Arabic-Indic 3000
+        ({"upstream": "app:3000\ninclude /etc/shadow;"}, "not host:port"),
+        ({"upstream": "app:3000\n"}, "not host:port"),
+        ({"cache_size": "\u0661g"}, "cache_size"),
+        ({"proxy_read_timeout": "\u0663m"}, "proxy_read_timeout"),
         ({"asset_prefixes": ()}, "asset_prefixes is empty"),
         ({"asset_prefixes": ("assets", "my assets")}, "asset_prefixes"),
         ({"asset_prefixes": ("assets|.*",)}, "asset_prefixes"),

@@ -178,6 +178,7 @@ def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, side
         "http://app:3000",
         "-app:3000",
         "app}:3000",
+        "app:\u0663\u0660\u0660\u0660",  # Arabic-Indic digits: not a port to nginx
     ]
     script = "".join(
         f"if APP_UPSTREAM='{value}' lara-nginx-entrypoint true 2>/dev/null;"
@@ -210,6 +211,24 @@ def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, side
             "lara-nginx: APP_UPSTREAM='app:99999' has port 99999, not 1-65535 (e.g. app:3000)",
         ),
         ("app:0", "lara-nginx: APP_UPSTREAM='app:0' has port 0, not 1-65535 (e.g. app:3000)"),
+        # One good line used to carry the others into upstream.conf, as nginx directives.
+        (
+            "app:3000\ninclude /etc/shadow;",
+            "lara-nginx: APP_UPSTREAM has a line break; give one host:port (e.g. app:3000)",
+        ),
+        (
+            "include /etc/shadow;\napp:3000",
+            "lara-nginx: APP_UPSTREAM has a line break; give one host:port (e.g. app:3000)",
+        ),
+        (
+            "app:3000\r",
+            "lara-nginx: APP_UPSTREAM has a line break; give one host:port (e.g. app:3000)",
+        ),
+        (
+            "app:\u0663\u0660\u0660\u0660",
+            "lara-nginx: APP_UPSTREAM='app:\u0663\u0660\u0660\u0660' is not host:port"
+            " (e.g. app:3000)",
+        ),
     ],
 )
 def test_bad_app_upstream_stops_the_container_with_one_line(
