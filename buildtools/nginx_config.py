@@ -25,7 +25,16 @@ from buildtools.nginx_checks import (
     check_upstream,
 )
 
-IMMUTABLE = "public, max-age=31536000, immutable"
+# Cache-Control of fingerprinted and other assets after "public" (anonymous requests) or "private"
+# (requests with Authorization: a shared cache, a CDN's too, must not keep what the app answered).
+IMMUTABLE = "max-age=31536000, immutable"
+
+# Rails' folder for user uploads (paperclip, carrierwave): listed in asset_prefixes, it is served
+# from disk when there and otherwise by the app, as the app decides; never cached by the sidecar.
+UPLOAD_PREFIXES = ("system",)
+
+# A port 1-65535, as nginx's PCRE reads it: no value outside that range reaches the app.
+PORT = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 
 # Each worker holds up to two descriptors per connection (client, app) and the open_file_cache's:
 # worker_rlimit_nofile covers both with room for logs, listeners and cache files.
@@ -33,16 +42,9 @@ WORKER_CONNECTIONS = 1024
 OPEN_FILE_CACHE_MAX = 2000
 WORKER_RLIMIT_NOFILE = 2 * WORKER_CONNECTIONS + OPEN_FILE_CACHE_MAX + 48
 
-# Request headers a client could use to claim another address, scheme or host; the app sees
-# them only from a trusted proxy (header name, nginx variable).
-_PASSED_FROM_TRUSTED = (
-    ("X-Forwarded-Host", "$http_x_forwarded_host"),
-    ("X-Forwarded-Ssl", "$http_x_forwarded_ssl"),
-    ("X-Forwarded-Scheme", "$http_x_forwarded_scheme"),
-    ("Forwarded", "$http_forwarded"),
-    ("X-Real-IP", "$http_x_real_ip"),
-    ("Client-IP", "$http_client_ip"),
-)
+# Request headers that name another address, scheme or host, which Rails does not need from a
+# proxy (it reads X-Forwarded-For, -Proto, -Port and -Host): never passed on, whoever sends them.
+DROPPED_HEADERS = ("X-Forwarded-Ssl", "X-Forwarded-Scheme", "Forwarded", "X-Real-IP", "Client-IP")
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,23 @@ class Layout:
 IMAGE_LAYOUT = Layout()
 
 
-def asset_regexes(cfg: NginxConfig) -> tuple[str, str]:
-    """PCRE for (fingerprinted files under the asset paths, anything under them)."""
+def _under(prefixes: tuple[str, ...]) -> str:
+    return "^/(?:" + "|".join(p.replace(".", r"\.") for p in prefixes) + ")/" if prefixes else ""
+
+
+def asset_regexes(cfg: NginxConfig) -> tuple[str, str, str]:
+    """PCRE for (any asset path, a fingerprinted name's end, any upload path); "" for none.
+
+    The fingerprint is matched inside the asset location, so its regex needs no prefix and no
+    directories: ``-<hex digest>.<ext>`` at the end, the extension without ``-`` or ``/``. Each
+    ``-`` in the URI starts at most one scan, which ends at the next ``-``: linear time in the
+    URI's length (a ``[^/]*-<digest>\\.[^/]+$`` in one regex was quadratic).
+    """
     prefixes = check_asset_prefixes(cfg.asset_prefixes)
-    alternatives = "|".join(p.replace(".", r"\.") for p in prefixes)
-    any_asset = f"^/(?:{alternatives})/"
+    assets = tuple(p for p in prefixes if p not in UPLOAD_PREFIXES)
+    uploads = tuple(p for p in prefixes if p in UPLOAD_PREFIXES)
     digest = f"[0-9a-f]{{{cfg.fingerprint_min_length},}}"
-    return f"{any_asset}(?:[^/]+/)*[^/]*-{digest}\\.[^/]+$", any_asset
+    return _under(assets), f"-{digest}\\.[^/-]+$", _under(uploads)
 
 
 def render_upstream(upstream: str) -> str:
@@ -102,12 +114,15 @@ def _proxy(indent: str, *, cached: bool) -> str:
         "proxy_set_header X-Forwarded-For $lara_forwarded_for;",
         "proxy_set_header X-Forwarded-Proto $lara_forwarded_proto;",
         "proxy_set_header X-Forwarded-Port $lara_forwarded_port;",
+        "proxy_set_header X-Forwarded-Host $lara_forwarded_host;",
         'proxy_set_header X-Request-Start "t=${msec}";',
-        *(f"proxy_set_header {name} {_passed_variable(name)};" for name, _ in _PASSED_FROM_TRUSTED),
+        *(f'proxy_set_header {name} "";' for name in DROPPED_HEADERS),
     ]
     if cached:
         lines += [
             "# Shared by every client: no cookie goes up, none comes back (nor is stored).",
+            "# Authorization goes up (the app may guard its files), but such a request bypasses",
+            "# the cache and its answer is never stored (see proxy_no_cache).",
             'proxy_set_header Cookie "";',
             "proxy_hide_header Set-Cookie;",
             "proxy_set_header Accept-Encoding $lara_accept_gzip;",
@@ -117,17 +132,16 @@ def _proxy(indent: str, *, cached: bool) -> str:
     return "".join(f"{indent}{line}\n" for line in lines)
 
 
-def _passed_variable(header: str) -> str:
-    return "$lara_passed_" + header.lower().replace("-", "_")
-
-
 def _forwarding(cfg: NginxConfig) -> str:
-    """X-Forwarded-* and friends: the client's only from a trusted proxy, else the connection's.
+    """X-Forwarded-* for the app: the client's only from a trusted proxy, else the connection's.
 
     The realip module makes $remote_addr the client behind a trusted proxy; $realip_remote_addr
-    stays the peer, whose trust the geo block decides.
+    stays the peer, whose trust the geo block decides. A forwarded port is passed only if it is
+    1-65535; a forwarded host only if it is one of nginx.server_names (else the app sees Host,
+    which server_name has checked), and never without server_names.
     """
     networks = check_trusted_proxies(cfg.trusted_proxies)
+    names = check_server_names(cfg.server_names)
     lines = [
         "# X-Forwarded-* from the client are believed only from nginx.trusted_proxies:",
         f"# {', '.join(map(str, networks)) or 'none'}. Otherwise the connection's values are sent.",
@@ -149,21 +163,40 @@ def _forwarding(cfg: NginxConfig) -> str:
         '    "~*^1:https$" https;',
         '    "~*^1:http$" http;',
         "}",
+        "# From a trusted proxy: its port if 1-65535, else the forwarded scheme's.",
         'map "$lara_trusted_proxy:$http_x_forwarded_port" $lara_forwarded_port {',
         "    default $server_port;",
-        '    "~^1:([0-9]{1,5})$" $1;',
-        '    "1:" $lara_proto_port;',
+        f'    "~^1:({PORT})$" $1;',
+        '    "~^1:" $lara_proto_port;',
         "}",
         "map $lara_forwarded_proto $lara_proto_port {",
         "    https 443;",
         "    default 80;",
         "}",
     ]
-    for name, variable in _PASSED_FROM_TRUSTED:
+    if names:
         lines += [
-            f"map $lara_trusted_proxy {_passed_variable(name)} {{",
+            "# X-Forwarded-Host: from a trusted proxy, naming one of nginx.server_names (with a",
+            "# port 1-65535 or none); otherwise it is not passed and the app reads Host.",
+            "map $http_x_forwarded_host $lara_forwarded_host_name {",
             '    default "";',
-            f"    1 {variable};",
+            f'    "~^([^:]+)(?::{PORT})?$" $1;',
+            "}",
+            "map $lara_forwarded_host_name $lara_forwarded_host_listed {",
+            "    hostnames;",
+            "    default 0;",
+            *(f"    {name} 1;" for name in names),
+            "}",
+            'map "$lara_trusted_proxy$lara_forwarded_host_listed" $lara_forwarded_host {',
+            '    default "";',
+            "    11 $http_x_forwarded_host;",
+            "}",
+        ]
+    else:
+        lines += [
+            "# X-Forwarded-Host is never passed without nginx.server_names to check it against.",
+            'map "" $lara_forwarded_host {',
+            '    default "";',
             "}",
         ]
     return "".join(f"    {line}\n" for line in lines)
@@ -173,8 +206,10 @@ def _cached(indent: str, valid: str) -> str:
     lines = [
         "proxy_cache lara_assets;",
         f"proxy_cache_valid 200 {valid};",
-        "# Only 200s without Set-Cookie are stored: a 404 during a deploy must not stick.",
-        "proxy_no_cache $lara_not_200 $upstream_http_set_cookie;",
+        "# Only 200s without Set-Cookie are stored: a 404 during a deploy must not stick. A",
+        "# request with Authorization always asks the app, and its answer is never stored.",
+        "proxy_cache_bypass $http_authorization;",
+        "proxy_no_cache $lara_not_200 $upstream_http_set_cookie $http_authorization;",
         "proxy_cache_lock on;",
         "proxy_cache_lock_timeout 10s;",
         "proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;",
@@ -187,8 +222,8 @@ def _cached(indent: str, valid: str) -> str:
 
 def _site(cfg: NginxConfig, lo: Layout, listen: str, names: str) -> str:
     """The server block that serves LARA: public/ from disk, the rest from the app."""
-    fingerprinted, any_asset = asset_regexes(cfg)
-    i2, i3 = " " * 8, " " * 12
+    any_asset, fingerprinted, uploads = asset_regexes(cfg)
+    i2, i3, i4 = " " * 8, " " * 12, " " * 16
     fallback = cfg.asset_fallback if cfg.asset_fallback != "auto" else "proxy"
     if fallback == "404":
         # The app never serves assets: a miss is nginx's own 404 and never reaches it.
@@ -198,14 +233,45 @@ def _site(cfg: NginxConfig, lo: Layout, listen: str, names: str) -> str:
         from_app = f"""
         # Not on disk: a newer app's asset during a rolling deploy. Fetched once, then cached.
         location @fingerprinted_from_app {{
+            gzip on;
 {_proxy(i3, cached=True)}{_cached(i3, "365d")}\
             add_header Cache-Control $lara_cache_control_fingerprinted always;
 {_security_headers(i3)}        }}
 
         location @asset_from_app {{
+            gzip on;
 {_proxy(i3, cached=True)}{_cached(i3, f"{cfg.short_max_age}s")}\
             add_header Cache-Control $lara_cache_control_short always;
 {_security_headers(i3)}        }}
+"""
+    upload_location = ""
+    if uploads:
+        upload_location = f"""
+        # User uploads: from disk if a volume holds them, else the app serves them as it decides
+        # (who may see them, for how long): never cached here, never given a Cache-Control.
+        location ~ "{uploads}" {{
+            try_files $uri @app;
+        }}
+"""
+    asset_location = ""
+    if any_asset:
+        asset_location = f"""
+        # Files under the asset paths may change with a deploy: a short max-age. Compressed
+        # here (or their .gz sibling sent): they hold no secret, unlike the app's pages.
+        location ~ "{any_asset}" {{
+            gzip on;
+            gzip_static on;
+            add_header Cache-Control $lara_cache_control_short always;
+{_security_headers(i3)}            try_files $uri {from_app_other};
+
+            # Fingerprinted assets (name-<hex digest>.ext) never change: cache them for a year.
+            location ~ "{fingerprinted}" {{
+                gzip on;
+                gzip_static on;
+                add_header Cache-Control $lara_cache_control_fingerprinted always;
+{_security_headers(i4)}                try_files $uri {from_app_fingerprinted};
+            }}
+        }}
 """
     return f"""\
     server {{
@@ -218,19 +284,7 @@ def _site(cfg: NginxConfig, lo: Layout, listen: str, names: str) -> str:
         location ~ "/\\.(?!well-known(?:/|$))" {{
             return 404;
         }}
-
-        # Fingerprinted assets (name-<hex digest>.ext) never change: cache them for a year.
-        location ~ "{fingerprinted}" {{
-            add_header Cache-Control $lara_cache_control_fingerprinted always;
-{_security_headers(i3)}            try_files $uri {from_app_fingerprinted};
-        }}
-
-        # Other files under the asset paths may change with a deploy: a short max-age.
-        location ~ "{any_asset}" {{
-            add_header Cache-Control $lara_cache_control_short always;
-{_security_headers(i3)}            try_files $uri {from_app_other};
-        }}
-
+{upload_location}{asset_location}
         location / {{
             try_files $uri @app;
         }}
@@ -284,7 +338,7 @@ def render_config(cfg: NginxConfig, layout: Layout = IMAGE_LAYOUT) -> str:
     """
     check_settings(cfg)
     lo = layout
-    short = f"public, max-age={cfg.short_max_age}"
+    short = f"max-age={cfg.short_max_age}"
     # A buffered access log costs one write per 32k instead of one per request (most of the
     # gap to a plain nginx in `invoke bench`); lines reach `docker logs` within a second.
     buffered = cfg.access_log_buffer
@@ -351,8 +405,9 @@ http {{
     open_file_cache_min_uses 1;
     open_file_cache_errors on;
 
-    # Asset responses: precompressed .gz siblings, else compressed here.
-    gzip_static on;
+    # gzip is on only in the asset locations (from disk, .gz siblings as they are, or from the
+    # app through the cache). Pages from the app pass as the app sent them: the sidecar never
+    # compresses a page that may mix a secret with what the client sent (BREACH).
     gzip_vary on;
     gzip_proxied any;
     gzip_min_length 256;
@@ -370,16 +425,21 @@ http {{
     }}
     # Cache-Control by status, the same for files from disk and from the app: errors and
     # redirects under asset paths are never kept by browsers or CDNs.
+    # A request with Authorization gets "private": no shared cache (a CDN's) keeps the answer.
+    map $http_authorization $lara_cache_scope {{
+        ""      public;
+        default private;
+    }}
     map $status $lara_cache_control_fingerprinted {{
-        200     "{IMMUTABLE}";
-        206     "{IMMUTABLE}";
-        304     "{IMMUTABLE}";
+        200     "$lara_cache_scope, {IMMUTABLE}";
+        206     "$lara_cache_scope, {IMMUTABLE}";
+        304     "$lara_cache_scope, {IMMUTABLE}";
         default "no-store";
     }}
     map $status $lara_cache_control_short {{
-        200     "{short}";
-        206     "{short}";
-        304     "{short}";
+        200     "$lara_cache_scope, {short}";
+        206     "$lara_cache_scope, {short}";
+        304     "$lara_cache_scope, {short}";
         default "no-store";
     }}
     # Security headers on every response, unless the app sent its own (Rails does).

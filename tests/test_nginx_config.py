@@ -6,12 +6,15 @@ the result with ``nginx -t``.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from buildtools.errors import BuildToolsError
 from tests.fixtures.services import unavailable
 from tests.fixtures.sidecar import ROOT, nginx_settings, project_settings
 
-IMMUTABLE = "public, max-age=31536000, immutable"
+IMMUTABLE = "max-age=31536000, immutable"
 HEX64 = "0123456789abcdef" * 4
 
 
@@ -85,14 +88,30 @@ def locations(server: Directive) -> dict[str, Directive]:
     return {" ".join(d.args): d for d in server.all("location")}
 
 
+def all_locations(block: Directive) -> list[Directive]:
+    """Every location in ``block``, nested ones after their parent."""
+    found = []
+    for location in block.all("location"):
+        found += [location, *all_locations(location)]
+    return found
+
+
 def asset_locations(server: Directive) -> tuple[Directive, Directive]:
     """(fingerprinted, any other asset) regex locations, told apart by their Cache-Control."""
     found = {}
-    for location in (loc for loc in server.all("location") if loc.args[0] == "~"):
+    for location in (loc for loc in all_locations(server) if loc.args[0] == "~"):
         for name, value, *_ in location.values("add_header"):
             if name == "Cache-Control":
                 found[value] = location
     return found["$lara_cache_control_fingerprinted"], found["$lara_cache_control_short"]
+
+
+def route(block: Directive, uri: str) -> Directive | None:
+    """The regex location nginx picks for ``uri``: the first that matches, then its nested ones."""
+    for location in block.all("location"):
+        if location.args[0] == "~" and re.search(location.args[1], uri):
+            return route(location, uri) or location
+    return None
 
 
 def maps(cfg: NginxConfig) -> dict[str, dict[str, str]]:
@@ -244,8 +263,16 @@ def test_every_proxied_location_sends_laras_headers():
         assert headers["X-Forwarded-Proto"] == "$lara_forwarded_proto"
         assert headers["X-Forwarded-Port"] == "$lara_forwarded_port"
         assert headers["X-Request-Start"] == "t=${msec}"
-        for name in ("X-Forwarded-Host", "Forwarded", "X-Forwarded-Ssl", "Client-IP"):
-            assert headers[name].startswith("$lara_passed_"), name
+        assert headers["X-Forwarded-Host"] == "$lara_forwarded_host"
+        # Sent empty, so nginx drops what a client or a proxy sent under these names.
+        for name in (
+            "Forwarded",
+            "X-Forwarded-Ssl",
+            "X-Forwarded-Scheme",
+            "X-Real-IP",
+            "Client-IP",
+        ):
+            assert headers[name] == "", name
     http = parse(nginx_config.render_config(nginx_settings())).one("http")
     assert http.one("proxy_read_timeout").args == ["3m"]
     assert http.one("client_max_body_size").args == ["10m"]  # LARA's own value
@@ -259,8 +286,28 @@ def test_every_location_is_answered_from_disk_first():
     assert other.one("try_files").args == ["$uri", "@asset_from_app"]
     assert locations(server)["/"].one("try_files").args == ["$uri", "@app"]
     http = parse(nginx_config.render_config(nginx_settings())).one("http")
-    assert http.one("gzip_static").args == ["on"]
     assert http.one("open_file_cache").args[0].startswith("max=")
+
+
+def test_gzip_is_on_for_assets_from_disk_and_from_the_app_but_not_for_pages():
+    server = server_of(nginx_settings())
+    fingerprinted, other = asset_locations(server)
+    from_app = locations(server)
+    for location in (
+        fingerprinted,
+        other,
+        from_app["@fingerprinted_from_app"],
+        from_app["@asset_from_app"],
+    ):
+        assert location.one("gzip").args == ["on"], location.args
+    for location in (fingerprinted, other):
+        assert location.one("gzip_static").args == ["on"]
+    # Pages from the app (BREACH): nginx's default, off, for @app and everything else.
+    http = parse(nginx_config.render_config(nginx_settings())).one("http")
+    assert not http.all("gzip") and not server.all("gzip")
+    assert not from_app["@app"].all("gzip") and not from_app["/"].all("gzip")
+    assert http.one("gzip_proxied").args == ["any"]
+    assert {"text/css", "application/javascript", "text/plain"} <= set(http.one("gzip_types").args)
 
 
 def test_cached_locations_share_no_cookies_and_keep_only_200s():
@@ -273,7 +320,12 @@ def test_cached_locations_share_no_cookies_and_keep_only_200s():
         assert ["Set-Cookie"] in location.values("proxy_hide_header")
         ignored = [name for args in location.values("proxy_ignore_headers") for name in args]
         assert "Set-Cookie" not in ignored
-        assert location.one("proxy_no_cache").args == ["$lara_not_200", "$upstream_http_set_cookie"]
+        assert location.one("proxy_no_cache").args == [
+            "$lara_not_200",
+            "$upstream_http_set_cookie",
+            "$http_authorization",
+        ]
+        assert location.one("proxy_cache_bypass").args == ["$http_authorization"]
         assert location.one("proxy_cache_valid").args[0] == "200"
         assert location.one("proxy_cache_lock").args == ["on"]
         assert "error" in location.one("proxy_cache_use_stale").args
@@ -289,7 +341,7 @@ def test_cached_locations_share_no_cookies_and_keep_only_200s():
 
 def test_locations_adding_headers_repeat_the_security_headers():
     server = server_of(nginx_settings())
-    adding = [server, *(loc for loc in server.all("location") if loc.all("add_header"))]
+    adding = [server, *(loc for loc in all_locations(server) if loc.all("add_header"))]
     assert len(adding) == 5
     for block in adding:
         names = [args[0] for args in block.values("add_header")]
@@ -299,10 +351,13 @@ def test_locations_adding_headers_repeat_the_security_headers():
 
 def test_cache_control_is_immutable_only_for_fingerprinted_200s():
     found = maps(nginx_settings(short_max_age=120))
-    assert found["$lara_cache_control_fingerprinted"]["200"] == IMMUTABLE
+    scope = "$lara_cache_scope"
+    assert found["$lara_cache_control_fingerprinted"]["200"] == f"{scope}, {IMMUTABLE}"
     assert found["$lara_cache_control_fingerprinted"]["default"] == "no-store"
-    assert found["$lara_cache_control_short"]["200"] == "public, max-age=120"
+    assert found["$lara_cache_control_short"]["200"] == f"{scope}, max-age=120"
     assert found["$lara_cache_control_short"]["default"] == "no-store"
+    # A request with Authorization: no shared cache may keep the answer.
+    assert found[scope] == {"": "public", "default": "private"}
 
 
 @pytest.mark.parametrize(
@@ -313,7 +368,8 @@ def test_cache_control_is_immutable_only_for_fingerprinted_200s():
         (f"/assets/application-{HEX64}.js", True),
         (f"/assets/fonts/icons-{HEX64[:32]}.woff2", True),
         (f"/images/logo-{HEX64[:32]}.png", True),
-        (f"/system/paperclip/1/photo-{HEX64}.jpg", True),
+        (f"/assets/application.css-{HEX64}.map", True),
+        (f"/assets/{'x-' * 2000}application-{HEX64}.css", True),
         ("/assets/logo-20201231.png", False),
         (f"/assets/application-{HEX64[:31]}.css", False),
         (f"/assets/application-{HEX64.upper()}.css", False),
@@ -322,12 +378,29 @@ def test_cache_control_is_immutable_only_for_fingerprinted_200s():
         ("/images/lara-logo.svg", False),
         (f"/activities/application-{HEX64}.css", False),
         (f"/assetsx/application-{HEX64}.css", False),
+        (f"/assets/application-{HEX64}.css/", False),
+        (f"/assets/x-{HEX64}.d/app.css", False),
+        # User uploads are never treated as assets, fingerprint-like names included.
+        (f"/system/paperclip/1/photo-{HEX64}.jpg", False),
     ],
 )
 def test_fingerprinted_names(path, fingerprinted):
     server = server_of(nginx_settings())
-    location_regex = asset_locations(server)[0].args[1]
-    assert bool(re.search(location_regex, path)) is fingerprinted
+    assert (route(server, path) is asset_locations(server)[0]) is fingerprinted
+
+
+def test_the_fingerprint_regex_takes_linear_time():
+    # Python's re backtracks like PCRE: the old one-piece regex took quadratic time on this.
+    server = server_of(nginx_settings())
+    fingerprinted = asset_locations(server)[0].args[1]
+    timings = []
+    for n in (250, 2000):
+        uri = "/assets/" + ("-" + HEX64[:32] + ".") * n + "/x"
+        began = time.perf_counter()
+        assert route(server, uri) is not asset_locations(server)[0]
+        re.search(fingerprinted, uri)
+        timings.append(time.perf_counter() - began)
+    assert timings[1] < 8 * timings[0] + 0.01, timings  # 8x the length: 64x if quadratic
 
 
 @pytest.mark.parametrize(
@@ -335,7 +408,6 @@ def test_fingerprinted_names(path, fingerprinted):
     [
         ("/assets/anything.txt", True),
         ("/swfs/old.swf", True),
-        ("/system/uploads/x.png", True),
         ("/robots.txt", False),
         ("/activities/1", False),
         ("/assetsx/app.css", False),
@@ -343,14 +415,27 @@ def test_fingerprinted_names(path, fingerprinted):
 )
 def test_asset_paths(path, asset):
     server = server_of(nginx_settings())
-    assert bool(re.search(asset_locations(server)[1].args[1], path)) is asset
+    assert (route(server, path) in asset_locations(server)) is asset
+
+
+def test_uploads_go_to_the_app_uncached_and_keep_its_cache_control():
+    server = server_of(nginx_settings())
+    uploads = route(server, "/system/uploads/1/photo.png")
+    assert uploads is not None and uploads.args[1] == "^/(?:system)/"
+    assert uploads.one("try_files").args == ["$uri", "@app"]
+    assert not uploads.all("add_header") and not uploads.all("location")
+    assert not locations(server)["@app"].all("proxy_cache")
+    # Without "system" among the prefixes there is no uploads location.
+    other = server_of(nginx_settings(asset_prefixes=("assets",)))
+    assert route(other, "/system/uploads/1/photo.png") is None
 
 
 def test_fingerprint_length_and_prefixes_come_from_the_config():
     server = server_of(nginx_settings(asset_prefixes=("packs",), fingerprint_min_length=20))
-    regex = asset_locations(server)[0].args[1]
-    assert re.search(regex, f"/packs/js/application-{HEX64[:20]}.js")
-    assert not re.search(regex, f"/assets/application-{HEX64}.js")
+    fingerprinted = asset_locations(server)[0]
+    assert route(server, f"/packs/js/application-{HEX64[:20]}.js") is fingerprinted
+    assert route(server, f"/packs/js/application-{HEX64[:19]}.js") is not fingerprinted
+    assert route(server, f"/assets/application-{HEX64}.js") is None
 
 
 def test_health_and_hidden_files_never_reach_the_app():
@@ -418,7 +503,8 @@ def test_without_trusted_proxies_forwarded_headers_come_from_the_connection():
     assert found["$lara_forwarded_for"]["default"] == "$realip_remote_addr"
     assert found["$lara_forwarded_proto"]["default"] == "$scheme"
     assert found["$lara_forwarded_port"]["default"] == "$server_port"
-    assert found["$lara_passed_x_forwarded_host"] == {"default": "", "1": "$http_x_forwarded_host"}
+    # No server_names to check a forwarded host against: never passed.
+    assert found["$lara_forwarded_host"] == {"default": ""}
 
 
 def test_trusted_proxies_feed_realip_and_the_trust_map():
@@ -432,6 +518,86 @@ def test_trusted_proxies_feed_realip_and_the_trust_map():
     assert geo == {"default": ["0"], **{network: ["1"] for network in networks}}
 
 
+def test_a_forwarded_port_is_passed_only_if_it_is_1_to_65535():
+    found = maps(nginx_settings(trusted_proxies=("10.0.0.0/8",)))["$lara_forwarded_port"]
+    (accepting,) = [key for key, value in found.items() if value == "$1"]
+
+    def passed(port: str) -> bool:
+        return re.fullmatch(accepting[1:], f"1:{port}") is not None
+
+    assert [p for p in ("1", "80", "443", "8443", "65535") if not passed(p)] == []
+    assert [p for p in ("0", "00080", "65536", "99999", "123456", "-1", "8o") if passed(p)] == []
+    assert all(passed(str(port)) for port in range(1, 65536))
+    # Anything else from a trusted proxy: the forwarded scheme's port.
+    assert found["~^1:"] == "$lara_proto_port"
+
+
+def test_a_forwarded_host_is_passed_only_from_a_trusted_proxy_naming_a_server_name():
+    cfg = nginx_settings(
+        trusted_proxies=("10.0.0.0/8",), server_names=("lara.example.org", "*.concord.org")
+    )
+    found = maps(cfg)
+    (name_regex,) = [key for key in found["$lara_forwarded_host_name"] if key.startswith("~")]
+    assert found["$lara_forwarded_host_name"][name_regex] == "$1"
+    for value, name in [
+        ("lara.example.org", "lara.example.org"),
+        ("lara.example.org:443", "lara.example.org"),
+        ("lara.example.org:99999", None),
+        ("evil.example, lara.example.org", "evil.example, lara.example.org"),
+        ("", None),
+    ]:
+        match = re.fullmatch(name_regex[1:], value)
+        assert (match[1] if match else None) == name, value
+    listed = found["$lara_forwarded_host_listed"]
+    assert listed == {
+        "hostnames": "",
+        "default": "0",
+        "lara.example.org": "1",
+        "*.concord.org": "1",
+    }
+    # Trusted (1) and listed (1): passed as sent; anything else: not passed.
+    assert found["$lara_forwarded_host"] == {"default": "", "11": "$http_x_forwarded_host"}
+
+
+def gixy(cfg: NginxConfig, tmp_path: Path) -> list:
+    """gixy-ng's findings (``--deep``: ReDoS analysis included) for the config of ``cfg``."""
+    found = shutil.which("gixy", path=str(Path(sys.executable).parent)) or shutil.which("gixy")
+    if not found:
+        unavailable("gixy-ng", FileNotFoundError("pip install 'gixy-ng[deep]' (test extras)"))
+    (tmp_path / "upstream.conf").write_text(nginx_config.render_upstream(cfg.upstream))
+    conf = tmp_path / "nginx.conf"
+    layout = dataclasses.replace(
+        nginx_config.IMAGE_LAYOUT, upstream_conf=str(tmp_path / "upstream.conf")
+    )
+    conf.write_text(nginx_config.render_config(cfg, layout))
+    done = subprocess.run(
+        [found, "--deep", "-f", "json", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"asset_fallback": "404"},
+        {
+            "server_names": ("lara.example.org", "*.concord.org"),
+            "trusted_proxies": ("10.0.0.0/8", "2001:db8::/32"),
+            "asset_prefixes": ("packs", "assets", "uploads/public", "system"),
+            "fingerprint_min_length": 20,
+        },
+    ],
+    ids=["default", "404", "names-and-proxies"],
+)
+def test_gixy_deep_finds_nothing_in_the_rendered_config(changes, tmp_path):
+    assert gixy(nginx_settings(**changes), tmp_path) == []
+
+
 # ---- nginx.asset_fallback ----
 
 
@@ -440,7 +606,7 @@ def test_asset_fallback_404_answers_missing_assets_without_the_app():
     fingerprinted, other = asset_locations(server)
     assert fingerprinted.one("try_files").args == ["$uri", "=404"]
     assert other.one("try_files").args == ["$uri", "=404"]
-    assert [loc.args for loc in server.all("location") if loc.all("proxy_pass")] == [["@app"]]
+    assert [loc.args for loc in all_locations(server) if loc.all("proxy_pass")] == [["@app"]]
     http = parse(nginx_config.render_config(nginx_settings(asset_fallback="404"))).one("http")
     assert not http.all("proxy_cache_path")
 
