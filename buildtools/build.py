@@ -14,7 +14,7 @@ from pathlib import Path
 
 import docker
 
-from buildtools import cache, images, nginx, tags, versionfile
+from buildtools import asset_fallback, cache, images, sidecar_build, tags, versionfile
 from buildtools.config import ImageConfig, Settings
 from buildtools.dockerfile import ERROR
 from buildtools.dockerfile import problems as dockerfile_problems
@@ -129,7 +129,7 @@ def nginx_spec(
         buildargs={
             **base_buildargs(cfg.image),
             **cfg.image.build_args,
-            **nginx.sidecar_buildargs(cfg, app_image),
+            **sidecar_build.sidecar_buildargs(cfg, app_image),
         },
         labels=dict(meta.labels),
         nocache=nocache,
@@ -183,7 +183,7 @@ def build_all(
     check_app_dockerfile(settings, only, dockerfile)  # errors stop here; tasks print warnings
     if "nginx" in wanted:  # the sidecar's own files, before the app is built
         with tempfile.TemporaryDirectory(prefix="lara-sidecar-check-") as tmp:
-            nginx.sidecar_context(settings.nginx, Path(tmp))
+            sidecar_build.sidecar_context(settings.nginx, Path(tmp))
     chosen = builder or images.builder(client)
     sources = cache_from or {}
     built: list[images.BuiltImage] = []
@@ -234,10 +234,10 @@ def build_all(
                 client, settings.nginx.image.base_image, "buildtools.nginx.base_image"
             )
         # `asset_fallback: auto` is decided by what the app image can serve.
-        resolved = nginx.resolve_asset_fallback(settings.nginx, client, app_image)
+        resolved = asset_fallback.resolve_asset_fallback(settings.nginx, client, app_image)
         sidecar_settings = dataclasses.replace(settings, nginx=resolved)
         with tempfile.TemporaryDirectory(prefix="lara-sidecar-") as tmp:
-            context_dir = nginx.sidecar_context(resolved, Path(tmp))
+            context_dir = sidecar_build.sidecar_context(resolved, Path(tmp))
             sidecar = nginx_spec(
                 sidecar_settings,
                 meta,

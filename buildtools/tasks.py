@@ -337,11 +337,11 @@ def down(c, name="lara"):
 
 @task(name="config")
 def nginx_config(c):
-    """Print the nginx.conf the sidecar image is built with (from buildtools.nginx)."""
-    from buildtools import nginx
+    """Print the nginx.conf the sidecar image is built with (from buildtools.nginx_config)."""
+    from buildtools import nginx_config
 
     with reported():
-        print(nginx.render_config(settings(c).nginx), end="")
+        print(nginx_config.render_config(settings(c).nginx), end="")
 
 
 @task(

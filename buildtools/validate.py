@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from buildtools import nginx, tags
+from buildtools import nginx_checks, tags
 from buildtools.config import CACHE_TEMPLATES, ImageConfig, Settings
 from buildtools.errors import BuildToolsError
 
@@ -86,7 +86,8 @@ def check(settings: Settings) -> Settings:
             f"app.repository and nginx.repository are both {settings.app.repository!r}",
             "give the sidecar a repository of its own, e.g. lara/nginx",
         )
-    nginx.render_config(settings.nginx)  # the sidecar's sizes, durations, upstream, resolver
+    # The sidecar's sizes, durations, upstream, resolver.
+    nginx_checks.check_settings(settings.nginx)
     check_sha_prefix(settings.sha_prefix)
     for branch, names in settings.extra_tags.items():
         for name in names:

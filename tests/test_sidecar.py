@@ -23,9 +23,9 @@ import pytest
 import requests
 from docker.models.containers import Container
 
-from buildtools import nginx
+from buildtools import nginx_checks, nginx_config
+from buildtools.errors import BuildToolsError
 from tests.fixtures.sidecar import (
-    TEST_REPOSITORY,
     Stack,
     app_log,
     app_requests,
@@ -160,7 +160,7 @@ def test_image_stops_gracefully_and_runs_its_entrypoint(docker_client, sidecar_i
         ["cat", "/etc/nginx/lara/upstream.conf"],
         environment={"APP_UPSTREAM": "lara-web:8080"},
     )
-    assert written == nginx.render_upstream("lara-web:8080")
+    assert written == nginx_config.render_upstream("lara-web:8080")
 
 
 def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, sidecar_image):
@@ -178,6 +178,7 @@ def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, side
         "http://app:3000",
         "-app:3000",
         "app}:3000",
+        "app:\u0663\u0660\u0660\u0660",  # Arabic-Indic digits: not a port to nginx
     ]
     script = "".join(
         f"if APP_UPSTREAM='{value}' lara-nginx-entrypoint true 2>/dev/null;"
@@ -191,8 +192,8 @@ def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, side
 
     def python_accepts(value: str) -> bool:
         try:
-            nginx.check_upstream(value)
-        except nginx.BuildToolsError:
+            nginx_checks.check_upstream(value)
+        except BuildToolsError:
             return False
         return True
 
@@ -210,6 +211,24 @@ def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, side
             "lara-nginx: APP_UPSTREAM='app:99999' has port 99999, not 1-65535 (e.g. app:3000)",
         ),
         ("app:0", "lara-nginx: APP_UPSTREAM='app:0' has port 0, not 1-65535 (e.g. app:3000)"),
+        # One good line used to carry the others into upstream.conf, as nginx directives.
+        (
+            "app:3000\ninclude /etc/shadow;",
+            "lara-nginx: APP_UPSTREAM has a line break; give one host:port (e.g. app:3000)",
+        ),
+        (
+            "include /etc/shadow;\napp:3000",
+            "lara-nginx: APP_UPSTREAM has a line break; give one host:port (e.g. app:3000)",
+        ),
+        (
+            "app:3000\r",
+            "lara-nginx: APP_UPSTREAM has a line break; give one host:port (e.g. app:3000)",
+        ),
+        (
+            "app:\u0663\u0660\u0660\u0660",
+            "lara-nginx: APP_UPSTREAM='app:\u0663\u0660\u0660\u0660' is not host:port"
+            " (e.g. app:3000)",
+        ),
     ],
 )
 def test_bad_app_upstream_stops_the_container_with_one_line(
@@ -347,7 +366,12 @@ SPOOFED = {
     "X-Forwarded-Ssl": "on",
     "Forwarded": "for=203.0.113.9;proto=https",
     "Client-IP": "203.0.113.9",
+    "X-Real-IP": "203.0.113.9",
+    "X-Forwarded-Scheme": "https",
 }
+# Never passed to the app, from a trusted proxy either: Rails needs only For, Proto, Port (and
+# Host, checked against nginx.server_names).
+DROPPED = ("X-Forwarded-Ssl", "X-Forwarded-Scheme", "Forwarded", "X-Real-IP", "Client-IP")
 
 
 def test_pages_are_proxied_to_the_app_with_laras_headers(deployment):
@@ -368,7 +392,7 @@ def test_pages_are_proxied_to_the_app_with_laras_headers(deployment):
     assert re.fullmatch(r"[0-9.]+", headers["X-Forwarded-For"])
     assert headers["X-Forwarded-Proto"] == "http"
     assert headers["X-Forwarded-Port"] == "80"
-    for spoofable in ("X-Forwarded-Host", "X-Forwarded-Ssl", "Forwarded", "Client-IP"):
+    for spoofable in ("X-Forwarded-Host", *DROPPED):
         assert spoofable not in headers
     start = re.fullmatch(r"t=(\d+\.\d{3})", headers["X-Request-Start"])
     assert start and before - 5 < float(start.group(1)) < time.time() + 5
@@ -378,9 +402,7 @@ def test_pages_are_proxied_to_the_app_with_laras_headers(deployment):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_forwarded_headers_from_a_trusted_proxy_reach_the_app(
-    deployment, sidecar_settings, tmp_path
-):
+def test_a_trusted_proxy_passes_only_what_rails_needs(deployment, sidecar_settings, tmp_path):
     # The address this test's requests come from, as the sidecar sees it (Docker's port proxy).
     peer = seen_by_app(deployment.echo_sidecar.get("/who"))["X-Forwarded-For"]
     cfg = dataclasses.replace(sidecar_settings, trusted_proxies=(peer,))
@@ -394,20 +416,75 @@ def test_forwarded_headers_from_a_trusted_proxy_reach_the_app(
     headers = seen_by_app(sidecar.get(path, headers=SPOOFED))
     no_port = seen_by_app(sidecar.get("/", headers={"X-Forwarded-Proto": "HTTPS"}))
     bad_proto = seen_by_app(sidecar.get("/", headers={"X-Forwarded-Proto": "gopher"}))
+    ports = {
+        port: seen_by_app(
+            sidecar.get("/", headers={"X-Forwarded-Proto": "https", "X-Forwarded-Port": port})
+        )["X-Forwarded-Port"]
+        for port in ("1", "65535", "99999", "0", "8443, 80", "08443")
+    }
 
     assert headers["X-Forwarded-For"] == f"203.0.113.9, {peer}"
     assert headers["X-Forwarded-Proto"] == "https"
     assert headers["X-Forwarded-Port"] == "8443"
-    assert headers["X-Forwarded-Host"] == "admin.example.org"
-    assert headers["Forwarded"] == "for=203.0.113.9;proto=https"
+    # Without nginx.server_names there is nothing to check a forwarded host against.
+    assert "X-Forwarded-Host" not in headers
+    assert [name for name in DROPPED if name in headers] == []
     assert (no_port["X-Forwarded-Proto"], no_port["X-Forwarded-Port"]) == ("https", "443")
     assert (bad_proto["X-Forwarded-Proto"], bad_proto["X-Forwarded-Port"]) == ("http", "80")
+    # A port outside 1-65535 (or not a port) gives way to the forwarded scheme's.
+    assert ports == {
+        "1": "1",
+        "65535": "65535",
+        "99999": "443",
+        "0": "443",
+        "8443, 80": "443",
+        "08443": "443",
+    }
     # realip: the access log names the client behind the proxy.
     wait_for(
         lambda: re.search(rf'^203\.0\.113\.9 - .*"GET {path} ', access_log_of(sidecar), re.M),
         "the client's address in the access log",
         5,
     )
+
+
+def test_a_forwarded_host_reaches_the_app_only_if_it_is_a_server_name(
+    deployment, sidecar_settings, tmp_path
+):
+    peer = seen_by_app(deployment.echo_sidecar.get("/who"))["X-Forwarded-For"]
+    cfg = dataclasses.replace(
+        sidecar_settings, trusted_proxies=(peer,), server_names=("lara.example.org",)
+    )
+    sidecar = deployment.stack.sidecar(
+        deployment.sidecar_image,
+        "host-checking-nginx",
+        nginx_conf=render_nginx_conf(cfg, tmp_path),
+        environment={"APP_UPSTREAM": "echo:3000"},
+    )
+
+    def forwarded_host(value: str) -> str | None:
+        response = sidecar.get(
+            "/", headers={"Host": "lara.example.org", "X-Forwarded-Host": value, **SPOOFED_REST}
+        )
+        assert response.status_code == 200
+        headers = seen_by_app(response)
+        assert [name for name in DROPPED if name in headers] == []
+        return headers.get("X-Forwarded-Host")
+
+    assert forwarded_host("lara.example.org") == "lara.example.org"
+    assert forwarded_host("LARA.example.org:8443") == "LARA.example.org:8443"
+    assert forwarded_host("evil.example") is None
+    assert forwarded_host("lara.example.org.evil.example") is None
+    assert forwarded_host("evil.example, lara.example.org") is None
+    assert forwarded_host("lara.example.org:99999") is None
+    # From an untrusted peer (the default sidecar): never, even a listed name.
+    direct = seen_by_app(
+        deployment.echo_sidecar.get("/", headers={"X-Forwarded-Host": "lara.example.org"})
+    )
+    assert "X-Forwarded-Host" not in direct
+
+
+SPOOFED_REST = {k: v for k, v in SPOOFED.items() if k != "X-Forwarded-Host"}
 
 
 # ---- nginx.server_names ----
@@ -588,6 +665,73 @@ def test_cached_asset_requests_reach_the_app_without_cookies(deployment):
     assert second.headers["X-Frame-Options"] == "DENY"  # the app's, stored; not doubled
 
 
+def test_an_asset_requested_with_authorization_is_never_stored_nor_served_to_others(deployment):
+    sidecar = deployment.echo_sidecar
+    for path in (
+        f"/assets/{digest_name('private')}",
+        f"/assets/private-{secrets.token_hex(4)}.css",
+    ):
+        authorized = sidecar.get(path, auth=("bob", "s3cret"))
+        again = sidecar.get(path, auth=("bob", "s3cret"))
+        anonymous = sidecar.get(path)
+        anonymous_again = sidecar.get(path)
+
+        # The app gets Authorization (it may guard its files), every time.
+        assert "Authorization: Basic " in authorized.text
+        assert authorized.headers["X-Cache-Status"] == again.headers["X-Cache-Status"] == "BYPASS"
+        assert authorized.headers["Cache-Control"].startswith("private, ")
+        # Nothing of it was stored: the anonymous client gets its own answer from the app.
+        assert anonymous.headers["X-Cache-Status"] == "MISS"
+        assert "Authorization" not in anonymous.text
+        assert anonymous.headers["Cache-Control"].startswith("public, ")
+        assert anonymous_again.headers["X-Cache-Status"] == "HIT"
+        # And a cached answer is not given to an authorized request: it goes to the app.
+        third = sidecar.get(path, auth=("bob", "s3cret"))
+        assert third.headers["X-Cache-Status"] == "BYPASS"
+        assert "Authorization: Basic " in third.text
+    assert app_log(deployment.echo).count(f"GET {path} ") == 4
+
+
+def test_uploads_are_never_cached_and_keep_the_apps_headers(deployment):
+    sidecar = deployment.echo_sidecar
+    path = f"/system/uploads/1/photo-{secrets.token_hex(32)}.txt"
+    first = sidecar.get(path, auth=("bob", "s3cret"))
+    second = sidecar.get(path)
+
+    assert "Authorization: Basic " in first.text
+    assert "Authorization" not in second.text
+    for response in (first, second):
+        assert response.status_code == 200
+        assert "X-Cache-Status" not in response.headers
+        assert "Cache-Control" not in response.headers  # the app's (the echo server sends none)
+    assert app_log(deployment.echo).count(f"GET {path} ") == 2
+
+
+def test_a_proxied_text_asset_is_gzipped_but_an_app_page_is_not(deployment):
+    sidecar = deployment.echo_sidecar
+    # The echo server answers text/plain, uncompressed, with the request head: padded to 2.7 kB.
+    pad = {"X-Pad": "p" * 2700, "Accept-Encoding": "gzip"}
+    path = f"/assets/{digest_name('text')}"
+    first = sidecar.get(path, headers=pad)
+    cached = sidecar.get(path, headers=pad)
+    plain = sidecar.get(path, headers={**pad, "Accept-Encoding": "identity"})
+    page = sidecar.get(f"/activities/{secrets.token_hex(4)}", headers=pad)
+    other = sidecar.get(f"/assets/text-{secrets.token_hex(4)}.txt", headers=pad)
+
+    assert (first.headers["X-Cache-Status"], cached.headers["X-Cache-Status"]) == ("MISS", "HIT")
+    for response in (first, cached, other):
+        assert response.headers["Content-Type"].startswith("text/plain")
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert "Accept-Encoding" in response.headers["Vary"]
+        assert "X-Pad: ppp" in response.text  # requests unzips
+    assert "Content-Encoding" not in plain.headers
+    assert "X-Pad: ppp" in plain.text
+    # Pages from the app are sent as the app sent them (BREACH).
+    assert page.status_code == 200
+    assert "Content-Encoding" not in page.headers
+    assert len(page.content) > 2700
+
+
 # ---- nginx.asset_fallback: 404 for apps that never serve assets (LARA) ----
 
 
@@ -611,55 +755,6 @@ def test_asset_fallback_404_answers_a_missing_asset_without_the_app(
         assert "X-Cache-Status" not in response.headers
         assert app_requests(sidecar, app, path) == 0
     assert sidecar.get(f"/assets/{on_disk}").status_code == 200
-
-
-RAILS_PRODUCTION_RB = """\
-Rails.application.configure do
-  config.public_file_server.enabled = ENV['RAILS_SERVE_STATIC_FILES'].present?
-end
-"""
-
-
-def test_asset_fallback_auto_is_resolved_from_the_app_image(
-    docker_client, app_image, sidecar_settings, base_image
-):
-    cfg = dataclasses.replace(sidecar_settings, asset_fallback="auto")
-    # An image without config/environments/production.rb (not Rails): it may serve public/.
-    assert nginx.read_app_files(docker_client, base_image) == {}
-    assert nginx.resolve_asset_fallback(cfg, docker_client, base_image).asset_fallback == "proxy"
-    # The example app is configured like LARA: public/ served only with RAILS_SERVE_STATIC_FILES.
-    assert "config/environments/production.rb" in nginx.read_app_files(docker_client, app_image)
-    assert nginx.resolve_asset_fallback(cfg, docker_client, app_image).asset_fallback == "404"
-
-    # A Rails app image that serves files only if RAILS_SERVE_STATIC_FILES is set.
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
-        body = RAILS_PRODUCTION_RB.encode()
-        info = tarfile.TarInfo("environments/production.rb")
-        info.size, info.mode = len(body), 0o644
-        tar.addfile(info, io.BytesIO(body))
-    container = docker_client.containers.create(app_image, command=["true"])
-    tag = secrets.token_hex(6)
-    try:
-        assert container.put_archive("/lara/config", archive.getvalue())
-        rails = container.commit(repository=f"{TEST_REPOSITORY}/rails-app", tag=tag)
-        served = container.commit(
-            repository=f"{TEST_REPOSITORY}/rails-app",
-            tag=f"{tag}-static",
-            changes=["ENV RAILS_SERVE_STATIC_FILES=1"],
-        )
-    finally:
-        container.remove(force=True)
-    try:
-        files = nginx.read_app_files(docker_client, rails.id)
-        assert files == {"config/environments/production.rb": RAILS_PRODUCTION_RB}
-        assert nginx.resolve_asset_fallback(cfg, docker_client, rails.id).asset_fallback == "404"
-        assert nginx.resolve_asset_fallback(cfg, docker_client, served.id).asset_fallback == "proxy"
-        explicit = dataclasses.replace(cfg, asset_fallback="proxy")
-        assert nginx.resolve_asset_fallback(explicit, docker_client, rails.id) is explicit
-    finally:
-        for image in (served, rails):
-            docker_client.images.remove(image.id, force=True)
 
 
 # ---- the app goes away and comes back elsewhere ----

@@ -2,7 +2,7 @@
 # Entrypoint of the LARA nginx sidecar.
 #
 # Checks APP_UPSTREAM (host:port of the app) as the build checks buildtools.nginx.upstream
-# (buildtools.nginx.check_upstream), writes it into the file nginx.conf includes, then runs the
+# (buildtools.nginx_checks.check_upstream), writes it into the file nginx.conf includes, then runs the
 # command (nginx by default; `docker run IMAGE nginx -t` checks the config). The app does not
 # have to be up: nginx resolves the name per request through the configured resolver.
 # Every refusal is one line on stderr and a non-zero exit.
@@ -19,9 +19,18 @@ fail() {
 }
 
 if [ -n "${APP_UPSTREAM:-}" ]; then
+    # grep checks line by line: a value with a line break could pass with one good line and
+    # carry directives on the others, so it is refused before grep sees it.
+    newline='
+'
+    carriage_return=$(printf '\r')
+    case "$APP_UPSTREAM" in
+        *"$newline"* | *"$carriage_return"*)
+            fail 64 "APP_UPSTREAM has a line break; give one host:port (e.g. app:3000)" ;;
+    esac
     # A host name or IPv4 address, or an [IPv6] address, then a port 1-65535: nothing else can
-    # reach the config file.
-    if ! printf '%s\n' "$APP_UPSTREAM" | grep -Eqx \
+    # reach the config file. LC_ALL=C: ASCII letters and digits only, whatever the locale.
+    if ! printf '%s\n' "$APP_UPSTREAM" | LC_ALL=C grep -Eqx \
         '([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}'; then
         fail 64 "APP_UPSTREAM='$APP_UPSTREAM' is not host:port (e.g. app:3000)"
     fi
