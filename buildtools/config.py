@@ -93,6 +93,9 @@ DEFAULTS: dict[str, Any] = {
         # sha- tag, this branch's tag, each release branch's tag, the highest release.
         "from": "{sha},{branch},{release_branches},{release}",
         "pull": True,
+        # Where to look for them: empty means the registries set in release.registries (never
+        # the Docker Hub a release falls back to when none is set: a lookup nobody asked for).
+        "registries": "",
     },
     "bases": {"repository": "lara-buildtools/debian"},
 }
@@ -285,6 +288,8 @@ class Settings:
     # Tag templates of earlier images used as build cache, and whether to pull them at all.
     cache_from: tuple[str, ...]
     cache_pull: bool
+    # Registries asked for them (empty: the configured release registries, if any).
+    cache_registries: tuple[str, ...]
     smoke: SmokeConfig
     # Starts the commit tag (``sha-0123abc``); LARA's GitHub workflow uses ``git-``.
     sha_prefix: str
@@ -523,6 +528,7 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
         bases_repository=r.text("bases.repository"),
         cache_from=split_list(r.text("cache.from")),
         cache_pull=r.flag("cache.pull"),
+        cache_registries=split_list(r.text("cache.registries")),
         smoke=_smoke(r),
         warnings=tuple(unknown_keys(section)),
     )

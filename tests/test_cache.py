@@ -8,17 +8,19 @@ registry, and read what was rebuilt from the build stream (the --json result).
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import secrets
 import subprocess
+import threading
 from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
 
-from buildtools import cache, config, stack, testbed
+from buildtools import build, cache, config, stack, testbed
 from buildtools.buildinfo import BuildInfo
 from buildtools.metadata import plan
 from tests.fixtures.git import GitRepo, git_env, init_repo
@@ -63,6 +65,76 @@ def test_cache_candidates_follow_the_templates_and_stage_prefixes() -> None:
     assert [c.tag for c in cache.candidates(cfg, meta)] == ["edge", "master"]
     staged = cache.candidates(cfg, meta, cache.stage_prefix("assets"))
     assert [c.tag for c in staged] == ["cache-assets-edge", "cache-assets-master"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "asked"),
+    [
+        ({}, []),  # nothing named: the Docker Hub a release falls back to is not asked
+        ({"release": {"registries": "ghcr.io,127.0.0.1:5000"}}, ["ghcr.io", "127.0.0.1:5000"]),
+        ({"cache": {"registries": "docker.io"}}, ["docker.io"]),  # asked by name
+        (
+            {"release": {"registries": "ghcr.io"}, "cache": {"registries": "mirror.example"}},
+            ["mirror.example"],
+        ),
+        ({"release": {"registries": "ghcr.io"}, "cache": {"pull": "false"}}, []),
+    ],
+    ids=["none named", "release registries", "cache registries", "cache first", "pull off"],
+)
+def test_only_registries_the_user_named_are_asked_for_cache(keys: dict, asked: list) -> None:
+    cfg = config.load(config.merged(keys), ROOT)
+    assert [registry.name for registry in cache.registries(cfg)] == asked
+    meta = plan(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
+    shown = build.cache_candidates(cfg, meta, "app")  # what --dry-run lists
+    assert bool(shown) == bool(asked)
+    if asked:
+        assert shown[0].startswith(cache.registries(cfg)[0].push_name(cfg.app.repository))
+
+
+class BusyRegistry:
+    """A real HTTP server on loopback that answers every request 503 (busy), and counts them:
+    a retried lookup would ask twice or more, and sleep in between."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def busy(self) -> None:
+                outer.requests += 1
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD = busy
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_cache_lookup_asks_each_registry_once_and_says_one_warning() -> None:
+    busy = [BusyRegistry(), BusyRegistry()]
+    try:
+        names = ",".join(b.host for b in busy)
+        cfg = config.load(config.merged({"cache": {"registries": names}}), ROOT)
+        meta = plan(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
+        said: list[str] = []
+        found = cache.resolve(None, cfg, meta, {}, "lbt/app", "app", say=said.append)  # type: ignore[arg-type]
+    finally:
+        for registry in busy:
+            registry.close()
+    assert found.refs == []
+    assert [b.requests for b in busy] == [1, 1]
+    assert len(said) == 1 and said[0].startswith("warning: cache for app: ")
+    assert all(b.host in said[0] for b in busy) and "building without those sources" in said[0]
 
 
 # --- on a fresh engine ----------------------------------------------------------------------
