@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import json
 import os
 import secrets
@@ -20,7 +21,7 @@ import docker
 import docker.errors
 import pytest
 
-from buildtools import build, cache, config, stack, testbed
+from buildtools import build, cache, config, images, stack, testbed
 from buildtools.buildinfo import BuildInfo
 from buildtools.metadata import plan
 from tests.fixtures.git import GitRepo, git_env, init_repo
@@ -135,6 +136,33 @@ def test_a_cache_lookup_asks_each_registry_once_and_says_one_warning() -> None:
     assert [b.requests for b in busy] == [1, 1]
     assert len(said) == 1 and said[0].startswith("warning: cache for app: ")
     assert all(b.host in said[0] for b in busy) and "building without those sources" in said[0]
+
+
+@pytest.mark.docker
+def test_the_source_holding_most_steps_is_credited_with_them(
+    docker_client: docker.DockerClient, base_image: str
+) -> None:
+    """served() compares build histories (images.history_steps): the steps above the base that
+    a source shares with the built image; a source the engine lacks counts as none."""
+    run = secrets.token_hex(4)
+    first = f"FROM {base_image}\nRUN echo {run} > /one\n"
+    made = []
+    try:
+        for dockerfile in (first, first + f"RUN echo {run} > /two\n"):
+            image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True)
+            made.append(image.id)
+        shorter, longer = made
+        steps = images.history_steps(docker_client, longer)  # oldest first
+        assert len(steps) == len(images.history_steps(docker_client, base_image)) + 2
+        assert "/one" in steps[-2] and "/two" in steps[-1]
+        missing = f"lbt-missing-{run}:none"
+        served = cache.served(docker_client, longer, base_image, [missing, shorter, longer])
+        assert served == {longer: 2}
+        assert cache.served(docker_client, longer, base_image, [missing, shorter]) == {shorter: 1}
+    finally:
+        for image_id in reversed(made):
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.images.remove(image_id, force=True)
 
 
 # --- on a fresh engine ----------------------------------------------------------------------
