@@ -173,6 +173,13 @@ FAILURES = [
         "refusing to release pull request #5",
     ),
     (
+        "a cache registry that is no host",
+        ["build", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_CACHE_REGISTRIES": "ghcr.io/org"},
+        "",
+        "config key buildtools.cache.registries: registry 'ghcr.io/org' is not a host[:port]",
+    ),
+    (
         "negative retries",
         ["version"],
         {},
