@@ -220,6 +220,7 @@ CASE_TITLES = {
     4: "Tool overhead",
     5: "Fresh CI runner",
     6: "Image sizes",
+    7: "The no-op's cost",
 }
 
 

@@ -21,7 +21,6 @@ from buildtools.dockerfile import problems as dockerfile_problems
 from buildtools.dockerfile import stages as dockerfile_stages
 from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
-from buildtools.registry import parse_registry
 
 IMAGES = ("app", "nginx")
 
@@ -291,10 +290,11 @@ def dry_run_plan(settings: Settings, meta: Metadata, only: str = "", **app_args)
 
 
 def cache_candidates(settings: Settings, meta: Metadata, image: str, prefix: str = "") -> list[str]:
-    """Where ``invoke build`` will look for cache sources (first registry shown), best first."""
-    if not settings.cache_pull:
+    """Where ``invoke build`` will look for cache sources (first registry shown), best first;
+    none when no registry is asked (:func:`buildtools.cache.registries`)."""
+    asked = cache.registries(settings)
+    if not asked:
         return []
     repository = settings.app.repository if image == "app" else settings.nginx.image.repository
-    entries = settings.release.registries or ("docker.io",)
-    where = parse_registry(entries[0]).push_name(repository)
+    where = asked[0].push_name(repository)
     return [f"{where}:{c.tag} ({c.reason})" for c in cache.candidates(settings, meta, prefix)]

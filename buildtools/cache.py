@@ -9,6 +9,11 @@ branch's tag, then the highest release (``cache.from``, an ordered list of tag t
 :func:`plan` is pure (what ``--dry-run`` shows); :func:`resolve` talks to the registries and
 the engine. A registry that is down, refuses, or has none of the sources is one warning line
 and a cold build, never a failed build.
+
+A lookup only saves time, so it must not cost much: one attempt per registry with a short
+timeout and no retries (no backoff sleep on a name that does not resolve), and only registries
+the user named (``cache.registries``, else ``release.registries``): the Docker Hub that a release
+falls back to when none is named is not asked.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import docker
 import docker.errors
 import requests
 
-from buildtools import credentials, tags
+from buildtools import credentials, images, tags
 from buildtools.config import Settings
 from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
@@ -28,6 +33,9 @@ from buildtools.registry import Registry, RegistryClient, RetryPolicy, parse_reg
 from buildtools.versions import docker_version, parse_version
 
 LOCAL_SOURCES = 5  # local images of the repository kept as cache sources on a warm machine
+# One quick attempt per registry: a miss costs a cold build, never a wait.
+LOOKUP_RETRY = RetryPolicy(retries=0)
+LOOKUP_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -111,8 +119,20 @@ def _pull(client: docker.DockerClient, ref: str, tag: str, auth: dict[str, str] 
     return sum(sizes.values())
 
 
-def _registries(settings: Settings) -> list[Registry]:
-    return [parse_registry(entry) for entry in settings.release.registries or ("docker.io",)]
+def registries(settings: Settings) -> list[Registry]:
+    """The registries asked for cache sources, in order: ``cache.registries``, else those
+    named in ``release.registries``; none when neither names one (nobody asked)."""
+    if not settings.cache_pull:
+        return []
+    if not settings.cache_registries:
+        return [parse_registry(entry) for entry in settings.release.registries]
+    try:
+        return [parse_registry(entry) for entry in settings.cache_registries]
+    except BuildToolsError as exc:
+        raise BuildToolsError(
+            f"config key buildtools.cache.registries: {exc.problem}",
+            "list registries as host[:port], e.g. ghcr.io,registry.example.org:5000",
+        ) from None
 
 
 def local_sources(client: docker.DockerClient, repository: str) -> list[str]:
@@ -140,17 +160,17 @@ def resolve(
 ) -> Resolved:
     """Find the candidates in the first registry that has any, pull them; warnings via ``say``."""
     result = Resolved(image)
-    wanted = candidates(settings, meta, prefix)
-    if not settings.cache_pull or not wanted:
+    asked = registries(settings)
+    wanted = candidates(settings, meta, prefix) if asked else []
+    if not wanted:
         return result
-    retry = retry or RetryPolicy(retries=1, base_delay=0.5, max_delay=2.0)
-    registries = _registries(settings)
+    retry = retry or LOOKUP_RETRY
     problems: list[str] = []
     secrets: list[str] = []
-    for registry in registries:
+    for registry in asked:
         login = credentials.for_registry(registry.name, env)
         secrets += [login.password] if login else []
-        api = RegistryClient(registry, login, retry, timeout=10.0)
+        api = RegistryClient(registry, login, retry, timeout=LOOKUP_TIMEOUT)
         try:
             # Each tag's digest once: sources that are the same image are pulled once.
             present = [(c, d) for c in wanted if (d := api.digest(repository, c.tag))]
@@ -180,7 +200,7 @@ def resolve(
         say(f"warning: cache for {image}: {text}; building without those sources")
     elif not result.refs:
         tried = ", ".join(c.tag for c in wanted)
-        say(f"cache for {image}: no earlier image ({tried}) in {registries[0].name}")
+        say(f"cache for {image}: no earlier image ({tried}) in {asked[0].name}")
     return result
 
 
@@ -194,25 +214,24 @@ def sources(resolved: Resolved | None, local: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*pulled, *local])) if pulled else ()
 
 
-def _history(client: docker.DockerClient, image: str) -> list[str]:
-    """An image's build steps, oldest first, as the instructions that made them."""
-    try:
-        entries = client.api.history(image)
-    except docker.errors.APIError:
-        return []
-    return [str(entry.get("CreatedBy", "")) for entry in reversed(entries)]
-
-
 def served(
     client: docker.DockerClient, image_id: str, base: str, refs: Sequence[str]
 ) -> dict[str, int]:
     """How many of the built image's steps (above its base) each source holds: the length of
-    their shared history. Only the best source is credited; ties go to the earlier one."""
-    built = _history(client, image_id)
-    base_len = len(_history(client, base)) if base else 0
+    their shared history. Only the best source is credited; ties go to the earlier one. An image
+    the engine no longer has counts as no steps."""
+
+    def history(image: str) -> list[str]:
+        try:
+            return images.history_steps(client, image)
+        except docker.errors.APIError:
+            return []
+
+    built = history(image_id)
+    base_len = len(history(base)) if base else 0
     best: tuple[str, int] | None = None
     for ref in refs:
-        theirs = _history(client, ref)
+        theirs = history(ref)
         shared = 0
         for mine, other in zip(built, theirs, strict=False):
             if mine != other:

@@ -2,9 +2,12 @@
 
 invoke owns loading and overriding: the task collection registers :data:`DEFAULTS`
 (``ns.configure``), a project's ``invoke.yaml`` changes what it needs, and
-``INVOKE_BUILDTOOLS_*`` variables override any key. This module turns the merged mapping into
-plain, validated values, with paths made absolute against the project root, so library code
-never reaches into invoke. Every value is checked here, before anything touches an engine.
+``INVOKE_BUILDTOOLS_*`` variables override any key. Every value reaches invoke as text
+(:func:`defaults`, :func:`checked_file`): invoke's environment loader converts a variable to the
+type of the value it replaces (``false`` became True, ``lots`` a traceback), and text stays
+text. This module turns the merged mapping into plain, validated values, with paths made
+absolute against the project root, so library code never reaches into invoke. Every value is
+checked here, before anything touches an engine.
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ DEFAULTS: dict[str, Any] = {
         # sha- tag, this branch's tag, each release branch's tag, the highest release.
         "from": "{sha},{branch},{release_branches},{release}",
         "pull": True,
+        # Where to look for them: empty means the registries set in release.registries (never
+        # the Docker Hub a release falls back to when none is set: a lookup nobody asked for).
+        "registries": "",
     },
     "bases": {"repository": "lara-buildtools/debian"},
 }
@@ -100,9 +106,65 @@ TRUE = ("true", "1", "yes", "on")
 FALSE = ("false", "0", "no", "off", "")
 
 
+def as_text(value: Any) -> Any:
+    """A config value as the text an environment variable would give (``true``, ``5``), so
+    invoke keeps an ``INVOKE_BUILDTOOLS_*`` override as the string it is and :func:`load` parses
+    both the same way. Sections are converted key by key; empty values and lists stay as they
+    are (:func:`load` names a list as not a single value)."""
+    if isinstance(value, Mapping):
+        return {key: as_text(item) for key, item in value.items()}
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None or isinstance(value, str | list | tuple):
+        return copy.deepcopy(value)
+    return str(value)
+
+
 def defaults() -> dict[str, Any]:
-    """A fresh copy of :data:`DEFAULTS` (for ``ns.configure`` and tests)."""
-    return copy.deepcopy(DEFAULTS)
+    """:data:`DEFAULTS` as text (:func:`as_text`): what ``ns.configure`` registers."""
+    return as_text(DEFAULTS)
+
+
+def checked_file(data: Any, path: str) -> dict[str, Any]:
+    """A project config file's parsed content, checked before invoke merges it (a list, or a
+    value over a section of the defaults, would be a traceback there), with the
+    ``buildtools`` section as text (:func:`as_text`). An empty file means no changes."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise BuildToolsError(
+            f"{path} holds a {type(data).__name__}, not keys",
+            f"start it with {SECTION}: and indented keys",
+        )
+
+    def walk(given: dict[Any, Any], defaults: Mapping[str, Any], where: str) -> None:
+        for key, value in list(given.items()):
+            if not isinstance(key, str):
+                raise BuildToolsError(
+                    f"{path}: {where}{key!r} is not a key name",
+                    "use the names in the README's configuration table",
+                )
+            default = defaults.get(key)
+            if key in defaults and not isinstance(default, Mapping):
+                if isinstance(value, dict):
+                    raise BuildToolsError(
+                        f"{path}: {where}{key} is a section, not a single value",
+                        f"write {where}{key}: <value>",
+                    )
+            elif isinstance(default, Mapping):
+                if value is None:
+                    given[key] = {}  # an empty section (`git:`) is an empty mapping
+                elif not isinstance(value, dict):
+                    raise BuildToolsError(
+                        f"{path}: {where}{key} is {value!r}, not a section of keys",
+                        f"write {where}{key}: followed by indented keys",
+                    )
+                else:
+                    walk(value, default, f"{where}{key}.")
+
+    walk(data, {SECTION: DEFAULTS}, "")
+    if isinstance(data.get(SECTION), dict):
+        data[SECTION] = as_text(data[SECTION])
+    return data
 
 
 def merged(section: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -165,16 +227,16 @@ class NginxConfig:
     client_max_body_size: str
     proxy_read_timeout: str
     resolver: str
-    # Added for the sidecar (buildtools.nginx); see DEFAULTS and the README for their meaning.
-    resolver_valid: str = "5s"
-    proxy_connect_timeout: str = "5s"
-    fingerprint_min_length: int = 32
-    access_log_buffer: str = "32k"
+    # See DEFAULTS and the README for their meaning.
+    resolver_valid: str
+    proxy_connect_timeout: str
+    fingerprint_min_length: int
+    access_log_buffer: str
     # Host names served (empty: any); proxies whose X-Forwarded-* are believed (empty: none);
     # a missing asset: "proxy" to the app, "404" from nginx, "auto" decided from the app image.
-    server_names: tuple[str, ...] = ()
-    trusted_proxies: tuple[str, ...] = ()
-    asset_fallback: str = "auto"
+    server_names: tuple[str, ...]
+    trusted_proxies: tuple[str, ...]
+    asset_fallback: str
 
 
 @dataclass(frozen=True)
@@ -184,8 +246,8 @@ class ReleaseConfig:
     allow_pull_requests: bool
     retries: int
     retry_base_delay: float
-    # Upper bound of one wait between retries (seconds).
-    retry_max_delay: float = 30.0
+    # Upper bound of one wait between retries (seconds); the default is DEFAULTS' own.
+    retry_max_delay: float = DEFAULTS["release"]["retry_max_delay"]
 
 
 @dataclass(frozen=True)
@@ -200,11 +262,13 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class SmokeConfig:
-    path: str = "/"
-    expect: str = ""
-    env: tuple[str, ...] = ()
-    prepare: str = ""
-    timeout: int = 120
+    """What the smoke test checks; ``SmokeConfig()`` is the defaults (from DEFAULTS)."""
+
+    path: str = DEFAULTS["smoke"]["path"]
+    expect: str = DEFAULTS["smoke"]["expect"]
+    env: tuple[str, ...] = split_list(DEFAULTS["smoke"]["env"])
+    prepare: str = DEFAULTS["smoke"]["prepare"]
+    timeout: int = DEFAULTS["smoke"]["timeout"]
     services: tuple[ServiceConfig, ...] = ()
 
 
@@ -222,11 +286,13 @@ class Settings:
     release: ReleaseConfig
     bases_repository: str
     # Tag templates of earlier images used as build cache, and whether to pull them at all.
-    cache_from: tuple[str, ...] = ()
-    cache_pull: bool = False
-    smoke: SmokeConfig = field(default_factory=SmokeConfig)
+    cache_from: tuple[str, ...]
+    cache_pull: bool
+    # Registries asked for them (empty: the configured release registries, if any).
+    cache_registries: tuple[str, ...]
+    smoke: SmokeConfig
     # Starts the commit tag (``sha-0123abc``); LARA's GitHub workflow uses ``git-``.
-    sha_prefix: str = "sha-"
+    sha_prefix: str
     # Unknown keys and other things the user should know, said once by the task.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -462,6 +528,7 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
         bases_repository=r.text("bases.repository"),
         cache_from=split_list(r.text("cache.from")),
         cache_pull=r.flag("cache.pull"),
+        cache_registries=split_list(r.text("cache.registries")),
         smoke=_smoke(r),
         warnings=tuple(unknown_keys(section)),
     )

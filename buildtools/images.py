@@ -249,7 +249,9 @@ def label_archive(
     return buffer
 
 
-def _steps(client: docker.DockerClient, image: str) -> list[str]:
+def history_steps(client: docker.DockerClient, image: str) -> list[str]:
+    """An image's build steps, oldest first, as the instructions that made them (its history):
+    two images built alike share a prefix. Raises ``docker.errors.APIError`` (e.g. not found)."""
     return [str(h.get("CreatedBy", "")) for h in reversed(client.api.history(image))]
 
 
@@ -265,13 +267,13 @@ def config_repairs(client: docker.DockerClient, image_id: str, sources: Sequence
         return []
     try:
         built = client.api.inspect_image(image_id)["Config"] or {}
-        mine = _steps(client, image_id)
+        mine = history_steps(client, image_id)
     except docker.errors.APIError:
         return []
     for source in sources:
         try:
             theirs = client.api.inspect_image(source)["Config"] or {}
-            if _steps(client, source)[: len(mine)] != mine:
+            if history_steps(client, source)[: len(mine)] != mine:
                 continue
         except docker.errors.APIError:
             continue

@@ -13,115 +13,37 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import invoke.config
-import invoke.env
-import yaml
 from invoke import Collection, Context, task
-from invoke.exceptions import Exit
+from invoke.exceptions import CollectionNotFound, Exit
+from invoke.loader import FilesystemLoader
 
-from buildtools import config
+from buildtools import config, invokefiles
 from buildtools.errors import INTERRUPTED, BuildToolsError
 
 # --- invoke integration ------------------------------------------------------------------------
+# Defaults reach invoke once, as text (ns.configure at the end, config.defaults); the project's
+# config file is read with one-line errors (invokefiles, the one private hook, version-pinned).
+invokefiles.install()
 
 
-class _RawSectionEnvironment(invoke.env.Environment):
-    """invoke casts an env var to the type of the value it overrides, so ``false`` became True
-    for a boolean and ``lots`` crashed with a traceback for a number. Values of our section
-    stay the strings they are; :func:`buildtools.config.load` parses them strictly."""
-
-    def _path_set(self, key_path, value):  # type: ignore[no-untyped-def]
-        if key_path and key_path[0] == config.SECTION:
-            node = self.data
-            for key in key_path[:-1]:
-                node = node.setdefault(key, {})
-            node[key_path[-1]] = value
-            return
-        super()._path_set(key_path, value)
-
-
-def _load_yaml(self, path):  # type: ignore[no-untyped-def]
-    """invoke.yaml that is not valid YAML is one line naming the file, the line and the fix."""
+def project_root(c: Context) -> Path:
+    """The directory invoke took ``tasks.py`` (and ``invoke.yaml``) from, found as invoke's own
+    loader finds it (upwards from the search root); the working directory when none is found."""
     try:
-        with open(path) as handle:
-            data = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise  # invoke looks for several names and skips the missing ones
-    except (OSError, UnicodeDecodeError, RecursionError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
-        raise Exit(
-            f"error: {path} cannot be read as YAML text ({reason}) "
-            "(fix: make it a UTF-8 YAML file, or remove it)",
-            code=1,
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        reason = getattr(exc, "problem", None) or type(exc).__name__
-        if "\\t" in reason or "\t" in reason:
-            reason += " (YAML indents with spaces, never tabs)"
-        raise Exit(
-            f"error: {where} is not valid YAML: {reason} (fix: correct that line)", code=1
-        ) from None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise Exit(
-            f"error: {path} holds a {type(data).__name__}, not keys "
-            f"(fix: start it with {config.SECTION}: and indented keys)",
-            code=1,
-        )
-    return _sections_checked(data, path)
-
-
-def _sections_checked(data, path):  # type: ignore[no-untyped-def]
-    """invoke cannot merge a value over a section of our defaults (a traceback): say which key
-    should hold indented keys instead. An empty section (``git:``) is an empty mapping."""
-
-    def walk(given, defaults, where):  # type: ignore[no-untyped-def]
-        for key, value in list(given.items()):
-            if not isinstance(key, str):
-                raise Exit(
-                    f"error: {path}: {where}{key!r} is not a key name "
-                    f"(fix: use the names in the README's configuration table)",
-                    code=1,
-                )
-            if key in defaults and not isinstance(defaults[key], dict):
-                if isinstance(value, dict):
-                    raise Exit(
-                        f"error: {path}: {where}{key} is a section, not a single value "
-                        f"(fix: write {where}{key}: <value>)",
-                        code=1,
-                    )
-                continue
-            if not isinstance(defaults.get(key), dict):
-                continue
-            if value is None:
-                given[key] = {}
-            elif not isinstance(value, dict):
-                raise Exit(
-                    f"error: {path}: {where}{key} is {value!r}, not a section of keys "
-                    f"(fix: write {where}{key}: followed by indented keys)",
-                    code=1,
-                )
-            else:
-                walk(value, defaults[key], f"{where}{key}.")
-
-    if isinstance(data, dict):
-        walk(data, {config.SECTION: config.DEFAULTS}, "")
-    return data
-
-
-invoke.config.Environment = _RawSectionEnvironment
-invoke.config.Config._load_yaml = _load_yaml
-invoke.config.Config._load_yml = _load_yaml
+        spec = FilesystemLoader(config=c.config).find(c.config.tasks.collection_name)
+    except (CollectionNotFound, OSError):
+        spec = None
+    if spec is None or not spec.origin:
+        return Path.cwd()
+    found = Path(spec.origin).parent
+    return found.parent if spec.submodule_search_locations else found
 
 
 def settings(c: Context) -> config.Settings:
     """The project's Settings; paths are relative to the directory holding tasks.py."""
     from buildtools import validate
 
-    root = Path(getattr(c.config, "_project_prefix", None) or os.getcwd())
-    return validate.check(config.load(c.config.get(config.SECTION), root))
+    return validate.check(config.load(c.config.get(config.SECTION), project_root(c)))
 
 
 def overrides_from(branch: str, tag: str, commit: str):
@@ -374,7 +296,7 @@ def release(c, dry_run=False, json=False, force=False, branch="", tag="", commit
 @task(
     help={
         "only": "run one case: 1 rebuild, 2 re-release, 3 sidecar throughput, 4 overhead, "
-        "5 fresh CI runner, 6 image sizes",
+        "5 fresh CI runner, 6 image sizes, 7 no-op build and version",
         "runs": "runs per figure, reported as medians (default: 3; case 4 runs at least 5)",
         "cold-runs": "cold (no-cache) app builds in case 1 (default: 2; each takes ~30 s)",
         "duration": "seconds per wrk run in case 3 (default: 5)",

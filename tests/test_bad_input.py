@@ -160,11 +160,32 @@ FAILURES = [
         "buildtools.release.retries = 'lots' is not a whole number",
     ),
     (
+        "retries that are not a number, over a number in invoke.yaml",
+        ["version"],
+        {"INVOKE_BUILDTOOLS_RELEASE_RETRIES": "lots"},
+        "  release:\n    retries: 3\n",
+        "buildtools.release.retries = 'lots' is not a whole number",
+    ),
+    (
+        "false from the environment over true in invoke.yaml",
+        ["release", "--dry-run"],
+        {**TRAVIS_PR, "INVOKE_BUILDTOOLS_RELEASE_ALLOW_PULL_REQUESTS": "false"},
+        "  release:\n    allow_pull_requests: true\n",
+        "refusing to release pull request #5",
+    ),
+    (
+        "a cache registry that is no host",
+        ["build", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_CACHE_REGISTRIES": "ghcr.io/org"},
+        "",
+        "config key buildtools.cache.registries: registry 'ghcr.io/org' is not a host[:port]",
+    ),
+    (
         "negative retries",
         ["version"],
         {},
         "  release:\n    retries: -1\n",
-        "buildtools.release.retries = -1 is not a whole number of at least 0",
+        "buildtools.release.retries = '-1' is not a whole number of at least 0",
     ),
     (
         "an upper-case repository",
@@ -322,6 +343,50 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
 def test_invoke_yaml_that_is_not_yaml_is_one_line(app: App, text: str, expected: str) -> None:
     line = one_error(app.invoke("version", yaml=text))
     assert "invoke.yaml, line" in line and expected in line
+
+
+# (case, config file name, its text, the error line must contain)
+ODD_CONFIG_FILES = [
+    ("a list at the top", "invoke.yaml", "- buildtools\n", "invoke.yaml holds a list, not keys"),
+    (
+        "a section where a value belongs",
+        "invoke.yaml",
+        "buildtools:\n  title:\n    name: x\n",
+        "invoke.yaml: buildtools.title is a section, not a single value",
+    ),
+    ("a key that is a number", "invoke.yaml", "buildtools:\n  1: x\n", "1 is not a key name"),
+    ("JSON that does not parse", "invoke.json", '{"buildtools": {', "invoke.json, line 1"),
+    (
+        "JSON with a value where a section belongs",
+        "invoke.json",
+        '{"buildtools": {"git": 5}}',
+        "buildtools.git is 5, not a section of keys",
+    ),
+    ("Python that does not parse", "invoke.py", "buildtools = {\n", "invoke.py, line 1"),
+    (
+        "Python with a value where a section belongs",
+        "invoke.py",
+        "buildtools = {'release': 3}\n",
+        "buildtools.release is 3, not a section of keys",
+    ),
+    ("Python that fails", "invoke.py", "1 / 0\n", "ZeroDivisionError"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [case[1:] for case in ODD_CONFIG_FILES],
+    ids=[case[0] for case in ODD_CONFIG_FILES],
+)
+def test_a_config_file_invoke_cannot_merge_is_one_line(
+    app: App, name: str, text: str, expected: str
+) -> None:
+    """invoke reads invoke.yaml, else .yml, .json or .py: each shape it would fail on with a
+    traceback (AmbiguousMergeError, JSONDecodeError, SyntaxError) is one line naming the file."""
+    (app.path / "invoke.yaml").unlink()
+    (app.path / name).write_text(text)
+    line = one_error(app.invoke("version"))
+    assert expected in line and name in line and "(fix: " in line
 
 
 @pytest.mark.parametrize("text", ["", "buildtools:\n", None], ids=["empty", "no keys", "missing"])

@@ -15,6 +15,7 @@ from benchmarks.run import (
     ROOT,
     Layer,
     StepRecorder,
+    cli_build,
     distinct_bytes,
     dockerfile_steps_from,
     history_step,
@@ -306,4 +307,24 @@ def test_wrk_command_is_the_same_on_both_paths():
         "-c32",
         "-d5s",
         "http://nginx/a.js",
+    ]
+
+
+def test_the_cli_baseline_gets_the_plans_args_labels_and_tags(tmp_path: Path):
+    """Case 7a's `docker build`: each build arg (multi-line ones whole), label and tag of the
+    plan as its own flag, and the Dockerfile inside the context."""
+    plan = {
+        "buildargs": {"BASE_IMAGE": "lara-buildtools/debian:latest", "LARA_VERSION_YML": "a: 1\n"},
+        "labels": {"org.opencontainers.image.revision": "0123abc"},
+        "tags": ["lara/app:sha-0123abc", "lara/app:master"],
+    }
+    cmd = cli_build(plan, tmp_path)
+    assert cmd[1] == "build"
+    assert cmd[-3:] == ["-f", str(tmp_path / "Dockerfile"), str(tmp_path)]
+    assert list(zip(cmd[2:-3:2], cmd[3:-3:2], strict=True)) == [
+        ("--build-arg", "BASE_IMAGE=lara-buildtools/debian:latest"),
+        ("--build-arg", "LARA_VERSION_YML=a: 1\n"),
+        ("--label", "org.opencontainers.image.revision=0123abc"),
+        ("-t", "lara/app:sha-0123abc"),
+        ("-t", "lara/app:master"),
     ]

@@ -8,10 +8,13 @@ registry, and read what was rebuilt from the build stream (the --json result).
 from __future__ import annotations
 
 import contextlib
+import http.server
+import io
 import json
 import os
 import secrets
 import subprocess
+import threading
 from pathlib import Path
 
 import docker
@@ -19,7 +22,7 @@ import docker.errors
 import pytest
 
 import testbed
-from buildtools import cache, config, stack
+from buildtools import build, cache, config, images, stack
 from buildtools.buildinfo import BuildInfo
 from buildtools.metadata import plan
 from tests.fixtures.git import GitRepo, git_env, init_repo
@@ -64,6 +67,103 @@ def test_cache_candidates_follow_the_templates_and_stage_prefixes() -> None:
     assert [c.tag for c in cache.candidates(cfg, meta)] == ["edge", "master"]
     staged = cache.candidates(cfg, meta, cache.stage_prefix("assets"))
     assert [c.tag for c in staged] == ["cache-assets-edge", "cache-assets-master"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "asked"),
+    [
+        ({}, []),  # nothing named: the Docker Hub a release falls back to is not asked
+        ({"release": {"registries": "ghcr.io,127.0.0.1:5000"}}, ["ghcr.io", "127.0.0.1:5000"]),
+        ({"cache": {"registries": "docker.io"}}, ["docker.io"]),  # asked by name
+        (
+            {"release": {"registries": "ghcr.io"}, "cache": {"registries": "mirror.example"}},
+            ["mirror.example"],
+        ),
+        ({"release": {"registries": "ghcr.io"}, "cache": {"pull": "false"}}, []),
+    ],
+    ids=["none named", "release registries", "cache registries", "cache first", "pull off"],
+)
+def test_only_registries_the_user_named_are_asked_for_cache(keys: dict, asked: list) -> None:
+    cfg = config.load(config.merged(keys), ROOT)
+    assert [registry.name for registry in cache.registries(cfg)] == asked
+    meta = plan(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
+    shown = build.cache_candidates(cfg, meta, "app")  # what --dry-run lists
+    assert bool(shown) == bool(asked)
+    if asked:
+        assert shown[0].startswith(cache.registries(cfg)[0].push_name(cfg.app.repository))
+
+
+class BusyRegistry:
+    """A real HTTP server on loopback that answers every request 503 (busy), and counts them:
+    a retried lookup would ask twice or more, and sleep in between."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def busy(self) -> None:
+                outer.requests += 1
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD = busy
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_cache_lookup_asks_each_registry_once_and_says_one_warning() -> None:
+    busy = [BusyRegistry(), BusyRegistry()]
+    try:
+        names = ",".join(b.host for b in busy)
+        cfg = config.load(config.merged({"cache": {"registries": names}}), ROOT)
+        meta = plan(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
+        said: list[str] = []
+        found = cache.resolve(None, cfg, meta, {}, "lbt/app", "app", say=said.append)  # type: ignore[arg-type]
+    finally:
+        for registry in busy:
+            registry.close()
+    assert found.refs == []
+    assert [b.requests for b in busy] == [1, 1]
+    assert len(said) == 1 and said[0].startswith("warning: cache for app: ")
+    assert all(b.host in said[0] for b in busy) and "building without those sources" in said[0]
+
+
+@pytest.mark.docker
+def test_the_source_holding_most_steps_is_credited_with_them(
+    docker_client: docker.DockerClient, base_image: str
+) -> None:
+    """served() compares build histories (images.history_steps): the steps above the base that
+    a source shares with the built image; a source the engine lacks counts as none."""
+    run = secrets.token_hex(4)
+    first = f"FROM {base_image}\nRUN echo {run} > /one\n"
+    made = []
+    try:
+        for dockerfile in (first, first + f"RUN echo {run} > /two\n"):
+            image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True)
+            made.append(image.id)
+        shorter, longer = made
+        steps = images.history_steps(docker_client, longer)  # oldest first
+        assert len(steps) == len(images.history_steps(docker_client, base_image)) + 2
+        assert "/one" in steps[-2] and "/two" in steps[-1]
+        missing = f"lbt-missing-{run}:none"
+        served = cache.served(docker_client, longer, base_image, [missing, shorter, longer])
+        assert served == {longer: 2}
+        assert cache.served(docker_client, longer, base_image, [missing, shorter]) == {shorter: 1}
+    finally:
+        for image_id in reversed(made):
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.images.remove(image_id, force=True)
 
 
 # --- on a fresh engine ----------------------------------------------------------------------

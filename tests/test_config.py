@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,42 @@ def test_the_package_data_ships_every_sidecar_file():
     shipped = {path for pattern in patterns for path in package.glob(pattern) if path.is_file()}
     files = {path for path in config.SIDECAR_DIR.iterdir() if path.is_file()}
     assert files and files <= shipped
+
+
+def test_no_dataclass_default_competes_with_DEFAULTS():
+    """Every field default of the config dataclasses is what DEFAULTS gives after loading."""
+    import dataclasses
+
+    loaded = config.load(config.merged({}), ROOT)
+    views = {
+        config.Settings: loaded,
+        config.NginxConfig: loaded.nginx,
+        config.ReleaseConfig: loaded.release,
+        config.SmokeConfig: loaded.smoke,
+    }
+    checked = []
+    for cls, view in views.items():
+        for item in dataclasses.fields(cls):
+            if item.default is not dataclasses.MISSING:
+                default = item.default
+            elif item.default_factory is not dataclasses.MISSING:
+                default = item.default_factory()
+            else:
+                continue
+            if item.name != "warnings":  # not a key: what loading found to say
+                checked.append((cls.__name__, item.name, default, getattr(view, item.name)))
+    assert checked and [c for c in checked if c[2] != c[3]] == []
+    assert config.SmokeConfig() == loaded.smoke
+
+
+def test_the_defaults_reach_invoke_as_text():
+    """invoke converts an environment variable to the type of the value it replaces; text
+    stays text, so `false` and `lots` reach config.load as written."""
+
+    def leaves(node: dict) -> Iterator[object]:
+        for value in node.values():
+            yield from leaves(value) if isinstance(value, dict) else [value]
+
+    assert all(isinstance(value, str) for value in leaves(config.defaults()))
+    assert config.defaults()["git"]["untracked_is_dirty"] == "false"
+    assert config.load(config.merged({}), ROOT) == config.load(config.merged(config.DEFAULTS), ROOT)

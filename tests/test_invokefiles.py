@@ -1,0 +1,150 @@
+"""buildtools touches invoke only through its public API, but for the config file readers
+(buildtools.invokefiles), pinned to the invoke minor they are tested with; an app's own tasks
+and config in the same tasks.py behave as under plain invoke."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import invoke
+import invoke.collection
+import invoke.config
+import invoke.context
+import invoke.env
+import invoke.executor
+import invoke.loader
+import invoke.program
+import invoke.tasks
+
+from buildtools import invokefiles
+
+ROOT = Path(__file__).resolve().parents[1]
+INVOKE = ROOT / ".venv" / "bin" / "invoke"
+
+
+def invoke_private_names() -> set[str]:
+    """Every ``_name`` invoke's classes define, and those a Config sets on itself."""
+    modules = (
+        invoke,
+        invoke.collection,
+        invoke.config,
+        invoke.context,
+        invoke.env,
+        invoke.executor,
+        invoke.loader,
+        invoke.program,
+        invoke.tasks,
+    )
+    names: set[str] = set()
+    for module in modules:
+        for value in vars(module).values():
+            if inspect.isclass(value) and value.__module__.startswith("invoke"):
+                names |= {n for n in dir(value) if n.startswith("_") and not n.startswith("__")}
+    names |= {n for n in vars(invoke.config.Config()) if n.startswith("_")}
+    return names
+
+
+def private_uses(path: Path, names: set[str]) -> list[str]:
+    """``x._name`` and ``"_name"`` (for getattr/setattr) of invoke's private names in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in names:
+            found.append(f"{path.name}:{node.lineno} .{node.attr}")
+        elif isinstance(node, ast.Constant) and node.value in names:
+            found.append(f"{path.name}:{node.lineno} {node.value!r}")
+    return found
+
+
+def test_buildtools_touches_no_private_part_of_invoke_but_the_file_readers():
+    names = invoke_private_names()
+    assert {"_load_yaml", "_project_prefix", "_path_set"} <= names  # the scan sees them
+    found = []
+    for path in sorted((ROOT / "buildtools").rglob("*.py")):
+        found += private_uses(path, names)
+    source = (ROOT / "buildtools" / "invokefiles.py").read_text().splitlines()
+    line = next(i for i, text in enumerate(source, 1) if text.startswith("READERS = "))
+    allowed = [f"invokefiles.py:{line} {name!r}" for name in invokefiles.READERS]
+    assert found == allowed
+
+
+def test_invoke_is_the_tested_minor_and_setup_cfg_pins_it():
+    """The readers replace a private part of invoke: another minor must be checked first (run
+    this module and test_bad_input against it, then move TESTED and the pin together)."""
+    major, minor = invokefiles.TESTED.split(".")
+    assert invoke.__version__.split(".")[:2] == [major, minor], invoke.__version__
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    requires = parser["options"]["install_requires"].split("\n")
+    pins = [line.strip() for line in requires if line.strip().startswith("invoke")]
+    assert pins == [f"invoke>={major}.{minor},<{major}.{int(minor) + 1}"]
+
+
+def test_the_readers_are_what_invoke_calls_for_each_suffix():
+    """Plain invoke (buildtools not imported) reads each config file suffix with a method of
+    that name: the ones buildtools replaces, no more and no fewer."""
+    probe = (
+        "import invoke.config as c;"
+        "names = ['_load_' + s for s in c.Config()._file_suffixes];"
+        "print(' '.join(sorted(n for n in names if callable(getattr(c.Config, n, None)))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == sorted(invokefiles.READERS)
+
+
+APP_TASKS = """\
+from invoke import Collection, task
+
+from buildtools.tasks import ns
+
+
+@task
+def mine(c):
+    print(repr(c.config.myapp.count), repr(c.config.myapp.flag), repr(c.config.myapp.name))
+
+
+ns.add_task(mine)
+"""
+PLAIN_TASKS = APP_TASKS.replace("from buildtools.tasks import ns", "ns = Collection()")
+
+
+def test_an_apps_own_tasks_and_config_behave_as_under_plain_invoke(tmp_path: Path) -> None:
+    """Values of the app's own section keep their YAML types and invoke's env conversion."""
+    (tmp_path / "invoke.yaml").write_text("myapp:\n  count: 3\n  flag: true\n  name: x\n")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("INVOKE_")},
+        "INVOKE_MYAPP_COUNT": "7",
+        "INVOKE_MYAPP_FLAG": "0",
+    }
+    outputs = []
+    for text in (APP_TASKS, PLAIN_TASKS):
+        (tmp_path / "tasks.py").write_text(text)
+        done = subprocess.run(
+            [str(INVOKE), "mine"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1] == "7 False 'x'\n"
+
+
+def test_paths_are_relative_to_tasks_py_from_a_subdirectory(tmp_path: Path) -> None:
+    """invoke finds tasks.py upwards from the working directory; buildtools' paths follow it."""
+    (tmp_path / "tasks.py").write_text("from buildtools.tasks import ns  # noqa: F401\n")
+    (tmp_path / "invoke.yaml").write_text("buildtools:\n  app:\n    dockerfile: ops/Dockerfile\n")
+    below = tmp_path / "deep" / "below"
+    below.mkdir(parents=True)
+    probe = (
+        "from invoke import Config, Context; from buildtools import tasks;"
+        f"c = Config(project_location={str(tmp_path)!r}); c.load_project();"
+        "c.load_collection(tasks.ns.configuration()); c.load_shell_env();"
+        "print(tasks.settings(Context(c)).app.dockerfile)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=below, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "ops" / "Dockerfile")
