@@ -288,9 +288,6 @@ class Manifest:
     media_type: str
     config_digest: str | None  # the image ID for single-platform images; None for indexes
     size: int
-    # The exact bytes the registry served: putting them under another tag (put_manifest)
-    # gives that tag the same digest, without pulling or pushing a layer.
-    body: bytes = field(default=b"", repr=False, compare=False)
 
 
 class RegistryClient:
@@ -302,7 +299,6 @@ class RegistryClient:
         credentials: Credentials | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
-        session: requests.Session | None = None,
         on_retry: Callable[[str, int, float, str], None] | None = None,
     ) -> None:
         """``on_retry(what, attempt, delay, reason)`` is told before each wait."""
@@ -311,7 +307,7 @@ class RegistryClient:
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self.on_retry = on_retry
-        self._session = session or requests.Session()
+        self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
         self._basic = False
         self._tokens: dict[str, str] = {}
@@ -395,7 +391,6 @@ class RegistryClient:
         path: str,
         scope: str,
         headers: dict[str, str],
-        data: bytes | None = None,
     ) -> requests.Response:
         url = path if path.startswith(("http://", "https://")) else self.registry.url + path
         # Credentials only ever go to the registry itself, whatever a Link header points at.
@@ -406,7 +401,6 @@ class RegistryClient:
                     method,
                     url,
                     headers={**headers, **(self._auth_header(scope) if own else {})},
-                    data=data,
                     timeout=self.timeout,
                     allow_redirects=True,
                 )
@@ -436,17 +430,13 @@ class RegistryClient:
         path: str,
         scope: str = "",
         headers: dict[str, str] | None = None,
-        data: bytes | None = None,
     ) -> requests.Response:
-        """One API request, authenticated and retried; 401/403 raise, other statuses return.
-
-        ``data`` is sent as the body (bytes, so a retry sends it again unchanged).
-        """
+        """One API request, authenticated and retried; 401/403 raise, other statuses return."""
         url = path if path.startswith(("http://", "https://")) else self.registry.url + path
         what = f"{method} {url.split('?')[0]}"
         try:
             return self.retry.run(
-                lambda: self._send(method, path, scope, headers or {}, data),
+                lambda: self._send(method, path, scope, headers or {}),
                 f"registry {self.registry.name} is unreachable: {what}",
                 self._notify(what),
             )
@@ -460,10 +450,6 @@ class RegistryClient:
         return lambda attempt, delay, reason: report(what, attempt, delay, reason)
 
     # -- what the release needs --
-
-    def needs_auth(self) -> bool:
-        """Whether ``/v2/`` refuses anonymous requests (checked without credentials)."""
-        return self._probe().status_code == 401
 
     def _probe(self) -> requests.Response:
         """``GET /v2/`` without credentials: 200 (open) or 401 with the auth challenge."""
@@ -579,7 +565,7 @@ class RegistryClient:
         except (ValueError, AttributeError):
             pass
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        return Manifest(digest, media_type, config, len(body), body)
+        return Manifest(digest, media_type, config, len(body))
 
     def image_labels(self, repository: str, manifest: Manifest) -> dict[str, str]:
         """The labels in an image's config blob (empty for indexes or a config without any)."""
@@ -593,20 +579,6 @@ class RegistryClient:
         except (ValueError, AttributeError):
             return {}
         return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
-
-    def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> str:
-        """Store ``manifest`` (as read by :meth:`manifest`, its blobs already in the
-        repository) under tag ``reference``; returns the digest the registry answered."""
-        name = self.registry.api_name(repository)
-        resp = self.request(
-            "PUT",
-            f"/v2/{name}/manifests/{reference}",
-            push_scope([name]),
-            {"Content-Type": manifest.media_type},
-            manifest.body,
-        )
-        self._expect(resp, 201, f"manifest put {name}:{reference}")
-        return resp.headers.get("Docker-Content-Digest") or manifest.digest
 
     def digest(self, repository: str, reference: str) -> str | None:
         """The manifest digest of a tag, by HEAD (GET if the registry sends no digest)."""

@@ -143,8 +143,11 @@ def test_htpasswd_registry_needs_a_login_and_accepts_the_right_one(
     fast_registry: testbed.LocalRegistry,
 ) -> None:
     reg = fast_registry
-    assert client_for(reg.host).needs_auth() is True
-    client_for(reg.host, reg.username, reg.password).check_access(["lara/app"])
+    with pytest.raises(CredentialsMissing):
+        client_for(reg.host).tags("lara/app")
+    client = client_for(reg.host, reg.username, reg.password)
+    client.check_access(["lara/app"])
+    assert client.tags("lara/app") == []
 
 
 def test_wrong_password_is_refused_at_once_without_showing_it(
@@ -231,7 +234,7 @@ def test_a_registry_that_keeps_failing_is_unreachable_after_the_retries(
     sleeps: list[float] = []
     try:
         with pytest.raises(Unreachable) as failure:
-            client_for(proxy.host, retries=2, sleeps=sleeps).needs_auth()
+            client_for(proxy.host, retries=2, sleeps=sleeps).check_access(["lara/app"])
     finally:
         proxy.stop()
     assert "failed 3 times, last: HTTP 502" in str(failure.value)
@@ -390,8 +393,9 @@ def token_registry() -> Iterator[TokenRegistry]:
 
 def test_bearer_login_gets_a_scoped_token_and_reads_tags(token_registry: TokenRegistry) -> None:
     reg = token_registry
+    with pytest.raises(CredentialsMissing):
+        client_for(reg.host).check_access(["org/app"])
     client = client_for(reg.host, reg.user, reg.password)
-    assert client.needs_auth() is True
 
     client.check_access(["org/app"])
 
@@ -440,6 +444,6 @@ def test_registry_is_not_confused_with_another_service(
     proxy = FlakyProxy(fast_registry.host, failures=1, status=404, body=b"not found").start()
     try:
         with pytest.raises(BuildToolsError, match="not a Docker registry"):
-            client_for(proxy.host).needs_auth()
+            client_for(proxy.host).check_access(["lara/app"])
     finally:
         proxy.stop()
