@@ -21,7 +21,7 @@ from buildtools.dockerfile import problems as dockerfile_problems
 from buildtools.dockerfile import stages as dockerfile_stages
 from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
-from buildtools.registry import parse_registry
+from buildtools.registry_address import parse_registry
 
 IMAGES = ("app", "nginx")
 
