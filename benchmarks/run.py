@@ -50,7 +50,7 @@ from buildtools import build as builder
 from buildtools import buildinfo, facts, images, metadata, pipeline, pushplan, release
 from buildtools.config import Settings
 from buildtools.errors import BuildToolsError
-from buildtools.registry import DOCKER_MANIFEST
+from buildtools.manifests import DOCKER_MANIFEST
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent

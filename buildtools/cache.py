@@ -29,7 +29,9 @@ from buildtools import credentials, images, tags
 from buildtools.config import Settings
 from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
-from buildtools.registry import Registry, RegistryClient, RetryPolicy, parse_registry
+from buildtools.registry_address import Registry, parse_registry
+from buildtools.registry_client import RegistryClient
+from buildtools.retry import RetryPolicy
 from buildtools.versions import docker_version, parse_version
 
 LOCAL_SOURCES = 5  # local images of the repository kept as cache sources on a warm machine

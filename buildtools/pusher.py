@@ -23,7 +23,7 @@ import requests
 from buildtools.credentials import redact
 from buildtools.errors import BuildToolsError
 from buildtools.pushplan import Push
-from buildtools.registry import TransientError
+from buildtools.registry_errors import TransientError
 from buildtools.targets import Target
 
 TRANSIENT, AUTH, PERMANENT = "transient", "auth", "permanent"

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from buildtools.errors import BuildToolsError
-from buildtools.registry import Manifest, Registry
+from buildtools.manifests import Manifest
+from buildtools.registry_address import Registry
 
 PUSH, UNCHANGED, OVERWRITE = "push", "unchanged", "overwrite"
 

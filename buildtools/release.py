@@ -29,7 +29,7 @@ from buildtools.metadata import Metadata
 from buildtools.progress import PushReporter, QuietReporter
 from buildtools.pusher import EnginePusher, Pusher
 from buildtools.pushplan import OVERWRITE, PUSH, UNCHANGED, Push, ReleaseImage, TagLike
-from buildtools.registry import RetryPolicy
+from buildtools.retry import RetryPolicy
 from buildtools.targets import Target, preflight, secrets_of
 
 REVISION_LABEL = "org.opencontainers.image.revision"

@@ -13,14 +13,10 @@ from buildtools import credentials as creds
 from buildtools.config import ReleaseConfig
 from buildtools.credentials import Credentials
 from buildtools.errors import BuildToolsError
-from buildtools.registry import (
-    CredentialsMissing,
-    Registry,
-    RegistryClient,
-    RetryPolicy,
-    parse_registry,
-    registry_versions,
-)
+from buildtools.registry_address import Registry, parse_registry
+from buildtools.registry_client import RegistryClient, registry_versions
+from buildtools.registry_errors import CredentialsMissing
+from buildtools.retry import RetryPolicy
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@ pytest_plugins = [
     "tests.fixtures.git",
     "tests.fixtures.services",
     "tests.fixtures.registry",
+    "tests.fixtures.token_registry",
     "tests.fixtures.sidecar",
     "tests.fixtures.flaky_proxy",
 ]

@@ -43,6 +43,17 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
+def outside_imports_of(path: Path) -> set[str]:
+    """The modules from outside buildtools a module imports, as written (``urllib.request``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return {name for name in found if name.split(".")[0] != "buildtools"}
+
+
 def import_graph() -> dict[str, set[str]]:
     modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     return {m: imports_of(PACKAGE / f"{m}.py") & modules - {m} for m in modules}
@@ -75,6 +86,58 @@ def test_release_knows_nothing_of_building_and_only_tasks_sits_on_top():
     for pure in (*core, "dockerfile"):
         edges = reachable(graph, pure) & {"gitinfo", "ci", "facts", "engine", "images", "pusher"}
         assert edges == set(), f"{pure} reaches {edges}"
+
+
+# What reads or writes the world: the network, processes, the engine, git, files by the tree.
+IO_MODULES = {
+    "docker",
+    "git",
+    "http",
+    "invoke",
+    "requests",
+    "shutil",
+    "socket",
+    "subprocess",
+    "tempfile",
+    "urllib.request",
+    "urllib3",
+}
+PURE = (
+    "buildinfo",
+    "tags",
+    "labels",
+    "versionfile",
+    "metadata",
+    "decision",
+    "pushplan",
+    "dockerfile",
+    "manifests",
+    "registry_address",
+)
+
+
+def io_imports(module: str) -> dict[str, set[str]]:
+    """I/O modules imported by ``module`` or any buildtools module it reaches, by importer."""
+    found = {}
+    for name in {module} | reachable(import_graph(), module):
+        outside = outside_imports_of(PACKAGE / f"{name}.py")
+        hits = {m for m in outside if m in IO_MODULES or m.split(".")[0] in IO_MODULES}
+        if hits:
+            found[name] = hits
+    return found
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_the_pure_core_imports_nothing_that_does_io(module: str) -> None:
+    """Pure modules take plain values: none imports, even through another buildtools module,
+    the network, the engine, git or processes (the registry client, for one, imports requests)."""
+    assert io_imports(module) == {}
+
+
+def test_the_io_check_sees_an_edge_through_another_module() -> None:
+    # The check itself: the registry client's requests is seen from the planner of the release.
+    assert "requests" in io_imports("registry_client")["registry_client"]
+    assert "requests" in io_imports("release").get("registry_client", set())
 
 
 def test_an_app_repository_needs_only_its_overrides(tmp_path: Path) -> None:

@@ -1,0 +1,270 @@
+"""The HTTP edge to a registry's API v2: access check, tags, manifest digests, image labels.
+
+The Docker Engine pushes; this client checks around the push what the engine cannot tell us:
+whether the registry needs a login and accepts ours (before anything is pushed), which
+release tags it already has (so a backport does not move ``latest``), and which manifest
+each tag points at afterwards (so a reported digest is the one the registry serves).
+
+Each request is authenticated by :mod:`buildtools.registry_auth` and retried by
+:mod:`buildtools.retry`; every error it raises has the password redacted.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
+
+import requests
+
+from buildtools.credentials import Credentials
+from buildtools.errors import BuildToolsError
+from buildtools.manifests import ACCEPT, Manifest, config_labels, parse_manifest
+from buildtools.registry_address import Registry
+from buildtools.registry_auth import RegistryLogin, pull_scope, push_scope
+from buildtools.registry_errors import AuthError, CredentialsMissing, RegistryError
+from buildtools.retry import RetryPolicy, network_failure, raise_if_transient
+from buildtools.versions import ascending, semver_tags
+
+USER_AGENT = "lara-buildtools (registry API client)"
+TAGS_PAGE = 100
+
+
+class RegistryClient:
+    """HTTP API v2 of one registry, with its credentials (None: anonymous)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        credentials: Credentials | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+        on_retry: Callable[[str, int, float, str], None] | None = None,
+    ) -> None:
+        """``on_retry(what, attempt, delay, reason)`` is told before each wait."""
+        self.registry = registry
+        self.credentials = credentials
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.on_retry = on_retry
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = USER_AGENT
+        self._login = RegistryLogin(registry, credentials, self._session, timeout)
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.registry.name!r}, credentials={self.credentials!r})"
+
+    # -- one request, authenticated and retried --
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        scope: str,
+        headers: dict[str, str],
+    ) -> requests.Response:
+        url = path if path.startswith(("http://", "https://")) else self.registry.url + path
+        # Credentials only ever go to the registry itself, whatever a Link header points at.
+        own = urllib.parse.urlsplit(url).netloc == self.registry.api_host
+        for answered in (False, True):  # again once after answering an auth challenge
+            try:
+                resp = self._session.request(
+                    method,
+                    url,
+                    headers={**headers, **(self._login.header(scope) if own else {})},
+                    timeout=self.timeout,
+                    allow_redirects=True,
+                )
+            except requests.RequestException as exc:
+                raise network_failure(exc) from None
+            raise_if_transient(resp)
+            challenge = resp.headers.get("WWW-Authenticate", "")
+            if resp.status_code == 401 and not answered and self._login.answer(challenge, scope):
+                continue
+            break
+        if resp.status_code == 401:
+            raise self._login.refused()
+        if resp.status_code == 403:
+            who = f"user {self.credentials.username!r}" if self.credentials else "anonymous users"
+            where = urllib.parse.urlsplit(url).path
+            raise AuthError(
+                f"registry {self.registry.name} denied {who} access ({method} {where})",
+                "give that user push access to the repository",
+            )
+        return resp
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        scope: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """One API request, authenticated and retried; 401/403 raise, other statuses return."""
+        url = path if path.startswith(("http://", "https://")) else self.registry.url + path
+        what = f"{method} {url.split('?')[0]}"
+        try:
+            return self.retry.run(
+                lambda: self._send(method, path, scope, headers or {}),
+                f"registry {self.registry.name} is unreachable: {what}",
+                self._notify(what),
+            )
+        except BuildToolsError as exc:
+            raise exc.redact(self._login.secrets()) from None
+
+    def _notify(self, what: str) -> Callable[[int, float, str], None] | None:
+        if self.on_retry is None:
+            return None
+        report = self.on_retry
+        return lambda attempt, delay, reason: report(what, attempt, delay, reason)
+
+    # -- what the release needs --
+
+    def _probe(self) -> requests.Response:
+        """``GET /v2/`` without credentials: 200 (open) or 401 with the auth challenge."""
+
+        def ping() -> requests.Response:
+            try:
+                resp = self._session.get(self.registry.url + "/v2/", timeout=self.timeout)
+            except requests.RequestException as exc:
+                raise network_failure(exc) from None
+            raise_if_transient(resp)
+            return resp
+
+        what = f"GET {self.registry.url}/v2/"
+        resp = self.retry.run(
+            ping, f"registry {self.registry.name} is unreachable: {what}", self._notify(what)
+        )
+        if resp.status_code in (200, 401):
+            return resp
+        raise RegistryError(
+            f"{self.registry.url}/v2/ answered HTTP {resp.status_code}: "
+            "not a Docker registry (API v2)",
+            "check the host and port in buildtools.release.registries",
+        )
+
+    def check_access(self, repositories: Sequence[str]) -> None:
+        """Fail now, before any push, if we cannot log in or may not push to ``repositories``.
+
+        Raises :class:`CredentialsMissing`, :class:`AuthError` or :class:`Unreachable`.
+        """
+        probe = self._probe()
+        if probe.status_code == 200:
+            return
+        if self.credentials is None:
+            raise CredentialsMissing(self.registry.name)
+        self._login.reset()
+        names = [self.registry.api_name(r) for r in repositories]
+        scope = push_scope(names)
+        # Answer the probe's challenge at once, so the login costs one more request, not two.
+        challenge = probe.headers.get("WWW-Authenticate", "")
+        what = f"login to {self.registry.url}"
+        try:
+            self.retry.run(
+                lambda: self._login.answer(challenge, scope),
+                f"registry {self.registry.name} is unreachable: {what}",
+                self._notify(what),
+            )
+        except BuildToolsError as exc:
+            raise exc.redact(self._login.secrets()) from None
+        resp = self.request("GET", "/v2/", scope)
+        if resp.status_code != 200:
+            raise RegistryError(
+                f"{self.registry.url}/v2/ answered HTTP {resp.status_code} after login",
+                "check the registry's status page",
+            )
+        access = self._login.granted(scope)
+        if access is None:
+            return  # Basic auth, or an opaque token: the push itself will tell
+        for name in names:
+            granted = {
+                action
+                for entry in access
+                if entry.get("type") == "repository" and entry.get("name") == name
+                for action in entry.get("actions", [])
+            }
+            if "push" not in granted:
+                raise AuthError(
+                    f"registry {self.registry.name} does not let user "
+                    f"{self.credentials.username!r} push to {name}",
+                    "give that user (or token) push access to the repository, or create it",
+                )
+
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of ``repository`` (all pages); an unknown repository has none."""
+        name = self.registry.api_name(repository)
+        scope = pull_scope(name)
+        url = f"{self.registry.url}/v2/{name}/tags/list?n={TAGS_PAGE}"
+        found: list[str] = []
+        for _ in range(10_000):  # pages; a bound against a registry that links in circles
+            resp = self.request("GET", url, scope)
+            if resp.status_code == 404:
+                return found
+            self._expect(resp, 200, f"tags of {name}")
+            try:
+                found.extend(resp.json().get("tags") or [])
+            except (ValueError, AttributeError):
+                raise RegistryError(
+                    f"registry {self.registry.name}: tags of {name} are not JSON",
+                    "check the registry's status page",
+                ) from None
+            following = resp.links.get("next", {}).get("url")
+            if not following:
+                break
+            url = urllib.parse.urljoin(url, following)
+        return found
+
+    def manifest(self, repository: str, reference: str) -> Manifest | None:
+        """The manifest a tag (or digest) points at, or None if there is none."""
+        name = self.registry.api_name(repository)
+        resp = self.request(
+            "GET", f"/v2/{name}/manifests/{reference}", pull_scope(name), {"Accept": ACCEPT}
+        )
+        if resp.status_code == 404:
+            return None
+        self._expect(resp, 200, f"manifest {name}:{reference}")
+        return parse_manifest(resp.content, resp.headers.get("Content-Type", ""))
+
+    def image_labels(self, repository: str, manifest: Manifest) -> dict[str, str]:
+        """The labels in an image's config blob (empty for indexes or a config without any)."""
+        if not manifest.config_digest:
+            return {}
+        name = self.registry.api_name(repository)
+        resp = self.request("GET", f"/v2/{name}/blobs/{manifest.config_digest}", pull_scope(name))
+        self._expect(resp, 200, f"image config of {name}@{manifest.config_digest}")
+        return config_labels(resp.content)
+
+    def digest(self, repository: str, reference: str) -> str | None:
+        """The manifest digest of a tag, by HEAD (GET if the registry sends no digest)."""
+        name = self.registry.api_name(repository)
+        resp = self.request(
+            "HEAD", f"/v2/{name}/manifests/{reference}", pull_scope(name), {"Accept": ACCEPT}
+        )
+        if resp.status_code == 404:
+            return None
+        self._expect(resp, 200, f"manifest {name}:{reference}")
+        digest = resp.headers.get("Docker-Content-Digest")
+        if digest:
+            return digest
+        found = self.manifest(repository, reference)
+        return found.digest if found else None
+
+    def _expect(self, resp: requests.Response, status: int, what: str) -> None:
+        if resp.status_code != status:
+            raise RegistryError(
+                f"registry {self.registry.name}: {what} answered HTTP {resp.status_code}",
+                "check the repository name and the registry's status page",
+            )
+
+
+def registry_versions(clients: Iterable[RegistryClient], repositories: Iterable[str]) -> list[str]:
+    """Release versions already in any of the registries, for the tag computation.
+
+    A backport (1.4.9 after 2.0.0 was released) must not move ``latest``, ``1``... even when
+    git's view is partial (shallow clones, a CI that fetched one tag).
+    """
+    repos = list(repositories)
+    versions: set[str] = set()
+    for client in clients:
+        for repository in repos:
+            versions.update(semver_tags(client.tags(repository)))
+    return ascending(versions)
