@@ -5,7 +5,9 @@ needs an engine fixture is marked ``docker``, one that needs a registry fixture 
 Nobody writes those markers by hand, so they cannot drift: ``pytest -m "not docker"`` is exactly
 the tests that run without a Docker Engine. A test that reaches the engine some other way must
 use ``docker_client`` (or carry ``@pytest.mark.docker`` on the test itself); a guard fails any
-test outside the ``docker`` tier that connects to the engine (see tests/fixtures/engine_guard.py).
+test outside the ``docker`` tier that connects to the engine (see tests/fixtures/engine_guard.py),
+which also catches a fixture asked for at run time (``request.getfixturevalue``), unseen here.
+``pytestmark`` tier markers on a module or class are dropped: they cannot know what each test uses.
 """
 
 from __future__ import annotations
