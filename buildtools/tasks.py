@@ -254,7 +254,8 @@ def down(c, name="lara"):
     from buildtools import engine, stack
 
     with reported():
-        stack.down(engine.connect(), stack_name(name))
+        checked = stack_name(name)  # bad input is one line, with or without an engine
+        stack.down(engine.connect(), checked)
 
 
 @task(name="config")

@@ -38,8 +38,6 @@ def access_log_of(sidecar) -> str:
     return sidecar.container.logs(stdout=True, stderr=False).decode()
 
 
-pytestmark = pytest.mark.docker
-
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 # A stand-in upstream that answers every request with the request head it received, so the

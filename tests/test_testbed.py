@@ -296,6 +296,7 @@ def pytest_in(folder, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return done
 
 
+@pytest.mark.docker  # the child's fresh_engine fixture first connects to the main engine
 def test_missing_fresh_engine_fails_in_ci(tmp_path):
     """Without dockerd on PATH the fresh engine cannot start: red in CI, never a skip."""
     (tmp_path / "test_needs_fresh.py").write_text(
