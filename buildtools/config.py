@@ -2,12 +2,13 @@
 
 invoke owns loading and overriding: the task collection registers :data:`DEFAULTS`
 (``ns.configure``), a project's ``invoke.yaml`` changes what it needs, and
-``INVOKE_BUILDTOOLS_*`` variables override any key. Every value reaches invoke as text
-(:func:`defaults`, :func:`checked_file`): invoke's environment loader converts a variable to the
-type of the value it replaces (``false`` became True, ``lots`` a traceback), and text stays
-text. This module turns the merged mapping into plain, validated values, with paths made
-absolute against the project root, so library code never reaches into invoke. Every value is
-checked here, before anything touches an engine.
+``INVOKE_BUILDTOOLS_*`` variables override any key. The defaults reach invoke as text
+(:func:`defaults`): invoke's environment loader converts a variable to the type of the value it
+replaces (``false`` became True, ``lots`` a traceback), and text stays text; values a project
+file gives typed are read as text again by :mod:`buildtools.invokefiles`. This module turns
+the merged mapping into plain, validated values, with paths made absolute against the project
+root, so library code never reaches into invoke. Every value is checked here, before anything
+touches an engine.
 """
 
 from __future__ import annotations
@@ -125,10 +126,10 @@ def defaults() -> dict[str, Any]:
     return as_text(DEFAULTS)
 
 
-def checked_file(data: Any, path: str) -> dict[str, Any]:
-    """A project config file's parsed content, checked before invoke merges it (a list, or a
-    value over a section of the defaults, would be a traceback there), with the
-    ``buildtools`` section as text (:func:`as_text`). An empty file means no changes."""
+def check_file(data: Any, path: str) -> None:
+    """A project config file's parsed content, checked before invoke merges it: a list, an
+    empty section (``git:`` with no keys) or a value over a section of the defaults would be a
+    traceback there. An empty file means no changes."""
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise BuildToolsError(
@@ -137,7 +138,7 @@ def checked_file(data: Any, path: str) -> dict[str, Any]:
         )
 
     def walk(given: dict[Any, Any], defaults: Mapping[str, Any], where: str) -> None:
-        for key, value in list(given.items()):
+        for key, value in given.items():
             if not isinstance(key, str):
                 raise BuildToolsError(
                     f"{path}: {where}{key!r} is not a key name",
@@ -152,33 +153,33 @@ def checked_file(data: Any, path: str) -> dict[str, Any]:
                     )
             elif isinstance(default, Mapping):
                 if value is None:
-                    given[key] = {}  # an empty section (`git:`) is an empty mapping
-                elif not isinstance(value, dict):
+                    raise BuildToolsError(
+                        f"{path}: {where}{key} is an empty section (invoke cannot merge it)",
+                        f"give {where}{key}: indented keys, or remove that line",
+                    )
+                if not isinstance(value, dict):
                     raise BuildToolsError(
                         f"{path}: {where}{key} is {value!r}, not a section of keys",
                         f"write {where}{key}: followed by indented keys",
                     )
-                else:
-                    walk(value, default, f"{where}{key}.")
+                walk(value, default, f"{where}{key}.")
 
     walk(data, {SECTION: DEFAULTS}, "")
-    if isinstance(data.get(SECTION), dict):
-        data[SECTION] = as_text(data[SECTION])
-    return data
+
+
+def overlay(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` laid key by key into ``base`` (changed in place), as invoke merges config."""
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            overlay(base[key], value)
+        else:
+            base[key] = value
+    return base
 
 
 def merged(section: Mapping[str, Any] | None) -> dict[str, Any]:
     """``section`` laid over the defaults, as invoke merges an ``invoke.yaml``."""
-
-    def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-        for key, value in over.items():
-            if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = value
-        return base
-
-    return merge(defaults(), section or {})
+    return overlay(defaults(), section or {})
 
 
 def split_list(value: str | list[str] | None) -> tuple[str, ...]:

@@ -1,36 +1,42 @@
-"""invoke's config files (``invoke.yaml``, ``.yml``, ``.json``, ``.py``) read with one-line errors.
+"""invoke's project config file and environment, checked before invoke reads them.
 
-invoke reads a project's config file after importing ``tasks.py`` and before any task runs; a
-file that does not parse, holds a list, or puts a value where a section of the defaults belongs
-is a traceback there (YAMLError, JSONDecodeError, SyntaxError, AmbiguousMergeError). invoke has
-no public hook at that point, so this module replaces its per-format file readers
-(``Config._load_<suffix>``): the one private part of invoke that buildtools touches. Each
-reader parses as invoke does, then :func:`buildtools.config.checked_file` checks the shape and
-turns the ``buildtools`` section into text, so ``INVOKE_BUILDTOOLS_*`` variables stay strings
-for :func:`buildtools.config.load`. Everything else in the file, and every other section's
-environment handling, is invoke's own: an app's own tasks see no difference but the one-line
-error.
+invoke imports ``tasks.py``, then reads the project's ``invoke.yaml`` (or ``.yml``, ``.json``,
+``.py``: the first that exists), then the ``INVOKE_*`` environment, before any task runs. A file
+that does not parse, holds a list, or puts a value where a section of the defaults belongs is a
+traceback there (YAMLError, JSONDecodeError, SyntaxError, AmbiguousMergeError), and so is an
+``INVOKE_BUILDTOOLS_*`` value that invoke cannot cast to the type the file gave its key
+(``retries: 3`` with ``…_RETRIES=lots``). invoke has no hook at that point, so importing
+:mod:`buildtools.tasks` reads the same file first (:func:`check_project`) and stops with one
+line (invoke's :class:`~invoke.exceptions.Exit`, which invoke prints) where invoke would fail.
+invoke then reads everything itself, unchanged: an app's own tasks and config behave as under
+plain invoke. Only public parts of invoke are used.
 
-The readers exist in the invoke versions named by :data:`TESTED`; setup.cfg pins that range,
-and tests/test_invokefiles.py fails on any other invoke minor until it is checked again.
+invoke casts an environment value to the type of the value it overrides, so a file's
+``untracked_is_dirty: false`` under ``…_UNTRACKED_IS_DIRTY=false`` reaches the task as True:
+:func:`section` reads this section's environment values again as the strings they are, through
+invoke's own :class:`~invoke.env.Environment` over a text copy of the section.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import invoke.config
 import yaml
-from invoke.exceptions import Exit
+from invoke.env import Environment
+from invoke.exceptions import CollectionNotFound, Exit
+from invoke.loader import FilesystemLoader
 
 from buildtools import config
 from buildtools.errors import BuildToolsError
 
-# The invoke minor these readers are tested against; setup.cfg pins ``>=TESTED,<next minor``.
-TESTED = "3.0"
+# The names invoke tries for a project's config file, in its order (``invoke.<suffix>``).
+SUFFIXES = ("yaml", "yml", "json", "py")
 
 
 def _fail(problem: str, fix: str) -> Exit:
@@ -60,14 +66,15 @@ def _json(path: str) -> Any:
 
 
 def _py(path: str) -> Any:
+    """The module's values, run as invoke runs it (its public ``load_source``)."""
     try:
         found = invoke.config.load_source("mod", path)
-    except FileNotFoundError:
-        raise
     except SyntaxError as exc:
         raise _fail(
             f"{path}, line {exc.lineno} is not valid Python: {exc.msg}", "correct that line"
         ) from None
+    except OSError:
+        raise
     except Exception as exc:  # the file is a program: any error of its own stops it
         first = (str(exc).splitlines() or [""])[0]
         raise _fail(
@@ -84,31 +91,101 @@ def _py(path: str) -> Any:
     return data
 
 
-def _reader(parse: Callable[[str], Any]) -> Callable[[Any, Any], Any]:
-    def read(self: Any, path: Any) -> Any:
+PARSERS: dict[str, Callable[[str], Any]] = {"yaml": _yaml, "yml": _yaml, "json": _json, "py": _py}
+
+
+def project_dir(start: str | None = None) -> Path | None:
+    """The directory holding ``tasks.py``, found as invoke's own loader finds it (upwards from
+    ``start``, the working directory by default); None outside a project."""
+    try:
+        spec = FilesystemLoader(start=start).find("tasks")
+    except (CollectionNotFound, OSError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    found = Path(spec.origin).parent
+    return found.parent if spec.submodule_search_locations else found
+
+
+def read_project_file(directory: Path) -> tuple[Path, Any] | None:
+    """The first ``invoke.<suffix>`` in ``directory`` and its parsed content, or None."""
+    for suffix in SUFFIXES:
+        path = directory / f"invoke.{suffix}"
+        if not path.is_file():
+            continue
         try:
-            data = parse(str(path))
-        except FileNotFoundError:
-            raise  # invoke tries several names and skips the missing ones
+            return path, PARSERS[suffix](str(path))
         except (OSError, UnicodeDecodeError, RecursionError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
             raise _fail(
                 f"{path} cannot be read as config text ({reason})",
                 "make it a UTF-8 text file, or remove it",
             ) from None
+    return None
+
+
+def env_prefix(cfg: Any = None) -> str:
+    """The environment variable prefix invoke uses (``INVOKE_``), from a config object's public
+    ``env_prefix``/``prefix`` (invoke's Config class when none is given)."""
+    cfg = cfg if cfg is not None else invoke.config.Config
+    return f"{(cfg.env_prefix or cfg.prefix).upper()}_"
+
+
+def _leaves(section: Mapping[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple, Any]]:
+    found: list[tuple[tuple, Any]] = []
+    for key, value in section.items():
+        if isinstance(value, Mapping):
+            found.extend(_leaves(value, (*path, key)))
+        else:
+            found.append(((*path, key), value))
+    return found
+
+
+def check_uncastable(section: Mapping[str, Any], where: Path, environ: Mapping[str, str]) -> None:
+    """invoke casts an environment value with the type of the file's value (``int('lots')``, or
+    refuses a list): a traceback before any task runs. Say it in one line instead."""
+    prefix = env_prefix()
+    for keys, value in _leaves(section, (config.SECTION,)):
+        variable = prefix + "_".join(keys).upper()
+        raw = environ.get(variable)
+        if raw is None or isinstance(value, bool | str) or value is None:
+            continue
+        key = ".".join(keys)
+        if isinstance(value, list | tuple):
+            raise _fail(
+                f"{variable} cannot override {key}, which {where} gives as a list",
+                f"write it in {where.name} as one comma-separated string",
+            )
         try:
-            return config.checked_file(data, str(path))
-        except BuildToolsError as exc:
-            raise Exit(f"error: {exc}", code=1) from None
-
-    return read
-
-
-# invoke's reader per config file suffix (it calls ``Config._load_<suffix>(path)``), and ours.
-READERS = {"_load_yaml": _yaml, "_load_yml": _yaml, "_load_json": _json, "_load_py": _py}
+            type(value)(raw)
+        except (TypeError, ValueError):
+            kind = "whole number" if isinstance(value, int) else "number"
+            raise _fail(
+                f"{key} = {raw!r} is not a {kind} (from {variable})",
+                f"set {variable} to a {kind}, or unset it",
+            ) from None
 
 
-def install() -> None:
-    """Put the checked readers in place of invoke's (idempotent)."""
-    for name, parse in READERS.items():
-        setattr(invoke.config.Config, name, _reader(parse))
+def check_project(start: str | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """Read the project's config file as invoke is about to, and stop with one line where invoke
+    would fail with a traceback. Outside a project, or without a file, nothing to check."""
+    directory = project_dir(start)
+    found = read_project_file(directory) if directory is not None else None
+    if found is None:
+        return
+    path, data = found
+    try:
+        config.check_file(data, str(path))
+    except BuildToolsError as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+    given = data.get(config.SECTION) if isinstance(data, dict) else None
+    if isinstance(given, Mapping):
+        check_uncastable(given, path, os.environ if environ is None else environ)
+
+
+def section(cfg: Any) -> dict[str, Any]:
+    """This section of invoke's merged config as text, with every ``INVOKE_BUILDTOOLS_*`` value
+    the string it is (invoke cast it to the type of the file's value)."""
+    merged = config.as_text(dict(cfg.get(config.SECTION) or {}))
+    raw = Environment(config={config.SECTION: merged}, prefix=env_prefix(cfg)).load()
+    return config.overlay(merged, raw.get(config.SECTION, {}))

@@ -21,9 +21,10 @@ from buildtools import config, invokefiles
 from buildtools.errors import INTERRUPTED, BuildToolsError
 
 # --- invoke integration ------------------------------------------------------------------------
-# Defaults reach invoke once, as text (ns.configure at the end, config.defaults); the project's
-# config file is read with one-line errors (invokefiles, the one private hook, version-pinned).
-invokefiles.install()
+# Defaults reach invoke once, as text (ns.configure at the end, config.defaults). invoke reads
+# the project's config file and environment right after this import: check them first, so what
+# would be invoke's traceback is one line (invokefiles; public parts of invoke only).
+invokefiles.check_project()
 
 
 def project_root(c: Context) -> Path:
@@ -43,7 +44,7 @@ def settings(c: Context) -> config.Settings:
     """The project's Settings; paths are relative to the directory holding tasks.py."""
     from buildtools import validate
 
-    return validate.check(config.load(c.config.get(config.SECTION), project_root(c)))
+    return validate.check(config.load(invokefiles.section(c.config), project_root(c)))
 
 
 def overrides_from(branch: str, tag: str, commit: str):

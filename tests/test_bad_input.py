@@ -370,6 +370,13 @@ ODD_CONFIG_FILES = [
         "buildtools.release is 3, not a section of keys",
     ),
     ("Python that fails", "invoke.py", "1 / 0\n", "ZeroDivisionError"),
+    (
+        "an empty section, which invoke cannot merge",
+        "invoke.yaml",
+        "buildtools:\n  git:\n",
+        "buildtools.git is an empty section",
+    ),
+    ("an empty top section", "invoke.yaml", "buildtools:\n", "buildtools is an empty section"),
 ]
 
 
@@ -389,7 +396,9 @@ def test_a_config_file_invoke_cannot_merge_is_one_line(
     assert expected in line and name in line and "(fix: " in line
 
 
-@pytest.mark.parametrize("text", ["", "buildtools:\n", None], ids=["empty", "no keys", "missing"])
+@pytest.mark.parametrize(
+    "text", ["", "# nothing yet\n", None], ids=["empty", "comments", "missing"]
+)
 def test_an_empty_or_missing_invoke_yaml_means_the_defaults(app: App, text: str | None) -> None:
     if text is None:
         (app.path / "invoke.yaml").unlink()

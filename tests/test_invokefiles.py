@@ -1,11 +1,10 @@
-"""buildtools touches invoke only through its public API, but for the config file readers
-(buildtools.invokefiles), pinned to the invoke minor they are tested with; an app's own tasks
-and config in the same tasks.py behave as under plain invoke."""
+"""buildtools touches invoke only through its public API (the project's config file is checked
+before invoke reads it: buildtools.invokefiles); an app's own tasks and config in the same
+tasks.py behave as under plain invoke."""
 
 from __future__ import annotations
 
 import ast
-import configparser
 import inspect
 import os
 import subprocess
@@ -61,41 +60,23 @@ def private_uses(path: Path, names: set[str]) -> list[str]:
     return found
 
 
-def test_buildtools_touches_no_private_part_of_invoke_but_the_file_readers():
+def test_buildtools_touches_no_private_part_of_invoke():
     names = invoke_private_names()
     assert {"_load_yaml", "_project_prefix", "_path_set"} <= names  # the scan sees them
     found = []
     for path in sorted((ROOT / "buildtools").rglob("*.py")):
         found += private_uses(path, names)
-    source = (ROOT / "buildtools" / "invokefiles.py").read_text().splitlines()
-    line = next(i for i, text in enumerate(source, 1) if text.startswith("READERS = "))
-    allowed = [f"invokefiles.py:{line} {name!r}" for name in invokefiles.READERS]
-    assert found == allowed
+    assert found == []
 
 
-def test_invoke_is_the_tested_minor_and_setup_cfg_pins_it():
-    """The readers replace a private part of invoke: another minor must be checked first (run
-    this module and test_bad_input against it, then move TESTED and the pin together)."""
-    major, minor = invokefiles.TESTED.split(".")
-    assert invoke.__version__.split(".")[:2] == [major, minor], invoke.__version__
-    parser = configparser.ConfigParser()
-    parser.read(ROOT / "setup.cfg")
-    requires = parser["options"]["install_requires"].split("\n")
-    pins = [line.strip() for line in requires if line.strip().startswith("invoke")]
-    assert pins == [f"invoke>={major}.{minor},<{major}.{int(minor) + 1}"]
-
-
-def test_the_readers_are_what_invoke_calls_for_each_suffix():
-    """Plain invoke (buildtools not imported) reads each config file suffix with a method of
-    that name: the ones buildtools replaces, no more and no fewer."""
-    probe = (
-        "import invoke.config as c;"
-        "names = ['_load_' + s for s in c.Config()._file_suffixes];"
-        "print(' '.join(sorted(n for n in names if callable(getattr(c.Config, n, None)))))"
-    )
+def test_the_project_file_checked_is_the_one_invoke_reads():
+    """Plain invoke (buildtools not imported) tries ``invoke.<suffix>`` in the order
+    buildtools checks them, the first found winning: a new invoke that reads another suffix
+    or order fails here before a user sees a file checked that invoke does not read."""
+    probe = "import invoke.config as c; print(' '.join(c.Config()._file_suffixes))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == sorted(invokefiles.READERS)
+    assert tuple(done.stdout.split()) == invokefiles.SUFFIXES
 
 
 APP_TASKS = """\
