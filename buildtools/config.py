@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
         "server_names": "",
         "trusted_proxies": "",
         "asset_fallback": "auto",
+        # Compress the app's own pages at the sidecar too (off: a page that mixes a secret with
+        # what the client sent must not be compressed, BREACH; assets are always compressed).
+        "gzip_pages": False,
     },
     "git": {"untracked_is_dirty": False},
     "tags": {"extra": "master=edge", "pull_requests": False, "sha_prefix": "sha-"},
@@ -238,6 +241,7 @@ class NginxConfig:
     server_names: tuple[str, ...]
     trusted_proxies: tuple[str, ...]
     asset_fallback: str
+    gzip_pages: bool
 
 
 @dataclass(frozen=True)
@@ -513,6 +517,7 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
             server_names=split_list(r.text("nginx.server_names")),
             trusted_proxies=split_list(r.text("nginx.trusted_proxies")),
             asset_fallback=r.text("nginx.asset_fallback"),
+            gzip_pages=r.flag("nginx.gzip_pages"),
         ),
         untracked_is_dirty=r.flag("git.untracked_is_dirty"),
         extra_tags=split_pairs(r.text("tags.extra")),

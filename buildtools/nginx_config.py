@@ -290,6 +290,7 @@ def _site(cfg: NginxConfig, lo: Layout, listen: str, names: str) -> str:
         }}
 {from_app}
         location @app {{
+{i3 + "gzip on;  # nginx.gzip_pages" + chr(10) if cfg.gzip_pages else ""}\
 {_proxy(i3, cached=False)}        }}
     }}
 """
@@ -405,9 +406,9 @@ http {{
     open_file_cache_min_uses 1;
     open_file_cache_errors on;
 
-    # gzip is on only in the asset locations (from disk, .gz siblings as they are, or from the
-    # app through the cache). Pages from the app pass as the app sent them: the sidecar never
-    # compresses a page that may mix a secret with what the client sent (BREACH).
+    # gzip is on in the asset locations (from disk, .gz siblings as they are, or from the app
+    # through the cache). Pages from the app pass as the app sent them unless nginx.gzip_pages:
+    # a page that may mix a secret with what the client sent is not compressed (BREACH).
     gzip_vary on;
     gzip_proxied any;
     gzip_min_length 256;

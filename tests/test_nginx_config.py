@@ -192,6 +192,7 @@ def test_customised_config_passes_nginx_t(host_nginx, tmp_path):
         resolver="10.0.0.2 10.0.0.3:53",
         resolver_valid="30s",
         fingerprint_min_length=20,
+        gzip_pages=True,
     )
     done = nginx_t(host_nginx, cfg, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -308,6 +309,11 @@ def test_gzip_is_on_for_assets_from_disk_and_from_the_app_but_not_for_pages():
     assert not from_app["@app"].all("gzip") and not from_app["/"].all("gzip")
     assert http.one("gzip_proxied").args == ["any"]
     assert {"text/css", "application/javascript", "text/plain"} <= set(http.one("gzip_types").args)
+
+
+def test_gzip_pages_compresses_the_apps_pages_when_asked():
+    from_app = locations(server_of(nginx_settings(gzip_pages=True)))
+    assert from_app["@app"].one("gzip").args == ["on"]
 
 
 def test_cached_locations_share_no_cookies_and_keep_only_200s():
