@@ -21,6 +21,11 @@ _NOT_A_REPO_FIX = (
 )
 
 
+class NotACheckout(BuildToolsError):
+    """There is no git checkout of this project: ``--commit`` may then name the commit.
+    Any other git failure stays an error (``--commit`` is no way around a broken checkout)."""
+
+
 @dataclass(frozen=True)
 class GitFacts:
     """Facts about HEAD of one checkout.
@@ -50,9 +55,9 @@ def _open(path: Path) -> git.Repo:
     try:
         return git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise BuildToolsError(f"{path} is not in a git checkout", _NOT_A_REPO_FIX) from None
+        raise NotACheckout(f"{path} is not in a git checkout", _NOT_A_REPO_FIX) from None
     except git.GitCommandNotFound:
-        raise BuildToolsError("git is not installed", "install git or pass --commit") from None
+        raise NotACheckout("git is not installed", "install git or pass --commit") from None
 
 
 def _head(repo: git.Repo, root: Path) -> tuple[str, int]:
