@@ -77,7 +77,7 @@ def stage_ref(repository: str, meta: Metadata, stage: str) -> str:
     a name no release tag can have; builds without a branch use their commit tag."""
     branch = meta.info.branch or meta.info.base_branch
     suffix = tags.branch_tag(branch) if branch else meta.sha_tag
-    return f"{repository}:{cache.stage_prefix(stage)}{suffix}"
+    return f"{repository}:{tags.prefixed(cache.stage_prefix(stage), suffix)}"
 
 
 def stage_specs(

@@ -71,6 +71,27 @@ def check_sha_prefix(value: str) -> None:
         raise _bad(key, value, "a prefix that keeps commit tags from looking like releases", "git-")
 
 
+def _check_extra_tag(branch: str, name: str, sha_prefix: str) -> None:
+    """An extra tag must be a tag, and one no release, commit, pull request, stage cache, git
+    tag or prefixed branch can have (those kinds are told apart by their names)."""
+    try:
+        tag = tags.sanitize(name)
+    except BuildToolsError:
+        raise BuildToolsError(
+            f"config key buildtools.tags.extra gives branch {branch!r} the tag {name!r}, "
+            "which has no letter or digit",
+            "name the tag, e.g. master=edge",
+        ) from None
+    if tags.poses_as_other_kind(tag, sha_prefix):
+        prefixes = ", ".join((*tags.KIND_PREFIXES, sha_prefix))
+        raise BuildToolsError(
+            f"config key buildtools.tags.extra gives branch {branch!r} the tag {name!r}, "
+            "which only releases (or another kind of build) may carry",
+            f"use a name that is not latest, a version or starts with {prefixes}, "
+            "e.g. master=edge",
+        )
+
+
 def _image(name: str, image: ImageConfig, base_required: bool) -> None:
     check_repository(f"{name}.repository", image.repository)
     if image.base_image or base_required:
@@ -90,12 +111,7 @@ def check(settings: Settings) -> Settings:
     check_sha_prefix(settings.sha_prefix)
     for branch, names in settings.extra_tags.items():
         for name in names:
-            if tags.is_release_lookalike(tags.sanitize(name), settings.sha_prefix):
-                raise BuildToolsError(
-                    f"config key buildtools.tags.extra gives branch {branch!r} the tag {name!r}, "
-                    "which only releases (or another commit) may carry",
-                    "use a name that is not latest, a version or a commit tag, e.g. master=edge",
-                )
+            _check_extra_tag(branch, name, settings.sha_prefix)
     for service in settings.smoke.services:
         if service.name in RESERVED_SERVICE_NAMES or not SERVICE_NAME.fullmatch(service.name):
             raise BuildToolsError(

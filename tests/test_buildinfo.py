@@ -241,7 +241,7 @@ SCENARIOS: dict[str, tuple[Callable[[GitRepo, Path], Build], tuple]] = {
     ),
     "docker hub tag known to git": (
         docker_hub_tag_known_to_git,
-        (None, "prod-2024", None, None, "dockerhub", "prod-2024", ["prod-2024", "sha-{sha}"]),
+        (None, "prod-2024", None, None, "dockerhub", "prod-2024", ["tag-prod-2024", "sha-{sha}"]),
     ),
 }
 
