@@ -146,14 +146,18 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
 
 def fetch_tag(path: Path | str, tag: str, shallow: bool = False) -> str | None:
     """Fetch one tag from ``origin`` (a shallow CI clone may lack it); the commit it points at,
-    or None when there is no such tag or no remote to ask. Only a clone that is shallow already
-    is fetched shallow: a full clone's history is never cut."""
+    or None when there is no such tag or no remote to ask. A full clone's history is never cut,
+    and a shallow clone is fetched at its own depth: ``--depth=1`` would cut HEAD's history to
+    one commit when the tag is on HEAD (then ``git describe`` and the version lose their base)."""
     try:
         repo = git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandNotFound):
         return None
     try:
-        depth = ["--depth=1"] if shallow else []
+        depth: list[str] = []
+        if shallow:
+            current = repo.git.rev_list("--count", "--first-parent", "HEAD").strip()
+            depth = [f"--depth={max(1, int(current or 1))}"]
         refspec = f"+refs/tags/{tag}:refs/tags/{tag}"
         repo.git.fetch("--quiet", "--no-tags", *depth, "origin", refspec)
         return repo.git.rev_parse(f"refs/tags/{tag}^{{commit}}").strip()

@@ -153,3 +153,22 @@ def _timed(action) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
+
+
+def test_a_missing_tag_is_fetched_at_the_clones_own_depth(repo: GitRepo, tmp_path: Path) -> None:
+    """A ``--depth 10 --no-tags`` clone (as CI makes) stays 10 deep when the tag it lacks is
+    fetched: git describe and the version keep the history they had."""
+    for _ in range(20):
+        repo.commit()
+    repo.tag("v1.1.0")
+    dest = tmp_path / "ci"
+    repo.git("clone", "-q", "--depth=10", "--no-tags", f"file://{repo.path}", str(dest))
+    clone = GitRepo(dest, dict(repo.env))
+    assert clone.git("rev-list", "--count", "HEAD") == "10"
+    assert clone.git("tag") == ""
+
+    target = gitinfo.fetch_tag(clone.path, "v1.1.0", shallow=True)
+
+    assert target == repo.head()
+    assert clone.git("rev-list", "--count", "HEAD") == "10"
+    assert clone.git("rev-parse", "--is-shallow-repository") == "true"
