@@ -60,6 +60,23 @@ def _open(path: Path) -> git.Repo:
         raise NotACheckout("git is not installed", "install git or pass --commit") from None
 
 
+def _check_own_checkout(repo: git.Repo, root: Path, path: Path) -> None:
+    """A project folder inside another checkout (an app unpacked into a dotfiles repository)
+    must not be described by that checkout's branch and commit: it is none of its files."""
+    try:
+        inner = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return
+    if inner == Path(".") or repo.git.ls_files("--", str(inner)):
+        return  # the checkout itself, or a tracked folder of it (a monorepo)
+    raise NotACheckout(
+        f"{path} is not a git checkout of its own: it is inside the checkout {root}, "
+        "which tracks none of its files",
+        f"run git init in {path} and commit, add it to {root} and commit, "
+        "or point buildtools.repo at the app's own checkout",
+    )
+
+
 def _head(repo: git.Repo, root: Path) -> tuple[str, int]:
     try:
         commit, _, time = repo.git.log("-1", "--format=%H %ct", "HEAD").partition(" ")
@@ -111,6 +128,7 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
     repo = _open(path)
     try:
         root = Path(repo.working_tree_dir or path)
+        _check_own_checkout(repo, root, path)
         commit, commit_time = _head(repo, root)
         branch = None if repo.head.is_detached else repo.active_branch.name
         targets, head_tags = _tags(repo, commit)

@@ -87,8 +87,7 @@ def _check_extra_tag(branch: str, name: str, sha_prefix: str) -> None:
         raise BuildToolsError(
             f"config key buildtools.tags.extra gives branch {branch!r} the tag {name!r}, "
             "which only releases (or another kind of build) may carry",
-            f"use a name that is not latest, a version or starts with {prefixes}, "
-            "e.g. master=edge",
+            f"use a name that is not latest, a version or starts with {prefixes}, e.g. master=edge",
         )
 
 

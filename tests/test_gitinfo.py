@@ -172,3 +172,19 @@ def test_a_missing_tag_is_fetched_at_the_clones_own_depth(repo: GitRepo, tmp_pat
     assert target == repo.head()
     assert clone.git("rev-list", "--count", "HEAD") == "10"
     assert clone.git("rev-parse", "--is-shallow-repository") == "true"
+
+
+def test_a_folder_inside_another_checkout_is_not_described_by_it(repo: GitRepo) -> None:
+    app = repo.path / "src" / "lara"
+    app.mkdir(parents=True)
+    (app / "tasks.py").write_text("")
+    with pytest.raises(gitinfo.NotACheckout, match="is not a git checkout of its own") as caught:
+        gitinfo.read(app)
+    assert f"inside the checkout {repo.path}" in str(caught.value)
+
+
+def test_a_tracked_folder_of_a_checkout_is_read_from_it(repo: GitRepo) -> None:
+    """A monorepo: the app is a folder the checkout tracks."""
+    repo.write("apps/lara/tasks.py", "")
+    repo.commit("add the app")
+    assert gitinfo.read(repo.path / "apps" / "lara").commit == repo.head()
