@@ -107,19 +107,34 @@ def best_tag(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for _, n in semvers) + tuple(sorted(n for v, n in versions if v is None))
 
 
-def _describe(repo: git.Repo, targets: dict[str, str]) -> tuple[str | None, int | None]:
-    """The nearest reachable version tag and the commits since it, via one ``git describe``."""
-    patterns = ("v[0-9]*", "V[0-9]*", "[0-9]*")
-    lookalikes = [n for n in targets if n[:1].isdigit() or n[:1] in "vV"]
-    excluded = [n for n in lookalikes if parse_version(n) is None]
-    args = ["--tags", "--long", "--abbrev=40"]
-    args += [f"--match={p}" for p in patterns] + [f"--exclude={n}" for n in excluded]
-    try:
-        out = repo.git.describe(*args, "HEAD")
-    except git.GitCommandError:
-        return None, None  # no version tag reachable
-    tag, count, _ = out.rsplit("-", 2)
-    return tag, int(count)
+# Tag names shaped like a semantic version, for ``git describe --match``: a glob cannot say
+# "a semantic version" exactly, so a match that is not one is excluded and describe asked again.
+_VERSION_GLOBS = ("v[0-9]*.[0-9]*.[0-9]*", "V[0-9]*.[0-9]*.[0-9]*", "[0-9]*.[0-9]*.[0-9]*")
+_DESCRIBE_TRIES = 20
+
+
+def _describe(repo: git.Repo) -> tuple[str | None, int | None]:
+    """The nearest reachable version tag and the commits since it.
+
+    One ``git describe`` restricted to version-shaped names, whatever the number of other tags
+    (one ``--exclude`` per non-version tag overflowed the command line at ~100,000 tags). A
+    nearer tag that only looks like a version (``1.2.3.4``) is excluded and describe asked
+    again, up to :data:`_DESCRIBE_TRIES` times; past that the version has no base tag.
+    """
+    excluded: list[str] = []
+    for _ in range(_DESCRIBE_TRIES):
+        args = ["--tags", "--long", "--abbrev=40"]
+        args += [f"--match={glob}" for glob in _VERSION_GLOBS]
+        args += [f"--exclude={name}" for name in excluded]  # git refuses * ? [ \\ in tags
+        try:
+            out = repo.git.describe(*args, "HEAD")
+        except git.GitCommandError:
+            return None, None  # no version tag reachable
+        tag, count, _ = out.rsplit("-", 2)
+        if parse_version(tag) is not None:
+            return tag, int(count)
+        excluded.append(tag)
+    return None, None
 
 
 def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
@@ -132,7 +147,7 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
         commit, commit_time = _head(repo, root)
         branch = None if repo.head.is_detached else repo.active_branch.name
         targets, head_tags = _tags(repo, commit)
-        last_tag, since = _describe(repo, targets)
+        last_tag, since = _describe(repo)
         status = repo.git.status(
             "--porcelain", "-z", f"--untracked-files={'normal' if untracked_is_dirty else 'no'}"
         )

@@ -188,3 +188,30 @@ def test_a_tracked_folder_of_a_checkout_is_read_from_it(repo: GitRepo) -> None:
     repo.write("apps/lara/tasks.py", "")
     repo.commit("add the app")
     assert gitinfo.read(repo.path / "apps" / "lara").commit == repo.head()
+
+
+def test_a_tag_that_only_looks_like_a_version_is_skipped(repo: GitRepo) -> None:
+    repo.tag("v1.0.0")
+    repo.commit()
+    repo.tag("1.2.3.4")  # matches the version glob, is no semantic version
+    repo.commit()
+    assert gitinfo.read(repo.path).last_tag == "v1.0.0"
+    assert gitinfo.read(repo.path).commits_since_tag == 2
+
+
+def test_120000_tags_that_are_no_versions(repo: GitRepo) -> None:
+    """One --exclude per such tag overflowed the command line (Argument list too long)."""
+    repo.tag("v1.0.0")
+    repo.commit()
+    head = repo.head()
+    # Written as one packed-refs file, as git itself keeps many tags (seconds, not minutes).
+    refs = [(f"refs/tags/{n}-nightly", head) for n in range(120_000)]
+    refs.append(("refs/tags/v1.0.0", repo.git("rev-parse", "v1.0.0")))
+    (repo.path / ".git" / "refs" / "tags" / "v1.0.0").unlink()
+    lines = "".join(f"{sha} {ref}\n" for ref, sha in sorted(refs))
+    (repo.path / ".git" / "packed-refs").write_text(f"# pack-refs with: sorted \n{lines}")
+
+    facts = gitinfo.read(repo.path)
+
+    assert (facts.last_tag, facts.commits_since_tag) == ("v1.0.0", 1)
+    assert len(facts.tag_names) == 120_001
