@@ -161,12 +161,33 @@ def one_line(text: str) -> str:
     return text if sys.stderr.isatty() else _ANSI.sub("", text)
 
 
+def _stdout_gone() -> bool:
+    """Whether nobody reads stdout any more (``invoke build --json | head -1`` after head
+    exited): a pipe whose reader closed reports POLLERR."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
     """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback; and
-    Ctrl-C into exit 130 with one line (the code that was interrupted says what was left)."""
+    Ctrl-C into exit 130 with one line (the code that was interrupted says what was left).
+    A reader of stdout that stopped early (``| head``) ends the task quietly: it has what it
+    wanted, and the work itself was done."""
     try:
         yield
+        sys.stdout.flush()  # here, not at exit, where a closed pipe is a traceback
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise Exit(code=0) from None
     except BuildToolsError as exc:
         prefix = "" if exc.exit_code == INTERRUPTED else "error: "
         raise Exit(one_line(f"{prefix}{exc}"), code=exc.exit_code) from None
