@@ -77,11 +77,27 @@ def _check_own_checkout(repo: git.Repo, root: Path, path: Path) -> None:
     )
 
 
+def _refused(exc: git.GitCommandError, root: Path) -> BuildToolsError | None:
+    """git's refusal to read a checkout another user owns (a CI container running as root on
+    a mounted checkout), as the fix git itself would give; None for other failures."""
+    if "dubious ownership" not in str(exc.stderr or ""):
+        return None
+    return BuildToolsError(
+        f"git refuses to read {root}: it is owned by another user (git's safe.directory check)",
+        f"if you trust it: git config --global --add safe.directory {root}",
+    )
+
+
 def _head(repo: git.Repo, root: Path) -> tuple[str, int]:
+    if repo.bare:
+        raise BuildToolsError(
+            f"{root} is a bare git repository: it has no working tree to build",
+            f"build in a clone of it (git clone {root} <folder>)",
+        )
     try:
         commit, _, time = repo.git.log("-1", "--format=%H %ct", "HEAD").partition(" ")
-    except git.GitCommandError:
-        raise BuildToolsError(
+    except git.GitCommandError as exc:
+        raise _refused(exc, root) or BuildToolsError(
             f"the git checkout {root} has no commits yet", "commit something first"
         ) from None
     return commit, int(time)
@@ -142,9 +158,9 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
     path = Path(path)
     repo = _open(path)
     try:
-        root = Path(repo.working_tree_dir or path)
-        _check_own_checkout(repo, root, path)
+        root = Path(repo.working_tree_dir or repo.git_dir or path)
         commit, commit_time = _head(repo, root)
+        _check_own_checkout(repo, root, path)
         branch = None if repo.head.is_detached else repo.active_branch.name
         targets, head_tags = _tags(repo, commit)
         last_tag, since = _describe(repo)
@@ -153,7 +169,7 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
         )
         shallow = repo.git.rev_parse("--is-shallow-repository").strip() == "true"
     except git.GitCommandError as exc:
-        raise BuildToolsError(
+        raise _refused(exc, path) or BuildToolsError(
             f"git failed in {path}: {' '.join(str(a) for a in exc.command)}: "
             f"{(exc.stderr or '').strip()}",
             "check that the checkout is not corrupt (git fsck)",

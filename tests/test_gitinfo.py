@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -215,3 +216,26 @@ def test_120000_tags_that_are_no_versions(repo: GitRepo) -> None:
 
     assert (facts.last_tag, facts.commits_since_tag) == ("v1.0.0", 1)
     assert len(facts.tag_names) == 120_001
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a checkout to another user needs root")
+def test_a_checkout_owned_by_another_user_names_safe_directory(
+    repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI container running as root on a checkout mounted from the host: git refuses it."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)  # no safe.directory of the machine's
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for path in [repo.path, *repo.path.rglob("*")]:
+        os.lchown(path, 12345, 12345)
+    with pytest.raises(BuildToolsError, match="owned by another user") as caught:
+        gitinfo.read(repo.path)
+    assert f"git config --global --add safe.directory {repo.path}" in str(caught.value)
+    assert "no commits" not in str(caught.value)
+
+
+def test_a_bare_repository_says_so(repo: GitRepo, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.git"
+    repo.git("clone", "-q", "--bare", str(repo.path), str(bare))
+    with pytest.raises(BuildToolsError, match="is a bare git repository") as caught:
+        gitinfo.read(bare)
+    assert "fsck" not in str(caught.value)
