@@ -7,6 +7,7 @@ and its own ``invoke.yaml``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import sys
@@ -121,7 +122,9 @@ def settings(c: Context) -> config.Settings:
     from buildtools import validate
 
     root = Path(getattr(c.config, "_project_prefix", None) or os.getcwd())
-    return validate.check(config.load(c.config.get(config.SECTION), root))
+    checked = validate.check(config.load(c.config.get(config.SECTION), root))
+    unread = validate.env_warnings(os.environ)  # invoke drops them silently
+    return dataclasses.replace(checked, warnings=checked.warnings + unread) if unread else checked
 
 
 def overrides_from(branch: str, tag: str, commit: str):

@@ -6,10 +6,19 @@ nginx refuses) would leave the app image built and re-tagged and the sidecar not
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
 
 from buildtools import nginx, tags
-from buildtools.config import CACHE_TEMPLATES, ImageConfig, Settings
+from buildtools.config import (
+    CACHE_TEMPLATES,
+    FREE_SECTIONS,
+    KNOWN_KEYS,
+    SECTION,
+    ImageConfig,
+    Settings,
+)
 from buildtools.errors import BuildToolsError
 
 # Docker's reference grammar: lowercase path components joined by "/", each separated inside
@@ -91,8 +100,96 @@ def _check_extra_tag(branch: str, name: str, sha_prefix: str) -> None:
         )
 
 
+_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[^:/\[\]]+):(?P<port>[^/]*)/?")
+
+
+def check_registries(entries: tuple[str, ...]) -> None:
+    """A registry is ``host[:port]``: a login written into the address is refused without
+    echoing it (it would be printed, logged and put in errors), a port outside 1-65535 before
+    it is retried as if the registry were down."""
+    key = "buildtools.release.registries"
+    for entry in entries:
+        scheme, sep, rest = entry.partition("://")
+        address = rest if sep else entry
+        authority = address.split("/", 1)[0]
+        if "@" in authority:
+            shown = f"{scheme}://" * bool(sep) + "***@" + authority.rpartition("@")[2]
+            raise BuildToolsError(
+                f"config key {key} has {shown!r}, a registry address with a login in it",
+                "list the registry as host[:port] and give the login as DOCKER_USERNAME/"
+                "DOCKER_PASSWORD (or DOCKER_PASSWORD_<HOST>); change that password, it was "
+                "written down",
+            )
+        match = _PORT.fullmatch(authority)
+        if match and not (match["port"].isdigit() and 0 < int(match["port"]) < 65536):
+            raise BuildToolsError(
+                f"config key {key} has {entry!r}, whose port {match['port']!r} is not 1 to 65535",
+                "write the registry as host[:port], e.g. registry.example.org:5000",
+            )
+
+
+# What git never allows in a branch name (git check-ref-format): a pattern holding one of
+# these, once its glob parts are set aside, matches no branch at all.
+_NEVER_IN_BRANCH = re.compile(r"[\x00-\x20\x7f~^:\\]|\.\.|@\{|//|^[-/.]|/\.|[/.]$|\.lock$")
+_GLOB_PARTS = re.compile(r"\[!?\]?[^\]]*\]|[*?]")
+
+
+def check_release_branches(patterns: tuple[str, ...]) -> None:
+    """``release.branches`` globs that no git branch can match would release nothing, silently."""
+    for pattern in patterns:
+        plain = _GLOB_PARTS.sub("x", pattern)
+        if "[" in plain or _NEVER_IN_BRANCH.search(plain):
+            raise BuildToolsError(
+                f"config key buildtools.release.branches has {pattern!r}, which no git branch "
+                "name can match",
+                "list branch names or globs such as master,release/* (git branch names have "
+                "no spaces, ~ ^ : \\ or .., and do not start with - or end with /)",
+            )
+
+
+_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_build_args(name: str, args: Mapping[str, str]) -> None:
+    """Build arg names as a Dockerfile's ``ARG`` can declare them."""
+    for arg in args:
+        if not _ARG_NAME.fullmatch(arg):
+            raise BuildToolsError(
+                f"config key buildtools.{name}.build_args has {arg!r}, which is not a build arg "
+                "name",
+                "write NAME=value with a name of letters, digits and _, not starting with a digit",
+            )
+
+
+def check_smoke_path(path: str) -> None:
+    """The smoke test's path goes into a URL and the README's copy-paste lines as it is."""
+    if not re.fullmatch(r"/[\x21-\x7e]*", path) or "#" in path:
+        raise BuildToolsError(
+            f"config key buildtools.smoke.path = {path!r} is not a URL path",
+            "write it like /notes (no spaces or #; %20 for a space)",
+        )
+
+
+def env_warnings(env: Mapping[str, str]) -> tuple[str, ...]:
+    """``INVOKE_BUILDTOOLS_*`` variables no key reads: invoke ignores them without a word, so
+    a typo would keep the default (the registry, the branches) unnoticed."""
+    prefix = f"INVOKE_{SECTION.upper()}_"
+    known = {prefix + key.replace(".", "_").upper(): key for key in KNOWN_KEYS}
+    found = []
+    for name in sorted(env):
+        if not name.startswith(prefix) or name in known:
+            continue
+        if any(name.startswith(f"{k}_") for k in known if known[k] in FREE_SECTIONS):
+            continue
+        near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        found.append(f"environment variable {name} sets no config key and is ignored{hint}")
+    return tuple(found)
+
+
 def _image(name: str, image: ImageConfig, base_required: bool) -> None:
     check_repository(f"{name}.repository", image.repository)
+    check_build_args(name, image.build_args)
     if image.base_image or base_required:
         check_image(f"{name}.base_image", image.base_image)
 
@@ -108,6 +205,9 @@ def check(settings: Settings) -> Settings:
         )
     nginx.render_config(settings.nginx)  # the sidecar's sizes, durations, upstream, resolver
     check_sha_prefix(settings.sha_prefix)
+    check_registries(settings.release.registries)
+    check_release_branches(settings.release.branches)
+    check_smoke_path(settings.smoke.path)
     for branch, names in settings.extra_tags.items():
         for name in names:
             _check_extra_tag(branch, name, settings.sha_prefix)
