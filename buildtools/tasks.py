@@ -273,7 +273,7 @@ def build(
     import json as jsonlib
 
     from buildtools import build as builder
-    from buildtools import engine, output, pipeline, progress
+    from buildtools import engine, output, pipeline, progress, validate
     from buildtools.facts import Run
 
     with reported():
@@ -285,6 +285,8 @@ def build(
             "context": Path(context).resolve() if context else None,
         }
         output.warnings(builder.check_app_dockerfile(cfg, only, paths["dockerfile"]))
+        if only in ("", "app"):
+            validate.check_context(paths["context"] or cfg.app.context, bool(context))
         if dry_run:
             plan = builder.dry_run_plan(cfg, meta, only, **paths)
             print(jsonlib.dumps(plan, indent=2) if json else output.plan_text(plan))
@@ -436,12 +438,14 @@ def ci(c, json=False, no_smoke=False):
     import json as jsonlib
 
     from buildtools import build as builder
-    from buildtools import output, pipeline
+    from buildtools import output, pipeline, validate
 
     with reported():
         say = (lambda line: print(line, file=sys.stderr)) if json else print
         cfg = settings(c)
         output.warnings(builder.check_app_dockerfile(cfg))  # before any engine call
+        if not no_smoke:
+            validate.check_smoke_env(cfg, os.environ)
         result = pipeline.run(cfg, os.environ, quiet=json, say=say, smoke_test=not no_smoke)
         if json:
             print(jsonlib.dumps(result, indent=2))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
 from buildtools import nginx, tags
 from buildtools.config import (
@@ -168,6 +169,31 @@ def check_smoke_path(path: str) -> None:
             f"config key buildtools.smoke.path = {path!r} is not a URL path",
             "write it like /notes (no spaces or #; %20 for a space)",
         )
+
+
+def check_context(path: Path, given: bool) -> None:
+    """The app's build context is a folder, or one line before anything (``--dry-run`` too)."""
+    if path.is_dir():
+        return
+    where = "--context" if given else "config key buildtools.app.context:"
+    raise BuildToolsError(
+        f"{where} {path} is not a folder",
+        "pass the app's folder (e.g. a LARA checkout) with --context or buildtools.app.context",
+    )
+
+
+def check_smoke_env(settings: Settings, env: Mapping[str, str]) -> None:
+    """Secrets named bare in ``smoke.env`` and the services' env are in the environment: found
+    missing before the build, not after it at smoke time. Values are never shown."""
+    wanted = [("smoke.env", settings.smoke.env)]
+    wanted += [(f"smoke.services.{s.name}.env", s.env) for s in settings.smoke.services]
+    for key, entries in wanted:
+        for entry in entries:
+            if "=" not in entry and not env.get(entry):
+                raise BuildToolsError(
+                    f"buildtools.{key} takes {entry} from the environment, but it is not set",
+                    f"export {entry} (a CI secret), or give it a value in buildtools.{key}",
+                )
 
 
 def env_warnings(env: Mapping[str, str]) -> tuple[str, ...]:
