@@ -748,6 +748,15 @@ INTEGRITY_FAILURES = [
         None,
     ),
     (
+        "17: a service key in error is named by its own path",
+        _nothing,
+        ["version"],
+        {},
+        "  smoke:\n    services:\n      db:\n        image: [a, b]\n",
+        "config key buildtools.smoke.services.db.image = ['a', 'b'] is not a single value",
+        None,
+    ),
+    (
         "18: Travis and GitHub at once",
         _nothing,
         ["version"],
@@ -1048,3 +1057,14 @@ def test_a_release_of_a_posing_name_leaves_the_registrys_tags_as_they_were(
         for ref in meta.local_refs(repository):
             with contextlib.suppress(docker.errors.APIError):
                 docker_client.images.remove(ref)
+
+
+def test_a_mistyped_service_key_is_a_warning_naming_the_service_key(app: App) -> None:
+    """17: `redy:` under a smoke service kept no readiness check, without a word."""
+    extra = "  smoke:\n    services:\n      db:\n        image: mariadb:11.2\n        redy: x\n"
+    done = app.invoke("version", yaml=app_yaml(app.name, extra))
+    assert done.returncode == 0, done.stderr
+    assert (
+        "warning: unknown config key buildtools.smoke.services.db.redy is ignored "
+        "(did you mean buildtools.smoke.services.db.ready?)"
+    ) in done.stderr
