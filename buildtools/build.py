@@ -214,9 +214,13 @@ def build_all(
         nocache=nocache,
         cache_from=app_sources,
     )
+    # Both base images before the first step: a missing sidecar base found after the app
+    # image was built would leave one image new and the other not.
+    if "app" in wanted and settings.app.base_image:
+        images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
+    if "nginx" in wanted and settings.nginx.image.base_image:
+        images.ensure_base(client, settings.nginx.image.base_image, "buildtools.nginx.base_image")
     if "app" in wanted:
-        if settings.app.base_image:
-            images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
         for stage in stages:
             built.append(build_untagged(stage))
         if app_sources or any(stage.cache_from for stage in stages):
@@ -229,10 +233,6 @@ def build_all(
     else:
         app_image = existing_image(client, spec.tags[0], "app")
     if "nginx" in wanted:
-        if settings.nginx.image.base_image:
-            images.ensure_base(
-                client, settings.nginx.image.base_image, "buildtools.nginx.base_image"
-            )
         # `asset_fallback: auto` is decided by what the app image can serve.
         resolved = nginx.resolve_asset_fallback(settings.nginx, client, app_image)
         sidecar_settings = dataclasses.replace(settings, nginx=resolved)

@@ -1068,3 +1068,23 @@ def test_a_mistyped_service_key_is_a_warning_naming_the_service_key(app: App) ->
         "warning: unknown config key buildtools.smoke.services.db.redy is ignored "
         "(did you mean buildtools.smoke.services.db.ready?)"
     ) in done.stderr
+
+
+@pytest.mark.docker
+def test_a_missing_sidecar_base_image_is_found_before_the_app_is_built(
+    app: App, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    """17: found after the app image was built, it left one image new and the other not."""
+    missing = f"127.0.0.1:{testbed.free_port()}/lbt-missing/base:1"  # nothing answers there
+    env = {
+        "INVOKE_BUILDTOOLS_NGINX_BASE_IMAGE": missing,
+        "INVOKE_BUILDTOOLS_CACHE_PULL": "false",
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": f"127.0.0.1:{testbed.free_port()}",
+    }
+    done = app.invoke("build", env=env)
+    line = one_error(done)
+    assert "[app] step" not in done.stderr, done.stderr  # no step of the app was built
+    assert f"base image {missing} is not present locally and cannot be pulled" in line
+    assert "buildtools.nginx.base_image" in line
+    assert docker_client.images.list(name=f"{app.name}/app") == []
+    assert "app image" not in line
