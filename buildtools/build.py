@@ -76,7 +76,7 @@ def stage_ref(repository: str, meta: Metadata, stage: str) -> str:
     a name no release tag can have; builds without a branch use their commit tag."""
     branch = meta.info.branch or meta.info.base_branch
     suffix = tags.branch_tag(branch) if branch else meta.sha_tag
-    return f"{repository}:{cache.stage_prefix(stage)}{suffix}"
+    return f"{repository}:{tags.prefixed(cache.stage_prefix(stage), suffix)}"
 
 
 def stage_specs(
@@ -213,9 +213,13 @@ def build_all(
         nocache=nocache,
         cache_from=app_sources,
     )
+    # Both base images before the first step: a missing sidecar base found after the app
+    # image was built would leave one image new and the other not.
+    if "app" in wanted and settings.app.base_image:
+        images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
+    if "nginx" in wanted and settings.nginx.image.base_image:
+        images.ensure_base(client, settings.nginx.image.base_image, "buildtools.nginx.base_image")
     if "app" in wanted:
-        if settings.app.base_image:
-            images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
         for stage in stages:
             built.append(build_untagged(stage))
         if app_sources or any(stage.cache_from for stage in stages):
@@ -228,10 +232,6 @@ def build_all(
     else:
         app_image = existing_image(client, spec.tags[0], "app")
     if "nginx" in wanted:
-        if settings.nginx.image.base_image:
-            images.ensure_base(
-                client, settings.nginx.image.base_image, "buildtools.nginx.base_image"
-            )
         # `asset_fallback: auto` is decided by what the app image can serve.
         resolved = asset_fallback.resolve_asset_fallback(settings.nginx, client, app_image)
         sidecar_settings = dataclasses.replace(settings, nginx=resolved)

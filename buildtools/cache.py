@@ -72,18 +72,18 @@ def candidates(settings: Settings, meta: Metadata, prefix: str = "") -> list[Can
         elif template == "{branch}":
             branch = info.branch or info.base_branch
             if branch:
-                add(prefix + _branch_tag(branch), f"branch {branch}")
+                add(tags.prefixed(prefix, _branch_tag(branch)), f"branch {branch}")
         elif template == "{release_branches}":
             for branch in settings.release.branches:
                 if not any(ch in branch for ch in "*?["):
-                    add(prefix + _branch_tag(branch), f"release branch {branch}")
+                    add(tags.prefixed(prefix, _branch_tag(branch)), f"release branch {branch}")
         elif template == "{release}":
             stable = [v for v in map(parse_version, info.known_versions) if v and not v.prerelease]
             if stable and not prefix:
                 highest = max(stable)
                 add(docker_version(highest), f"highest release {highest}")
         elif "{" not in template:
-            add(prefix + template, "configured")
+            add(tags.prefixed(prefix, template), "configured")
     return found
 
 

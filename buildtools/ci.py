@@ -166,12 +166,15 @@ def _gitlab(env: Mapping[str, str]) -> CIContext:
 def _dockerhub(env: Mapping[str, str], tag_names: Collection[str]) -> CIContext:
     """Docker Hub gives one ``SOURCE_BRANCH`` for branches and tags alike.
 
-    It is taken as a tag when git has a tag of that name, or, without that knowledge, when it
-    looks like a version (``v1.2.3``, ``1.2.3-rc.1``); otherwise as a branch. A branch named
-    like a version is therefore misread only when git has no tags at all.
+    It is taken as a tag when git has a tag of that name, or, when git knows no tags at all
+    (a clone without them), when it looks like a version (``v1.2.3``, ``1.2.3-rc.1``);
+    otherwise as a branch. A branch named like a version is therefore misread only when git
+    has no tags at all.
     """
     ref = _get(env, "SOURCE_BRANCH")
-    is_tag = ref is not None and (ref in tag_names or parse_version(ref) is not None)
+    # Git's tags decide when git has any: a branch named like a version (1.2.x) is a branch.
+    known = ref in tag_names if tag_names else parse_version(ref or "") is not None
+    is_tag = ref is not None and known
     return CIContext(
         provider="dockerhub",
         branch=None if is_tag else ref,
@@ -181,22 +184,53 @@ def _dockerhub(env: Mapping[str, str], tag_names: Collection[str]) -> CIContext:
     )
 
 
+def _markers(env: Mapping[str, str]) -> list[str]:
+    """The variables that say which CI service runs this build (Docker Hub has no marker:
+    ``SOURCE_BRANCH`` with one of its other variables)."""
+    found = [name for name in ("TRAVIS", "GITHUB_ACTIONS", "GITLAB_CI") if _on(env, name)]
+    if _get(env, "SOURCE_BRANCH") and (
+        _get(env, "SOURCE_COMMIT") or _get(env, "DOCKER_REPO") or _get(env, "IMAGE_NAME")
+    ):
+        found.append("SOURCE_BRANCH")
+    return found
+
+
+_TAG_VARIABLES = {"travis": "TRAVIS_TAG", "gitlab": "CI_COMMIT_TAG"}
+_PR_VARIABLES = {"travis": "TRAVIS_PULL_REQUEST", "gitlab": "CI_MERGE_REQUEST_IID"}
+
+
 def detect(env: Mapping[str, str], tag_names: Collection[str] = ()) -> CIContext | None:
     """The CI context of this build, or None when not running under a CI service.
 
     ``tag_names`` (the tags git knows) only help to tell branches from tags on Docker Hub.
     Any other service that sets ``CI=true`` yields provider ``"ci"`` with no other facts.
+    Variables that contradict each other (two services, a tag build that is also a pull
+    request) are refused: whichever were believed, the release could be the wrong one.
     """
-    if _on(env, "TRAVIS"):
-        return _travis(env)
-    if _on(env, "GITHUB_ACTIONS"):
-        return _github(env)
-    if _on(env, "GITLAB_CI"):
-        return _gitlab(env)
-    if _get(env, "SOURCE_BRANCH") and (
-        _get(env, "SOURCE_COMMIT") or _get(env, "DOCKER_REPO") or _get(env, "IMAGE_NAME")
-    ):
-        return _dockerhub(env, tag_names)
+    markers = _markers(env)
+    if len(markers) > 1:
+        shown = " and ".join(f"{name}={env.get(name, '')!r}" for name in markers)
+        raise BuildToolsError(
+            f"the environment says two CI services run this build: {shown}",
+            f"unset the variables of the service that does not ({', '.join(markers)})",
+        )
+    readers = {
+        "TRAVIS": _travis,
+        "GITHUB_ACTIONS": _github,
+        "GITLAB_CI": _gitlab,
+        "SOURCE_BRANCH": lambda e: _dockerhub(e, tag_names),
+    }
+    if markers:
+        context = readers[markers[0]](env)
+        if context.tag and context.pull_request is not None:
+            tag_var = _TAG_VARIABLES.get(context.provider, "the tag variable")
+            pr_var = _PR_VARIABLES.get(context.provider, "the pull-request variable")
+            raise BuildToolsError(
+                f"{tag_var}={context.tag!r} and {pr_var}={context.pull_request} both set: a "
+                "build is a tag build or a pull request, not both",
+                f"unset the one that does not describe this build ({tag_var} or {pr_var})",
+            )
+        return context
     if _on(env, "CI"):
         return CIContext(provider="ci")
     return None

@@ -318,11 +318,29 @@ FREE_SECTIONS = ("smoke.services",)
 KNOWN_KEYS = tuple(_leaves(DEFAULTS)) + FREE_SECTIONS
 
 
+# The keys of one smoke service (smoke.services.<name>.<key>).
+SERVICE_KEYS = ("image", "env", "ready")
+
+
+def _service_key_typo(key: str) -> str | None:
+    """``smoke.services.db.imag``: the nearest service key, or None when it is one."""
+    parts = key.split(".")
+    if len(parts) != 4 or parts[3] in SERVICE_KEYS:
+        return None
+    near = difflib.get_close_matches(parts[3], SERVICE_KEYS, n=1, cutoff=0.6)
+    return ".".join(parts[:3] + near[:1]) if near else ".".join(parts[:3]) + ".image"
+
+
 def unknown_keys(section: Mapping[str, Any]) -> list[str]:
     """Warnings for keys no code reads (a typo silently keeps the default otherwise)."""
     known = set(KNOWN_KEYS) | {k.rpartition(".")[0] for k in KNOWN_KEYS}
     found = []
     for key in _leaves(section):
+        if key.startswith("smoke.services.") and (service := _service_key_typo(key)):
+            found.append(
+                f"unknown config key {SECTION}.{key} is ignored (did you mean {SECTION}.{service}?)"
+            )
+            continue
         if key in known or any(key.startswith(f"{k}.") for k in KNOWN_KEYS + FREE_SECTIONS):
             continue
         near = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
@@ -337,22 +355,24 @@ _WHOLE = re.compile(r"-?[0-9]{1,18}")
 class _Reader:
     """Reads typed values by dotted path, naming the full path in every error."""
 
-    def __init__(self, section: Mapping[str, Any]) -> None:
+    def __init__(self, section: Mapping[str, Any], prefix: str = "") -> None:
         self.section = section
+        # Where ``section`` sits (``smoke.services.db.``), so errors name the full path.
+        self.prefix = prefix
 
     def raw(self, path: str) -> Any:
         node: Any = self.section
         walked = []
         for part in path.split("."):
             if not isinstance(node, Mapping):
-                where = ".".join(walked)
+                where = self.prefix + ".".join(walked)
                 raise BuildToolsError(
                     f"config key {SECTION}.{where} is {node!r}, not a section of keys",
                     f"write {SECTION}.{where} in invoke.yaml as indented keys, e.g. {part}: …",
                 )
             walked.append(part)
             if part not in node:
-                where = ".".join(walked)
+                where = self.prefix + ".".join(walked)
                 raise BuildToolsError(
                     f"config key {SECTION}.{where} is missing",
                     "add it to invoke.yaml (see the README's configuration reference)",
@@ -361,6 +381,7 @@ class _Reader:
         return node
 
     def _bad(self, path: str, value: Any, expected: str) -> BuildToolsError:
+        path = self.prefix + path
         return BuildToolsError(
             f"config key {SECTION}.{path} = {value!r} is not {expected}",
             f"set it in invoke.yaml or INVOKE_{SECTION.upper()}_"
@@ -458,7 +479,7 @@ def _smoke(r: _Reader) -> SmokeConfig:
             raise r._bad(where, name, "a service name (letters, digits, - and _)")
         if not isinstance(service, Mapping):
             raise r._bad(where, service, "a section with image, env and ready")
-        sr = _Reader(service)
+        sr = _Reader(service, prefix=f"{where}.")
         if not (sr.text("image") if "image" in service else ""):
             raise BuildToolsError(
                 f"config key {SECTION}.{where} has no image",

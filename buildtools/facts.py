@@ -49,7 +49,7 @@ def _read_git(
         return None
     try:
         return gitinfo.read(path, untracked_is_dirty=untracked_is_dirty)
-    except BuildToolsError as exc:
+    except gitinfo.NotACheckout as exc:
         if not commit_given:
             raise
         warnings.append(f"{exc.problem}: using only the given commit, branch and tag")
@@ -78,23 +78,41 @@ def _ci_commit(context: ci.CIContext | None) -> str | None:
     return commit
 
 
-def _check_ci_tag(
-    path: Path | str | None, git_facts: gitinfo.GitFacts, context: ci.CIContext, commit: str
+def _check_tag(
+    path: Path | str | None, git_facts: gitinfo.GitFacts, tag: str, variable: str, commit: str
 ) -> None:
-    """A tag named by CI must exist in git at the commit built (fetched if a shallow clone
-    lacks it): otherwise a typo or a stale variable would publish a release nobody tagged."""
-    tag = context.tag or ""
+    """A tag named by CI or ``--tag`` must exist in git at the commit built (fetched if a
+    shallow clone lacks it): otherwise a typo or a stale variable would publish a release
+    nobody tagged."""
     target = git_facts.tag_commits.get(tag)
     if target is None and path is not None:
         target = gitinfo.fetch_tag(path, tag, shallow=git_facts.shallow)
     if target == commit:
         return
-    variable = context.tag_variable or "the CI environment"
-    where = f"points at {target[:7]}" if target else "does not exist in git"
+    unset = "leave out --tag" if variable == "--tag" else f"unset {variable}"
+    if target:
+        raise BuildToolsError(
+            f"{variable} names tag {tag!r}, but that tag points at {target[:7]}, "
+            f"not at commit {commit[:7]}",
+            f"check out {tag} to build it, or {unset} for a build that is not a tag build",
+        )
     raise BuildToolsError(
-        f"{variable} names tag {tag!r}, but that tag {where}, not at commit {commit[:7]}",
-        f"push the tag (git push origin {tag}) or unset {variable} for a build that is not a "
-        "tag build",
+        f"{variable} names tag {tag!r}, but that tag does not exist in git "
+        f"(checkout at {commit[:7]})",
+        f"tag this commit and push the tag (git push origin {tag}), or {unset} for a build "
+        "that is not a tag build",
+    )
+
+
+def _check_commit(wanted: str, git_facts: gitinfo.GitFacts) -> None:
+    """Inside a checkout, ``--commit`` may only name HEAD: the images are built from the
+    working tree, so any other commit would label HEAD's (maybe dirty) code as that commit."""
+    if git_facts.commit.startswith(wanted):
+        return
+    raise BuildToolsError(
+        f"--commit {wanted[:12]} is not the checkout's HEAD ({git_facts.commit[:12]}): the images "
+        "are built from the working tree, so they would not be that commit",
+        f"check out {wanted[:12]} (git checkout {wanted[:12]}) and run it again without --commit",
     )
 
 
@@ -112,7 +130,8 @@ def gather(
     context = ci.detect(env, facts.tag_names if facts else ())
     warnings.extend(context.warnings if context else ())
 
-    if wanted and facts and facts.commit.startswith(wanted):
+    if wanted and facts:
+        _check_commit(wanted, facts)
         wanted = facts.commit
     ci_commit = _ci_commit(context)
     if ci_commit and not wanted and facts is not None:
@@ -121,29 +140,28 @@ def gather(
             raise BuildToolsError(
                 f"{variable} says commit {ci_commit[:12]}, but the checkout is at "
                 f"{facts.commit[:12]}: the images would be built from other code",
-                f"check out {ci_commit[:12]} before building, or pass --commit to build "
-                "without git",
+                f"check out {ci_commit[:12]} before building (git checkout {ci_commit[:12]})",
             )
         ci_commit = facts.commit
     commit = wanted or ci_commit or (facts.commit if facts else None)
     if commit is None:
         raise BuildToolsError("no commit is known for this build", "pass --commit")
-    head = facts if facts is not None and facts.commit == commit else None
-    if facts is not None and head is None:
-        warnings.append(
-            f"building commit {commit[:7]} but the checkout is at {facts.commit[:7]}: "
-            "its tags, dirtiness and commit time are not used"
-        )
+    # Inside a checkout the commit is always HEAD (checked above); without one, only the
+    # given commit, branch and tag are known.
+    head = facts
 
     branch = tag = base = None
     pull_request = None
     if o.gives_ref:
         branch, tag, pull_request = o.branch, o.tag, o.pull_request
+        if tag and facts is not None:
+            _check_tag(path, facts, tag, "--tag", commit)
     elif context is not None and context.knows_ref:
         branch, tag, pull_request = context.branch, context.tag, context.pull_request
         base = context.base_branch
         if tag and facts is not None:
-            _check_ci_tag(path, facts, context, commit)
+            variable = context.tag_variable or "the CI environment"
+            _check_tag(path, facts, tag, variable, commit)
     elif head is not None:
         branch = head.branch
         tag = head.head_tags[0] if head.head_tags else None

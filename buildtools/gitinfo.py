@@ -21,6 +21,11 @@ _NOT_A_REPO_FIX = (
 )
 
 
+class NotACheckout(BuildToolsError):
+    """There is no git checkout of this project: ``--commit`` may then name the commit.
+    Any other git failure stays an error (``--commit`` is no way around a broken checkout)."""
+
+
 @dataclass(frozen=True)
 class GitFacts:
     """Facts about HEAD of one checkout.
@@ -50,16 +55,49 @@ def _open(path: Path) -> git.Repo:
     try:
         return git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise BuildToolsError(f"{path} is not in a git checkout", _NOT_A_REPO_FIX) from None
+        raise NotACheckout(f"{path} is not in a git checkout", _NOT_A_REPO_FIX) from None
     except git.GitCommandNotFound:
-        raise BuildToolsError("git is not installed", "install git or pass --commit") from None
+        raise NotACheckout("git is not installed", "install git or pass --commit") from None
+
+
+def _check_own_checkout(repo: git.Repo, root: Path, path: Path) -> None:
+    """A project folder inside another checkout (an app unpacked into a dotfiles repository)
+    must not be described by that checkout's branch and commit: it is none of its files."""
+    try:
+        inner = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return
+    if inner == Path(".") or repo.git.ls_files("--", str(inner)):
+        return  # the checkout itself, or a tracked folder of it (a monorepo)
+    raise NotACheckout(
+        f"{path} is not a git checkout of its own: it is inside the checkout {root}, "
+        "which tracks none of its files",
+        f"run git init in {path} and commit, add it to {root} and commit, "
+        "or point buildtools.repo at the app's own checkout",
+    )
+
+
+def _refused(exc: git.GitCommandError, root: Path) -> BuildToolsError | None:
+    """git's refusal to read a checkout another user owns (a CI container running as root on
+    a mounted checkout), as the fix git itself would give; None for other failures."""
+    if "dubious ownership" not in str(exc.stderr or ""):
+        return None
+    return BuildToolsError(
+        f"git refuses to read {root}: it is owned by another user (git's safe.directory check)",
+        f"if you trust it: git config --global --add safe.directory {root}",
+    )
 
 
 def _head(repo: git.Repo, root: Path) -> tuple[str, int]:
+    if repo.bare:
+        raise BuildToolsError(
+            f"{root} is a bare git repository: it has no working tree to build",
+            f"build in a clone of it (git clone {root} <folder>)",
+        )
     try:
         commit, _, time = repo.git.log("-1", "--format=%H %ct", "HEAD").partition(" ")
-    except git.GitCommandError:
-        raise BuildToolsError(
+    except git.GitCommandError as exc:
+        raise _refused(exc, root) or BuildToolsError(
             f"the git checkout {root} has no commits yet", "commit something first"
         ) from None
     return commit, int(time)
@@ -85,19 +123,34 @@ def best_tag(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for _, n in semvers) + tuple(sorted(n for v, n in versions if v is None))
 
 
-def _describe(repo: git.Repo, targets: dict[str, str]) -> tuple[str | None, int | None]:
-    """The nearest reachable version tag and the commits since it, via one ``git describe``."""
-    patterns = ("v[0-9]*", "V[0-9]*", "[0-9]*")
-    lookalikes = [n for n in targets if n[:1].isdigit() or n[:1] in "vV"]
-    excluded = [n for n in lookalikes if parse_version(n) is None]
-    args = ["--tags", "--long", "--abbrev=40"]
-    args += [f"--match={p}" for p in patterns] + [f"--exclude={n}" for n in excluded]
-    try:
-        out = repo.git.describe(*args, "HEAD")
-    except git.GitCommandError:
-        return None, None  # no version tag reachable
-    tag, count, _ = out.rsplit("-", 2)
-    return tag, int(count)
+# Tag names shaped like a semantic version, for ``git describe --match``: a glob cannot say
+# "a semantic version" exactly, so a match that is not one is excluded and describe asked again.
+_VERSION_GLOBS = ("v[0-9]*.[0-9]*.[0-9]*", "V[0-9]*.[0-9]*.[0-9]*", "[0-9]*.[0-9]*.[0-9]*")
+_DESCRIBE_TRIES = 20
+
+
+def _describe(repo: git.Repo) -> tuple[str | None, int | None]:
+    """The nearest reachable version tag and the commits since it.
+
+    One ``git describe`` restricted to version-shaped names, whatever the number of other tags
+    (one ``--exclude`` per non-version tag overflowed the command line at ~100,000 tags). A
+    nearer tag that only looks like a version (``1.2.3.4``) is excluded and describe asked
+    again, up to :data:`_DESCRIBE_TRIES` times; past that the version has no base tag.
+    """
+    excluded: list[str] = []
+    for _ in range(_DESCRIBE_TRIES):
+        args = ["--tags", "--long", "--abbrev=40"]
+        args += [f"--match={glob}" for glob in _VERSION_GLOBS]
+        args += [f"--exclude={name}" for name in excluded]  # git refuses * ? [ \\ in tags
+        try:
+            out = repo.git.describe(*args, "HEAD")
+        except git.GitCommandError:
+            return None, None  # no version tag reachable
+        tag, count, _ = out.rsplit("-", 2)
+        if parse_version(tag) is not None:
+            return tag, int(count)
+        excluded.append(tag)
+    return None, None
 
 
 def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
@@ -105,17 +158,18 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
     path = Path(path)
     repo = _open(path)
     try:
-        root = Path(repo.working_tree_dir or path)
+        root = Path(repo.working_tree_dir or repo.git_dir or path)
         commit, commit_time = _head(repo, root)
+        _check_own_checkout(repo, root, path)
         branch = None if repo.head.is_detached else repo.active_branch.name
         targets, head_tags = _tags(repo, commit)
-        last_tag, since = _describe(repo, targets)
+        last_tag, since = _describe(repo)
         status = repo.git.status(
             "--porcelain", "-z", f"--untracked-files={'normal' if untracked_is_dirty else 'no'}"
         )
         shallow = repo.git.rev_parse("--is-shallow-repository").strip() == "true"
     except git.GitCommandError as exc:
-        raise BuildToolsError(
+        raise _refused(exc, path) or BuildToolsError(
             f"git failed in {path}: {' '.join(str(a) for a in exc.command)}: "
             f"{(exc.stderr or '').strip()}",
             "check that the checkout is not corrupt (git fsck)",
@@ -141,14 +195,18 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
 
 def fetch_tag(path: Path | str, tag: str, shallow: bool = False) -> str | None:
     """Fetch one tag from ``origin`` (a shallow CI clone may lack it); the commit it points at,
-    or None when there is no such tag or no remote to ask. Only a clone that is shallow already
-    is fetched shallow: a full clone's history is never cut."""
+    or None when there is no such tag or no remote to ask. A full clone's history is never cut,
+    and a shallow clone is fetched at its own depth: ``--depth=1`` would cut HEAD's history to
+    one commit when the tag is on HEAD (then ``git describe`` and the version lose their base)."""
     try:
         repo = git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandNotFound):
         return None
     try:
-        depth = ["--depth=1"] if shallow else []
+        depth: list[str] = []
+        if shallow:
+            current = repo.git.rev_list("--count", "--first-parent", "HEAD").strip()
+            depth = [f"--depth={max(1, int(current or 1))}"]
         refspec = f"+refs/tags/{tag}:refs/tags/{tag}"
         repo.git.fetch("--quiet", "--no-tags", *depth, "origin", refspec)
         return repo.git.rev_parse(f"refs/tags/{tag}^{{commit}}").strip()

@@ -32,9 +32,16 @@ def plan_text(plans: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def summary_console() -> Console:
+    """The console for summaries. Off a terminal (a CI log, ``invoke build | cat``) rich would
+    wrap at 80 columns and cut image references and the copy-paste command: no width there."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=10_000)
+
+
 def build_summary(built: list[BuiltImage], meta: Metadata, console: Console | None = None) -> None:
     """A table of what was built, and where to see the version info it carries."""
-    console = console or Console(highlight=False)
+    console = console or summary_console()
     table = Table(title=f"Built {meta.info.version} ({meta.info.short_commit})")
     for column in ("image", "tags", "id", "size", "from cache", "time"):
         table.add_column(column, overflow="fold", no_wrap=column != "tags")
@@ -50,7 +57,8 @@ def build_summary(built: list[BuiltImage], meta: Metadata, console: Console | No
     console.print(table)
     for b in built:
         for ref, why, steps in b.cache:
-            console.print(f"cache: {b.name}: {steps} steps from {ref} ({why})")
+            console.print(f"cache: {b.name}: {steps} steps from {ref} ({why})", soft_wrap=True)
     app = next((b for b in built if b.name == "app"), None)
     if app:
-        console.print(f"version.yml:  docker run --rm {app.tags[0]} cat /lara/config/version.yml")
+        command = f"docker run --rm {app.tags[0]} cat /lara/config/version.yml"
+        console.print(f"version.yml:  {command}", soft_wrap=True)  # never cut: it is copied

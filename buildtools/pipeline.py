@@ -306,7 +306,7 @@ def run(
             app,
             sidecar,
             info.version,
-            f"lara-ci-{info.short_commit}",
+            stack.run_name("lara-ci", info.commit),
             cfg=settings.smoke,
             env=env,
             say=say,

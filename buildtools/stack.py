@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from secrets import token_hex
 from typing import Any
 
 import docker
@@ -53,6 +54,13 @@ class Stack:
 
     def service(self, service: str) -> str:
         return f"{self.name}-{service}"
+
+
+def run_name(prefix: str, commit: str) -> str:
+    """A stack name of its own for one run, ``<prefix>-<7 hex>-<6 random hex>``: two runs of
+    one commit on one engine (a re-run, a CI matrix) would otherwise share the name, and each
+    one's :func:`up` would remove the other's containers."""
+    return f"{prefix}-{commit[:7]}-{token_hex(3)}"
 
 
 def _not_ours(kind: str, name: str, stack: str) -> BuildToolsError:

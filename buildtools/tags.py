@@ -9,13 +9,22 @@ The policy, in order of what the build is:
   (``+…``) is not allowed in Docker tags and is written with ``_`` (``1.2.3+b.1`` →
   ``1.2.3_b.1``); ``_`` cannot occur in a semantic version, so this never collides with a
   pre-release tag the way ``-`` would.
-* **Other git tag**: the sanitized tag name only (immutable), with a warning.
+* **Other git tag**: ``tag-<sanitized name>`` only (immutable), with a warning: the prefix
+  keeps a git tag named ``latest``, ``edge``, ``1.2`` or ``main`` from overwriting the floating
+  tag, release or branch of that name.
 * **Pull request**: ``pr-N`` (floating: later pushes to the PR move it) when enabled, otherwise
   no tags at all: PR code is unreviewed, so nothing from it is pushable unless configured.
 * **Branch**: ``sha-<7 hex>`` (immutable), the sanitized branch name and the configured extra
-  tags for that branch (floating). A branch whose name would pose as a release tag
-  (``latest``, ``1.2``) is written ``branch-<name>``.
+  tags for that branch (floating). A branch whose name would pose as another kind of tag is
+  written ``branch-<name>``: a release (``latest``, ``1``, ``1.2``, a version), a floating tag
+  (``edge``, any ``tags.extra`` value), or a name starting with another kind's prefix (the
+  commit's ``sha-``, ``pr-``, ``cache-``, ``tag-``, ``branch-``).
 * **Nothing known** (detached HEAD outside CI): ``sha-<7 hex>`` only.
+
+Every name is checked against Docker's grammar and its 128-character limit before anything is
+built: branch names are shortened with a hash of the full name, a git tag too long is refused.
+Names with non-ASCII letters are transliterated (``ü`` → ``u``); what cannot be is replaced by
+a hash of the name, so every branch gets a tag and two such branches never share one.
 
 ``sha-`` is the default of ``sha_prefix`` (``buildtools.tags.sha_prefix``; LARA's GitHub
 workflow tags ``git-<7 hex>``).
@@ -29,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -47,6 +57,11 @@ _RELEASE_LOOKALIKE = re.compile(r"^(latest|v?\d+(\.\d+){0,2})$", re.IGNORECASE)
 _HASH_LENGTH = 8
 _SHORT_SHA = re.compile(r"[0-9a-f]{7,40}")
 SHA_PREFIX = "sha-"
+# Prefixes that say what kind of build a tag belongs to, besides the commit's ``sha_prefix``:
+# a pull request, a stage cache, a git tag that is no version, a branch that needed one.
+KIND_PREFIXES = ("pr-", "cache-", "tag-", "branch-")
+# Floating tags of the default policy: a branch of this name would move them.
+FLOATING_NAMES = ("latest", "edge")
 # The commit tag is the prefix and this many hex digits of the commit.
 SHA_LENGTH = 7
 
@@ -75,23 +90,48 @@ class TagPlan:
     warnings: tuple[str, ...]
 
 
-def sanitize(name: str) -> str:
-    """Turn any name into a valid Docker tag, deterministically.
+def _digest(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:_HASH_LENGTH]
 
-    Runs of characters outside ``[A-Za-z0-9_.-]`` become ``-``; leading ``.``/``-`` and trailing
-    ``-`` are dropped; a result longer than 128 characters is cut and given a hash of the
-    original name, so two long names that share a prefix still get different tags.
-    """
-    tag = _INVALID_RUN.sub("-", name).lstrip(".-").rstrip("-")
+
+def _clean(name: str) -> str:
+    """``name`` in Docker's tag alphabet, not cut to length: letters with accents lose them
+    (NFKD); runs of other characters become ``-``, and if a non-ASCII letter or digit had to go,
+    a hash of ``name`` is added so that two Cyrillic branch names do not share a tag."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    tag = _INVALID_RUN.sub("-", folded).lstrip(".-").rstrip("-")
+    if any(ord(c) > 127 and c.isalnum() for c in folded):
+        tag = f"{tag}-{_digest(name)}" if tag else _digest(name)
     if not tag:
         raise BuildToolsError(
             f"{name!r} cannot be made into a Docker tag (it has no letter, digit or _)",
             "use a branch or tag name with at least one letter or digit",
         )
-    if len(tag) > MAX_LENGTH:
-        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_HASH_LENGTH]
-        tag = f"{tag[: MAX_LENGTH - _HASH_LENGTH - 1]}-{digest}"
     return tag
+
+
+def shorten(tag: str, original: str) -> str:
+    """``tag`` cut to 128 characters with a hash of ``original`` when longer, so two long
+    names that share a prefix still get different tags."""
+    if len(tag) <= MAX_LENGTH:
+        return tag
+    return f"{tag[: MAX_LENGTH - _HASH_LENGTH - 1]}-{_digest(original)}"
+
+
+def sanitize(name: str) -> str:
+    """Turn any name into a valid Docker tag, deterministically.
+
+    Runs of characters outside ``[A-Za-z0-9_.-]`` become ``-`` (accents are dropped first,
+    other non-ASCII letters become a hash); leading ``.``/``-`` and trailing ``-`` are
+    dropped; a result longer than 128 characters is cut and given a hash of the original name.
+    """
+    return shorten(_clean(name), name)
+
+
+def prefixed(prefix: str, tag: str) -> str:
+    """``prefix`` + ``tag`` (e.g. ``cache-<stage>-`` + a branch tag), shortened with a hash
+    when over 128 characters."""
+    return shorten(prefix + tag, prefix + tag)
 
 
 def _release_tags(version: semver.Version, known: Iterable[semver.Version]) -> list[ImageTag]:
@@ -122,17 +162,47 @@ def is_release_lookalike(name: str, sha_prefix: str = "") -> bool:
     return rest is not None and bool(_SHORT_SHA.fullmatch(rest))
 
 
-def _branch_name_tag(branch: str, sha_prefix: str = SHA_PREFIX) -> tuple[str, str | None]:
+def poses_as_other_kind(name: str, sha_prefix: str = SHA_PREFIX) -> bool:
+    """Whether a tag named ``name`` could be mistaken for a release or for a tag of another
+    kind: a release lookalike, or a name starting with a kind's prefix (``sha-``, ``pr-``,
+    ``cache-``, ``tag-``, ``branch-``; case does not matter to a reader)."""
+    lower = name.lower()
+    prefixes = tuple(p.lower() for p in (*KIND_PREFIXES, sha_prefix) if p)
+    return is_release_lookalike(name, sha_prefix) or lower.startswith(prefixes)
+
+
+def _branch_name_tag(
+    branch: str, sha_prefix: str = SHA_PREFIX, floating: Iterable[str] = ()
+) -> tuple[str, str | None]:
     name = sanitize(branch)
-    if is_release_lookalike(name, sha_prefix):
+    taken = {n.lower() for n in (*FLOATING_NAMES, *floating)}
+    if poses_as_other_kind(name, sha_prefix) or name.lower() in taken:
         safe = sanitize(f"branch-{branch}")
-        return safe, f"branch {branch!r} would pose as a release tag: tagged {safe!r} instead"
+        return safe, f"branch {branch!r} would pose as another kind of tag: tagged {safe!r}"
     return name, None
 
 
-def branch_tag(branch: str) -> str:
+def branch_tag(branch: str, sha_prefix: str = SHA_PREFIX, floating: Iterable[str] = ()) -> str:
     """The Docker tag a branch's builds get (what its cache and stage images are found by)."""
-    return _branch_name_tag(branch)[0]
+    return _branch_name_tag(branch, sha_prefix, floating)[0]
+
+
+def _too_long(tag: str, name: str) -> BuildToolsError:
+    shown = tag if len(tag) <= 48 else f"{tag[:40]}…"
+    return BuildToolsError(
+        f"git tag {shown!r} would be the Docker tag of {len(name)} characters; "
+        f"Docker allows at most {MAX_LENGTH}",
+        f"tag the commit with a shorter name, and delete this one: git tag -d {tag}",
+    )
+
+
+def _git_tag_name(tag: str) -> str:
+    """A git tag that is no version, as ``tag-<name>``: never a floating, branch or release
+    tag's name. Too long is refused, not shortened: an exact tag must say what it is."""
+    name = f"tag-{_clean(tag)}"
+    if len(name) > MAX_LENGTH:
+        raise _too_long(tag, name)
+    return name
 
 
 def sha_tag_name(commit: str, prefix: str = SHA_PREFIX) -> str:
@@ -161,18 +231,24 @@ def plan(
     extra_versions = list(known_versions)
     warnings: list[str] = []
     tags: list[ImageTag] = []
+    # Other branches' floating tags (a branch's own extra tags may repeat its name).
+    floating = [n for b, names in (extra or {}).items() if b != info.branch for n in names]
     if info.tag:
         version = parse_version(info.tag)
         if version is None:
+            name = _git_tag_name(info.tag)
             warnings.append(
                 f"tag {info.tag!r} is not a semantic version (like v1.2.3): "
-                "it gets only its own name, no 1.2/1/latest"
+                f"it gets only {name!r}, no 1.2/1/latest"
             )
-            tags.append(ImageTag(sanitize(info.tag), False, f"git tag {info.tag}", protected=True))
+            tags.append(ImageTag(name, False, f"git tag {info.tag}", protected=True))
         else:
             names = [*info.known_versions, *extra_versions]
             known = [v for v in map(parse_version, names) if v is not None]
-            tags.extend(_release_tags(version, known))
+            release = _release_tags(version, known)
+            if len(release[0].name) > MAX_LENGTH:
+                raise _too_long(info.tag, release[0].name)
+            tags.extend(release)
             if info.shallow and not version.prerelease and not extra_versions:
                 warnings.append(
                     "shallow clone: tags outside its history are unknown, so 1.2/1/latest "
@@ -190,7 +266,7 @@ def plan(
     else:
         tags.append(_sha_tag(info, sha_prefix))
         if info.branch:
-            name, warning = _branch_name_tag(info.branch, sha_prefix)
+            name, warning = _branch_name_tag(info.branch, sha_prefix, floating)
             tags.append(ImageTag(name, True, f"branch {info.branch}"))
             warnings.extend([warning] if warning else [])
             for extra_tag in (extra or {}).get(info.branch, ()):
@@ -202,6 +278,13 @@ def plan(
     unique: dict[str, ImageTag] = {}
     for tag in sorted(tags, key=lambda t: t.floating):  # stable: keeps the order within each
         unique.setdefault(tag.name, tag)
+    for tag in unique.values():
+        if not VALID_TAG.match(tag.name):  # before the first step, never from the engine
+            raise BuildToolsError(
+                f"the Docker tag {tag.name[:60]!r} ({tag.reason}) is not valid: at most "
+                f"{MAX_LENGTH} of A-Z a-z 0-9 _ . -, not starting with . or -",
+                "rename what it comes from (branch, tag or buildtools.tags.extra)",
+            )
     return TagPlan(tuple(unique.values()), tuple(warnings))
 
 

@@ -7,6 +7,7 @@ and its own ``invoke.yaml``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import sys
@@ -44,7 +45,9 @@ def settings(c: Context) -> config.Settings:
     """The project's Settings; paths are relative to the directory holding tasks.py."""
     from buildtools import validate
 
-    return validate.check(config.load(invokefiles.section(c.config), project_root(c)))
+    checked = validate.check(config.load(invokefiles.section(c.config), project_root(c)))
+    unread = validate.env_warnings(os.environ)  # invoke drops them silently
+    return dataclasses.replace(checked, warnings=checked.warnings + unread) if unread else checked
 
 
 def overrides_from(branch: str, tag: str, commit: str):
@@ -84,12 +87,33 @@ def one_line(text: str) -> str:
     return text if sys.stderr.isatty() else _ANSI.sub("", text)
 
 
+def _stdout_gone() -> bool:
+    """Whether nobody reads stdout any more (``invoke build --json | head -1`` after head
+    exited): a pipe whose reader closed reports POLLERR."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
     """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback; and
-    Ctrl-C into exit 130 with one line (the code that was interrupted says what was left)."""
+    Ctrl-C into exit 130 with one line (the code that was interrupted says what was left).
+    A reader of stdout that stopped early (``| head``) ends the task quietly: it has what it
+    wanted, and the work itself was done."""
     try:
         yield
+        sys.stdout.flush()  # here, not at exit, where a closed pipe is a traceback
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise Exit(code=0) from None
     except BuildToolsError as exc:
         prefix = "" if exc.exit_code == INTERRUPTED else "error: "
         raise Exit(one_line(f"{prefix}{exc}"), code=exc.exit_code) from None
@@ -172,7 +196,7 @@ def build(
     import json as jsonlib
 
     from buildtools import build as builder
-    from buildtools import engine, output, pipeline, progress
+    from buildtools import engine, output, pipeline, progress, validate
     from buildtools.facts import Run
 
     with reported():
@@ -184,6 +208,8 @@ def build(
             "context": Path(context).resolve() if context else None,
         }
         output.warnings(builder.check_app_dockerfile(cfg, only, paths["dockerfile"]))
+        if only in ("", "app"):
+            validate.check_context(paths["context"] or cfg.app.context, bool(context))
         if dry_run:
             plan = builder.dry_run_plan(cfg, meta, only, **paths)
             print(jsonlib.dumps(plan, indent=2) if json else output.plan_text(plan))
@@ -336,12 +362,14 @@ def ci(c, json=False, no_smoke=False):
     import json as jsonlib
 
     from buildtools import build as builder
-    from buildtools import output, pipeline
+    from buildtools import output, pipeline, validate
 
     with reported():
         say = (lambda line: print(line, file=sys.stderr)) if json else print
         cfg = settings(c)
         output.warnings(builder.check_app_dockerfile(cfg))  # before any engine call
+        if not no_smoke:
+            validate.check_smoke_env(cfg, os.environ)
         result = pipeline.run(cfg, os.environ, quiet=json, say=say, smoke_test=not no_smoke)
         if json:
             print(jsonlib.dumps(result, indent=2))

@@ -4,7 +4,9 @@ non-zero exit, or go on with a warning where the input is only doubtful, and cha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import signal
@@ -592,3 +594,572 @@ def test_any_ci_environment_is_a_build_or_one_line(one_commit: GitRepo, env: dic
         assert "\n" not in str(exc) and exc.problem
         return
     assert meta.info.commit and all(tags.VALID_TAG.match(t.name) for t in meta.tags)
+
+
+# --- issue 18: release integrity (tag kinds, --commit/--tag, foreign checkouts, tag lengths,
+# shallow fetches, CI contradictions, pre-engine checks). Each row changes nothing: no engine
+# is reachable (NO_ENGINE), the registry is a closed port, and the checkout's HEAD, tags,
+# status and depth are the same afterwards.
+
+
+def _git_state(repo: GitRepo) -> tuple[str, ...]:
+    """HEAD, depth, tags, status: read also where the checkout was given to another user."""
+    trusted = ("-c", "safe.directory=*")
+    return (
+        repo.git(*trusted, "rev-parse", "HEAD"),
+        repo.git(*trusted, "rev-list", "--count", "HEAD"),
+        repo.git(*trusted, "tag", "--list"),
+        repo.git(*trusted, "status", "--porcelain"),
+        repo.git(*trusted, "rev-parse", "--is-shallow-repository"),
+    )
+
+
+def _older_commit_dirty(app: App) -> dict[str, str]:
+    old = app.repo.head()
+    app.repo.commit("newer")
+    app.repo.write("history.txt", "uncommitted\n")
+    return {"OLD": old}
+
+
+def _tag_elsewhere(app: App) -> dict[str, str]:
+    app.repo.tag("v1.0.0")
+    app.repo.commit("after the release")
+    return {}
+
+
+def _long_release_tag(app: App) -> dict[str, str]:
+    app.repo.tag("v2.0.0-" + "a" * 130)
+    return {}
+
+
+def _long_plain_tag(app: App) -> dict[str, str]:
+    app.repo.tag("deploy-" + "b" * 125)
+    return {}
+
+
+def _inside_another_checkout(app: App) -> dict[str, str]:
+    inner = app.path / "src" / "lara"
+    inner.mkdir(parents=True)
+    (inner / "tasks.py").write_text("from buildtools.tasks import ns  # noqa: F401\n")
+    (inner / "invoke.yaml").write_text(app_yaml(app.name))
+    return {"CWD": str(inner)}
+
+
+def _bare_clone(app: App) -> dict[str, str]:
+    bare = app.path.parent / "bare.git"
+    app.repo.git("clone", "-q", "--bare", str(app.path), str(bare))
+    return {"INVOKE_BUILDTOOLS_REPO": str(bare)}
+
+
+def _owned_by_another_user(app: App) -> dict[str, str]:
+    for path in [app.path, *app.path.rglob("*")]:
+        os.lchown(path, 12345, 12345)
+    return {}
+
+
+def _nothing(app: App) -> dict[str, str]:
+    return {}
+
+
+TRAVIS_MAIN = {"TRAVIS": "true", "TRAVIS_BRANCH": "main"}
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="giving a checkout away needs root")
+
+# (case, set-up (returns extra env; CWD runs the task elsewhere, {OLD} is put into the args),
+#  task args, environment, invoke.yaml extra lines, the error line holds, it must not hold)
+INTEGRITY_FAILURES = [
+    (
+        "3: --commit other than HEAD, on a dirty tree",
+        _older_commit_dirty,
+        ["release", "--dry-run", "--branch", "main", "--commit", "{OLD}"],
+        {},
+        "",
+        "is not the checkout's HEAD",
+        "--commit to build",
+    ),
+    (
+        "3: --tag git does not have",
+        _nothing,
+        ["release", "--dry-run", "--tag", "v9.9.9"],
+        {},
+        "",
+        "--tag names tag 'v9.9.9', but that tag does not exist in git",
+        "pass --commit",
+    ),
+    (
+        "3: a CI commit that is not the checkout names no bypass",
+        _nothing,
+        ["version"],
+        {**TRAVIS_MAIN, "TRAVIS_COMMIT": "0123abc" * 5 + "01234"},
+        "",
+        "TRAVIS_COMMIT says commit 0123abc0123a, but the checkout is at",
+        "--commit",
+    ),
+    (
+        "4: an app folder inside another repository",
+        _inside_another_checkout,
+        ["release", "--dry-run"],
+        {},
+        "",
+        "is not a git checkout of its own: it is inside the checkout",
+        None,
+    ),
+    (
+        "7: a release tag too long for Docker",
+        _long_release_tag,
+        ["build", "--dry-run"],
+        {},
+        "",
+        "would be the Docker tag of 136 characters; Docker allows at most 128",
+        None,
+    ),
+    (
+        "7: a plain git tag too long for Docker",
+        _long_plain_tag,
+        ["version"],
+        {},
+        "",
+        "Docker allows at most 128",
+        None,
+    ),
+    pytest.param(
+        "16: a checkout owned by another user",
+        _owned_by_another_user,
+        ["version"],
+        {},
+        "",
+        "it is owned by another user (git's safe.directory check) (fix: if you trust it: git "
+        "config --global --add safe.directory",
+        "no commits",
+        marks=AS_ROOT,
+    ),
+    (
+        "16: a bare repository",
+        _bare_clone,
+        ["version"],
+        {},
+        "",
+        "is a bare git repository: it has no working tree to build",
+        "fsck",
+    ),
+    (
+        "16: a login in a registry address is never echoed",
+        _nothing,
+        ["release", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": "https://bob:s3cr3tpw@reg.example.org"},
+        "",
+        "has 'https://***@reg.example.org', a registry address with a login in it",
+        "s3cr3tpw",
+    ),
+    (
+        "16: an extra tag with no letter names its key",
+        _nothing,
+        ["version"],
+        {"INVOKE_BUILDTOOLS_TAGS_EXTRA": "main=-"},
+        "",
+        "config key buildtools.tags.extra gives branch 'main' the tag '-'",
+        None,
+    ),
+    (
+        "16: a CI tag that exists elsewhere is not told to be pushed",
+        _tag_elsewhere,
+        ["version"],
+        {"TRAVIS": "true", "TRAVIS_TAG": "v1.0.0", "TRAVIS_BRANCH": "v1.0.0"},
+        "",
+        "TRAVIS_TAG names tag 'v1.0.0', but that tag points at",
+        "push the tag",
+    ),
+    (
+        "17: a registry port out of range",
+        _nothing,
+        ["release", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": "localhost:99999"},
+        "",
+        "whose port '99999' is not 1 to 65535",
+        "unreachable",
+    ),
+    (
+        "17: a release branch glob no branch can match",
+        _nothing,
+        ["build", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_RELEASE_BRANCHES": "main feature"},
+        "",
+        "release.branches has 'main feature', which no git branch name can match",
+        None,
+    ),
+    (
+        "17: a build arg name Docker refuses",
+        _nothing,
+        ["build", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_APP_BUILD_ARGS": "1BAD=x"},
+        "",
+        "buildtools.app.build_args has '1BAD', which is not a build arg name",
+        None,
+    ),
+    (
+        "17: a space in smoke.path",
+        _nothing,
+        ["build", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_SMOKE_PATH": "/a b"},
+        "",
+        "buildtools.smoke.path = '/a b' is not a URL path",
+        None,
+    ),
+    (
+        "17: a build context that is not there, in a dry run",
+        _nothing,
+        ["build", "--dry-run", "--context", "/nonexistent"],
+        {},
+        "",
+        "--context /nonexistent is not a folder",
+        None,
+    ),
+    (
+        "17: a secret missing from the environment, before the build",
+        _nothing,
+        ["ci"],
+        {"INVOKE_BUILDTOOLS_SMOKE_ENV": "LBT_UNSET_SECRET_KEY"},
+        "",
+        "buildtools.smoke.env takes LBT_UNSET_SECRET_KEY from the environment, but it is not set",
+        None,
+    ),
+    (
+        "17: a service key in error is named by its own path",
+        _nothing,
+        ["version"],
+        {},
+        "  smoke:\n    services:\n      db:\n        image: [a, b]\n",
+        "config key buildtools.smoke.services.db.image = ['a', 'b'] is not a single value",
+        None,
+    ),
+    (
+        "18: Travis and GitHub at once",
+        _nothing,
+        ["version"],
+        {**TRAVIS_MAIN, "GITHUB_ACTIONS": "true", "GITHUB_REF": "refs/heads/main"},
+        "",
+        "two CI services run this build: TRAVIS='true' and GITHUB_ACTIONS='true'",
+        None,
+    ),
+    (
+        "18: a tag build that is also a pull request",
+        _nothing,
+        ["version"],
+        {"TRAVIS": "true", "TRAVIS_TAG": "v1.0.0", "TRAVIS_PULL_REQUEST": "5"},
+        "",
+        "TRAVIS_TAG='v1.0.0' and TRAVIS_PULL_REQUEST=5 both set",
+        None,
+    ),
+]
+
+
+def _row_id(row: object) -> str:
+    return str((row.values if hasattr(row, "values") else row)[0])
+
+
+@pytest.mark.parametrize(
+    ("case", "setup", "args", "env", "extra", "expected", "forbidden"),
+    INTEGRITY_FAILURES,
+    ids=[_row_id(row) for row in INTEGRITY_FAILURES],
+)
+def test_integrity_failures_are_one_line_and_change_nothing(
+    app: App,
+    case: str,
+    setup,
+    args: list[str],
+    env: dict[str, str],
+    extra: str,
+    expected: str,
+    forbidden: str | None,
+) -> None:
+    given = setup(app)
+    cwd = Path(given.pop("CWD", app.path))
+    old = given.pop("OLD", "")
+    args = [arg.replace("{OLD}", old) for arg in args]
+    (app.path / "invoke.yaml").write_text(app_yaml(app.name, extra))
+    before = _git_state(app.repo)
+    closed = f"127.0.0.1:{testbed.free_port()}"
+    full_env = {
+        **app.env,
+        **NO_ENGINE,
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": closed,
+        **given,
+        **env,
+    }
+    done = subprocess.run(
+        [str(INVOKE), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
+    )
+    line = one_error(done)
+    assert expected in line, line
+    if forbidden:
+        assert forbidden not in done.stdout + done.stderr, line
+    assert _git_state(app.repo) == before
+
+
+# A name that would pose as another kind of tag gets a prefix saying its kind, before anything
+# is built: (case, set-up git commands, environment, invoke.yaml extra, expected image tags
+# with {sha}, a tag that must not be among them).
+POSING_NAMES = [
+    (
+        "2: a git tag named latest on a feature branch",
+        [["checkout", "-q", "-b", "feature/x"], ["tag", "latest"]],
+        {},
+        "",
+        ["tag-latest", "sha-{sha}"],
+        "latest",
+    ),
+    (
+        "2: a git tag named 1.2",
+        [["tag", "1.2"]],
+        {},
+        "",
+        ["tag-1.2", "sha-{sha}"],
+        "1.2",
+    ),
+    (
+        "2: a git tag named like the release branch",
+        [["tag", "main"]],
+        {},
+        "",
+        ["tag-main", "sha-{sha}"],
+        "main",
+    ),
+    (
+        "2: a branch named edge, every branch released",
+        [["checkout", "-q", "-b", "edge"]],
+        {"INVOKE_BUILDTOOLS_RELEASE_BRANCHES": "*"},
+        "",
+        ["sha-{sha}", "branch-edge"],
+        "edge",
+    ),
+    (
+        "2: a branch named like a PR tag",
+        [["checkout", "-q", "-b", "pr-5"]],
+        {"INVOKE_BUILDTOOLS_RELEASE_BRANCHES": "*"},
+        "",
+        ["sha-{sha}", "branch-pr-5"],
+        "pr-5",
+    ),
+    (
+        "2: a branch named like a stage cache",
+        [["checkout", "-q", "-b", "cache-app-master"]],
+        {"INVOKE_BUILDTOOLS_RELEASE_BRANCHES": "*"},
+        "",
+        ["sha-{sha}", "branch-cache-app-master"],
+        "cache-app-master",
+    ),
+    (
+        "7: a 120-character branch",
+        [["checkout", "-q", "-b", "feature/" + "c" * 120]],
+        {},
+        "",
+        None,
+        None,
+    ),
+    (
+        "18: a non-ASCII branch",
+        [["checkout", "-q", "-b", "\u0444\u0438\u0447\u0430"]],
+        {},
+        "",
+        None,
+        None,
+    ),
+    (
+        "18: a Docker Hub branch named like a version, git has other tags",
+        [["tag", "v1.0.0", "HEAD"], ["commit", "-q", "--allow-empty", "-m", "next"]],
+        {"SOURCE_BRANCH": "1.2.0", "SOURCE_COMMIT": "{head}"},
+        "",
+        ["sha-{sha}", "branch-1.2.0"],
+        "1.2.0",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "commands", "env", "extra", "expected", "never"),
+    POSING_NAMES,
+    ids=[row[0] for row in POSING_NAMES],
+)
+def test_names_posing_as_another_kind_get_a_prefix_before_anything_is_built(
+    app: App,
+    case: str,
+    commands: list[list[str]],
+    env: dict[str, str],
+    extra: str,
+    expected: list[str] | None,
+    never: str | None,
+) -> None:
+    for command in commands:
+        app.repo.git(*command)
+    head = app.repo.head()
+    env = {key: value.replace("{head}", head) for key, value in env.items()}
+    done = app.invoke(
+        "build", "--dry-run", "--json", env={**NO_ENGINE, **env}, yaml=app_yaml(app.name, extra)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    plans = json.loads(done.stdout)
+    app_plan = next(plan for plan in plans if plan["name"] == "app")
+    app_tags = [ref.rpartition(":")[2] for ref in app_plan["tags"]]
+    assert all(tags.VALID_TAG.match(tag) and len(tag) <= 128 for tag in app_tags), app_tags
+    if expected is not None:
+        assert app_tags == [tag.format(sha=head[:7]) for tag in expected]
+    if never is not None:
+        assert never not in app_tags
+
+
+def test_a_tag_missing_from_a_shallow_clone_keeps_the_clones_depth(app: App) -> None:
+    """8: a `--depth 10 --no-tags` clone (as CI makes) stays 10 deep after the tag is fetched."""
+    for n in range(15):
+        app.repo.commit(f"work {n}")
+    app.repo.tag("v1.1.0")
+    dest = app.path.parent / "ci-clone"
+    app.repo.git("clone", "-q", "--depth=10", "--no-tags", f"file://{app.path}", str(dest))
+    clone = GitRepo(dest, dict(app.repo.env))
+    assert clone.git("rev-list", "--count", "HEAD") == "10"
+    env = {"TRAVIS": "true", "TRAVIS_TAG": "v1.1.0", "TRAVIS_BRANCH": "v1.1.0"}
+    done = subprocess.run(
+        [str(INVOKE), "version", "--format", "json"],
+        cwd=dest,
+        env={**app.env, **NO_ENGINE, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"] == "1.1.0"
+    assert clone.git("rev-list", "--count", "HEAD") == "10"
+
+
+def test_a_closed_stdout_ends_the_task_quietly(app: App) -> None:
+    """15: `invoke build --dry-run --json | head -1`: no BrokenPipeError traceback."""
+    done = subprocess.run(
+        ["bash", "-c", f"{INVOKE} build --dry-run --json | head -1; echo rc=${{PIPESTATUS[0]}}"],
+        cwd=app.path,
+        env={**app.env, **NO_ENGINE},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.stdout.splitlines() == ["[", "rc=0"], done.stdout
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_a_mistyped_invoke_buildtools_variable_is_a_warning_naming_the_key(app: App) -> None:
+    """17: invoke ignores it silently; the release would go to the default registry."""
+    done = app.invoke("version", env={"INVOKE_BUILDTOOLS_RELEASE_REGISTRY": "ghcr.io"})
+    assert done.returncode == 0, done.stderr
+    assert (
+        "warning: environment variable INVOKE_BUILDTOOLS_RELEASE_REGISTRY sets no config key "
+        "and is ignored (did you mean INVOKE_BUILDTOOLS_RELEASE_REGISTRIES?)"
+    ) in done.stderr
+
+
+# 2, against a real registry: a name posing as another kind never moves what is there.
+@pytest.mark.docker
+@pytest.mark.registry
+@pytest.mark.parametrize(
+    ("commands", "branches", "pushed"),
+    [
+        ([["checkout", "-q", "-b", "feature/x"], ["tag", "latest"]], "master", "tag-latest"),
+        ([["checkout", "-q", "-b", "edge"]], "*", "branch-edge"),
+        ([["checkout", "-q", "-b", "1.2"]], "*", "branch-1.2"),
+    ],
+    ids=["git tag latest on a feature branch", "branch edge", "branch 1.2"],
+)
+def test_a_release_of_a_posing_name_leaves_the_registrys_tags_as_they_were(
+    docker_client: docker.DockerClient,
+    fast_registry: testbed.LocalRegistry,
+    repo: GitRepo,
+    make_image,
+    commands: list[list[str]],
+    branches: str,
+    pushed: str,
+) -> None:
+    from buildtools.facts import Run
+    from tests.fixtures.registry import login_env, repos, served_digest
+
+    app_repo, nginx_repo = repos()
+    auth = {"username": fast_registry.username, "password": fast_registry.password}
+    for repository in (app_repo, nginx_repo):  # an earlier release and master's edge
+        for name in ("latest", "1.2", "1", "edge", "master"):
+            remote = f"{fast_registry.host}/{repository}"
+            make_image(f"earlier {name}", tag=f"{remote}:{name}")
+            docker_client.images.push(remote, tag=name, auth_config=auth)
+    before = {
+        r: {t: served_digest(fast_registry, r, t) for t in fast_registry.tags(r)}
+        for r in (app_repo, nginx_repo)
+    }
+
+    for command in commands:
+        repo.git(*command)
+    section = config.merged(
+        {
+            "app": {"repository": app_repo},
+            "nginx": {"repository": nginx_repo},
+            "release": {"branches": branches},
+        }
+    )
+    settings = dataclasses.replace(config.load(section, ROOT), repo=repo.path)
+    meta = Run.read(settings, {}).metadata()
+    assert pushed in meta.tag_names
+    for repository in (app_repo, nginx_repo):  # what `invoke build` made (stand-ins, its labels)
+        image_id = make_image(repository, labels=dict(meta.labels))
+        for ref in meta.local_refs(repository):
+            docker_client.images.get(image_id).tag(ref)
+
+    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    env = {
+        **base,
+        "INVOKE_BUILDTOOLS_REPO": str(repo.path),
+        "INVOKE_BUILDTOOLS_APP_REPOSITORY": app_repo,
+        "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": nginx_repo,
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": fast_registry.host,
+        "INVOKE_BUILDTOOLS_RELEASE_BRANCHES": branches,
+        **login_env(fast_registry.host, fast_registry.username, fast_registry.password),
+    }
+    done = subprocess.run(
+        [str(INVOKE), "release"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+    assert done.returncode == 0, done.stderr
+    for repository in (app_repo, nginx_repo):
+        after = {
+            t: served_digest(fast_registry, repository, t) for t in fast_registry.tags(repository)
+        }
+        assert {t: after[t] for t in before[repository]} == before[repository]
+        assert set(after) - set(before[repository]) == {pushed, meta.sha_tag}
+    for repository in (app_repo, nginx_repo):
+        for ref in meta.local_refs(repository):
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.images.remove(ref)
+
+
+def test_a_mistyped_service_key_is_a_warning_naming_the_service_key(app: App) -> None:
+    """17: `redy:` under a smoke service kept no readiness check, without a word."""
+    extra = "  smoke:\n    services:\n      db:\n        image: mariadb:11.2\n        redy: x\n"
+    done = app.invoke("version", yaml=app_yaml(app.name, extra))
+    assert done.returncode == 0, done.stderr
+    assert (
+        "warning: unknown config key buildtools.smoke.services.db.redy is ignored "
+        "(did you mean buildtools.smoke.services.db.ready?)"
+    ) in done.stderr
+
+
+@pytest.mark.docker
+def test_a_missing_sidecar_base_image_is_found_before_the_app_is_built(
+    app: App, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    """17: found after the app image was built, it left one image new and the other not."""
+    missing = f"127.0.0.1:{testbed.free_port()}/lbt-missing/base:1"  # nothing answers there
+    env = {
+        "INVOKE_BUILDTOOLS_NGINX_BASE_IMAGE": missing,
+        "INVOKE_BUILDTOOLS_CACHE_PULL": "false",
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": f"127.0.0.1:{testbed.free_port()}",
+    }
+    done = app.invoke("build", env=env)
+    line = one_error(done)
+    assert "[app] step" not in done.stderr, done.stderr  # no step of the app was built
+    assert f"base image {missing} is not present locally and cannot be pulled" in line
+    assert "buildtools.nginx.base_image" in line
+    assert docker_client.images.list(name=f"{app.name}/app") == []
+    assert "app image" not in line

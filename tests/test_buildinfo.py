@@ -164,6 +164,7 @@ def travis_branch_build_of_tagged_commit(repo: GitRepo, tmp: Path) -> Build:
 
 
 def override_beats_ci(repo: GitRepo, tmp: Path) -> Build:
+    repo.tag("v9.9.9")
     env = travis(repo.head(), TRAVIS_BRANCH="master")
     return Build(repo.path, env, repo.head(), Overrides(tag="v9.9.9"))
 
@@ -240,7 +241,7 @@ SCENARIOS: dict[str, tuple[Callable[[GitRepo, Path], Build], tuple]] = {
     ),
     "docker hub tag known to git": (
         docker_hub_tag_known_to_git,
-        (None, "prod-2024", None, None, "dockerhub", "prod-2024", ["prod-2024", "sha-{sha}"]),
+        (None, "prod-2024", None, None, "dockerhub", "prod-2024", ["tag-prod-2024", "sha-{sha}"]),
     ),
 }
 
@@ -323,14 +324,24 @@ def test_short_commit_override_is_expanded_from_git(repo: GitRepo) -> None:
     assert info.branch == "master"
 
 
-def test_commit_other_than_head_ignores_head_facts(repo: GitRepo, caplog) -> None:
+def test_commit_other_than_head_is_refused_inside_a_checkout(repo: GitRepo) -> None:
+    """The images are built from the working tree: labelling them as another commit would
+    release HEAD's (maybe dirty) code under that commit's name."""
     old = repo.head()
     repo.commit()
-    repo.tag("v3.0.0")
-    with caplog.at_level(logging.WARNING):
-        info = collect(repo.path, {}, Overrides(commit=old))
-    assert (info.commit, info.tag, info.version) == (old, None, f"0.0.0-g{old[:7]}")
-    assert "checkout is at" in caplog.text
+    repo.write("history.txt", "dirty\n")
+    with pytest.raises(BuildToolsError, match=f"--commit {old[:12]} is not the checkout's HEAD"):
+        collect(repo.path, {}, Overrides(commit=old, branch="main"))
+
+
+def test_tag_override_must_be_in_git_at_head(repo: GitRepo) -> None:
+    with pytest.raises(BuildToolsError, match=r"--tag names tag 'v9\.9\.9', but that tag does not"):
+        collect(repo.path, {}, Overrides(tag="v9.9.9"))
+    repo.tag("v1.0.0")
+    repo.commit()
+    with pytest.raises(BuildToolsError, match="points at") as caught:
+        collect(repo.path, {}, Overrides(tag="v1.0.0"))
+    assert "push the tag" not in str(caught.value)
 
 
 @pytest.mark.parametrize("commit", ["xyz1234", "abc", "12345678-"])
@@ -339,11 +350,13 @@ def test_bad_commit_override(repo: GitRepo, commit: str) -> None:
         collect(repo.path, {}, Overrides(commit=commit))
 
 
-def test_gather_returns_warnings_instead_of_logging(repo: GitRepo) -> None:
-    old = repo.head()
-    repo.commit()
-    _, warnings = gather(repo.path, {}, Overrides(commit=old))
-    assert len(warnings) == 1
+def test_gather_returns_warnings_instead_of_logging(repo: GitRepo, caplog) -> None:
+    repo.tag("v1.0.0")
+    repo.tag("v1.0.1")
+    with caplog.at_level(logging.WARNING):
+        _, warnings = gather(repo.path, {})
+    assert len(warnings) == 1 and "carries the release tags" in warnings[0]
+    assert caplog.text == ""
 
 
 @pytest.mark.parametrize(

@@ -196,3 +196,31 @@ def test_knows_ref() -> None:
     assert not CIContext("ci").knows_ref
     assert CIContext("travis", pull_request=0).knows_ref
     assert CIContext("travis", tag="v1").knows_ref
+
+
+def test_a_version_shaped_docker_hub_branch_is_a_branch_when_git_has_other_tags() -> None:
+    env = {**DOCKERHUB, "SOURCE_BRANCH": "1.2.0"}
+    assert detect(env, tag_names={"v1.1.0"}).branch == "1.2.0"
+    assert detect(env, tag_names={"v1.1.0", "1.2.0"}).tag == "1.2.0"
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({**TRAVIS, **GITHUB, "GITHUB_REF": "refs/heads/master"}, ("TRAVIS=", "GITHUB_ACTIONS=")),
+        ({**GITLAB, **DOCKERHUB, "SOURCE_BRANCH": "master"}, ("GITLAB_CI=", "SOURCE_BRANCH=")),
+        (
+            {**TRAVIS, "TRAVIS_TAG": "v1.0.0", "TRAVIS_PULL_REQUEST": "5"},
+            ("TRAVIS_TAG='v1.0.0'", "TRAVIS_PULL_REQUEST=5"),
+        ),
+        (
+            {**GITLAB, "CI_COMMIT_TAG": "v1.0.0", "CI_MERGE_REQUEST_IID": "3"},
+            ("CI_COMMIT_TAG='v1.0.0'", "CI_MERGE_REQUEST_IID=3"),
+        ),
+    ],
+    ids=["Travis and GitHub", "GitLab and Docker Hub", "Travis tag and PR", "GitLab tag and MR"],
+)
+def test_contradictory_ci_variables_are_refused_naming_both(env: dict, names: tuple) -> None:
+    with pytest.raises(BuildToolsError) as caught:
+        detect(env)
+    assert all(name in str(caught.value) for name in names), str(caught.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -153,3 +154,88 @@ def _timed(action) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
+
+
+def test_a_missing_tag_is_fetched_at_the_clones_own_depth(repo: GitRepo, tmp_path: Path) -> None:
+    """A ``--depth 10 --no-tags`` clone (as CI makes) stays 10 deep when the tag it lacks is
+    fetched: git describe and the version keep the history they had."""
+    for _ in range(20):
+        repo.commit()
+    repo.tag("v1.1.0")
+    dest = tmp_path / "ci"
+    repo.git("clone", "-q", "--depth=10", "--no-tags", f"file://{repo.path}", str(dest))
+    clone = GitRepo(dest, dict(repo.env))
+    assert clone.git("rev-list", "--count", "HEAD") == "10"
+    assert clone.git("tag") == ""
+
+    target = gitinfo.fetch_tag(clone.path, "v1.1.0", shallow=True)
+
+    assert target == repo.head()
+    assert clone.git("rev-list", "--count", "HEAD") == "10"
+    assert clone.git("rev-parse", "--is-shallow-repository") == "true"
+
+
+def test_a_folder_inside_another_checkout_is_not_described_by_it(repo: GitRepo) -> None:
+    app = repo.path / "src" / "lara"
+    app.mkdir(parents=True)
+    (app / "tasks.py").write_text("")
+    with pytest.raises(gitinfo.NotACheckout, match="is not a git checkout of its own") as caught:
+        gitinfo.read(app)
+    assert f"inside the checkout {repo.path}" in str(caught.value)
+
+
+def test_a_tracked_folder_of_a_checkout_is_read_from_it(repo: GitRepo) -> None:
+    """A monorepo: the app is a folder the checkout tracks."""
+    repo.write("apps/lara/tasks.py", "")
+    repo.commit("add the app")
+    assert gitinfo.read(repo.path / "apps" / "lara").commit == repo.head()
+
+
+def test_a_tag_that_only_looks_like_a_version_is_skipped(repo: GitRepo) -> None:
+    repo.tag("v1.0.0")
+    repo.commit()
+    repo.tag("1.2.3.4")  # matches the version glob, is no semantic version
+    repo.commit()
+    assert gitinfo.read(repo.path).last_tag == "v1.0.0"
+    assert gitinfo.read(repo.path).commits_since_tag == 2
+
+
+def test_120000_tags_that_are_no_versions(repo: GitRepo) -> None:
+    """One --exclude per such tag overflowed the command line (Argument list too long)."""
+    repo.tag("v1.0.0")
+    repo.commit()
+    head = repo.head()
+    # Written as one packed-refs file, as git itself keeps many tags (seconds, not minutes).
+    refs = [(f"refs/tags/{n}-nightly", head) for n in range(120_000)]
+    refs.append(("refs/tags/v1.0.0", repo.git("rev-parse", "v1.0.0")))
+    (repo.path / ".git" / "refs" / "tags" / "v1.0.0").unlink()
+    lines = "".join(f"{sha} {ref}\n" for ref, sha in sorted(refs))
+    (repo.path / ".git" / "packed-refs").write_text(f"# pack-refs with: sorted \n{lines}")
+
+    facts = gitinfo.read(repo.path)
+
+    assert (facts.last_tag, facts.commits_since_tag) == ("v1.0.0", 1)
+    assert len(facts.tag_names) == 120_001
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a checkout to another user needs root")
+def test_a_checkout_owned_by_another_user_names_safe_directory(
+    repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI container running as root on a checkout mounted from the host: git refuses it."""
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)  # no safe.directory of the machine's
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for path in [repo.path, *repo.path.rglob("*")]:
+        os.lchown(path, 12345, 12345)
+    with pytest.raises(BuildToolsError, match="owned by another user") as caught:
+        gitinfo.read(repo.path)
+    assert f"git config --global --add safe.directory {repo.path}" in str(caught.value)
+    assert "no commits" not in str(caught.value)
+
+
+def test_a_bare_repository_says_so(repo: GitRepo, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.git"
+    repo.git("clone", "-q", "--bare", str(repo.path), str(bare))
+    with pytest.raises(BuildToolsError, match="is a bare git repository") as caught:
+        gitinfo.read(bare)
+    assert "fsck" not in str(caught.value)

@@ -16,10 +16,12 @@ from buildtools.errors import BuildToolsError
 from buildtools.facts import collect
 from buildtools.tags import (
     ImageTag,
+    branch_tag,
     compute,
     is_release_lookalike,
     parse_version,
     plan,
+    prefixed,
     sanitize,
 )
 from tests.fixtures.git import GitRepo
@@ -75,7 +77,11 @@ CASES = {
         (),
         ["1.2.3_build.5", "sha-0123abc", "1.2", "1", "latest"],
     ),
-    "non-semver tag": ({"tag": "deploy/2024 jan"}, ("9.0.0",), ["deploy-2024-jan", "sha-0123abc"]),
+    "non-semver tag": (
+        {"tag": "deploy/2024 jan"},
+        ("9.0.0",),
+        ["tag-deploy-2024-jan", "sha-0123abc"],
+    ),
     "tag wins over the branch it is on": (
         {"tag": "v1.0.0", "branch": "master"},
         (),
@@ -87,10 +93,31 @@ CASES = {
     "invalid characters": (
         {"branch": "fix/ünïcode & spaces!!"},
         (),
-        ["sha-0123abc", "fix-n-code-spaces"],
+        ["sha-0123abc", "fix-unicode-spaces"],
     ),
     "branch posing as a release": ({"branch": "1.2"}, (), ["sha-0123abc", "branch-1.2"]),
     "branch posing as latest": ({"branch": "latest"}, (), ["sha-0123abc", "branch-latest"]),
+    "branch named like a floating tag": ({"branch": "edge"}, (), ["sha-0123abc", "branch-edge"]),
+    "branch named like a PR tag": ({"branch": "pr-5"}, (), ["sha-0123abc", "branch-pr-5"]),
+    "branch named like a stage cache": (
+        {"branch": "cache-app-master"},
+        (),
+        ["sha-0123abc", "branch-cache-app-master"],
+    ),
+    "branch named like a commit tag": (
+        {"branch": "sha-0123abc"},
+        (),
+        ["sha-0123abc", "branch-sha-0123abc"],
+    ),
+    "branch named like a git tag's tag": (
+        {"branch": "tag-latest"},
+        (),
+        ["sha-0123abc", "branch-tag-latest"],
+    ),
+    "git tag named latest": ({"tag": "latest"}, (), ["tag-latest", "sha-0123abc"]),
+    "git tag named like a minor series": ({"tag": "1.2"}, (), ["tag-1.2", "sha-0123abc"]),
+    "git tag named like a branch": ({"tag": "main"}, (), ["tag-main", "sha-0123abc"]),
+    "non-ASCII branch": ({"branch": "ü"}, (), ["sha-0123abc", "u"]),
     "detached HEAD": ({}, (), ["sha-0123abc"]),
     "pull request, not enabled": ({"branch": "fix/x", "pull_request": 5}, (), []),
 }
@@ -143,7 +170,7 @@ def test_exact_versions_are_protected_and_sha_is_not() -> None:
         ),
         "non-semver tag": (
             {"tag": "deploy/2024 jan"},
-            [("deploy-2024-jan", False, True), ("sha-0123abc", False, False)],
+            [("tag-deploy-2024-jan", False, True), ("sha-0123abc", False, False)],
         ),
         "branch": (
             {"branch": "master"},
@@ -292,7 +319,7 @@ def test_sanitize_is_deterministic_for_long_names() -> None:
     assert sanitize(name) != "x" * 128
 
 
-@pytest.mark.parametrize("name", ["", "///", "..", "-.-", "ü"])
+@pytest.mark.parametrize("name", ["", "///", "..", "-.-", "…", "🚀"])
 def test_sanitize_refuses_names_without_any_valid_character(name: str) -> None:
     with pytest.raises(BuildToolsError, match="cannot be made into a Docker tag"):
         sanitize(name)
@@ -312,7 +339,8 @@ any_text = st.text(min_size=0, max_size=300)
 
 @given(st.text(max_size=400))
 def test_sanitize_property(name: str) -> None:
-    if not re.search(r"[A-Za-z0-9_]", name):
+    """Any name with a letter or digit (in any script) gets a valid tag; others one line."""
+    if not any(c.isalnum() or c == "_" for c in name):
         with pytest.raises(BuildToolsError):
             sanitize(name)
     else:
@@ -331,8 +359,10 @@ def test_every_tag_is_a_valid_docker_tag(branch, tag, pull_request, known, extra
     build = info(branch=branch, tag=tag, pull_request=pull_request)
     try:
         tags = compute(build, known, {branch or "": extra}, pull_requests)
-    except BuildToolsError as exc:  # only names with no usable character at all
-        assert "cannot be made into a Docker tag" in str(exc)
+    except BuildToolsError as exc:  # names with no usable character, git tags too long
+        assert "cannot be made into a Docker tag" in str(exc) or (
+            tag is not None and "Docker allows at most 128" in str(exc)
+        )
         return
     assert all(DOCKER_TAG.match(name) for name in names(tags))
     assert len(set(names(tags))) == len(tags)
@@ -375,3 +405,41 @@ def test_parse_version() -> None:
     assert parse_version("1.2.3-rc.1") == semver.Version(1, 2, 3, "rc.1")
     assert parse_version("v1.2") is None
     assert parse_version("version") is None
+
+
+def test_a_branch_named_like_another_branchs_extra_tag_is_prefixed() -> None:
+    extra = {"master": ["edge", "nightly"]}
+    assert names(compute(info(branch="nightly"), extra=extra)) == ["sha-0123abc", "branch-nightly"]
+    assert names(compute(info(branch="master"), extra={"master": ["master", "edge"]})) == [
+        "sha-0123abc",
+        "master",
+        "edge",
+    ]
+
+
+def test_a_custom_sha_prefix_is_a_kind_prefix_too() -> None:
+    got = compute(info(branch="git-hooks"), sha_prefix="git-")
+    assert names(got) == ["git-0123abc", "branch-git-hooks"]
+
+
+def test_non_ascii_names_get_distinct_tags() -> None:
+    first, second = sanitize("фича"), sanitize("ошибка")
+    assert first != second and DOCKER_TAG.match(first) and DOCKER_TAG.match(second)
+    assert sanitize("фича") == first  # the same branch always gets the same tag
+    assert sanitize("ünïcode") == "unicode"
+
+
+def test_a_git_tag_too_long_for_docker_is_refused_before_anything() -> None:
+    long_release = "v2.0.0-" + "a" * 130
+    with pytest.raises(BuildToolsError, match="would be the Docker tag of 136 characters"):
+        plan(info(tag=long_release))
+    with pytest.raises(BuildToolsError, match="Docker allows at most 128"):
+        plan(info(tag="deploy-" + "b" * 125))
+
+
+def test_a_long_branch_cache_tag_is_shortened_with_a_hash() -> None:
+    branch_a = branch_tag("x" * 120 + "a")
+    branch_b = branch_tag("x" * 120 + "b")
+    a, b = prefixed("cache-app-", branch_a), prefixed("cache-app-", branch_b)
+    assert len(a) == len(b) == 128 and a != b
+    assert DOCKER_TAG.match(a) and a.startswith("cache-app-xxx")

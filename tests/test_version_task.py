@@ -74,6 +74,7 @@ def test_local_branch_yaml(repo: GitRepo) -> None:
 
 
 def test_overrides_and_env_format(repo: GitRepo) -> None:
+    repo.tag("v2.0.0")
     result = run_version(repo.path, "--format", "env", "--branch", "master", "--tag", "v2.0.0")
     assert result.returncode == 0, result.stderr
     assert "LARA_TAG=v2.0.0" in result.stdout.splitlines()
