@@ -295,6 +295,6 @@ def cache_candidates(settings: Settings, meta: Metadata, image: str, prefix: str
     if not settings.cache_pull:
         return []
     repository = settings.app.repository if image == "app" else settings.nginx.image.repository
-    entries = settings.release.registries or ("docker.io",)
+    entries = settings.release.registries_or_default
     where = parse_registry(entries[0]).push_name(repository)
     return [f"{where}:{c.tag} ({c.reason})" for c in cache.candidates(settings, meta, prefix)]

@@ -112,7 +112,7 @@ def _pull(client: docker.DockerClient, ref: str, tag: str, auth: dict[str, str] 
 
 
 def _registries(settings: Settings) -> list[Registry]:
-    return [parse_registry(entry) for entry in settings.release.registries or ("docker.io",)]
+    return [parse_registry(entry) for entry in settings.release.registries_or_default]
 
 
 def local_sources(client: docker.DockerClient, repository: str) -> list[str]:

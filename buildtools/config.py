@@ -21,6 +21,10 @@ from buildtools.errors import BuildToolsError
 
 SECTION = "buildtools"
 
+# Where a release goes (and cache sources are looked up) when buildtools.release.registries
+# names none: Docker Hub.
+DEFAULT_REGISTRY = "docker.io"
+
 # The sidecar's Dockerfile, entrypoint and health check, shipped in the package so that an app
 # repository needs no copy of them (``nginx.dockerfile``/``nginx.context`` left empty).
 SIDECAR_DIR = Path(__file__).resolve().parent / "sidecar"
@@ -186,6 +190,11 @@ class ReleaseConfig:
     retry_base_delay: float
     # Upper bound of one wait between retries (seconds).
     retry_max_delay: float = 30.0
+
+    @property
+    def registries_or_default(self) -> tuple[str, ...]:
+        """The configured registries, or Docker Hub when none are (:data:`DEFAULT_REGISTRY`)."""
+        return self.registries or (DEFAULT_REGISTRY,)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def targets(
     """The configured registries (none configured: Docker Hub) with credentials from ``env``."""
     retry = retry or retry_policy(config)
     found: list[Target] = []
-    for entry in config.registries or ("docker.io",):
+    for entry in config.registries_or_default:
         registry = parse_registry(entry)
         if any(t.registry.name == registry.name for t in found):
             continue
