@@ -1,8 +1,7 @@
-"""collect(): git + CI environment + overrides into one BuildInfo, on real repositories."""
+"""gather(): git + CI environment + overrides into one BuildInfo, on real repositories."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,11 +10,16 @@ import pytest
 import semver
 import yaml
 
-from buildtools import config, facts, tags
+from buildtools import config, tags
 from buildtools.buildinfo import BuildInfo, Overrides, make_version
 from buildtools.errors import BuildToolsError
-from buildtools.facts import collect, gather
+from buildtools.facts import Run, gather
 from tests.fixtures.git import GitRepo
+
+
+def collect(path, env, overrides=None) -> BuildInfo:  # type: ignore[no-untyped-def]
+    """The BuildInfo alone (the warnings are tested on their own)."""
+    return gather(path, env, overrides)[0]
 
 
 @dataclass
@@ -263,7 +267,7 @@ def test_collect(scenario, expected, repo: GitRepo, tmp_path: Path) -> None:
     assert info.dirty == version.endswith("+dirty")
     if tag != "prod-2024":  # a non-semver tag is its own version
         semver.Version.parse(info.version)  # every other version is valid semver
-    names = [t.name for t in tags.compute(info, extra={"master": ("edge",)})]
+    names = [t.name for t in tags.plan(info, extra={"master": ("edge",)}).tags]
     assert names == [name.format(sha=build.head[:7]) for name in image_tags]
 
 
@@ -323,14 +327,13 @@ def test_short_commit_override_is_expanded_from_git(repo: GitRepo) -> None:
     assert info.branch == "master"
 
 
-def test_commit_other_than_head_ignores_head_facts(repo: GitRepo, caplog) -> None:
+def test_commit_other_than_head_ignores_head_facts(repo: GitRepo) -> None:
     old = repo.head()
     repo.commit()
     repo.tag("v3.0.0")
-    with caplog.at_level(logging.WARNING):
-        info = collect(repo.path, {}, Overrides(commit=old))
+    info, warnings = gather(repo.path, {}, Overrides(commit=old))
     assert (info.commit, info.tag, info.version) == (old, None, f"0.0.0-g{old[:7]}")
-    assert "checkout is at" in caplog.text
+    assert "checkout is at" in " ".join(warnings)
 
 
 @pytest.mark.parametrize("commit", ["xyz1234", "abc", "12345678-"])
@@ -365,13 +368,13 @@ def test_make_version(kwargs: dict, expected: str) -> None:
         semver.Version.parse(version)
 
 
-def test_from_settings(repo: GitRepo) -> None:
+def test_run_metadata(repo: GitRepo) -> None:
     """The one call build and release make, with the project's own invoke.yaml."""
     root = Path(__file__).resolve().parents[1]
     section = yaml.safe_load((root / "invoke.yaml").read_text())["buildtools"]
     settings = config.load(config.merged({**section, "repo": str(repo.path)}), root)
     repo.tag("v1.0.0")
-    meta = facts.from_settings(settings, env={}, known_versions=["2.0.0"])
+    meta = Run.read(settings, {}).metadata(["2.0.0"])
     assert meta.info.tag == "v1.0.0"
     sha = f"sha-{repo.head()[:7]}"
     assert meta.tag_names == ["1.0.0", sha, "1.0", "1"]  # 2.0.0 is in the registry: no latest
