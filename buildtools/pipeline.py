@@ -186,7 +186,7 @@ def plan_ci(run: Run, decision: Decision, reporter: PushReporter, smoke_test: bo
     error = targets.missing_error(missing)
     kind = "registry" if len(missing) == 1 else "registries"
     names = f"{kind} {', '.join(m.registry for m in missing)}"
-    done = "built and tested" if smoke_test else "built (not tested)"
+    done = "built and tested" if smoke_test else "built (smoke test skipped)"
     if info.pull_request is not None:
         note = (
             f"not releasing: {names} asks for a login and this build has no credentials for "
