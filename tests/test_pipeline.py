@@ -7,14 +7,16 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
+import requests
 import yaml
 
 from buildtools import config, pipeline, progress, pushplan, release, targets, testbed
@@ -337,3 +339,56 @@ def test_a_release_build_without_credentials_says_so_before_building(
 
     assert not plan.releases and plan.targets == ()
     assert note in plan.notes[0] and (smoke or "tested" not in plan.notes[0])
+
+
+@pytest.fixture
+def open_registry(tmp_path: Path) -> Iterator[str]:
+    """A real docker-registry that asks for no login (as a private network's may), its host."""
+    if not shutil.which("docker-registry"):
+        pytest.skip("docker-registry is not installed")
+    port = testbed.free_port()
+    config_file = tmp_path / "config.yml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "version": 0.1,
+                "log": {"level": "warn"},
+                "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+                "http": {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)},
+            }
+        )
+    )
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(100):
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.registry
+def test_a_registry_that_asks_for_no_login_is_released_to_without_credentials(
+    open_registry: str, repo: GitRepo
+) -> None:
+    """Issue 18.5: `invoke ci` on a release branch releases to an open registry, as
+    `invoke release` does; only a registry that asks for a login needs credentials."""
+    settings, _, _ = example_settings(repo, open_registry)
+    env = {"TRAVIS": "true", "TRAVIS_COMMIT": repo.head(), "TRAVIS_BRANCH": "master",
+           "TRAVIS_PULL_REQUEST": "false"}  # fmt: skip
+    run = Run.read(settings, env)
+
+    plan = pipeline.plan_ci(run, decide(run.info, settings.release), progress.QuietReporter(), True)
+
+    assert plan.releases and plan.notes == ()
+    assert [t.name for t in plan.targets] == [open_registry]
+    assert plan.targets[0].credentials is None
