@@ -245,10 +245,10 @@ def test_two_registries_get_every_tag(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     second: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    images = [ReleaseImage("app", app_repo, make_image("app"))]
+    app_repo = app.repository
+    images = app.images("app")
     env = {
         **login_env(fast_registry.host, fast_registry.username, fast_registry.password),
         **login_env(second.host, second.username, second.password),
@@ -266,11 +266,10 @@ def test_two_registries_get_every_tag(
 def test_progress_shows_each_push_its_layers_bytes_and_digest(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
     app: AppRelease,
 ) -> None:
     app_repo, env = app.repository, app.login()
-    images = [ReleaseImage("app", app_repo, make_image("progress"))]
+    images = app.images("progress")
     for terminal in (False, True):  # plain lines in CI logs; a byte progress bar on a terminal
         out = io.StringIO()
         reporter = progress.LineReporter(out, terminal=terminal)
@@ -296,10 +295,10 @@ def test_wrong_password_is_one_clear_error_without_retries_and_nothing_is_pushed
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     observed: FlakyProxy,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    images = [ReleaseImage("app", app_repo, make_image("app"))]
+    app_repo = app.repository
+    images = app.images("app")
     wrong = "not-the-" + secrets.token_hex(6)
     env = login_env(observed.host, fast_registry.username, wrong)
     reporter = RecordingReporter()
@@ -321,10 +320,10 @@ def test_missing_credentials_for_two_registries_are_one_error_before_any_push(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     second: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    images = [ReleaseImage("app", app_repo, make_image("app"))]
+    app_repo = app.repository
+    images = app.images("app")
     with pytest.raises(BuildToolsError) as failure:
         do_release(docker_client, images, RELEASE_TAGS, {}, fast_registry.host, second.host)
     message = str(failure.value)
@@ -339,10 +338,10 @@ def test_missing_credentials_for_two_registries_are_one_error_before_any_push(
 def test_generic_travis_variables_work_for_a_single_registry(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    images = [ReleaseImage("app", app_repo, make_image("app"))]
+    app_repo = app.repository
+    images = app.images("app")
     env = {"DOCKER_USERNAME": fast_registry.username, "DOCKER_PASSWORD": fast_registry.password}
 
     do_release(docker_client, images, [("0.1.0", False)], env, fast_registry.host)
@@ -378,12 +377,12 @@ def test_registry_down_is_retried_then_a_clear_error(
 def test_flaky_registry_in_front_of_the_api_release_succeeds_after_retries(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
     proxy = FlakyProxy(fast_registry.host, failures=3).start()  # the first 3 requests get 503
     try:
-        app_repo, _ = repos()
-        images = [ReleaseImage("app", app_repo, make_image("app"))]
+        app_repo = app.repository
+        images = app.images("app")
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
         seen = Retries()
         cfg = release_config(proxy.host, retries=5)
@@ -402,7 +401,7 @@ def test_flaky_registry_in_front_of_the_api_release_succeeds_after_retries(
 def test_flaky_registry_during_the_push_release_succeeds_after_retries(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
     # Fail the engine's first request (its /v2/ ping: it then pushes without a login and
     # reports "unauthorized") and later its first manifest upload ("received unexpected HTTP
@@ -420,8 +419,8 @@ def test_flaky_registry_during_the_push_release_succeeds_after_retries(
 
     proxy = FlakyProxy(fast_registry.host, failures=2, match=engine_request).start()
     try:
-        app_repo, _ = repos()
-        images = [ReleaseImage("app", app_repo, make_image("app"))]
+        app_repo = app.repository
+        images = app.images("app")
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
         reporter = RecordingReporter()
 
@@ -447,7 +446,7 @@ def test_flaky_registry_during_the_push_release_succeeds_after_retries(
 def test_permanent_push_errors_are_not_retried(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
     # A registry that refuses manifests: the proxy answers every manifest PUT with 400 and
     # the registry-style body a real "manifest invalid" has.
@@ -459,8 +458,8 @@ def test_permanent_push_errors_are_not_retried(
         body=b'{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}',
     ).start()
     try:
-        app_repo, _ = repos()
-        images = [ReleaseImage("app", app_repo, make_image("app"))]
+        app_repo = app.repository
+        images = app.images("app")
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
         reporter = RecordingReporter()
 
@@ -480,7 +479,7 @@ def test_permanent_push_errors_are_not_retried(
 def test_a_registry_serving_another_digest_than_was_pushed_fails_verification(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
     # A stale cache in front of the registry: our digest check (HEAD on the manifest) gets
     # an old digest back. The push must not be reported as done, and no floating tag moves.
@@ -493,8 +492,8 @@ def test_a_registry_serving_another_digest_than_was_pushed_fails_verification(
         headers={"Docker-Content-Digest": stale},
     ).start()
     try:
-        app_repo, _ = repos()
-        images = [ReleaseImage("app", app_repo, make_image("app"))]
+        app_repo = app.repository
+        images = app.images("app")
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
 
         with pytest.raises(BuildToolsError) as failure:
@@ -566,16 +565,15 @@ def test_an_existing_exact_tag_with_other_content_is_refused_unless_forced(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     observed: FlakyProxy,
-    make_image: Callable[..., str],
     app: AppRelease,
 ) -> None:
     app_repo, env = app.repository, app.login(observed.host)
     tag_list = [("4.0.0", False), ("latest", True)]
-    first = [ReleaseImage("app", app_repo, make_image("first build"))]
+    first = app.images("first build")
     do_release(docker_client, first, tag_list, env, observed.host)
     original = served_digest(fast_registry, app_repo, "4.0.0")
     writes_before = len(writes(observed))
-    rebuilt = [ReleaseImage("app", app_repo, make_image("rebuilt, other content"))]
+    rebuilt = app.images("rebuilt, other content")
 
     with pytest.raises(BuildToolsError) as failure:
         do_release(docker_client, rebuilt, tag_list, env, observed.host)
@@ -598,7 +596,6 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     observed: FlakyProxy,
-    make_image: Callable[..., str],
     app: AppRelease,
 ) -> None:
     app_repo, env = app.repository, app.login(observed.host)
@@ -607,7 +604,7 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     exact = tags.ImageTag("7.1.0", False, "release 7.1.0", protected=True)
     tag_build = [exact, sha, tags.ImageTag("7.1", True, "7.1"), tags.ImageTag("latest", True, "")]
     # The branch build of the commit pushes sha-0123abc first.
-    branch_image = [ReleaseImage("app", app_repo, make_image("branch build"))]
+    branch_image = app.images("branch build")
     do_release(
         docker_client,
         branch_image,
@@ -619,7 +616,7 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     assert branch_digest is not None
 
     # The tag build of the same commit (other metadata, so other content) replaces it.
-    tag_image = [ReleaseImage("app", app_repo, make_image("tag build"))]
+    tag_image = app.images("tag build")
     result = do_release(docker_client, tag_image, tag_build, env, observed.host)
 
     assert [(p.tag, p.action) for p in result.pushes] == [
@@ -637,7 +634,7 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     writes_before = len(writes(observed))
 
     # A restarted tag job (another build number, other content): 7.1.0 is protected.
-    restarted = [ReleaseImage("app", app_repo, make_image("restarted tag build"))]
+    restarted = app.images("restarted tag build")
     with pytest.raises(BuildToolsError) as failure:
         do_release(docker_client, restarted, tag_build, env, observed.host)
 
@@ -660,12 +657,11 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
 def test_floating_tags_move_to_the_new_release_without_force(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
     app: AppRelease,
 ) -> None:
     app_repo, env = app.repository, app.login()
-    old = [ReleaseImage("app", app_repo, make_image("5.0.0"))]
-    new = [ReleaseImage("app", app_repo, make_image("5.0.1"))]
+    old = app.images("5.0.0")
+    new = app.images("5.0.1")
     do_release(docker_client, old, [("5.0.0", False), ("5.0", True)], env, fast_registry.host)
 
     result = do_release(
