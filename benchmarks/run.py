@@ -222,7 +222,7 @@ class Bench:
 
     def meta(self, settings: Settings | None = None) -> metadata.Metadata:
         # No CI environment: the metadata comes from the temporary repository alone.
-        return facts.from_settings(settings or self.settings, {}, buildinfo.Overrides())
+        return facts.Run.read(settings or self.settings, {}, buildinfo.Overrides()).metadata()
 
     def build(
         self,
@@ -473,11 +473,13 @@ def release_once(
     cpu_before = cpu_seconds(pid)
     started = time.monotonic()
     run = pipeline.Run.read(settings, env, buildinfo.Overrides())
-    prepared = pipeline.prepare_release(run, pipeline.release_targets(run, rec))
-    result = pipeline.publish(bench.client, settings, prepared, reporter=rec)
+    found = pipeline.configured_targets(run, rec)
+    pipeline.targets.preflight(found, pipeline.repositories(settings))
+    plan = pipeline.plan_release(run, found)
+    result = pipeline.publish(bench.client, settings, plan, reporter=rec)
     seconds = time.monotonic() - started
-    meta = prepared.meta
-    local = release.local_images(bench.client, pipeline.roles(settings), meta)
+    meta = plan.meta
+    local, _ = release.local_images(bench.client, pipeline.roles(settings), meta)
     registry_cpu = cpu_seconds(pid) - cpu_before
     after = registry_blobs(reg.root)
     new = {d: s for d, s in after.items() if d not in before}
@@ -548,7 +550,7 @@ def case_push(bench: Bench, runs: int) -> tuple[list[Row], str]:
         f"first release: {len(first[-1]['pushed'])} layers `Pushed`"
     )
     cmd_first = (
-        "pipeline.prepare_release + pipeline.publish (= invoke release) of commit N "
+        "pipeline.plan_release + pipeline.publish (= invoke release) of commit N "
         "(built before, not timed) to a fresh registry"
     )
     cmd_second = "the same for commit N+1 (metadata only), same registry"

@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 
 from buildtools import asset_fallback, cache, images, sidecar_build, tags, versionfile
-from buildtools.config import ImageConfig, Settings
+from buildtools.config import ImageConfig, NginxConfig, Settings
 from buildtools.dockerfile import ERROR
 from buildtools.dockerfile import problems as dockerfile_problems
 from buildtools.dockerfile import stages as dockerfile_stages
@@ -23,11 +23,6 @@ from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
 
 IMAGES = ("app", "nginx")
-
-
-def local_refs(repository: str, meta: Metadata) -> tuple[str, ...]:
-    """Local image references, one per computed tag (the commit tag when policy gives none)."""
-    return meta.local_refs(repository)
 
 
 def base_buildargs(image: ImageConfig) -> dict[str, str]:
@@ -87,12 +82,14 @@ def stage_specs(
     context: Path | None = None,
     nocache: bool = False,
     cache_from: Mapping[str, Sequence[str]] | None = None,
+    dockerfile_text: str | None = None,
 ) -> list[images.BuildSpec]:
     """One build per named stage before the app Dockerfile's last, with ``target``: the classic
     builder reuses only the final stage of a pulled image, so each stage is an image of its
-    own. Their build args leave out the metadata: a new commit never rebuilds a stage."""
+    own. Their build args leave out the metadata: a new commit never rebuilds a stage.
+    ``dockerfile_text``: the app Dockerfile as already read (:func:`read_app_dockerfile`)."""
     app = settings.app
-    text = images.read_dockerfile(dockerfile or app.dockerfile)
+    text = dockerfile_text or read_app_dockerfile(settings, dockerfile)
     sources = cache_from or {}
     return [
         images.BuildSpec(
@@ -111,7 +108,7 @@ def stage_specs(
 
 
 def nginx_spec(
-    settings: Settings,
+    cfg: NginxConfig,
     meta: Metadata,
     app_image: str,
     context: Path,
@@ -119,7 +116,8 @@ def nginx_spec(
     nocache: bool = False,
     cache_from: Sequence[str] = (),
 ) -> images.BuildSpec:
-    cfg = settings.nginx
+    """The sidecar's build from ``cfg``: the nginx settings with ``asset_fallback`` already
+    decided for this app image (:func:`sidecar_config`), rendered into ``context``."""
     return images.BuildSpec(
         name="nginx",
         dockerfile=context / "Dockerfile",
@@ -146,15 +144,25 @@ def check_only(only: str) -> tuple[str, ...]:
     return (only,)
 
 
+def read_app_dockerfile(settings: Settings, dockerfile: Path | None = None) -> str:
+    """The app Dockerfile's text: read once per task and passed to the checks, the stage
+    builds and the stage caches (``dockerfile``: the ``--dockerfile`` given, if any)."""
+    return images.read_dockerfile(dockerfile or settings.app.dockerfile)
+
+
 def check_app_dockerfile(
-    settings: Settings, only: str = "", dockerfile: Path | None = None
+    settings: Settings,
+    only: str = "",
+    dockerfile: Path | None = None,
+    dockerfile_text: str | None = None,
 ) -> list[str]:
     """The app Dockerfile's warnings; its first error is raised. Pure file reading, so tasks
     call it before any engine call, ``--dry-run`` included. The sidecar's Dockerfile is ours."""
     if "app" not in check_only(only):
         return []
     path = dockerfile or settings.app.dockerfile
-    found = dockerfile_problems(images.read_dockerfile(path), str(path))
+    text = dockerfile_text or read_app_dockerfile(settings, dockerfile)
+    found = dockerfile_problems(text, str(path))
     for problem in found:
         if problem.severity == ERROR:
             raise BuildToolsError(problem.problem, problem.fix)
@@ -173,13 +181,18 @@ def build_all(
     reporter: images.BuildReporter | None = None,
     builder: images.Builder | None = None,
     cache_from: Mapping[str, Sequence[str]] | None = None,
+    dockerfile_text: str | None = None,
 ) -> list[images.BuiltImage]:
     """Build the app image and then the sidecar from it (or just one of them with ``only``).
 
-    ``cache_from`` gives each image (``app``, ``nginx``) its cache sources, already pulled.
+    ``cache_from`` gives each image (``app``, ``nginx``) its cache sources, already pulled;
+    ``dockerfile_text`` the app Dockerfile as the task read it.
     """
     wanted = check_only(only)
-    check_app_dockerfile(settings, only, dockerfile)  # errors stop here; tasks print warnings
+    if "app" in wanted:
+        dockerfile_text = dockerfile_text or read_app_dockerfile(settings, dockerfile)
+    # Errors stop here; tasks print the warnings.
+    check_app_dockerfile(settings, only, dockerfile, dockerfile_text)
     if "nginx" in wanted:  # the sidecar's own files, before the app is built
         with tempfile.TemporaryDirectory(prefix="lara-sidecar-check-") as tmp:
             sidecar_build.sidecar_context(settings.nginx, Path(tmp))
@@ -199,7 +212,7 @@ def build_all(
     stages = (
         stage_specs(
             settings, meta, dockerfile=dockerfile, context=context, nocache=nocache,
-            cache_from=sources,
+            cache_from=sources, dockerfile_text=dockerfile_text,
         )
         if "app" in wanted
         else []
@@ -232,13 +245,11 @@ def build_all(
     else:
         app_image = existing_image(client, spec.tags[0], "app")
     if "nginx" in wanted:
-        # `asset_fallback: auto` is decided by what the app image can serve.
-        resolved = asset_fallback.resolve_asset_fallback(settings.nginx, client, app_image)
-        sidecar_settings = dataclasses.replace(settings, nginx=resolved)
+        sidecar_cfg = sidecar_config(client, settings.nginx, app_image)
         with tempfile.TemporaryDirectory(prefix="lara-sidecar-") as tmp:
-            context_dir = sidecar_build.sidecar_context(resolved, Path(tmp))
+            context_dir = sidecar_build.sidecar_context(sidecar_cfg, Path(tmp))
             sidecar = nginx_spec(
-                sidecar_settings,
+                sidecar_cfg,
                 meta,
                 app_image,
                 context_dir,
@@ -251,6 +262,12 @@ def build_all(
     return built
 
 
+def sidecar_config(client: docker.DockerClient, cfg: NginxConfig, app_image: str) -> NginxConfig:
+    """The step between the two builds: the sidecar's nginx settings with ``asset_fallback:
+    auto`` decided by what the built app image can serve; an input of the sidecar's spec."""
+    return asset_fallback.resolve_asset_fallback(cfg, client, app_image)
+
+
 def existing_image(client: docker.DockerClient, ref: str, name: str) -> str:
     try:
         return client.images.get(ref).id
@@ -261,12 +278,18 @@ def existing_image(client: docker.DockerClient, ref: str, name: str) -> str:
         ) from None
 
 
-def dry_run_plan(settings: Settings, meta: Metadata, only: str = "", **app_args) -> list[dict]:
+def dry_run_plan(
+    settings: Settings,
+    meta: Metadata,
+    only: str = "",
+    dockerfile_text: str | None = None,
+    **app_args,
+) -> list[dict]:
     """What would be built, for --dry-run: image, tags, build args (none secret), labels."""
     wanted = check_only(only)
     plans = []
     if "app" in wanted:
-        for stage in stage_specs(settings, meta, **app_args):
+        for stage in stage_specs(settings, meta, dockerfile_text=dockerfile_text, **app_args):
             prefix = cache.stage_prefix(stage.target)
             plans.append(
                 {
@@ -278,7 +301,7 @@ def dry_run_plan(settings: Settings, meta: Metadata, only: str = "", **app_args)
         plans.append({**plan, "cache_candidates": cache_candidates(settings, meta, "app")})
     if "nginx" in wanted:
         app_ref = meta.local_refs(settings.app.repository)[0]
-        spec = nginx_spec(settings, meta, app_ref, settings.nginx.image.context)
+        spec = nginx_spec(settings.nginx, meta, app_ref, settings.nginx.image.context)
         plans.append(
             {
                 **spec.as_dict(),

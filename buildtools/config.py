@@ -25,6 +25,10 @@ from buildtools.errors import BuildToolsError
 
 SECTION = "buildtools"
 
+# Where a release goes (and cache sources are looked up) when buildtools.release.registries
+# names none: Docker Hub.
+DEFAULT_REGISTRY = "docker.io"
+
 # The sidecar's Dockerfile, entrypoint and health check, shipped in the package so that an app
 # repository needs no copy of them (``nginx.dockerfile``/``nginx.context`` left empty).
 SIDECAR_DIR = Path(__file__).resolve().parent / "sidecar"
@@ -253,6 +257,11 @@ class ReleaseConfig:
     retry_base_delay: float
     # Upper bound of one wait between retries (seconds); the default is DEFAULTS' own.
     retry_max_delay: float = DEFAULTS["release"]["retry_max_delay"]
+
+    @property
+    def registries_or_default(self) -> tuple[str, ...]:
+        """The configured registries, or Docker Hub when none are (:data:`DEFAULT_REGISTRY`)."""
+        return self.registries or (DEFAULT_REGISTRY,)
 
 
 @dataclass(frozen=True)

@@ -97,3 +97,15 @@ def check_releasable(info: BuildInfo, config: ReleaseConfig) -> Decision:
     if not decision.release:
         raise decision.error()
     return decision
+
+
+def check_pull_request_release(config: ReleaseConfig, pull_request_tags: bool) -> None:
+    """Releasing pull requests needs a tag for them: without ``tags.pull_requests`` every pull
+    request would be built and tested, then fail with nothing to push. Refused before building."""
+    if config.allow_pull_requests and not pull_request_tags:
+        raise BuildToolsError(
+            "buildtools.release.allow_pull_requests is on but buildtools.tags.pull_requests is "
+            "off: a pull request's images would have no tag to push",
+            "set buildtools.tags.pull_requests to true (tags pr-N), or turn "
+            "allow_pull_requests off",
+        )

@@ -11,10 +11,8 @@ and plans everything else from its result (:mod:`buildtools.metadata`).
 
 from __future__ import annotations
 
-import logging
-import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +22,6 @@ from buildtools.config import Settings
 from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
 from buildtools.versions import parse_version
-
-log = logging.getLogger(__name__)
 
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 
@@ -122,7 +118,12 @@ def gather(
     overrides: Overrides | None = None,
     untracked_is_dirty: bool = False,
 ) -> tuple[BuildInfo, tuple[str, ...]]:
-    """Like :func:`collect`, but returns the warnings instead of logging them."""
+    """The BuildInfo of the checkout at ``path`` (None: no git) under CI environment ``env``,
+    and the warnings for the user.
+
+    Without git (not a checkout), ``overrides.commit`` must be given; the build date then
+    comes from ``SOURCE_DATE_EPOCH`` or the current time.
+    """
     o = overrides or Overrides()
     warnings: list[str] = []
     wanted = _override_commit(o.commit)
@@ -203,38 +204,6 @@ def gather(
         known_versions=facts.versions if facts else (),
     )
     return info, tuple(warnings)
-
-
-def collect(
-    path: Path | str | None,
-    env: Mapping[str, str],
-    overrides: Overrides | None = None,
-    untracked_is_dirty: bool = False,
-) -> BuildInfo:
-    """The BuildInfo of the checkout at ``path`` (None: no git) under CI environment ``env``.
-
-    Without git (not a checkout), ``overrides.commit`` must be given; the build date then
-    comes from ``SOURCE_DATE_EPOCH`` or the current time.
-    """
-    info, warnings = gather(path, env, overrides, untracked_is_dirty)
-    for warning in warnings:
-        log.warning("%s", warning)
-    return info
-
-
-def from_settings(
-    settings: Settings,
-    env: Mapping[str, str] | None = None,
-    overrides: Overrides | None = None,
-    known_versions: Iterable[str] = (),
-) -> Metadata:
-    """BuildInfo, tags and labels for the configured repository, in one call.
-
-    ``env`` defaults to ``os.environ``; ``known_versions`` (e.g. tags already in the registry)
-    add to git's when deciding whether ``1.2``, ``1`` and ``latest`` move.
-    """
-    env = os.environ if env is None else env
-    return Run.read(settings, env, overrides).metadata(list(known_versions))
 
 
 @dataclass(frozen=True)

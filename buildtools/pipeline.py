@@ -1,18 +1,18 @@
-"""The tasks' orchestration: read the facts once, plan purely, then build and release.
+"""The tasks' orchestration: read the facts once, plan once, then build and release.
 
-One task invocation reads git and the CI environment once (:meth:`Run.read`); everything after
-that is planned from the frozen result. A release builds the targets and checks each registry
-once, asks them which releases exist, and re-plans only the tags (:func:`prepare_release`).
-Building what is missing before a release happens here, above both :mod:`buildtools.build`
-and :mod:`buildtools.release`, which know nothing of each other.
+One task invocation reads git and the CI environment once (:meth:`Run.read`). When the build
+is to be released, the registries are checked (reachable, login accepted) and asked which
+releases they hold *before* the first build step, and that one :class:`Plan` is what the images
+are built with (version.yml's ``image_tags``, the labels) and what is pushed. Building what is
+missing before a release happens here, above both :mod:`buildtools.build` and
+:mod:`buildtools.release`, which know nothing of each other.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -31,8 +31,15 @@ from buildtools import (
 )
 from buildtools.buildinfo import BuildInfo, Overrides
 from buildtools.config import Settings
-from buildtools.decision import check_releasable, decide
+from buildtools.decision import (
+    REFUSE,
+    Decision,
+    check_pull_request_release,
+    check_releasable,
+    decide,
+)
 from buildtools.dockerfile import stages as dockerfile_stages
+from buildtools.errors import BuildToolsError
 from buildtools.facts import Run
 from buildtools.metadata import Metadata
 from buildtools.progress import PushReporter
@@ -46,10 +53,11 @@ def cache_sources(
     env: Mapping[str, str],
     say: Callable[[str], None],
     only: str = "",
-    dockerfile: Path | None = None,
+    dockerfile_text: str = "",
 ) -> tuple[dict[str, tuple[str, ...]], list[cache.Resolved]]:
     """Pull earlier images of both repositories (and of the app's stages) from the registries
-    (see :mod:`buildtools.cache`) and add the newest local ones: each build's ``cache_from``."""
+    (see :mod:`buildtools.cache`) and add the newest local ones: each build's ``cache_from``.
+    ``dockerfile_text`` is the app Dockerfile, read once by the task."""
     found: dict[str, tuple[str, ...]] = {}
     resolved: list[cache.Resolved] = []
     wanted: list[tuple[str, str, str]] = []
@@ -58,8 +66,7 @@ def cache_sources(
             continue
         wanted.append((name, repository, ""))
         if name == "app":
-            text = images.read_dockerfile(dockerfile or settings.app.dockerfile)
-            for stage in dockerfile_stages(text):
+            for stage in dockerfile_stages(dockerfile_text):
                 wanted.append((f"app:{stage}", repository, cache.stage_prefix(stage)))
     for name, repository, prefix in wanted:
         pulled = cache.resolve(
@@ -98,22 +105,31 @@ def build_images(
     say: Callable[[str], None],
     reporter: images.BuildReporter | None = None,
     pulled: list[cache.Resolved] | None = None,
+    dockerfile_text: str | None = None,
     **options: Any,
 ) -> list[images.BuiltImage]:
     """Pull cache sources, build (app, then sidecar), and credit the sources; ``pulled``, when
-    given, receives what was pulled (for `invoke ci --json`: the bytes a fresh runner fetched)."""
+    given, receives what was pulled (for `invoke ci --json`: the bytes a fresh runner fetched).
+    ``dockerfile_text``: the app Dockerfile as the task read it (read here when not given)."""
     nocache = bool(options.get("nocache"))
+    only = options.get("only", "")
+    if only != "nginx" and dockerfile_text is None:
+        dockerfile_text = builder.read_app_dockerfile(settings, options.get("dockerfile"))
     found, resolved = (
         ({}, [])
         if nocache
-        else cache_sources(
-            client, settings, meta, env, say, options.get("only", ""), options.get("dockerfile")
-        )
+        else cache_sources(client, settings, meta, env, say, only, dockerfile_text or "")
     )
     if pulled is not None:
         pulled.extend(resolved)
     built = builder.build_all(
-        client, settings, meta, reporter=reporter, cache_from=found, **options
+        client,
+        settings,
+        meta,
+        reporter=reporter,
+        cache_from=found,
+        dockerfile_text=dockerfile_text,
+        **options,
     )
     return credit_cache(client, settings, built, resolved)
 
@@ -127,75 +143,121 @@ def roles(settings: Settings) -> list[tuple[str, str]]:
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """A release ready to push: tags planned with the registries' versions, registries checked."""
+class Plan:
+    """A task's one plan, made before any engine work: what is built and what is published
+    both come from ``meta``. ``targets`` are the registries to push to, already checked
+    (reachable, login accepted) and asked which releases they hold; empty when nothing is
+    released. ``notes`` say why a release build will not push."""
 
     meta: Metadata
-    targets: list[Target]
+    targets: tuple[Target, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def releases(self) -> bool:
+        return bool(self.targets)
 
 
-def release_targets(run: Run, reporter: PushReporter | None = None) -> list[Target]:
+def configured_targets(run: Run, reporter: PushReporter | None = None) -> list[Target]:
     on_retry = reporter.retry if reporter is not None else None
-    return targets.targets(run.settings.release, run.env, on_retry=on_retry)
+    return targets.configured(run.settings.release, run.env, on_retry=on_retry)
 
 
-def prepare_release(run: Run, found: list[Target]) -> Prepared:
-    """Check every registry once, then plan the tags with the versions they already hold (a
-    backport must not move ``latest``). Nothing is pushed or tagged."""
-    repos = repositories(run.settings)
-    targets.preflight(found, repos)
-    versions = targets.known_versions(found, repos)
-    return Prepared(run.metadata(versions), found)
+def plan_release(run: Run, found: Sequence[Target]) -> Plan:
+    """The release plan from registries already checked: the tags planned with the versions
+    they hold (a backport must not move ``latest``). Nothing is pushed or tagged."""
+    versions = targets.known_versions(found, repositories(run.settings))
+    return Plan(run.metadata(versions), tuple(found))
+
+
+def plan_ci(run: Run, decision: Decision, reporter: PushReporter, smoke_test: bool) -> Plan:
+    """`invoke ci`'s plan before the first build step: for a release, check every registry and
+    read its releases now, so a wrong password fails in seconds and the images carry exactly
+    the tags that are pushed. A registry that asks for a login this build has no credentials
+    for: a pull request (a fork's) builds without pushing; a tag build fails; a release
+    branch builds and says loudly that nothing is released."""
+    if not decision.release:
+        return Plan(run.metadata())
+    found = configured_targets(run, reporter)
+    missing = targets.check(found, repositories(run.settings))
+    if not missing:
+        return plan_release(run, found)
+    info = run.info
+    error = targets.missing_error(missing)
+    kind = "registry" if len(missing) == 1 else "registries"
+    names = f"{kind} {', '.join(m.registry for m in missing)}"
+    done = "built and tested" if smoke_test else "built (smoke test skipped)"
+    if info.pull_request is not None:
+        note = (
+            f"not releasing: {names} asks for a login and this build has no credentials for "
+            f"it (normal for pull requests from forks); the images are {done}, not pushed"
+        )
+        return Plan(run.metadata(), notes=(note,))
+    if info.tag:
+        raise BuildToolsError(
+            f"tag {info.tag} cannot be released: {error.problem}", error.fix
+        ) from None
+    note = (
+        f"NOT RELEASED: release branch {info.branch} is not pushed: {error.problem}; "
+        f"the images are {done} only (fix: {error.fix})"
+    )
+    return Plan(run.metadata(), notes=(note,))
 
 
 def publish(
     client: docker.DockerClient,
     settings: Settings,
-    prepared: Prepared,
+    plan: Plan,
     *,
     force: bool = False,
     dry_run: bool = False,
     reporter: PushReporter | None = None,
     build_reporter: Any = None,
+    dockerfile_text: str | None = None,
 ) -> release.ReleaseResult:
-    """Release the images built for this commit, building them first when they are missing."""
-    meta = prepared.meta
-    images = release.local_images(client, roles(settings), meta)
-    if not dry_run and any(image.image_id is None for image in images):
-        builder.build_all(client, settings, meta, reporter=build_reporter)
-        images = release.local_images(client, roles(settings), meta)
+    """Release the images built for this build (this commit, clean, this version), building
+    them first from the same plan when they are missing or not this build's."""
+    meta = plan.meta
+    found, passed_over = release.local_images(client, roles(settings), meta)
+    if not dry_run and any(image.image_id is None for image in found):
+        dockerfile_text = dockerfile_text or builder.read_app_dockerfile(settings)
+        builder.build_all(
+            client, settings, meta, reporter=build_reporter, dockerfile_text=dockerfile_text
+        )
+        found, _ = release.local_images(client, roles(settings), meta)
     result = release.push_all(
         client,
-        images,
+        found,
         meta.tags,
-        prepared.targets,
+        plan.targets,
         retry=targets.retry_policy(settings.release),
         force=force,
         dry_run=dry_run,
         reporter=reporter,
-        revision=meta.info.commit,
+        expected=release.Expected(meta.info.commit, meta.info.version),
     )
     if not dry_run:
-        result.pushes.extend(push_stage_caches(client, settings, prepared, reporter))
+        stages = dockerfile_stages(dockerfile_text or builder.read_app_dockerfile(settings))
+        result.pushes.extend(push_stage_caches(client, settings, plan, stages, reporter))
     result.version = meta.info.version
-    result.warnings = [*meta.warnings, *result.warnings]
+    result.warnings = [*meta.warnings, *passed_over, *result.warnings]
     return result
 
 
 def push_stage_caches(
     client: docker.DockerClient,
     settings: Settings,
-    prepared: Prepared,
+    plan: Plan,
+    stages: Sequence[str],
     reporter: PushReporter | None,
 ) -> list[pushplan.Push]:
     """The app's stage images, pushed as ``cache-<stage>-<branch>`` for the next fresh runner
     (branch builds only; never a release tag)."""
-    meta = prepared.meta
+    meta = plan.meta
     if not (meta.info.branch and not meta.info.tag):
         return []
     pushes: list[pushplan.Push] = []
-    text = images.read_dockerfile(settings.app.dockerfile)
-    for stage in dockerfile_stages(text):
+    for stage in stages:
         ref = builder.stage_ref(settings.app.repository, meta, stage)
         try:
             image_id = client.images.get(ref).id
@@ -207,7 +269,7 @@ def push_stage_caches(
             client,
             [stage_image],
             [(tag, True)],
-            prepared.targets,
+            plan.targets,
             retry=targets.retry_policy(settings.release),
             reporter=reporter,
         )
@@ -225,12 +287,16 @@ def release_task(
     quiet: bool = False,
     warn: Callable[[str], None] | None = None,
 ) -> release.ReleaseResult:
-    """`invoke release`: refuse what may not be released, check, plan, build if needed, push."""
+    """`invoke release`: refuse what may not be released, check the registries and plan once,
+    then (and only then) build what is missing and push, all from that plan."""
     run = Run.read(settings, env, overrides)
     check_releasable(run.info, settings.release)
+    check_pull_request_release(settings.release, settings.pull_request_tags)
     reporter = progress.QuietReporter() if quiet else progress.LineReporter()
-    prepared = prepare_release(run, release_targets(run, reporter))
-    for line in prepared.meta.warnings if warn else ():
+    found = configured_targets(run, reporter)
+    targets.preflight(found, repositories(settings))
+    plan = plan_release(run, found)
+    for line in plan.meta.warnings if warn else ():
         warn(line)
     client = engine.connect()
     build_progress = None if quiet else progress.BuildProgress()
@@ -238,7 +304,7 @@ def release_task(
         result = publish(
             client,
             settings,
-            prepared,
+            plan,
             force=force,
             dry_run=dry_run,
             reporter=reporter,
@@ -247,7 +313,7 @@ def release_task(
     finally:
         if build_progress:
             build_progress.close()
-    for line in result.warnings[len(prepared.meta.warnings) :] if warn else ():
+    for line in result.warnings[len(plan.meta.warnings) :] if warn else ():
         warn(line)
     return result
 
@@ -272,27 +338,45 @@ def describe(info: BuildInfo) -> str:
     return f"{info.ci or 'no CI'} build of {ref} at {info.short_commit}"
 
 
-def run(
+def ci(
     settings: Settings,
     env: Mapping[str, str],
     *,
     quiet: bool = False,
-    say=print,
+    say: Callable[[str], None] = print,
     smoke_test: bool = True,
+    dockerfile_text: str | None = None,
 ) -> dict[str, Any]:
-    """`invoke ci`: build both images, smoke-test them together, then release if the rule says
-    so. Git and the CI environment are read once; each registry is checked once."""
-    facts_run = Run.read(settings, env)
-    info = facts_run.info
-    meta = facts_run.metadata()
+    """`invoke ci`: decide, check the registries and plan once, then build both images,
+    smoke-test them together and release that plan if the rule says so. Git and the CI
+    environment are read once; each registry is checked once, before any engine work."""
+    run = Run.read(settings, env)
+    info = run.info
+    check_pull_request_release(settings.release, settings.pull_request_tags)
     decision = decide(info, settings.release)
-    plan = "build, smoke test, release" if decision.release else "build, smoke test"
-    say(f"ci: {describe(info)}: {plan} ({decision.reason})")
+    steps = ["build", "smoke test" if smoke_test else "NO smoke test"]
+    steps += ["release"] if decision.release else []
+    say(f"ci: {describe(info)}: {', '.join(steps)} ({decision.reason})")
+    push_reporter = progress.QuietReporter() if quiet else progress.LineReporter()
+    plan = plan_ci(run, decision, push_reporter, smoke_test)
+    for note in plan.notes:
+        say(f"ci: {note}")
+    dockerfile_text = dockerfile_text or builder.read_app_dockerfile(settings)
+    meta = plan.meta
     client = engine.connect()
     reporter = None if quiet else progress.BuildProgress()
     pulled: list[cache.Resolved] = []
     try:
-        built = build_images(client, settings, meta, env, say=say, reporter=reporter, pulled=pulled)
+        built = build_images(
+            client,
+            settings,
+            meta,
+            env,
+            say=say,
+            reporter=reporter,
+            pulled=pulled,
+            dockerfile_text=dockerfile_text,
+        )
     finally:
         if reporter:
             reporter.close()
@@ -318,30 +402,25 @@ def run(
         )
     else:
         say("ci: SMOKE TEST SKIPPED (--no-smoke): the images were built but never started")
+    released = plan.releases
+    reason = decision.reason if released or not plan.notes else plan.notes[0]
     result: dict[str, Any] = {
         "build": describe(info),
-        "decision": {"release": decision.release, "reason": decision.reason},
+        "decision": {"release": released, "reason": reason},
         "images": [b.as_dict() for b in built],
         "cache_sources": [r.as_dict() for r in pulled],
         "released": None,
     }
-    if decision.outcome == "refuse":
+    if decision.outcome == REFUSE:
         raise decision.error()
-    if not decision.release:
+    if not released:
+        for note in plan.notes:  # said first; said again last, where a CI log is read
+            say(f"ci: {note}")
         return result
-    push_reporter = progress.QuietReporter() if quiet else progress.LineReporter()
-    found = release_targets(facts_run, push_reporter)
-    anonymous = [t.name for t in found if t.credentials is None]
-    if anonymous:
-        say(
-            f"ci: not releasing: no credentials for {', '.join(anonymous)} in this build's "
-            "environment (normal for pull requests from forks); images were built and tested"
-        )
-        result["decision"] = {"release": False, "reason": "no registry credentials"}
-        return result
-    prepared = prepare_release(facts_run, found)
-    released = publish(client, settings, prepared, reporter=push_reporter)
-    result["released"] = released.as_dict()
+    published = publish(
+        client, settings, plan, reporter=push_reporter, dockerfile_text=dockerfile_text
+    )
+    result["released"] = published.as_dict()
     if not quiet:
-        say(released.text())
+        say(published.text())
     return result

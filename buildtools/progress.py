@@ -57,7 +57,10 @@ class PushReporter(Protocol):
     def start(self, push: Push) -> None: ...
     def layer(self, push: Push, layer: str, status: str, current: int, total: int) -> None: ...
     def retry(self, what: str, attempt: int, delay: float, reason: str) -> None: ...
-    def finish(self, push: Push) -> None: ...
+    def finish(self, push: Push) -> None:
+        """``push`` is the record of the finished push (its digest, verified)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -136,7 +139,6 @@ class LineReporter:
     def finish(self, push: Push) -> None:
         self._stop()
         sent = sum(c for status, c, _ in self._layers.values() if status == "Pushed")
-        push.bytes_pushed = sent
         self.console.print(
             f"  {push.tag}: {push.digest} ({_size(sent)} sent, verified)", markup=False
         )

@@ -143,9 +143,7 @@ class EnginePusher:
     def push(self, push: Push, target: Target, on_layer: LayerCallback) -> str:
         if not push.image_id:
             raise BuildToolsError(f"no local image for {push.image}", "build it first")
-        if push.attempts == 0:
-            self._tag_locally(push)
-        push.attempts += 1
+        self._tag_locally(push)
         try:
             stream = self.client.api.push(
                 push.ref, tag=push.tag, stream=True, decode=True, auth_config=target.auth_config
@@ -172,6 +170,8 @@ class EnginePusher:
     def _tag_locally(self, push: Push) -> None:
         """Point ``ref:tag`` at the image, remembering what it held (e.g. a pulled cache
         source) so that :meth:`close` puts it back."""
+        if any(ref == push.reference for ref, _ in self._made):
+            return  # a retry of this push: tagged already
         try:
             before: str | None = self.client.images.get(push.reference).id
         except docker.errors.ImageNotFound:

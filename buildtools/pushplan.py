@@ -60,9 +60,13 @@ def protected_names(tags: Iterable[TagLike | tuple[str, bool]]) -> set[str]:
     }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Push:
-    """One tag of one image in one registry: what is there, what to do, what happened."""
+    """One tag of one image in one registry: what is there, what to do, what happened.
+
+    The plan makes it; :func:`buildtools.release.execute` alone returns the record of what
+    happened (``digest``, ``verified``, ``attempts``) as a new value.
+    """
 
     image: str
     image_id: str | None
@@ -76,7 +80,6 @@ class Push:
     digest: str | None = None
     verified: bool = False
     attempts: int = 0
-    bytes_pushed: int = 0
 
     @property
     def reference(self) -> str:

@@ -16,23 +16,26 @@ This module knows nothing of building: the task layer builds what is missing fir
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import docker
 import docker.errors
 
-from buildtools import pushplan
+from buildtools import labels, pushplan
 from buildtools.errors import INTERRUPTED, BuildToolsError
 from buildtools.metadata import Metadata
 from buildtools.progress import PushReporter, QuietReporter
 from buildtools.pusher import EnginePusher, Pusher
 from buildtools.pushplan import OVERWRITE, PUSH, UNCHANGED, Push, ReleaseImage, TagLike
 from buildtools.retry import RetryPolicy
-from buildtools.targets import Target, preflight, secrets_of
+from buildtools.targets import Target, secrets_of
 
-REVISION_LABEL = "org.opencontainers.image.revision"
+REVISION_LABEL = labels.OCI + "revision"
+VERSION_LABEL = labels.OCI + "version"
+DIRTY_LABEL = labels.BUILD + "dirty"
 
 
 def survey(
@@ -50,19 +53,6 @@ def survey(
     }
 
 
-def plan(
-    images: Sequence[ReleaseImage],
-    tags: Iterable[TagLike | tuple[str, bool]],
-    found: Sequence[Target],
-    *,
-    force: bool = False,
-) -> list[Push]:
-    """Every push in order, from what the registries hold now (see :mod:`buildtools.pushplan`)."""
-    tags = list(tags)
-    current = survey(images, tags, found)
-    return pushplan.plan(images, tags, [t.registry for t in found], current, force=force)
-
-
 def verify(push: Push, target: Target, digest: str) -> None:
     """The registry serves, for the tag, exactly the manifest the push reported."""
     served = target.client.digest(push.repository, push.tag)
@@ -72,7 +62,6 @@ def verify(push: Push, target: Target, digest: str) -> None:
             f"{digest} but the registry serves {served or 'nothing'}",
             "check for another release pushing the same tag at the same time, then release again",
         )
-    push.digest, push.verified = digest, True
 
 
 def execute(
@@ -84,7 +73,8 @@ def execute(
     reporter: PushReporter | None = None,
     pusher: Pusher | None = None,
 ) -> list[Push]:
-    """Push and verify every planned push in order (``unchanged`` ones are skipped)."""
+    """Push and verify every planned push in order (``unchanged`` ones are skipped); returns
+    the record of each: the plan's push with its verified digest and the attempts it took."""
     reporter = reporter or QuietReporter()
     by_name = {t.name: t for t in found}
     secrets = secrets_of(found)
@@ -94,18 +84,25 @@ def execute(
         repositories = sorted({p.repository for p in pushes})
         pusher = EnginePusher(client, secrets, repositories)
     done = 0
+    records: list[Push] = []
     try:
         for push in pushes:
             if push.action == UNCHANGED:
+                records.append(push)
                 done += 1
                 continue
             target = by_name[push.registry]
             reporter.start(push)
+            attempts = 0
+
+            def attempt(p: Push = push, t: Target = target) -> str:
+                nonlocal attempts
+                attempts += 1
+                return pusher.push(p, t, lambda *layer: reporter.layer(p, *layer))
+
             try:
                 digest = retry.run(
-                    lambda p=push, t=target: pusher.push(
-                        p, t, lambda *layer, p=p: reporter.layer(p, *layer)
-                    ),
+                    attempt,
                     f"push of {push.reference}",
                     lambda n, wait, why, p=push: reporter.retry(
                         f"push of {p.reference}", n, wait, why
@@ -117,7 +114,9 @@ def execute(
             except BuildToolsError as exc:
                 exc.redact(secrets).problem += _where(pushes, done, push)
                 raise
-            reporter.finish(push)
+            record = dataclasses.replace(push, digest=digest, verified=True, attempts=attempts)
+            records.append(record)
+            reporter.finish(record)
             done += 1
     except KeyboardInterrupt:
         pushed = sum(1 for p in pushes[:done] if p.action != UNCHANGED)
@@ -130,7 +129,7 @@ def execute(
     finally:
         reporter.close()
         pusher.close()
-    return list(pushes)
+    return records
 
 
 def _where(pushes: Sequence[Push], done: int, failed: Push) -> str:
@@ -171,24 +170,43 @@ class ReleaseResult:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What a released image's labels must say: this commit, clean, this build's version."""
+
+    revision: str
+    version: str
+
+    def mismatch(self, labels: Mapping[str, str]) -> str | None:
+        """Why an image with ``labels`` is not this build's, or None when it is."""
+        if labels.get(REVISION_LABEL) != self.revision:
+            return f"built from commit {str(labels.get(REVISION_LABEL) or 'unknown')[:7]}"
+        if labels.get(DIRTY_LABEL) != "false":
+            return "built from a working tree with uncommitted changes"
+        if labels.get(VERSION_LABEL) != self.version:
+            return f"of version {labels.get(VERSION_LABEL) or 'unknown'}, not {self.version}"
+        return None
+
+
 def finish_interrupted(
     images: Sequence[ReleaseImage],
     tags: Iterable[TagLike | tuple[str, bool]],
     found: Sequence[Target],
     current: pushplan.Current,
-    revision: str | None,
+    expected: Expected | None,
     pusher: Pusher | None,
 ) -> tuple[list[ReleaseImage], list[str]]:
     """Images whose exact release tag a registry already holds *from this very commit* (an
     interrupted release; the local image since rebuilt or removed) take the registry's image
-    as their source, so a re-run finishes the release without ``--force``. ``pusher`` None
-    (a dry run) only plans with it."""
+    as their source, so a re-run finishes the release without ``--force``. That image must be
+    clean and of this version too: one built from a dirty tree, or of another version, is
+    refused with one line. ``pusher`` None (a dry run) only plans with it."""
     protected = sorted(pushplan.protected_names(tags))
     result: list[ReleaseImage] = []
     notes: list[str] = []
     for image in images:
         adopted = image
-        for target in found if revision else ():
+        for target in found if expected else ():
             for name in protected:
                 there = current.get((target.name, image.repository, name))
                 if there is None or not there.config_digest:
@@ -196,9 +214,17 @@ def finish_interrupted(
                 if there.config_digest == image.image_id:
                     continue
                 labels = target.client.image_labels(image.repository, there)
-                if labels.get(REVISION_LABEL) != revision:
+                if labels.get(REVISION_LABEL) != expected.revision:
                     continue
                 ref = target.registry.push_name(image.repository)
+                why = expected.mismatch(labels)
+                if why is not None:
+                    raise BuildToolsError(
+                        f"refusing to release: {ref}:{name} holds this commit's {image.name} "
+                        f"image {why}",
+                        "delete that tag in the registry if it must be replaced, or release "
+                        "a new version",
+                    )
                 image_id = pusher.fetch(ref, name, target) if pusher else there.config_digest
                 adopted = ReleaseImage(image.name, image.repository, image_id)
                 notes.append(
@@ -223,12 +249,13 @@ def push_all(
     dry_run: bool = False,
     reporter: PushReporter | None = None,
     pusher: Pusher | None = None,
-    revision: str | None = None,
+    expected: Expected | None = None,
 ) -> ReleaseResult:
-    """Plan, push and verify on registries already checked; ``dry_run`` only plans.
+    """Plan, push and verify on registries already checked (:func:`buildtools.targets.preflight`);
+    ``dry_run`` only plans.
 
-    With ``revision`` (the commit being released), an interrupted release of that commit is
-    finished from what the registry already holds (see :func:`finish_interrupted`).
+    With ``expected`` (the commit and version being released), an interrupted release of that
+    commit is finished from what the registry already holds (see :func:`finish_interrupted`).
     """
     tags = list(tags)
     current = survey(images, tags, found)
@@ -236,7 +263,7 @@ def push_all(
         repositories = sorted({image.repository for image in images})
         pusher = EnginePusher(client, secrets_of(found), repositories)
     images, notes = finish_interrupted(
-        images, tags, found, current, revision, None if dry_run else pusher
+        images, tags, found, current, expected, None if dry_run else pusher
     )
     registries = [t.registry for t in found]
     pushes = pushplan.plan(images, tags, registries, current, force=force)
@@ -246,52 +273,33 @@ def push_all(
     return ReleaseResult(executed, dry_run=False, warnings=notes)
 
 
-def run(
-    client: docker.DockerClient | None,
-    images: Sequence[ReleaseImage],
-    tags: Iterable[TagLike | tuple[str, bool]],
-    found: Sequence[Target],
-    *,
-    retry: RetryPolicy,
-    force: bool = False,
-    dry_run: bool = False,
-    reporter: PushReporter | None = None,
-    revision: str | None = None,
-) -> ReleaseResult:
-    """Check every registry, then :func:`push_all`: the whole release of given images."""
-    preflight(found, [image.repository for image in images])
-    return push_all(
-        client,
-        images,
-        tags,
-        found,
-        retry=retry,
-        force=force,
-        dry_run=dry_run,
-        reporter=reporter,
-        revision=revision,
-    )
-
-
 def local_images(
     client: docker.DockerClient, repositories: Sequence[tuple[str, str]], meta: Metadata
-) -> list[ReleaseImage]:
-    """The images built for exactly this commit, by role (image_id None when missing).
+) -> tuple[list[ReleaseImage], list[str]]:
+    """The images built for exactly this build, by role (image_id None when missing), and a
+    note for each local image passed over.
 
     ``repositories`` are ``(role, repository)`` pairs. Images are found by the first local tag
-    ``invoke build`` gives them and must carry this commit in their revision label, so an
-    image left from another commit is never released.
+    ``invoke build`` gives them, and only taken when their labels say this commit, a clean tree
+    and this build's version (:class:`Expected`): anything else is rebuilt, never released.
     """
-    found = []
+    expected = Expected(meta.info.commit, meta.info.version)
+    found: list[ReleaseImage] = []
+    notes: list[str] = []
     for name, repository in repositories:
         ref = meta.local_refs(repository)[0]
         image_id = None
         try:
             image = client.images.get(ref)
-            labels = image.labels or {}
-            if labels.get(REVISION_LABEL) == meta.info.commit:
-                image_id = image.id
         except docker.errors.ImageNotFound:
             pass
+        else:
+            why = expected.mismatch(image.labels or {})
+            if why is None:
+                image_id = image.id
+            else:
+                notes.append(
+                    f"the local {name} image {ref} is not this build's ({why}): rebuilding it"
+                )
         found.append(ReleaseImage(name, repository, image_id))
-    return found
+    return found, notes

@@ -29,14 +29,13 @@ a hash of the name, so every branch gets a tag and two such branches never share
 ``sha-`` is the default of ``sha_prefix`` (``buildtools.tags.sha_prefix``; LARA's GitHub
 workflow tags ``git-<7 hex>``).
 
-Tags are ordered immutable first, then floating. Warnings are returned by :func:`plan` and
-logged by :func:`compute`.
+Tags are ordered immutable first, then floating. Warnings are returned by :func:`plan`, for the
+task to show.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,8 +46,6 @@ import semver
 from buildtools.buildinfo import BuildInfo
 from buildtools.errors import BuildToolsError
 from buildtools.versions import docker_version, parse_version
-
-log = logging.getLogger(__name__)
 
 MAX_LENGTH = 128
 VALID_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -286,17 +283,3 @@ def plan(
                 "rename what it comes from (branch, tag or buildtools.tags.extra)",
             )
     return TagPlan(tuple(unique.values()), tuple(warnings))
-
-
-def compute(
-    info: BuildInfo,
-    known_versions: Iterable[str] = (),
-    extra: Mapping[str, Sequence[str]] | None = None,
-    pull_requests: bool = False,
-    sha_prefix: str = SHA_PREFIX,
-) -> list[ImageTag]:
-    """The tags for ``info`` (see the module docstring); warnings go to ``logging``."""
-    result = plan(info, known_versions, extra, pull_requests, sha_prefix)
-    for warning in result.warnings:
-        log.warning("%s", warning)
-    return list(result.tags)

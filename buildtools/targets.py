@@ -50,7 +50,7 @@ def retry_policy(config: ReleaseConfig) -> RetryPolicy:
     )
 
 
-def targets(
+def configured(
     config: ReleaseConfig,
     env: Mapping[str, str],
     retry: RetryPolicy | None = None,
@@ -59,7 +59,7 @@ def targets(
     """The configured registries (none configured: Docker Hub) with credentials from ``env``."""
     retry = retry or retry_policy(config)
     found: list[Target] = []
-    for entry in config.registries or ("docker.io",):
+    for entry in config.registries_or_default:
         registry = parse_registry(entry)
         if any(t.registry.name == registry.name for t in found):
             continue
@@ -69,23 +69,36 @@ def targets(
     return found
 
 
-def preflight(found: Sequence[Target], repositories: Sequence[str]) -> None:
-    """Every registry answers and accepts our login (if it needs one), or one clear error.
-
-    Missing credentials for several registries are reported together.
-    """
+def check(found: Sequence[Target], repositories: Sequence[str]) -> list[CredentialsMissing]:
+    """Every registry answers and accepts our login, or one clear error; returns the registries
+    that ask for a login and have no credentials here (the caller decides what that means:
+    ``invoke release`` refuses, a pull request from a fork just does not push)."""
     missing: list[CredentialsMissing] = []
     for target in found:
         try:
             target.client.check_access(repositories)
         except CredentialsMissing as exc:
             missing.append(exc)
+    return missing
+
+
+def missing_error(missing: Sequence[CredentialsMissing]) -> BuildToolsError:
+    """One error for every registry that asks for a login and has no credentials."""
     if len(missing) == 1:
-        raise missing[0]
+        return missing[0]
+    names = ", ".join(m.registry for m in missing)
+    fixes = "; ".join(m.fix for m in missing)
+    return BuildToolsError(f"registries {names} require a login and have no credentials", fixes)
+
+
+def preflight(found: Sequence[Target], repositories: Sequence[str]) -> None:
+    """Every registry answers and accepts our login (if it needs one), or one clear error.
+
+    Missing credentials for several registries are reported together.
+    """
+    missing = check(found, repositories)
     if missing:
-        names = ", ".join(m.registry for m in missing)
-        fixes = "; ".join(m.fix for m in missing)
-        raise BuildToolsError(f"registries {names} require a login and have no credentials", fixes)
+        raise missing_error(missing)
 
 
 def known_versions(found: Sequence[Target], repositories: Sequence[str]) -> list[str]:

@@ -207,11 +207,12 @@ def build(
             "dockerfile": Path(dockerfile).resolve() if dockerfile else None,
             "context": Path(context).resolve() if context else None,
         }
-        output.warnings(builder.check_app_dockerfile(cfg, only, paths["dockerfile"]))
+        text = None if only == "nginx" else builder.read_app_dockerfile(cfg, paths["dockerfile"])
+        output.warnings(builder.check_app_dockerfile(cfg, only, paths["dockerfile"], text))
         if only in ("", "app"):
             validate.check_context(paths["context"] or cfg.app.context, bool(context))
         if dry_run:
-            plan = builder.dry_run_plan(cfg, meta, only, **paths)
+            plan = builder.dry_run_plan(cfg, meta, only, dockerfile_text=text, **paths)
             print(jsonlib.dumps(plan, indent=2) if json else output.plan_text(plan))
             return
         client = engine.connect()
@@ -226,6 +227,7 @@ def build(
                 reporter=reporter,
                 only=only,
                 nocache=no_cache,
+                dockerfile_text=text,
                 **paths,
             )
         finally:
@@ -367,10 +369,13 @@ def ci(c, json=False, no_smoke=False):
     with reported():
         say = (lambda line: print(line, file=sys.stderr)) if json else print
         cfg = settings(c)
-        output.warnings(builder.check_app_dockerfile(cfg))  # before any engine call
+        text = builder.read_app_dockerfile(cfg)  # once for the whole run, before the engine
+        output.warnings(builder.check_app_dockerfile(cfg, dockerfile_text=text))
         if not no_smoke:
             validate.check_smoke_env(cfg, os.environ)
-        result = pipeline.run(cfg, os.environ, quiet=json, say=say, smoke_test=not no_smoke)
+        result = pipeline.ci(
+            cfg, os.environ, quiet=json, say=say, smoke_test=not no_smoke, dockerfile_text=text
+        )
         if json:
             print(jsonlib.dumps(result, indent=2))
 

@@ -209,7 +209,7 @@ def test_ci_on_a_tag_build_reads_git_once_and_logs_in_once(
     git_reads = counting(monkeypatch, gitinfo, "read")
     ci_reads = counting(monkeypatch, ci, "detect")
     try:
-        result = pipeline.run(settings, env, quiet=True, say=lambda line: None)
+        result = pipeline.ci(settings, env, quiet=True, say=lambda line: None)
     finally:
         proxy.stop()
         for image in docker_client.images.list():

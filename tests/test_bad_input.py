@@ -310,6 +310,20 @@ FAILURES = [
         "--name 'a b' cannot start container names",
     ),
     (
+        "releasing pull requests without their tags (ci)",
+        ["ci"],
+        {**NO_ENGINE, **TRAVIS_PR, "INVOKE_BUILDTOOLS_RELEASE_ALLOW_PULL_REQUESTS": "true"},
+        "",
+        "allow_pull_requests is on but buildtools.tags.pull_requests is off",
+    ),
+    (
+        "releasing pull requests without their tags (release)",
+        ["release", "--dry-run"],
+        {**NO_ENGINE, **TRAVIS_PR, "INVOKE_BUILDTOOLS_RELEASE_ALLOW_PULL_REQUESTS": "true"},
+        "",
+        "allow_pull_requests is on but buildtools.tags.pull_requests is off",
+    ),
+    (
         "a port that is no number",
         ["up", "--port", "abc"],
         {},
@@ -584,12 +598,12 @@ def one_commit(tmp_path_factory: pytest.TempPathFactory) -> GitRepo:
 def test_any_ci_environment_is_a_build_or_one_line(one_commit: GitRepo, env: dict) -> None:
     env = {**env, "TRAVIS": env.get("TRAVIS", "true")} if "TRAVIS_TAG" in env else env
     try:
-        meta = facts.from_settings(
+        meta = facts.Run.read(
             dataclasses.replace(
                 config.load(config.merged({}), ROOT), repo=one_commit.path.resolve()
             ),
             env,
-        )
+        ).metadata()
     except BuildToolsError as exc:
         assert "\n" not in str(exc) and exc.problem
         return

@@ -15,21 +15,22 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import pytest
 
 import testbed
-from buildtools import progress, pusher, release, tags
+from buildtools import progress, release, tags
 from buildtools.buildinfo import BuildInfo
 from buildtools.config import ReleaseConfig
 from buildtools.credentials import variable_names
-from buildtools.decision import check_releasable
 from buildtools.errors import BuildToolsError
-from buildtools.pushplan import ReleaseImage, tag_pairs
-from buildtools.targets import known_versions, retry_policy, targets
+from buildtools.metadata import Metadata
+from buildtools.pushplan import ReleaseImage
+from buildtools.targets import configured, known_versions, preflight, retry_policy
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
 from tests.fixtures.registry import (
@@ -70,6 +71,19 @@ class RecordingReporter(progress.QuietReporter):
         self.retries(what, attempt, delay, reason)
 
 
+def run_release(
+    client: docker.DockerClient | None,
+    images: list[ReleaseImage],
+    tag_list: Sequence,
+    found: list,
+    cfg: ReleaseConfig,
+    **options,
+) -> release.ReleaseResult:
+    """What `invoke release` does once the images exist: check every registry, then push."""
+    preflight(found, [image.repository for image in images])
+    return release.push_all(client, images, tag_list, found, retry=retry_policy(cfg), **options)
+
+
 def do_release(
     client: docker.DockerClient,
     images: list[ReleaseImage],
@@ -82,17 +96,46 @@ def do_release(
     reporter: progress.PushReporter | None = None,
 ) -> release.ReleaseResult:
     cfg = release_config(*hosts, retries=retries)
-    found = targets(cfg, env)
-    return release.run(
-        client,
-        images,
-        tag_list,
-        found,
-        retry=retry_policy(cfg),
-        force=force,
-        dry_run=dry_run,
-        reporter=reporter,
+    found = configured(cfg, env)
+    return run_release(
+        client, images, tag_list, found, cfg, force=force, dry_run=dry_run, reporter=reporter
     )
+
+
+@dataclass
+class AppRelease:
+    """The set-up most release tests share: a fresh app repository in the test's registry,
+    tiny images for it, and the login (for the registry itself or a proxy in front of it)."""
+
+    repository: str
+    registry: testbed.LocalRegistry
+    make_image: Callable[..., str]
+
+    def login(self, host: str | None = None) -> dict[str, str]:
+        return login_env(host or self.registry.host, self.registry.username, self.registry.password)
+
+    def images(self, text: str = "app", labels: dict[str, str] | None = None) -> list[ReleaseImage]:
+        return [ReleaseImage("app", self.repository, self.make_image(text, labels=labels))]
+
+    def tags(self) -> list[str]:
+        return self.registry.tags(self.repository)
+
+    def served(self, tag: str) -> str | None:
+        return served_digest(self.registry, self.repository, tag)
+
+
+@pytest.fixture
+def app(fast_registry: testbed.LocalRegistry, make_image: Callable[..., str]) -> AppRelease:
+    return AppRelease(repos()[0], fast_registry, make_image)
+
+
+def build_labels(commit: str, version: str, dirty: bool = False) -> dict[str, str]:
+    """The labels `invoke build` gives an image of ``commit`` (those a release checks)."""
+    return {
+        "org.opencontainers.image.revision": commit,
+        "org.opencontainers.image.version": version + ("+dirty" if dirty else ""),
+        "org.concord.lara.build.dirty": "true" if dirty else "false",
+    }
 
 
 def image_pair(make_image: Callable[..., str]) -> list[ReleaseImage]:
@@ -203,10 +246,10 @@ def test_two_registries_get_every_tag(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     second: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    images = [ReleaseImage("app", app_repo, make_image("app"))]
+    app_repo = app.repository
+    images = app.images("app")
     env = {
         **login_env(fast_registry.host, fast_registry.username, fast_registry.password),
         **login_env(second.host, second.username, second.password),
@@ -224,11 +267,10 @@ def test_two_registries_get_every_tag(
 def test_progress_shows_each_push_its_layers_bytes_and_digest(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    images = [ReleaseImage("app", app_repo, make_image("progress"))]
-    env = login_env(fast_registry.host, fast_registry.username, fast_registry.password)
+    app_repo, env = app.repository, app.login()
+    images = app.images("progress")
     for terminal in (False, True):  # plain lines in CI logs; a byte progress bar on a terminal
         out = io.StringIO()
         reporter = progress.LineReporter(out, terminal=terminal)
@@ -254,10 +296,10 @@ def test_wrong_password_is_one_clear_error_without_retries_and_nothing_is_pushed
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     observed: FlakyProxy,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    images = [ReleaseImage("app", app_repo, make_image("app"))]
+    app_repo = app.repository
+    images = app.images("app")
     wrong = "not-the-" + secrets.token_hex(6)
     env = login_env(observed.host, fast_registry.username, wrong)
     reporter = RecordingReporter()
@@ -279,10 +321,10 @@ def test_missing_credentials_for_two_registries_are_one_error_before_any_push(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     second: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    images = [ReleaseImage("app", app_repo, make_image("app"))]
+    app_repo = app.repository
+    images = app.images("app")
     with pytest.raises(BuildToolsError) as failure:
         do_release(docker_client, images, RELEASE_TAGS, {}, fast_registry.host, second.host)
     message = str(failure.value)
@@ -297,10 +339,10 @@ def test_missing_credentials_for_two_registries_are_one_error_before_any_push(
 def test_generic_travis_variables_work_for_a_single_registry(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    images = [ReleaseImage("app", app_repo, make_image("app"))]
+    app_repo = app.repository
+    images = app.images("app")
     env = {"DOCKER_USERNAME": fast_registry.username, "DOCKER_PASSWORD": fast_registry.password}
 
     do_release(docker_client, images, [("0.1.0", False)], env, fast_registry.host)
@@ -320,11 +362,11 @@ def test_registry_down_is_retried_then_a_clear_error(
     env = login_env(closed, "someone", "secret-" + secrets.token_hex(4))
     cfg = release_config(closed, retries=3)
     seen = Retries()
-    found = targets(cfg, env, on_retry=seen)
+    found = configured(cfg, env, on_retry=seen)
 
     started = time.monotonic()
     with pytest.raises(BuildToolsError) as failure:
-        release.run(docker_client, images, RELEASE_TAGS, found, retry=retry_policy(cfg))
+        run_release(docker_client, images, RELEASE_TAGS, found, cfg)
 
     message = str(failure.value)
     assert f"registry {closed} is unreachable" in message
@@ -336,20 +378,18 @@ def test_registry_down_is_retried_then_a_clear_error(
 def test_flaky_registry_in_front_of_the_api_release_succeeds_after_retries(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
     proxy = FlakyProxy(fast_registry.host, failures=3).start()  # the first 3 requests get 503
     try:
-        app_repo, _ = repos()
-        images = [ReleaseImage("app", app_repo, make_image("app"))]
+        app_repo = app.repository
+        images = app.images("app")
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
         seen = Retries()
         cfg = release_config(proxy.host, retries=5)
-        found = targets(cfg, env, on_retry=seen)
+        found = configured(cfg, env, on_retry=seen)
 
-        result = release.run(
-            docker_client, images, [("3.0.0", False)], found, retry=retry_policy(cfg)
-        )
+        result = run_release(docker_client, images, [("3.0.0", False)], found, cfg)
 
         assert len(proxy.failed) == 3
         assert [why for _, _, why in seen.seen] == ["HTTP 503"] * 3
@@ -362,7 +402,7 @@ def test_flaky_registry_in_front_of_the_api_release_succeeds_after_retries(
 def test_flaky_registry_during_the_push_release_succeeds_after_retries(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
     # Fail the engine's first request (its /v2/ ping: it then pushes without a login and
     # reports "unauthorized") and later its first manifest upload ("received unexpected HTTP
@@ -380,8 +420,8 @@ def test_flaky_registry_during_the_push_release_succeeds_after_retries(
 
     proxy = FlakyProxy(fast_registry.host, failures=2, match=engine_request).start()
     try:
-        app_repo, _ = repos()
-        images = [ReleaseImage("app", app_repo, make_image("app"))]
+        app_repo = app.repository
+        images = app.images("app")
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
         reporter = RecordingReporter()
 
@@ -407,7 +447,7 @@ def test_flaky_registry_during_the_push_release_succeeds_after_retries(
 def test_permanent_push_errors_are_not_retried(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
     # A registry that refuses manifests: the proxy answers every manifest PUT with 400 and
     # the registry-style body a real "manifest invalid" has.
@@ -419,8 +459,8 @@ def test_permanent_push_errors_are_not_retried(
         body=b'{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}',
     ).start()
     try:
-        app_repo, _ = repos()
-        images = [ReleaseImage("app", app_repo, make_image("app"))]
+        app_repo = app.repository
+        images = app.images("app")
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
         reporter = RecordingReporter()
 
@@ -440,7 +480,7 @@ def test_permanent_push_errors_are_not_retried(
 def test_a_registry_serving_another_digest_than_was_pushed_fails_verification(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
     # A stale cache in front of the registry: our digest check (HEAD on the manifest) gets
     # an old digest back. The push must not be reported as done, and no floating tag moves.
@@ -453,8 +493,8 @@ def test_a_registry_serving_another_digest_than_was_pushed_fails_verification(
         headers={"Docker-Content-Digest": stale},
     ).start()
     try:
-        app_repo, _ = repos()
-        images = [ReleaseImage("app", app_repo, make_image("app"))]
+        app_repo = app.repository
+        images = app.images("app")
         env = login_env(proxy.host, fast_registry.username, fast_registry.password)
 
         with pytest.raises(BuildToolsError) as failure:
@@ -482,23 +522,23 @@ def test_a_backport_after_a_higher_release_does_not_move_latest(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    env = login_env(fast_registry.host, fast_registry.username, fast_registry.password)
+    app_repo, env = app.repository, app.login()
     cfg = release_config(fast_registry.host)
 
     def tagged_release(tag: str, commit: str, image_id: str) -> release.ReleaseResult:
-        found = targets(cfg, env)
+        found = configured(cfg, env)
         # As in CI: a shallow clone whose git knows no other version tags; the registry does.
         known = known_versions(found, [app_repo])
-        policy = tags.compute(info_for(tag, commit=commit), known_versions=known)
+        policy = tags.plan(info_for(tag, commit=commit), known_versions=known).tags
         images = [ReleaseImage("app", app_repo, image_id)]
-        return release.run(docker_client, images, policy, found, retry=retry_policy(cfg))
+        return run_release(docker_client, images, policy, found, cfg)
 
     tagged_release("v2.0.0", "2000000" * 5 + "2" * 5, make_image("2.0.0"))
     latest_before = served_digest(fast_registry, app_repo, "latest")
     # Without the registry's versions the policy would move latest: the check below matters.
-    assert "latest" in [t.name for t in tags.compute(info_for("v1.4.9"))]
+    assert "latest" in [t.name for t in tags.plan(info_for("v1.4.9")).tags]
 
     backport = tagged_release("v1.4.9", "1409000" * 5 + "1" * 5, make_image("1.4.9"))
 
@@ -526,16 +566,15 @@ def test_an_existing_exact_tag_with_other_content_is_refused_unless_forced(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     observed: FlakyProxy,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    env = login_env(observed.host, fast_registry.username, fast_registry.password)
+    app_repo, env = app.repository, app.login(observed.host)
     tag_list = [("4.0.0", False), ("latest", True)]
-    first = [ReleaseImage("app", app_repo, make_image("first build"))]
+    first = app.images("first build")
     do_release(docker_client, first, tag_list, env, observed.host)
     original = served_digest(fast_registry, app_repo, "4.0.0")
     writes_before = len(writes(observed))
-    rebuilt = [ReleaseImage("app", app_repo, make_image("rebuilt, other content"))]
+    rebuilt = app.images("rebuilt, other content")
 
     with pytest.raises(BuildToolsError) as failure:
         do_release(docker_client, rebuilt, tag_list, env, observed.host)
@@ -558,16 +597,15 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
     observed: FlakyProxy,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    env = login_env(observed.host, fast_registry.username, fast_registry.password)
+    app_repo, env = app.repository, app.login(observed.host)
     sha = tags.ImageTag("sha-0123abc", False, "commit 0123abc")
     assert sha.protected is False
     exact = tags.ImageTag("7.1.0", False, "release 7.1.0", protected=True)
     tag_build = [exact, sha, tags.ImageTag("7.1", True, "7.1"), tags.ImageTag("latest", True, "")]
     # The branch build of the commit pushes sha-0123abc first.
-    branch_image = [ReleaseImage("app", app_repo, make_image("branch build"))]
+    branch_image = app.images("branch build")
     do_release(
         docker_client,
         branch_image,
@@ -579,7 +617,7 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     assert branch_digest is not None
 
     # The tag build of the same commit (other metadata, so other content) replaces it.
-    tag_image = [ReleaseImage("app", app_repo, make_image("tag build"))]
+    tag_image = app.images("tag build")
     result = do_release(docker_client, tag_image, tag_build, env, observed.host)
 
     assert [(p.tag, p.action) for p in result.pushes] == [
@@ -597,7 +635,7 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     writes_before = len(writes(observed))
 
     # A restarted tag job (another build number, other content): 7.1.0 is protected.
-    restarted = [ReleaseImage("app", app_repo, make_image("restarted tag build"))]
+    restarted = app.images("restarted tag build")
     with pytest.raises(BuildToolsError) as failure:
         do_release(docker_client, restarted, tag_build, env, observed.host)
 
@@ -608,9 +646,11 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
     for name in ("7.1.0", "sha-0123abc", "7.1", "latest"):
         assert served_digest(fast_registry, app_repo, name) == tag_digest
     # A (name, False) pair still counts as protected, as before ImageTag.protected existed.
-    found = targets(release_config(observed.host), env)
+    cfg = release_config(observed.host)
     with pytest.raises(BuildToolsError) as as_pair:
-        release.plan(restarted, [("sha-0123abc", False)], found)
+        run_release(
+            None, restarted, [("sha-0123abc", False)], configured(cfg, env), cfg, dry_run=True
+        )
     assert f"{observed.host}/{app_repo}:sha-0123abc" in str(as_pair.value)
     assert writes(observed)[writes_before:] == []
 
@@ -618,12 +658,11 @@ def test_an_existing_sha_tag_is_replaced_without_force_but_an_exact_version_is_n
 def test_floating_tags_move_to_the_new_release_without_force(
     docker_client: docker.DockerClient,
     fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    app: AppRelease,
 ) -> None:
-    app_repo, _ = repos()
-    env = login_env(fast_registry.host, fast_registry.username, fast_registry.password)
-    old = [ReleaseImage("app", app_repo, make_image("5.0.0"))]
-    new = [ReleaseImage("app", app_repo, make_image("5.0.1"))]
+    app_repo, env = app.repository, app.login()
+    old = app.images("5.0.0")
+    new = app.images("5.0.1")
     do_release(docker_client, old, [("5.0.0", False), ("5.0", True)], env, fast_registry.host)
 
     result = do_release(
@@ -684,7 +723,7 @@ def test_release_task_on_a_tag_build_never_shows_the_password(
     commit = repo.head()
     app_repo, nginx_repo = repos()
     # The images `invoke build` would have made for this commit (tiny stand-ins, same labels).
-    label = {"org.opencontainers.image.revision": commit}
+    label = build_labels(commit, "3.1.4")
     app_id = make_image("app", labels=label, tag=f"{app_repo}:3.1.4")
     nginx_id = make_image("nginx", labels=label, tag=f"{nginx_repo}:3.1.4")
     password = fast_registry.password
@@ -776,136 +815,106 @@ def test_release_task_refuses_unreleasable_builds_before_touching_a_registry(
     assert reason in done.stderr and "unreachable" not in done.stderr
 
 
-# --- pure parts: push errors, the stream, what is releasable ---------------------------------
-
-
-@pytest.mark.parametrize(
-    ("message", "kind"),
-    [
-        # Messages the Docker Engine 20.10 really reported in these tests' faults:
-        ("received unexpected HTTP status: 503 Service Unavailable", "transient"),
-        ("received unexpected HTTP status: 502 Bad Gateway", "transient"),
-        (
-            "error parsing HTTP 429 response body: invalid character 'S' looking for beginning",
-            "transient",
-        ),
-        (
-            'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused',
-            "transient",
-        ),
-        ("unauthorized: authentication required", "auth"),
-        ("no basic auth credentials", "auth"),
-        ("manifest invalid: manifest invalid", "permanent"),
-        # Docker Hub's wording for these:
-        ("denied: requested access to the resource is denied", "permanent"),
-        ("toomanyrequests: You have reached your pull rate limit.", "transient"),
-        ("net/http: TLS handshake timeout", "transient"),
-        ("read tcp 10.0.0.2:40112->1.2.3.4:443: read: connection reset by peer", "transient"),
-        ("something nobody has seen before", "permanent"),
-    ],
-)
-def test_push_errors_are_classified(message: str, kind: str) -> None:
-    assert pusher.classify(message) == kind
-
-
-def test_push_stream_errors_are_raised_even_inside_a_successful_response() -> None:
-    lines = [
-        {"status": "The push refers to repository [r/app]"},
-        {"status": "Preparing", "progressDetail": {}, "id": "abc"},
-        {"errorDetail": {"message": "denied: no"}, "error": "denied: no"},
-    ]
-    with pytest.raises(pusher.PushFailed, match="denied: no"):
-        pusher.read_push_stream(lines)
-    with pytest.raises(pusher.PushFailed, match="without reporting a digest"):
-        pusher.read_push_stream(lines[:2])
-    digest = "sha256:" + "a" * 64
-    done = [*lines[:2], {"progressDetail": {}, "aux": {"Tag": "1", "Digest": digest, "Size": 5}}]
-    assert pusher.read_push_stream(done) == digest
-
-
-RELEASE = ReleaseConfig(
-    registries=(),
-    branches=("master", "main"),
-    allow_pull_requests=False,
-    retries=1,
-    retry_base_delay=0.0,
-)
-
-
-@pytest.mark.parametrize(
-    ("facts", "config", "refusal"),
-    [
-        ({"dirty": True, "tag": "v1.0.0"}, RELEASE, "uncommitted changes"),
-        ({"pull_request": 7, "branch": "feature"}, RELEASE, "pull request #7"),
-        ({"branch": "feature/x"}, RELEASE, "release branches are master, main"),
-        ({}, RELEASE, "no branch or tag is known"),
-        ({"branch": "master"}, RELEASE, None),
-        ({"tag": "v1.0.0", "branch": None}, RELEASE, None),  # tag builds: always
-        ({"tag": "v1.0.0", "branch": "feature/x"}, RELEASE, None),
-        (
-            {"pull_request": 7},
-            ReleaseConfig((), ("master",), True, 1, 0.0),
-            None,
-        ),
-    ],
-)
-def test_what_may_be_released(facts: dict, config: ReleaseConfig, refusal: str | None) -> None:
-    values = {"dirty": False, "pull_request": None, "branch": None, "tag": None, **facts}
-    info = BuildInfo(version="0.0.0", commit="0123abc4567890def0123abc4567890def012345", **values)
-    if refusal is None:
-        check_releasable(info, config)
-    else:
-        with pytest.raises(BuildToolsError, match=refusal):
-            check_releasable(info, config)
-
-
-def test_tags_are_ordered_immutable_first_whatever_the_input_order() -> None:
-    given = [("latest", True), ("1.2.3", False), ("1", True), ("sha-abc1234", False)]
-    assert tag_pairs(given) == [
-        ("1.2.3", False),
-        ("sha-abc1234", False),
-        ("latest", True),
-        ("1", True),
-    ]
-    image_tags = [tags.ImageTag("edge", True, "extra"), tags.ImageTag("sha-1", False, "commit")]
-    assert tag_pairs(image_tags) == [("sha-1", False), ("edge", True)]
+# --- an interrupted release, and images that are not this build's ---------------------------
 
 
 def test_an_interrupted_release_of_this_commit_finishes_without_force(
-    docker_client: docker.DockerClient,
-    fast_registry: testbed.LocalRegistry,
-    make_image: Callable[..., str],
+    docker_client: docker.DockerClient, app: AppRelease
 ) -> None:
     """The first run pushed only 2.3.0, then its local image was lost; the rebuild of the same
     commit has another image ID. The re-run finishes from the registry's image; another
     commit's image is still refused."""
-    app_repo, _ = repos()
-    env = login_env(fast_registry.host, fast_registry.username, fast_registry.password)
+    env = app.login()
     commit, other_commit = "1" * 40, "2" * 40
-    revision = "org.opencontainers.image.revision"
-    first = [ReleaseImage("app", app_repo, make_image("first", labels={revision: commit}))]
-    do_release(docker_client, first, [("2.3.0", False)], env, fast_registry.host)
-    published = served_digest(fast_registry, app_repo, "2.3.0")
+    first = app.images("first", build_labels(commit, "2.3.0"))
+    do_release(docker_client, first, [("2.3.0", False)], env, app.registry.host)
+    published = app.served("2.3.0")
     docker_client.images.remove(first[0].image_id, force=True)
-    rebuilt = [ReleaseImage("app", app_repo, make_image("rebuilt", labels={revision: commit}))]
-    cfg = release_config(fast_registry.host)
+    rebuilt = app.images("rebuilt", build_labels(commit, "2.3.0"))
+    cfg = release_config(app.registry.host)
     policy = [("2.3.0", False), ("2.3", True), ("latest", True)]
 
-    result = release.run(
-        docker_client, rebuilt, policy, targets(cfg, env), retry=retry_policy(cfg), revision=commit
+    result = run_release(
+        docker_client,
+        rebuilt,
+        policy,
+        configured(cfg, env),
+        cfg,
+        expected=release.Expected(commit, "2.3.0"),
     )
 
     for name in ("2.3.0", "2.3", "latest"):
-        assert served_digest(fast_registry, app_repo, name) == published
+        assert app.served(name) == published
     assert "interrupted" in result.warnings[0]
-    other = [ReleaseImage("app", app_repo, make_image("other", labels={revision: other_commit}))]
+    other = app.images("other", build_labels(other_commit, "2.3.0"))
     with pytest.raises(BuildToolsError, match="refusing to overwrite release tags"):
-        release.run(
+        run_release(
             docker_client,
             other,
             [("2.3.0", False)],
-            targets(cfg, env),
-            retry=retry_policy(cfg),
-            revision=other_commit,
+            configured(cfg, env),
+            cfg,
+            expected=release.Expected(other_commit, "2.3.0"),
         )
-    assert served_digest(fast_registry, app_repo, "2.3.0") == published
+    assert app.served("2.3.0") == published
+
+
+@pytest.mark.parametrize(
+    ("dirty", "version", "why"),
+    [
+        (True, "1.0.0", "built from a working tree with uncommitted changes"),
+        (False, "1.0.1", "of version 1.0.1, not 1.0.0"),
+    ],
+    ids=["dirty", "other version"],
+)
+def test_a_registry_image_of_this_commit_that_is_dirty_or_another_version_is_not_adopted(
+    docker_client: docker.DockerClient, app: AppRelease, dirty: bool, version: str, why: str
+) -> None:
+    """Issue 18.1: an image built from a dirty tree (or of another version) that a registry
+    holds under this commit's release tag is never finished as this commit's release."""
+    env = app.login()
+    commit = "3" * 40
+    wrong = app.images("dirty build", build_labels(commit, version, dirty=dirty))
+    do_release(docker_client, wrong, [("1.0.0", False)], env, app.registry.host)
+    before = {name: app.served(name) for name in app.tags()}
+    clean = app.images("clean build", build_labels(commit, "1.0.0"))
+    cfg = release_config(app.registry.host)
+
+    with pytest.raises(BuildToolsError) as failure:
+        run_release(
+            docker_client,
+            clean,
+            [("1.0.0", False), ("latest", True)],
+            configured(cfg, env),
+            cfg,
+            expected=release.Expected(commit, "1.0.0"),
+        )
+
+    message = str(failure.value)
+    assert message.startswith(f"refusing to release: {app.registry.host}/{app.repository}:1.0.0")
+    assert why in message and "\n" not in message
+    assert {name: app.served(name) for name in app.tags()} == before
+
+
+def test_a_local_image_that_is_not_this_builds_is_never_released(
+    docker_client: docker.DockerClient, make_image: Callable[..., str]
+) -> None:
+    """Issue 18.1: `invoke build` on a dirty tree, then a clean `invoke release`: the dirty
+    image (same first tag) is passed over, to be built anew; a clean one of this build is used."""
+    app_repo, nginx_repo = repos()
+    commit = "4" * 40
+    info = BuildInfo(version="1.0.0", commit=commit, tag="v1.0.0")
+    meta = Metadata(info, (tags.ImageTag("1.0.0", False, "release", protected=True),), {}, ())
+    dirty = make_image(
+        "dirty", labels=build_labels(commit, "1.0.0", dirty=True), tag=f"{app_repo}:1.0.0"
+    )
+    clean = make_image("clean", labels=build_labels(commit, "1.0.0"), tag=f"{nginx_repo}:1.0.0")
+
+    found, notes = release.local_images(
+        docker_client, [("app", app_repo), ("nginx", nginx_repo)], meta
+    )
+
+    assert [(i.name, i.image_id) for i in found] == [("app", None), ("nginx", clean)]
+    assert dirty != clean and len(notes) == 1
+    assert f"the local app image {app_repo}:1.0.0 is not this build's" in notes[0]
+    assert "uncommitted changes" in notes[0]

@@ -1,0 +1,91 @@
+"""The release plan and what a release accepts as this build's image (pure: no engine, no
+registry; what a registry holds is given as values)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+from buildtools.registry import Manifest, parse_registry
+
+from buildtools import release, tags
+from buildtools.errors import BuildToolsError
+from buildtools.pushplan import OVERWRITE, PUSH, UNCHANGED, Push, ReleaseImage, plan, tag_pairs
+
+REGISTRY = parse_registry("127.0.0.1:5000")
+IMAGE = ReleaseImage("app", "lara/app", "sha256:" + "1" * 64)
+
+
+def held(tag: str, config_digest: str) -> dict:
+    """What the registry holds: ``tag`` of lara/app with the given image (config digest)."""
+    manifest = Manifest("sha256:" + "9" * 64, "application/json", config_digest, 0)
+    return {(REGISTRY.name, "lara/app", tag): manifest}
+
+
+def test_tags_are_ordered_immutable_first_whatever_the_input_order() -> None:
+    given = [("latest", True), ("1.2.3", False), ("1", True), ("sha-abc1234", False)]
+    assert tag_pairs(given) == [
+        ("1.2.3", False),
+        ("sha-abc1234", False),
+        ("latest", True),
+        ("1", True),
+    ]
+    image_tags = [tags.ImageTag("edge", True, "extra"), tags.ImageTag("sha-1", False, "commit")]
+    assert tag_pairs(image_tags) == [("sha-1", False), ("edge", True)]
+
+
+def test_a_tag_holding_this_image_is_unchanged_and_one_holding_another_is_refused() -> None:
+    exact = [tags.ImageTag("1.0.0", False, "release", protected=True)]
+    same = plan([IMAGE], exact, [REGISTRY], held("1.0.0", IMAGE.image_id or ""))
+    assert [(p.action, p.verified) for p in same] == [(UNCHANGED, True)]
+    other = held("1.0.0", "sha256:" + "2" * 64)
+    with pytest.raises(BuildToolsError, match=re.escape("127.0.0.1:5000/lara/app:1.0.0")):
+        plan([IMAGE], exact, [REGISTRY], other)
+    assert [p.action for p in plan([IMAGE], exact, [REGISTRY], other, force=True)] == [OVERWRITE]
+    # A (name, False) pair counts as protected too.
+    with pytest.raises(BuildToolsError, match="refusing to overwrite"):
+        plan([IMAGE], [("sha-0123abc", False)], [REGISTRY], held("sha-0123abc", "sha256:x"))
+
+
+def test_nothing_to_push_is_one_line_naming_the_fix() -> None:
+    with pytest.raises(BuildToolsError, match="nothing to release") as failure:
+        plan([IMAGE], [], [REGISTRY], {})
+    assert "invoke version" in str(failure.value)
+
+
+def test_a_planned_push_is_a_value_its_record_a_new_one() -> None:
+    (push,) = plan([IMAGE], [("1.0.0", False)], [REGISTRY], {})
+    assert (push.action, push.digest, push.verified, push.attempts) == (PUSH, None, False, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        push.digest = "sha256:" + "3" * 64  # type: ignore[misc]
+    record = dataclasses.replace(push, digest="sha256:" + "3" * 64, verified=True, attempts=2)
+    assert isinstance(record, Push) and push.digest is None
+    assert record.as_dict()["attempts"] == 2 and "bytes_pushed" not in record.as_dict()
+
+
+COMMIT = "0123abc4567890def0123abc4567890def012345"
+
+
+@pytest.mark.parametrize(
+    ("labels", "why"),
+    [
+        ({"dirty": "false", "version": "1.0.0"}, None),
+        ({"dirty": "true", "version": "1.0.0+dirty"}, "uncommitted changes"),
+        ({"version": "1.0.0"}, "uncommitted changes"),  # no dirty label: not known clean
+        ({"dirty": "false", "version": "1.0.1"}, "of version 1.0.1, not 1.0.0"),
+        ({"dirty": "false", "version": "1.0.0", "revision": "f" * 40}, "from commit fffffff"),
+    ],
+    ids=["this build", "dirty", "unknown dirtiness", "other version", "other commit"],
+)
+def test_only_an_image_of_this_commit_clean_and_this_version_is_this_builds(
+    labels: dict[str, str], why: str | None
+) -> None:
+    given = {
+        release.REVISION_LABEL: labels.get("revision", COMMIT),
+        release.VERSION_LABEL: labels["version"],
+    }
+    if "dirty" in labels:
+        given[release.DIRTY_LABEL] = labels["dirty"]
+    mismatch = release.Expected(COMMIT, "1.0.0").mismatch(given)
+    assert mismatch is None if why is None else why in (mismatch or "")
