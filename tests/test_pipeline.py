@@ -19,7 +19,8 @@ import pytest
 import requests
 import yaml
 
-from buildtools import config, pipeline, progress, pushplan, release, targets, testbed
+import testbed
+from buildtools import config, pipeline, progress, pushplan, release, targets
 from buildtools.buildinfo import BuildInfo
 from buildtools.config import ReleaseConfig
 from buildtools.decision import check_pull_request_release, check_releasable, decide

@@ -7,11 +7,12 @@ import dataclasses
 import re
 
 import pytest
-from buildtools.registry import Manifest, parse_registry
 
 from buildtools import release, tags
 from buildtools.errors import BuildToolsError
+from buildtools.manifests import Manifest
 from buildtools.pushplan import OVERWRITE, PUSH, UNCHANGED, Push, ReleaseImage, plan, tag_pairs
+from buildtools.registry_address import parse_registry
 
 REGISTRY = parse_registry("127.0.0.1:5000")
 IMAGE = ReleaseImage("app", "lara/app", "sha256:" + "1" * 64)
