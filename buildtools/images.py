@@ -28,6 +28,7 @@ import requests
 from docker.utils.build import create_archive, exclude_paths
 
 from buildtools import engine
+from buildtools.dockerfile import instructions as dockerfile_instructions
 from buildtools.errors import INTERRUPTED, BuildToolsError
 
 STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -192,15 +193,20 @@ def read_dockerfile(path: Path) -> str:
         ) from None
 
 
-def context_archive(context: Path, dockerfile: Path) -> IO[bytes]:
-    """The build context as a tar, honouring its .dockerignore, with the Dockerfile inside."""
+def context_archive(
+    context: Path, dockerfile_text: str, last_lines: Sequence[str] = ()
+) -> IO[bytes]:
+    """The build context as a tar, honouring its .dockerignore, with the Dockerfile inside
+    (``last_lines`` appended to it: the LABEL step)."""
     ignore = context / ".dockerignore"
     patterns = []
     if ignore.is_file():
         lines = (line.strip() for line in ignore.read_text().splitlines())
         patterns = [line for line in lines if line and not line.startswith("#")]
     excludes = [*patterns, ".dockerignore", DOCKERFILE_IN_CONTEXT]
-    dockerfile_text = read_dockerfile(dockerfile)
+    if last_lines:
+        added = "".join(f"{line}\n" for line in last_lines)
+        dockerfile_text = dockerfile_text.rstrip("\n") + "\n" + added
     return create_archive(
         root=str(context),
         files=sorted(exclude_paths(str(context), excludes)),
@@ -228,17 +234,27 @@ def label_value(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
 
 
+def label_step(labels: Mapping[str, str]) -> list[str]:
+    """Every label in one LABEL line (none without labels). The engine turns each ``labels=``
+    entry of a build into a step of its own, each committing an image: one step for all of them
+    keeps a metadata-only rebuild short."""
+    pairs = " ".join(f"{label_value(k)}={label_value(v)}" for k, v in sorted(labels.items()))
+    return [f"LABEL {pairs}"] if pairs else []
+
+
+def label_in_dockerfile(text: str, target: str | None = None) -> bool:
+    """Whether the LABEL step can end the Dockerfile itself (one build, not two): not for a
+    stage's build (``target``), nor where ``# escape=`` makes our backslash quoting wrong."""
+    directives, _ = dockerfile_instructions(text)
+    return not target and directives.get("escape", "\\") == "\\"
+
+
 def label_archive(
     image_id: str, labels: Mapping[str, str], config_lines: Sequence[str] = ()
 ) -> IO[bytes]:
     """A context whose Dockerfile puts every label on ``image_id`` in one LABEL step (plus
-    ``config_lines``, e.g. a CMD to restore).
-
-    The engine turns each ``labels=`` entry of a build into a step of its own, each committing
-    an image: one step for all of them keeps a metadata-only rebuild short.
-    """
-    pairs = " ".join(f"{label_value(k)}={label_value(v)}" for k, v in sorted(labels.items()))
-    lines = [f"FROM {image_id}", *([f"LABEL {pairs}"] if pairs else []), *config_lines]
+    ``config_lines``, e.g. a CMD to restore)."""
+    lines = [f"FROM {image_id}", *label_step(labels), *config_lines]
     dockerfile = "".join(f"{line}\n" for line in lines).encode()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -394,7 +410,7 @@ def build(
     """Build ``spec`` with the classic builder, tag it with every tag, and report each step;
     raise on any failed step."""
     reporter = reporter or SilentReporter()
-    read_dockerfile(spec.dockerfile)  # missing or not UTF-8: one line before the engine
+    text = read_dockerfile(spec.dockerfile)  # missing or not UTF-8: one line before the engine
     if not spec.context.is_dir():
         raise BuildToolsError(
             f"build context is not a directory: {spec.context}",
@@ -402,7 +418,10 @@ def build(
         )
     started = time.monotonic()
     state = _StepState()
-    archive = context_archive(spec.context, spec.dockerfile)
+    # The labels end the Dockerfile where they can: one build instead of a second, LABEL-only one.
+    folded = label_in_dockerfile(text, spec.target)
+    labels = {} if folded else spec.labels
+    archive = context_archive(spec.context, text, label_step(spec.labels) if folded else ())
     try:
         image_id = _stream(
             client,
@@ -426,14 +445,15 @@ def build(
         archive.close()
     steps = state.total
     repairs = config_repairs(client, image_id, spec.cache_from)
-    if spec.labels or repairs:
+    if labels or repairs:
         label_state = _StepState()
         label_started = time.monotonic()
-        with label_archive(image_id, spec.labels, repairs) as labelled:
+        with label_archive(image_id, labels, repairs) as labelled:
             image_id = _stream(client, spec, label_state, SilentReporter(), labelled, "Dockerfile")
         steps += 1
         state.cached_steps += int(label_state.cached)
-        reporter.step(spec.name, steps, steps, f"LABEL ({len(spec.labels)} labels)")
+        what = f"LABEL ({len(labels)} labels)" if labels else "restore CMD/ENTRYPOINT"
+        reporter.step(spec.name, steps, steps, what)
         reporter.step_done(spec.name, steps, label_state.cached, time.monotonic() - label_started)
     image = client.images.get(image_id)
     tag(client, image.id, spec.tags)

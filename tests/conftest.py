@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,12 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.engine_guard import FIX, EngineGuard
+
+# Bytecode caches (gitignored): with PYTHONDONTWRITEBYTECODE, set on these machines and many CI
+# images, pytest rewrites every test module and each of the ~100 `invoke` children the tests
+# start compiles what changed since install, anew on every run: a third of the fast tier's time.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 pytest_plugins = [
     "tests.fixtures.git",

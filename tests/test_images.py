@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from buildtools import images
 
 
@@ -38,3 +40,24 @@ def test_labels_arrive_verbatim_in_a_single_step(docker_client, base_image, tmp_
         assert built.steps == 4  # ARG, FROM, RUN, then the one LABEL step
     finally:
         docker_client.images.remove(ref, force=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "folded"),
+    [
+        ("FROM base\nRUN true\n", "", True),
+        ("FROM base AS deps\nFROM base\n", "deps", False),  # a stage's build carries no labels
+        ("# escape=`\nFROM base\nRUN true\n", "", False),  # our quoting assumes the backslash
+        ("# escape=\\\nFROM base\n", "", True),
+    ],
+)
+def test_the_label_step_ends_the_dockerfile_where_its_quoting_holds(
+    text: str, target: str, folded: bool
+) -> None:
+    assert images.label_in_dockerfile(text, target) is folded
+
+
+def test_the_label_step_is_one_quoted_line() -> None:
+    (line,) = images.label_step({"b": 'say "hi" $HOME', "a": "x\ny"})
+    assert line == 'LABEL "a"="x y" "b"="say \\"hi\\" \\$HOME"'
+    assert images.label_step({}) == []
