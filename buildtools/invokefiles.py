@@ -19,6 +19,7 @@ invoke's own :class:`~invoke.env.Environment` over a text copy of the section.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import types
@@ -43,17 +44,39 @@ def _fail(problem: str, fix: str) -> Exit:
     return Exit(f"error: {BuildToolsError(problem, fix)}", code=1)
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML keeps only the last of two equal keys in one mapping, silently: a second
+    ``nginx:`` section would drop every setting of the first. Refuse it instead."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:  # the mapping's own keys (merged ones may repeat)
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{key_node.value!r} appears twice in one section",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _yaml(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return yaml.load(handle, Loader=_UniqueKeys)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
         reason = getattr(exc, "problem", None) or type(exc).__name__
         if "\\t" in reason or "\t" in reason:
             reason += " (YAML indents with spaces, never tabs)"
-        raise _fail(f"{where} is not valid YAML: {reason}", "correct that line") from None
+        fix = "merge the two into one" if "appears twice" in reason else "correct that line"
+        raise _fail(f"{where} is not valid YAML: {reason}", fix) from None
 
 
 def _json(path: str) -> Any:
@@ -92,6 +115,20 @@ def _py(path: str) -> Any:
 
 
 PARSERS: dict[str, Callable[[str], Any]] = {"yaml": _yaml, "yml": _yaml, "json": _json, "py": _py}
+
+
+def importer_dir() -> Path | None:
+    """The folder of the tasks file importing :mod:`buildtools.tasks` right now: invoke is
+    loading it from wherever ``-r``/``-c`` pointed, which the working directory need not be.
+    None when no file imports it (``python -c``)."""
+    for info in inspect.stack(context=0)[1:]:
+        scope = info.frame.f_globals
+        name, file = str(scope.get("__name__", "")), scope.get("__file__")
+        if not file or name.startswith(("buildtools", "importlib", "_frozen", "<")):
+            continue
+        path = Path(file).resolve()
+        return path.parent.parent if path.name == "__init__.py" else path.parent
+    return None
 
 
 def project_dir(start: str | None = None) -> Path | None:
@@ -166,10 +203,14 @@ def check_uncastable(section: Mapping[str, Any], where: Path, environ: Mapping[s
             ) from None
 
 
-def check_project(start: str | None = None, environ: Mapping[str, str] | None = None) -> None:
+def check_project(
+    directory: Path | None = None,
+    start: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
     """Read the project's config file as invoke is about to, and stop with one line where invoke
     would fail with a traceback. Outside a project, or without a file, nothing to check."""
-    directory = project_dir(start)
+    directory = project_dir(start) if directory is None else directory
     found = read_project_file(directory) if directory is not None else None
     if found is None:
         return
@@ -180,7 +221,13 @@ def check_project(start: str | None = None, environ: Mapping[str, str] | None = 
         raise Exit(f"error: {exc}", code=1) from None
     given = data.get(config.SECTION) if isinstance(data, dict) else None
     if isinstance(given, Mapping):
-        check_uncastable(given, path, os.environ if environ is None else environ)
+        try:
+            check_uncastable(given, path, os.environ if environ is None else environ)
+        except RecursionError:
+            raise _fail(
+                f"{path}: {config.SECTION} refers to itself (a YAML alias inside its own anchor)",
+                "write the values out instead of the alias",
+            ) from None
 
 
 def section(cfg: Any) -> dict[str, Any]:

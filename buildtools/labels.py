@@ -32,6 +32,9 @@ def oci_labels(
         OCI + "url": source_url,
         OCI + "title": title,
         OCI + "ref.name": names[0] if names else None,
+        # Every tag this build's version.yml lists: a release checks the image it pushes was
+        # built for exactly the tags it pushes (a backport's image must not claim `latest`).
+        BUILD + "tags": ",".join(names),
         BUILD + "branch": info.branch,
         BUILD + "tag": info.tag,
         BUILD + "dirty": "true" if info.dirty else "false",

@@ -19,6 +19,7 @@ _UPSTREAM = re.compile(
 )
 _PREFIX = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
 _SIZE = re.compile(r"[0-9]+[kKmMgG]?")
+_LOG_BUFFER = re.compile(r"[1-9][0-9]*[kKmM]?")
 _TIME = re.compile(r"[0-9]+|(?:[0-9]+(?:ms|[smhdwMy]))+")
 _RESOLVER = re.compile(r"[0-9A-Za-z.:\[\]-]+")
 # A host name (optionally "*." for its subdomains) or IPv4 address: no port, scheme or regex.
@@ -123,7 +124,8 @@ def check_settings(cfg: NginxConfig) -> NginxConfig:
             "give seconds, e.g. 300",
         )
     if cfg.access_log_buffer:
-        _check(cfg.access_log_buffer, _SIZE, "access_log_buffer", "32k, or empty for none")
+        # nginx's access_log buffer= takes k and m only, never 0 ("invalid buffer size").
+        _check(cfg.access_log_buffer, _LOG_BUFFER, "access_log_buffer", "32k, or empty for none")
     check_asset_prefixes(cfg.asset_prefixes)
     check_server_names(cfg.server_names)
     check_trusted_proxies(cfg.trusted_proxies)

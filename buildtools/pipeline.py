@@ -237,7 +237,7 @@ def publish(
         force=force,
         dry_run=dry_run,
         reporter=reporter,
-        expected=release.Expected(meta.info.commit, meta.info.version),
+        expected=release.Expected.of(meta),
     )
     if not dry_run:
         stages = dockerfile_stages(dockerfile_text or builder.read_app_dockerfile(settings))

@@ -36,6 +36,7 @@ from buildtools.targets import Target, secrets_of
 REVISION_LABEL = labels.OCI + "revision"
 VERSION_LABEL = labels.OCI + "version"
 DIRTY_LABEL = labels.BUILD + "dirty"
+TAGS_LABEL = labels.BUILD + "tags"
 
 
 def survey(
@@ -176,6 +177,12 @@ class Expected:
 
     revision: str
     version: str
+    # The tags version.yml lists, as the TAGS_LABEL writes them; None: not checked.
+    tags: str | None = None
+
+    @classmethod
+    def of(cls, meta: Metadata) -> Expected:
+        return cls(meta.info.commit, meta.info.version, meta.labels.get(TAGS_LABEL, ""))
 
     def mismatch(self, labels: Mapping[str, str]) -> str | None:
         """Why an image with ``labels`` is not this build's, or None when it is."""
@@ -185,6 +192,9 @@ class Expected:
             return "built from a working tree with uncommitted changes"
         if labels.get(VERSION_LABEL) != self.version:
             return f"of version {labels.get(VERSION_LABEL) or 'unknown'}, not {self.version}"
+        if self.tags is not None and labels.get(TAGS_LABEL, "") != self.tags:
+            have = labels.get(TAGS_LABEL) or "none"
+            return f"built for the tags {have}, not {self.tags or 'none'}"
         return None
 
 
@@ -283,7 +293,7 @@ def local_images(
     ``invoke build`` gives them, and only taken when their labels say this commit, a clean tree
     and this build's version (:class:`Expected`): anything else is rebuilt, never released.
     """
-    expected = Expected(meta.info.commit, meta.info.version)
+    expected = Expected.of(meta)
     found: list[ReleaseImage] = []
     notes: list[str] = []
     for name, repository in repositories:

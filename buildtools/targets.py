@@ -75,11 +75,25 @@ def check(found: Sequence[Target], repositories: Sequence[str]) -> list[Credenti
     ``invoke release`` refuses, a pull request from a fork just does not push)."""
     missing: list[CredentialsMissing] = []
     for target in found:
+        client = target.client
+        full, client.retry = client.retry, preflight_retry(client.retry)
         try:
-            target.client.check_access(repositories)
+            client.check_access(repositories)
         except CredentialsMissing as exc:
             missing.append(exc)
+        finally:
+            client.retry = full
     return missing
+
+
+def preflight_retry(policy: RetryPolicy) -> RetryPolicy:
+    """The check runs before any build: a registry that does not answer fails it in seconds
+    (two quick retries at most), where a push, with work already done, waits the full policy."""
+    return RetryPolicy(
+        retries=min(policy.retries, 2),
+        base_delay=min(policy.base_delay, 0.5),
+        max_delay=min(policy.max_delay, 2.0),
+    )
 
 
 def missing_error(missing: Sequence[CredentialsMissing]) -> BuildToolsError:

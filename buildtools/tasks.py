@@ -25,12 +25,16 @@ from buildtools.errors import INTERRUPTED, BuildToolsError
 # Defaults reach invoke once, as text (ns.configure at the end, config.defaults). invoke reads
 # the project's config file and environment right after this import: check them first, so what
 # would be invoke's traceback is one line (invokefiles; public parts of invoke only).
-invokefiles.check_project()
+IMPORTED_FROM = invokefiles.importer_dir()
+invokefiles.check_project(IMPORTED_FROM)
 
 
 def project_root(c: Context) -> Path:
-    """The directory invoke took ``tasks.py`` (and ``invoke.yaml``) from, found as invoke's own
-    loader finds it (upwards from the search root); the working directory when none is found."""
+    """The directory invoke took ``tasks.py`` (and ``invoke.yaml``) from: the file that imported
+    this module (``-r``/``-c`` included), else found as invoke's own loader finds it (upwards
+    from the working directory); the working directory when none is found."""
+    if IMPORTED_FROM is not None:
+        return IMPORTED_FROM
     try:
         spec = FilesystemLoader(config=c.config).find(c.config.tasks.collection_name)
     except (CollectionNotFound, OSError):
@@ -54,6 +58,12 @@ def overrides_from(branch: str, tag: str, commit: str):
     """Task flags to buildinfo.Overrides; an empty flag means "ask CI and git"."""
     from buildtools import buildinfo
 
+    for flag, value in (("--branch", branch), ("--tag", tag), ("--commit", commit)):
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value or ""):
+            raise BuildToolsError(
+                f"{flag} {value!r} holds a control character (a line break?)",
+                f"pass {flag} a plain name",
+            )
     return buildinfo.Overrides(branch=branch or None, tag=tag or None, commit=commit or None)
 
 

@@ -155,6 +155,13 @@ FAILURES = [
         "GITHUB_REF names tag 'v8.0.0'",
     ),
     (
+        "a --branch flag with a control character",
+        ["version", "--branch", "a\x1b[31mred"],
+        {},
+        "",
+        "--branch 'a\\x1b[31mred' holds a control character",
+    ),
+    (
         "retries that are not a number",
         ["version"],
         {"INVOKE_BUILDTOOLS_RELEASE_RETRIES": "lots"},
@@ -393,6 +400,18 @@ ODD_CONFIG_FILES = [
         "buildtools.git is an empty section",
     ),
     ("an empty top section", "invoke.yaml", "buildtools:\n", "buildtools is an empty section"),
+    (
+        "a section written twice (YAML would keep only the last)",
+        "invoke.yaml",
+        "buildtools:\n  nginx:\n    cache_size: 2g\n  nginx:\n    short_max_age: 60\n",
+        "invoke.yaml, line 4 is not valid YAML: 'nginx' appears twice in one section",
+    ),
+    (
+        "a section that refers to itself",
+        "invoke.yaml",
+        "buildtools: &a\n  x: *a\n",
+        "buildtools refers to itself",
+    ),
 ]
 
 

@@ -22,6 +22,7 @@ import invoke.program
 import invoke.tasks
 
 from buildtools import invokefiles
+from tests.fixtures.git import git_env, init_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
@@ -129,3 +130,24 @@ def test_paths_are_relative_to_tasks_py_from_a_subdirectory(tmp_path: Path) -> N
     done = subprocess.run([sys.executable, "-c", probe], cwd=below, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(tmp_path / "ops" / "Dockerfile")
+
+
+def test_search_root_names_the_project_from_anywhere(tmp_path: Path) -> None:
+    """`invoke -r APP` run inside another checkout describes and builds APP, not the checkout
+    the shell happens to be in (its commit, its Dockerfile)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "GIT_"))},
+        **git_env(tmp_path),
+    }
+    app = init_repo(tmp_path / "app", env, branch="main")
+    app.write("tasks.py", "from buildtools.tasks import ns  # noqa: F401\n")
+    app.write("invoke.yaml", "buildtools:\n  app:\n    repository: rt/app\n")
+    app.commit("tasks")
+    elsewhere = init_repo(tmp_path / "elsewhere", env, branch="other")
+    done = subprocess.run(
+        [str(INVOKE), "-r", str(app.path), "version", "--format", "env"],
+        cwd=elsewhere.path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"LARA_COMMIT={app.head()}" in done.stdout
+    assert "LARA_BRANCH=main" in done.stdout

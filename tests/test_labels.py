@@ -32,6 +32,7 @@ def test_release_labels() -> None:
     assert labels["org.concord.lara.build.tag"] == "v1.2.3"
     assert labels["org.concord.lara.build.ci"] == "travis"
     assert labels["org.concord.lara.build.number"] == "101"
+    assert labels["org.concord.lara.build.tags"] == "1.2.3,latest"  # version.yml's image_tags
 
 
 def test_unknown_facts_are_left_out_and_values_are_strings() -> None:

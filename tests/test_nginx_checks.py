@@ -28,6 +28,8 @@ from tests.fixtures.sidecar import nginx_settings
         ({"client_max_body_size": "100mb"}, "client_max_body_size"),
         ({"proxy_read_timeout": "3 minutes"}, "proxy_read_timeout"),
         ({"cache_inactive": "7days"}, "cache_inactive"),
+        ({"access_log_buffer": "1g"}, "access_log_buffer"),  # nginx: "invalid buffer size"
+        ({"access_log_buffer": "0"}, "access_log_buffer"),
         ({"resolver": ""}, "resolver is empty"),
         ({"resolver": "127.0.0.11;"}, "resolver"),
         ({"short_max_age": -1}, "short_max_age"),

@@ -90,3 +90,17 @@ def test_only_an_image_of_this_commit_clean_and_this_version_is_this_builds(
         given[release.DIRTY_LABEL] = labels["dirty"]
     mismatch = release.Expected(COMMIT, "1.0.0").mismatch(given)
     assert mismatch is None if why is None else why in (mismatch or "")
+
+
+def test_an_image_built_for_other_tags_is_not_this_builds() -> None:
+    """A backport built by `invoke build` before the registries were asked lists `latest` in
+    its version.yml; the release, which does not move `latest`, must not push that image."""
+    clean = {
+        release.REVISION_LABEL: COMMIT,
+        release.VERSION_LABEL: "1.4.9",
+        release.DIRTY_LABEL: "false",
+        release.TAGS_LABEL: "1.4.9,sha-abc1234,1.4,1,latest",
+    }
+    expected = release.Expected(COMMIT, "1.4.9", "1.4.9,sha-abc1234,1.4,1")
+    assert "built for the tags 1.4.9,sha-abc1234,1.4,1,latest" in (expected.mismatch(clean) or "")
+    assert expected.mismatch({**clean, release.TAGS_LABEL: "1.4.9,sha-abc1234,1.4,1"}) is None

@@ -1,0 +1,42 @@
+"""The registries a release goes to, and the preflight that checks them before any build."""
+
+from __future__ import annotations
+
+import pytest
+
+import testbed
+from buildtools import targets
+from buildtools.config import ReleaseConfig
+from buildtools.errors import BuildToolsError
+from buildtools.retry import RetryPolicy
+
+
+def release_config(registry: str) -> ReleaseConfig:
+    return ReleaseConfig(
+        registries=(registry,),
+        branches=("main",),
+        allow_pull_requests=False,
+        retries=5,
+        retry_base_delay=1.0,
+        retry_max_delay=30.0,
+    )
+
+
+def test_the_preflight_retries_briefly_and_pushes_keep_the_full_policy() -> None:
+    full = RetryPolicy(retries=5, base_delay=1.0, max_delay=30.0)
+    assert targets.preflight_retry(full) == RetryPolicy(retries=2, base_delay=0.5, max_delay=2.0)
+    short = RetryPolicy(retries=0, base_delay=0.0, max_delay=0.0)
+    assert targets.preflight_retry(short) == short  # never longer than the user asked
+
+
+def test_a_registry_that_does_not_answer_fails_the_preflight_after_two_retries() -> None:
+    """A closed port on this machine (nothing listens: a real connection refused)."""
+    closed = f"127.0.0.1:{testbed.free_port()}"
+    retries: list[int] = []
+    found = targets.configured(
+        release_config(closed), {}, on_retry=lambda what, n, wait, why: retries.append(n)
+    )
+    with pytest.raises(BuildToolsError, match="unreachable"):
+        targets.check(found, ["rt/app"])
+    assert len(retries) == 2
+    assert found[0].client.retry.retries == 5  # the pushes' policy is back
