@@ -87,12 +87,13 @@ def check(found: Sequence[Target], repositories: Sequence[str]) -> list[Credenti
 
 
 def preflight_retry(policy: RetryPolicy) -> RetryPolicy:
-    """The check runs before any build: a registry that does not answer fails it in seconds
-    (two quick retries at most), where a push, with work already done, waits the full policy."""
+    """The check runs before any build: as many retries as a push gets (a registry's brief
+    503s are no reason to fail), but short waits, so one that does not answer fails the check
+    in seconds (under 4 s for the default five) where a push, with work done, waits longer."""
     return RetryPolicy(
-        retries=min(policy.retries, 2),
-        base_delay=min(policy.base_delay, 0.5),
-        max_delay=min(policy.max_delay, 2.0),
+        retries=policy.retries,
+        base_delay=min(policy.base_delay, 0.25),
+        max_delay=min(policy.max_delay, 1.0),
     )
 
 

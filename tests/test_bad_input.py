@@ -456,7 +456,7 @@ def test_an_empty_or_missing_invoke_yaml_means_the_defaults(app: App, text: str 
         (
             ["version"],
             {},
-            "  typo: 1\n  nginx:\n    upstreem: x:1\n",
+            "    upstreem: x:1\n  typo: 1\n",  # the first line goes on app_yaml's nginx section
             "did you mean buildtools.nginx.upstream?",
         ),
         (

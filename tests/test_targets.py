@@ -24,19 +24,19 @@ def release_config(registry: str) -> ReleaseConfig:
 
 def test_the_preflight_retries_briefly_and_pushes_keep_the_full_policy() -> None:
     full = RetryPolicy(retries=5, base_delay=1.0, max_delay=30.0)
-    assert targets.preflight_retry(full) == RetryPolicy(retries=2, base_delay=0.5, max_delay=2.0)
+    assert targets.preflight_retry(full) == RetryPolicy(retries=5, base_delay=0.25, max_delay=1.0)
     short = RetryPolicy(retries=0, base_delay=0.0, max_delay=0.0)
     assert targets.preflight_retry(short) == short  # never longer than the user asked
 
 
-def test_a_registry_that_does_not_answer_fails_the_preflight_after_two_retries() -> None:
+def test_a_registry_that_does_not_answer_fails_the_preflight_with_short_waits() -> None:
     """A closed port on this machine (nothing listens: a real connection refused)."""
     closed = f"127.0.0.1:{testbed.free_port()}"
-    retries: list[int] = []
+    waits: list[float] = []
     found = targets.configured(
-        release_config(closed), {}, on_retry=lambda what, n, wait, why: retries.append(n)
+        release_config(closed), {}, on_retry=lambda what, n, wait, why: waits.append(wait)
     )
     with pytest.raises(BuildToolsError, match="unreachable"):
         targets.check(found, ["rt/app"])
-    assert len(retries) == 2
-    assert found[0].client.retry.retries == 5  # the pushes' policy is back
+    assert len(waits) == 5 and max(waits) <= 1.0  # every retry, none of the push's long waits
+    assert found[0].client.retry.max_delay == 30.0  # the pushes' policy is back
