@@ -118,16 +118,21 @@ PARSERS: dict[str, Callable[[str], Any]] = {"yaml": _yaml, "yml": _yaml, "json":
 
 
 def importer_dir() -> Path | None:
-    """The folder of the tasks file importing :mod:`buildtools.tasks` right now: invoke is
-    loading it from wherever ``-r``/``-c`` pointed, which the working directory need not be.
-    None when no file imports it (``python -c``)."""
+    """The folder of the tasks file invoke is loading right now (from wherever ``-r``/``-c``
+    pointed, which the working directory need not be): the outermost module file below invoke's
+    loader on the way to this import, so a ``tasks.py`` that imports buildtools through a
+    module of its own still counts. None when invoke is not loading it (``python -c``, pytest):
+    then :func:`project_dir` finds ``tasks.py`` as invoke would."""
+    found: Path | None = None
     for info in inspect.stack(context=0)[1:]:
         scope = info.frame.f_globals
         name, file = str(scope.get("__name__", "")), scope.get("__file__")
+        if name == "invoke" or name.startswith("invoke."):
+            return found
         if not file or name.startswith(("buildtools", "importlib", "_frozen", "<")):
             continue
         path = Path(file).resolve()
-        return path.parent.parent if path.name == "__init__.py" else path.parent
+        found = path.parent.parent if path.name == "__init__.py" else path.parent
     return None
 
 
