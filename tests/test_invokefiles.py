@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -151,3 +152,27 @@ def test_search_root_names_the_project_from_anywhere(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"LARA_COMMIT={app.head()}" in done.stdout
     assert "LARA_BRANCH=main" in done.stdout
+
+
+def test_a_tasks_file_importing_buildtools_through_its_own_module(tmp_path: Path) -> None:
+    """The project is where tasks.py is, not the folder of the module that imports buildtools
+    for it (ops/mine.py): its invoke.yaml and its Dockerfile are used."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "GIT_"))},
+        **git_env(tmp_path),
+    }
+    app = init_repo(tmp_path / "app", env, branch="main")
+    app.write("tasks.py", "from ops.mine import ns  # noqa: F401\n")
+    app.write("ops/__init__.py", "")
+    app.write("ops/mine.py", "from buildtools.tasks import ns  # noqa: F401\n")
+    app.write("invoke.yaml", "buildtools:\n  app:\n    repository: rt/nested\n")
+    app.write("Dockerfile", "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG LARA_VERSION\n")
+    app.commit("tasks")
+    done = subprocess.run(
+        [str(INVOKE), "build", "--dry-run", "--json", "--only", "app"],
+        cwd=app.path / "ops", env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (plan,) = json.loads(done.stdout)
+    assert plan["tags"][0] == f"rt/nested:sha-{app.head()[:7]}"
+    assert plan["dockerfile"] == str(app.path / "Dockerfile")
