@@ -45,13 +45,19 @@ class CIContext:
         return bool(self.branch or self.tag or self.pull_request is not None)
 
 
+def has_control_character(value: str) -> bool:
+    """A line break, escape or other control character: in a name that becomes tags, labels
+    and ``--format env`` lines it would end up as something else."""
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+
+
 def _get(env: Mapping[str, str], name: str) -> str | None:
     """An environment value, with unset and empty treated alike (CIs export empty strings).
 
     A line break or other control character in a CI variable is refused: it would end up in
     tags, labels and the ``--format env`` lines as something else."""
     value = env.get(name, "").strip()
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if has_control_character(value):
         raise BuildToolsError(
             f"{name}={value!r} holds a control character (a line break?)",
             f"unset {name} or set it to a plain name",

@@ -314,17 +314,20 @@ class Settings:
 _MISSING = object()
 
 
-def _leaves(section: Mapping[str, Any], prefix: str = "") -> list[str]:
-    keys = []
+def leaves(section: Mapping[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple, Any]]:
+    """Every single value below ``section`` with its key path, depth first."""
+    found: list[tuple[tuple, Any]] = []
     for key, value in section.items():
-        path = f"{prefix}{key}"
-        keys.extend(_leaves(value, f"{path}.") if isinstance(value, Mapping) else [path])
-    return keys
+        if isinstance(value, Mapping):
+            found.extend(leaves(value, (*path, key)))
+        else:
+            found.append(((*path, key), value))
+    return found
 
 
 # Sections whose keys are the user's own names (services), and which count as one key.
 FREE_SECTIONS = ("smoke.services",)
-KNOWN_KEYS = tuple(_leaves(DEFAULTS)) + FREE_SECTIONS
+KNOWN_KEYS = tuple(".".join(keys) for keys, _ in leaves(DEFAULTS)) + FREE_SECTIONS
 
 
 # The keys of one smoke service (smoke.services.<name>.<key>).
@@ -344,7 +347,7 @@ def unknown_keys(section: Mapping[str, Any]) -> list[str]:
     """Warnings for keys no code reads (a typo silently keeps the default otherwise)."""
     known = set(KNOWN_KEYS) | {k.rpartition(".")[0] for k in KNOWN_KEYS}
     found = []
-    for key in _leaves(section):
+    for key in (".".join(keys) for keys, _ in leaves(section)):
         if key.startswith("smoke.services.") and (service := _service_key_typo(key)):
             found.append(
                 f"unknown config key {SECTION}.{key} is ignored (did you mean {SECTION}.{service}?)"

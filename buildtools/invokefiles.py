@@ -136,11 +136,12 @@ def importer_dir() -> Path | None:
     return None
 
 
-def project_dir(start: str | None = None) -> Path | None:
-    """The directory holding ``tasks.py``, found as invoke's own loader finds it (upwards from
-    ``start``, the working directory by default); None outside a project."""
+def project_dir(cfg: Any = None, name: str = "tasks") -> Path | None:
+    """The directory holding the ``name`` tasks module, found as invoke's own loader finds it
+    (upwards from the search root in ``cfg``, the working directory by default); None outside
+    a project."""
     try:
-        spec = FilesystemLoader(start=start).find("tasks")
+        spec = FilesystemLoader(config=cfg).find(name)
     except (CollectionNotFound, OSError):
         return None
     if spec is None or not spec.origin:
@@ -173,21 +174,11 @@ def env_prefix(cfg: Any = None) -> str:
     return f"{(cfg.env_prefix or cfg.prefix).upper()}_"
 
 
-def _leaves(section: Mapping[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple, Any]]:
-    found: list[tuple[tuple, Any]] = []
-    for key, value in section.items():
-        if isinstance(value, Mapping):
-            found.extend(_leaves(value, (*path, key)))
-        else:
-            found.append(((*path, key), value))
-    return found
-
-
 def check_uncastable(section: Mapping[str, Any], where: Path, environ: Mapping[str, str]) -> None:
     """invoke casts an environment value with the type of the file's value (``int('lots')``, or
     refuses a list): a traceback before any task runs. Say it in one line instead."""
     prefix = env_prefix()
-    for keys, value in _leaves(section, (config.SECTION,)):
+    for keys, value in config.leaves(section, (config.SECTION,)):
         variable = prefix + "_".join(keys).upper()
         raw = environ.get(variable)
         if raw is None or isinstance(value, bool | str) or value is None:
@@ -208,14 +199,10 @@ def check_uncastable(section: Mapping[str, Any], where: Path, environ: Mapping[s
             ) from None
 
 
-def check_project(
-    directory: Path | None = None,
-    start: str | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> None:
+def check_project(directory: Path | None = None, environ: Mapping[str, str] | None = None) -> None:
     """Read the project's config file as invoke is about to, and stop with one line where invoke
     would fail with a traceback. Outside a project, or without a file, nothing to check."""
-    directory = project_dir(start) if directory is None else directory
+    directory = project_dir() if directory is None else directory
     found = read_project_file(directory) if directory is not None else None
     if found is None:
         return

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from invoke import Collection, Context, task
-from invoke.exceptions import CollectionNotFound, Exit
-from invoke.loader import FilesystemLoader
+from invoke.exceptions import Exit
 
 from buildtools import config, invokefiles
 from buildtools.errors import INTERRUPTED, BuildToolsError
@@ -35,14 +34,8 @@ def project_root(c: Context) -> Path:
     from the working directory); the working directory when none is found."""
     if IMPORTED_FROM is not None:
         return IMPORTED_FROM
-    try:
-        spec = FilesystemLoader(config=c.config).find(c.config.tasks.collection_name)
-    except (CollectionNotFound, OSError):
-        spec = None
-    if spec is None or not spec.origin:
-        return Path.cwd()
-    found = Path(spec.origin).parent
-    return found.parent if spec.submodule_search_locations else found
+    found = invokefiles.project_dir(c.config, c.config.tasks.collection_name)
+    return found if found is not None else Path.cwd()
 
 
 def settings(c: Context) -> config.Settings:
@@ -56,10 +49,10 @@ def settings(c: Context) -> config.Settings:
 
 def overrides_from(branch: str, tag: str, commit: str):
     """Task flags to buildinfo.Overrides; an empty flag means "ask CI and git"."""
-    from buildtools import buildinfo
+    from buildtools import buildinfo, ci
 
     for flag, value in (("--branch", branch), ("--tag", tag), ("--commit", commit)):
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value or ""):
+        if ci.has_control_character(value or ""):
             raise BuildToolsError(
                 f"{flag} {value!r} holds a control character (a line break?)",
                 f"pass {flag} a plain name",
