@@ -1,0 +1,233 @@
+"""The file `invoke compose` prints, run for real: with Debian's docker-compose on the main
+engine (images pinned by the digest our registry client reads from a real registry, pulled
+from it), and with `docker stack deploy` on a single-node swarm of a fresh engine (never the
+main engine's). Both serve the example's /notes page through the sidecar: it shows the image's
+version and a row read from MariaDB. Everything started is removed, also on failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+import requests
+
+import testbed
+from buildtools import compose, images, sidecar_build, stack
+from buildtools.config import SmokeConfig
+from buildtools.errors import BuildToolsError
+from tests.fixtures.registry_client import client_for, sdk_push
+from tests.fixtures.services import unavailable
+from tests.fixtures.sidecar import project_settings, wait_for
+
+SEEDED = "First note, read from the database"  # example/db/seeds.rb
+# Debian's docker.io (20.10) CLI, which bookworm users have; else the docker on PATH.
+DEBIAN_DOCKER = Path("/usr/bin/docker")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    app: compose.Image
+    sidecar: compose.Image
+    version: str
+
+
+@pytest.fixture(scope="module")
+def pair(
+    docker_client: docker.DockerClient, base_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pair]:
+    """The example app and its sidecar as `invoke build` makes them, with a version of their
+    own (only the last layers are rebuilt: the rest is the other tests' build cache)."""
+    settings = project_settings()
+    version = f"compose-{secrets.token_hex(4)}"
+    prefix = f"lbt-compose-{secrets.token_hex(3)}"
+    app = compose.Image(f"{prefix}/app", f"{prefix}/app", version)
+    sidecar = compose.Image(f"{prefix}/nginx", f"{prefix}/nginx", version)
+    nginx = dataclasses.replace(
+        settings.nginx, image=dataclasses.replace(settings.nginx.image, base_image=base_image)
+    )
+    context = sidecar_build.sidecar_context(nginx, tmp_path_factory.mktemp("compose-sidecar"))
+    specs = [
+        images.BuildSpec(
+            name="app",
+            dockerfile=settings.app.dockerfile,
+            context=settings.app.context,
+            tags=(app.ref,),
+            buildargs={
+                "BASE_IMAGE": base_image,
+                "BUNDLE_INSTALL_ARGS": "--local",
+                "LARA_VERSION": version,
+            },
+            labels={},
+        ),
+        images.BuildSpec(
+            name="nginx",
+            dockerfile=context / "Dockerfile",
+            context=context,
+            tags=(sidecar.ref,),
+            buildargs=sidecar_build.sidecar_buildargs(nginx, app.ref),
+            labels={},
+        ),
+    ]
+    try:
+        for spec in specs:
+            images.build(docker_client, spec)
+        yield Pair(app, sidecar, version)
+    finally:
+        for ref in (sidecar.ref, app.ref):
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.images.remove(ref, noprune=True)
+
+
+def smoke_config(mariadb_image: str) -> SmokeConfig:
+    cfg = project_settings().smoke
+    services = tuple(dataclasses.replace(s, image=mariadb_image) for s in cfg.services)
+    return dataclasses.replace(cfg, services=services)
+
+
+def write_file(path: Path, cfg: SmokeConfig, pair: Pair, port: int, swarm: bool) -> Path:
+    data = compose.document(
+        cfg, pair.app, pair.sidecar, port, stack.APP_PORT, stack.SIDECAR_PORT, swarm=swarm
+    )
+    text = compose.render(
+        data,
+        title="LARA",
+        version=pair.version,
+        commit="0" * 40,
+        secrets=compose.secret_names(cfg),
+        swarm=swarm,
+    )
+    path.write_text(text)
+    return path
+
+
+def page_with(url: str, version: str, timeout: float) -> requests.Response:
+    """The page once it answers 200 with the version (the app may still be preparing)."""
+
+    def ready() -> requests.Response | None:
+        page = requests.get(url, timeout=5)
+        return page if page.status_code == 200 and version in page.text else None
+
+    return wait_for(ready, f"{url} to show {version}", timeout=timeout, interval=1)
+
+
+def run(*cmd: str, env: dict[str, str] | None = None, timeout: float = 600):
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def tool(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        unavailable(name, FileNotFoundError("bash scripts/setup installs it"))
+    return str(found)
+
+
+@pytest.fixture
+def pulling_config(tmp_path: Path, registry: testbed.LocalRegistry) -> dict[str, str]:
+    """An environment whose docker config holds the test registry's login (docker-compose
+    pulls with it), and nothing of the user's own."""
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    auth = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
+    return {**os.environ, "DOCKER_CONFIG": str(config)}
+
+
+def test_docker_compose_runs_the_released_pair_pinned_by_digest(
+    docker_client: docker.DockerClient,
+    pair: Pair,
+    mariadb_image: str,
+    registry: testbed.LocalRegistry,
+    pulling_config: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    # The release as `invoke release` leaves it: both images in the registry by tag.
+    pushed = {}
+    for image in (pair.app, pair.sidecar):
+        pushed[image.repository] = sdk_push(docker_client, registry, image.ref, image.ref)
+    reader = client_for(registry.host, registry.username, registry.password)
+    released = [
+        compose.pin(dataclasses.replace(image, name=f"{registry.host}/{image.name}"), reader.digest)
+        for image in (pair.app, pair.sidecar)
+    ]
+    assert [image.digest for image in released] == list(pushed.values())
+    pinned = dataclasses.replace(pair, app=released[0], sidecar=released[1])
+    port = stack.free_port()
+    path = write_file(
+        tmp_path / "docker-compose.yml", smoke_config(mariadb_image), pinned, port, False
+    )
+    project = f"lbtcompose{secrets.token_hex(4)}"
+    command = [tool("docker-compose"), "--project-name", project, "--file", str(path)]
+    try:
+        checked = run(*command, "config", "--quiet", env=pulling_config)
+        assert checked.returncode == 0, checked.stderr
+        started = run(*command, "up", "--detach", env=pulling_config)
+        assert started.returncode == 0, started.stderr
+        page = page_with(f"http://127.0.0.1:{port}/notes", pair.version, timeout=120)
+        assert SEEDED in page.text
+        app = docker_client.containers.list(
+            filters={
+                "label": [f"com.docker.compose.project={project}", "com.docker.compose.service=app"]
+            }
+        )
+        assert [c.image.id for c in app] == [docker_client.images.get(pair.app.ref).id]
+    finally:
+        run(*command, "down", "--volumes", "--remove-orphans", "--timeout", "2", env=pulling_config)
+        for image in released:
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.images.remove(image.ref, noprune=True)
+    left = docker_client.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={project}"}
+    )
+    assert left == []
+
+
+def swarm_cli() -> str:
+    return str(DEBIAN_DOCKER) if DEBIAN_DOCKER.is_file() else tool("docker")
+
+
+def test_docker_stack_deploy_serves_the_page_on_a_fresh_single_node_swarm(
+    docker_client: docker.DockerClient, pair: Pair, mariadb_image: str, tmp_path: Path
+) -> None:
+    cli = swarm_cli()
+    engine = testbed.FreshEngine()
+    try:
+        engine.start()
+    except BuildToolsError as exc:
+        unavailable("a fresh Docker Engine", exc)
+    env = {**os.environ, "DOCKER_HOST": engine.host}
+    name = f"lbtstack{secrets.token_hex(3)}"
+    try:
+        engine.load(pair.app.ref, pair.sidecar.ref, mariadb_image, source=docker_client)
+        # Swarm's own ports on the engine's bridge address only; its VXLAN port by slot.
+        address = engine.bridge_address.split("/")[0]
+        init = run(
+            cli, "swarm", "init", "--advertise-addr", address,
+            "--listen-addr", f"{address}:2377", "--data-path-port", str(4800 + engine.slot),
+            env=env,
+        )  # fmt: skip
+        assert init.returncode == 0, init.stderr
+        port = stack.free_port()
+        path = write_file(tmp_path / "stack.yml", smoke_config(mariadb_image), pair, port, True)
+        deployed = run(
+            cli, "stack", "deploy", "--resolve-image", "never", "-c", str(path), name, env=env
+        )
+        assert deployed.returncode == 0, deployed.stderr
+        # The port is published in host mode on the engine's host: its bridge address.
+        page = page_with(f"http://{address}:{port}/notes", pair.version, timeout=300)
+        assert SEEDED in page.text
+    finally:
+        run(cli, "stack", "rm", name, env=env, timeout=120)
+        run(cli, "swarm", "leave", "--force", env=env, timeout=120)
+        engine.stop()
