@@ -34,6 +34,10 @@ APP, SIDECAR, PREPARE = "app", "nginx", "prepare"
 # How often a service's readiness command runs (``invoke up`` polls every 0.5 s; a health
 # check that often would keep a database busy in production).
 HEALTH_INTERVAL = 2
+# Swarm: a service reached by name answers from its tasks' own addresses (as on a Compose
+# network), not from a virtual IP, which needs IPVS and the engine's iptables rules; the
+# sidecar's nginx re-resolves the name every few seconds (nginx.resolver_valid).
+BY_NAME = {"endpoint_mode": "dnsrr"}
 
 HEADER = """\
 # {title} {version} (commit {commit}): the app, its nginx sidecar{services},
@@ -56,7 +60,8 @@ COMMENTS = {
     "healthcheck": "# What `invoke up` waits for: buildtools.smoke.services.{service}.ready.",
     "depends_on": "# docker compose starts in this order and waits; stack deploy ignores it.",
     "restart": "# docker compose only; Swarm restarts by deploy.restart_policy.",
-    "deploy": "# For docker stack deploy; docker-compose 1.29 ignores it.",
+    "deploy": "# For docker stack deploy; docker-compose 1.29 ignores it. endpoint_mode dnsrr:\n"
+    "# the name resolves to the tasks' addresses, no virtual IP (nginx re-resolves it).",
     "ports": "# mode host: published on the machine (Swarm: the node) running the sidecar, as\n"
     "# docker compose does; for Swarm's routing mesh on every node, write mode: ingress.",
     "prepare": "# buildtools.smoke.prepare, once, before the app starts (a one-shot service).",
@@ -175,6 +180,7 @@ def document(
             entry["environment"] = environment(service.env)
         if service.ready:
             entry["healthcheck"] = healthcheck(service, cfg.timeout)
+        entry["deploy"] = dict(BY_NAME)
         services[service.name] = entry
         ready[service.name] = "service_healthy" if service.ready else "service_started"
     app_env = environment(cfg.env)
@@ -198,6 +204,7 @@ def document(
     if app_waits:
         app_entry["depends_on"] = _depends(app_waits, swarm)
     app_entry["restart"] = "unless-stopped"
+    app_entry["deploy"] = dict(BY_NAME)
     services[APP] = app_entry
     services[SIDECAR] = {
         "image": sidecar.ref,

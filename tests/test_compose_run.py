@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from buildtools.config import SmokeConfig
 from buildtools.errors import BuildToolsError
 from tests.fixtures.registry_client import client_for, sdk_push
 from tests.fixtures.services import unavailable
-from tests.fixtures.sidecar import project_settings, wait_for
+from tests.fixtures.sidecar import project_settings
 
 SEEDED = "First note, read from the database"  # example/db/seeds.rb
 # Debian's docker.io (20.10) CLI, which bookworm users have; else the docker on PATH.
@@ -114,12 +115,19 @@ def write_file(path: Path, cfg: SmokeConfig, pair: Pair, port: int, swarm: bool)
 
 def page_with(url: str, version: str, timeout: float) -> requests.Response:
     """The page once it answers 200 with the version (the app may still be preparing)."""
-
-    def ready() -> requests.Response | None:
-        page = requests.get(url, timeout=5)
-        return page if page.status_code == 200 and version in page.text else None
-
-    return wait_for(ready, f"{url} to show {version}", timeout=timeout, interval=1)
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            page = requests.get(url, timeout=5)
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        else:
+            if page.status_code == 200 and version in page.text:
+                return page
+            last = f"HTTP {page.status_code}: {page.text[:300]!r}"
+        time.sleep(1)
+    pytest.fail(f"{url} did not show {version} within {timeout:.0f}s (last: {last})")
 
 
 def run(*cmd: str, env: dict[str, str] | None = None, timeout: float = 600):
@@ -225,7 +233,14 @@ def test_docker_stack_deploy_serves_the_page_on_a_fresh_single_node_swarm(
         )
         assert deployed.returncode == 0, deployed.stderr
         # The port is published in host mode on the engine's host: its bridge address.
-        page = page_with(f"http://{address}:{port}/notes", pair.version, timeout=300)
+        try:
+            page = page_with(f"http://{address}:{port}/notes", pair.version, timeout=300)
+        except BaseException:
+            print(run(cli, "stack", "ps", "--no-trunc", name, env=env).stdout)
+            for service in ("db", "prepare", "app", "nginx"):
+                logs = run(cli, "service", "logs", "--tail", "15", f"{name}_{service}", env=env)
+                print(f"--- {service}:\n{logs.stdout}{logs.stderr}")
+            raise
         assert SEEDED in page.text
     finally:
         run(cli, "stack", "rm", name, env=env, timeout=120)
