@@ -1,6 +1,6 @@
 """The file `invoke compose` prints, run for real: with Debian's docker-compose on the main
-engine (images pinned by the digest our registry client reads from a real registry, pulled
-from it), and with `docker stack deploy` on a single-node swarm of a fresh engine (never the
+engine (`invoke compose --digest`: images pinned by the digest read from a real registry,
+pulled from it), and with `docker stack deploy` on a single-node swarm of a fresh engine (never the
 main engine's). Both serve the example's /notes page through the sidecar: it shows the image's
 version and a row read from MariaDB. Everything started is removed, also on failure.
 """
@@ -23,15 +23,20 @@ import docker
 import docker.errors
 import pytest
 import requests
+import yaml
 
 import testbed
 from buildtools import compose, images, sidecar_build, stack
 from buildtools.config import SmokeConfig
 from buildtools.errors import BuildToolsError
-from tests.fixtures.registry_client import client_for, sdk_push
+from tests.fixtures.git import GitRepo
+from tests.fixtures.registry import login_env
+from tests.fixtures.registry_client import sdk_push
 from tests.fixtures.services import unavailable
 from tests.fixtures.sidecar import project_settings
 
+ROOT = Path(__file__).resolve().parents[1]
+INVOKE = ROOT / ".venv" / "bin" / "invoke"
 SEEDED = "First note, read from the database"  # example/db/seeds.rb
 # Debian's docker.io (20.10) CLI, which bookworm users have; else the docker on PATH.
 DEBIAN_DOCKER = Path("/usr/bin/docker")
@@ -152,29 +157,44 @@ def pulling_config(tmp_path: Path, registry: testbed.LocalRegistry) -> dict[str,
     return {**os.environ, "DOCKER_CONFIG": str(config)}
 
 
-def test_docker_compose_runs_the_released_pair_pinned_by_digest(
+def test_docker_compose_runs_what_invoke_compose_prints_pinned_by_digest(
     docker_client: docker.DockerClient,
     pair: Pair,
-    mariadb_image: str,
     registry: testbed.LocalRegistry,
     pulling_config: dict[str, str],
+    repo: GitRepo,
     tmp_path: Path,
 ) -> None:
-    # The release as `invoke release` leaves it: both images in the registry by tag.
-    pushed = {}
-    for image in (pair.app, pair.sidecar):
-        pushed[image.repository] = sdk_push(docker_client, registry, image.ref, image.ref)
-    reader = client_for(registry.host, registry.username, registry.password)
-    released = [
-        compose.pin(dataclasses.replace(image, name=f"{registry.host}/{image.name}"), reader.digest)
+    # The release as `invoke release` leaves it for this commit: both images in the registry.
+    sha = f"sha-{repo.head()[:7]}"
+    pushed = {
+        image.repository: sdk_push(docker_client, registry, image.ref, f"{image.repository}:{sha}")
         for image in (pair.app, pair.sidecar)
-    ]
-    assert [image.digest for image in released] == list(pushed.values())
-    pinned = dataclasses.replace(pair, app=released[0], sidecar=released[1])
+    }
     port = stack.free_port()
-    path = write_file(
-        tmp_path / "docker-compose.yml", smoke_config(mariadb_image), pinned, port, False
+    env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    env |= {
+        "INVOKE_BUILDTOOLS_REPO": str(repo.path),
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": registry.host,
+        "INVOKE_BUILDTOOLS_APP_REPOSITORY": pair.app.repository,
+        "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": pair.sidecar.repository,
+        **login_env(registry.host, registry.username, registry.password),
+    }
+    printed = subprocess.run(
+        [str(INVOKE), "compose", "--digest", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+    assert printed.returncode == 0, printed.stderr
+    assert registry.password not in printed.stdout + printed.stderr
+    services = yaml.safe_load(printed.stdout)["services"]
+    released = [f"{registry.host}/{repository}@{digest}" for repository, digest in pushed.items()]
+    assert [services["app"]["image"], services["nginx"]["image"]] == released
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(printed.stdout)
     project = f"lbtcompose{secrets.token_hex(4)}"
     command = [tool("docker-compose"), "--project-name", project, "--file", str(path)]
     try:
@@ -184,17 +204,14 @@ def test_docker_compose_runs_the_released_pair_pinned_by_digest(
         assert started.returncode == 0, started.stderr
         page = page_with(f"http://127.0.0.1:{port}/notes", pair.version, timeout=120)
         assert SEEDED in page.text
-        app = docker_client.containers.list(
-            filters={
-                "label": [f"com.docker.compose.project={project}", "com.docker.compose.service=app"]
-            }
-        )
+        labels = [f"com.docker.compose.project={project}", "com.docker.compose.service=app"]
+        app = docker_client.containers.list(filters={"label": labels})
         assert [c.image.id for c in app] == [docker_client.images.get(pair.app.ref).id]
     finally:
         run(*command, "down", "--volumes", "--remove-orphans", "--timeout", "2", env=pulling_config)
-        for image in released:
+        for ref in released:
             with contextlib.suppress(docker.errors.APIError):
-                docker_client.images.remove(image.ref, noprune=True)
+                docker_client.images.remove(ref, noprune=True)
     left = docker_client.containers.list(
         all=True, filters={"label": f"com.docker.compose.project={project}"}
     )
@@ -227,6 +244,11 @@ def test_docker_stack_deploy_serves_the_page_on_a_fresh_single_node_swarm(
         )  # fmt: skip
         assert init.returncode == 0, init.stderr
         port = stack.free_port()
+        # Why --swarm exists: stack deploy refuses the Compose file's depends_on conditions.
+        plain = write_file(tmp_path / "compose.yml", smoke_config(mariadb_image), pair, port, False)
+        refused = run(cli, "stack", "deploy", "-c", str(plain), name, env=env)
+        assert refused.returncode != 0
+        assert "depends_on must be a list" in refused.stderr
         path = write_file(tmp_path / "stack.yml", smoke_config(mariadb_image), pair, port, True)
         deployed = run(
             cli, "stack", "deploy", "--resolve-image", "never", "-c", str(path), name, env=env
