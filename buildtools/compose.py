@@ -48,7 +48,7 @@ HEADER = """\
 #   docker stack deploy -c FILE NAME   (Swarm: print the file with `invoke compose --swarm`)
 #
 # Keys one tool ignores:
-# - docker-compose 1.29 ignores `deploy` (Swarm's restart policy and placement).
+# - docker-compose 1.29 ignores `deploy` (Swarm's restart policy and endpoint mode).
 # - docker stack deploy ignores `depends_on` and `restart`; it refuses `depends_on` with
 #   conditions, so the --swarm file lists names only: the app must cope with a database
 #   that comes up after it (Swarm restarts what fails), and `prepare` is retried until it
