@@ -290,6 +290,49 @@ def down(c, name="lara"):
         stack.down(engine.connect(), checked)
 
 
+@task(
+    help={
+        "port": "host port the sidecar publishes (default: 8080)",
+        "tag": "image tag to name (default: the first exact tag this build pushes)",
+        "digest": "pin both images by the digest the registry serves for that tag",
+        "swarm": "for docker stack deploy: depends_on as names only (Swarm refuses conditions)",
+    }
+)
+def compose(c, port="", tag="", digest=False, swarm=False):
+    """Print a Compose file for this build's pair and the smoke test's services."""
+    from buildtools import compose as composer
+    from buildtools import stack, targets
+    from buildtools.facts import Run
+
+    with reported():
+        host_port = port_number(port or 8080)
+        cfg = settings(c)
+        meta = Run.read(cfg, os.environ, overrides_from("", "", "")).metadata()
+        name = composer.choose_tag(meta.tags, tag)
+        target = targets.configured(cfg.release, os.environ)[0]
+        pair = [
+            composer.Image(target.registry.push_name(repo), repo, name)
+            for repo in (cfg.app.repository, cfg.nginx.image.repository)
+        ]
+        if digest:
+            pair = [composer.pin(image, target.client.digest) for image in pair]
+        data = composer.document(
+            cfg.smoke, *pair, host_port, stack.APP_PORT, stack.SIDECAR_PORT, swarm=swarm
+        )
+        secrets = composer.secret_names(cfg.smoke)
+        print(
+            composer.render(
+                data,
+                title=cfg.title,
+                version=meta.info.version,
+                commit=meta.info.commit,
+                secrets=secrets,
+                swarm=swarm,
+            ),
+            end="",
+        )
+
+
 @task(name="config")
 def nginx_config(c):
     """Print the nginx.conf the sidecar image is built with (from buildtools.nginx_config)."""
@@ -383,7 +426,7 @@ def ci(c, json=False, no_smoke=False):
             print(jsonlib.dumps(result, indent=2))
 
 
-ns = Collection(bases, version, build, up, down, release, ci, bench)
+ns = Collection(bases, version, build, up, down, compose, release, ci, bench)
 ns.add_collection(Collection("nginx", nginx_config))
 # The defaults, defined once (buildtools/config.py): an app's invoke.yaml holds only changes.
 ns.configure({config.SECTION: config.defaults()})
