@@ -113,6 +113,7 @@ PURE = (
     "dockerfile",
     "manifests",
     "registry_address",
+    "promotion",
 )
 
 
