@@ -123,7 +123,7 @@ def plan(
             except CannotPromote as exc:
                 raise CannotPromote(f"{ref}: {exc.why}") from None
             if source is None:
-                raise CannotPromote(f"{target.name} has no {ref.rpartition('/')[2]}")
+                raise CannotPromote(f"registry {target.name} has no {repository}:{source_tag}")
             for labels in source_labels(source) or [{}]:
                 why = expected.tested(labels)
                 if why is not None:
