@@ -12,7 +12,7 @@ is. Only the registry client is used: its retries, error classes and redaction a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,16 +135,7 @@ def plan(
             warnings.extend(f"{ref}: {line}" for line in promoted.warnings)
             mine.append(Candidate(target, name, repository, promoted))
         images = [ReleaseImage(c.image, c.repository, c.promoted.image_id) for c in mine]
-        current = dict(release.survey(images, tags, [target]))
-        for candidate in mine:
-            # A tag already on this very release image (an index has no config to compare
-            # by): the plan leaves it alone, so a re-run puts nothing.
-            for key, there in current.items():
-                same = there is not None and there.digest == candidate.promoted.digest
-                if key[1] == candidate.repository and there is not None and same:
-                    current[key] = Manifest(
-                        there.digest, there.media_type, candidate.promoted.image_id, there.size
-                    )
+        current = survey(target, mine, [t.name for t in tags])
         try:
             pushes.extend(pushplan.plan(images, tags, [target.registry], current, force=force))
         except BuildToolsError as exc:
@@ -153,6 +144,29 @@ def plan(
     # One order over every registry, as one plan gives: immutable tags first.
     ordered = sorted(pushes, key=lambda p: p.floating)
     return Plan(tuple(candidates), tuple(ordered), source_tag, tuple(warnings))
+
+
+def survey(
+    target: Target, candidates: Sequence[Candidate], names: Sequence[str]
+) -> pushplan.Current:
+    """What the registry holds under each release tag, by digest: one tag list per repository
+    and a HEAD for each tag it has (a release's tags rarely exist: a few hundred bytes, where
+    reading every tag's manifest costs a request each). A tag already on this very release
+    image is given its image ID, so the plan leaves it alone and a re-run puts nothing."""
+    current: dict[tuple[str, str, str], Manifest | None] = {}
+    for candidate in candidates:
+        repository = candidate.repository
+        existing = set(target.client.tags(repository))
+        for name in names:
+            key = (target.name, repository, name)
+            digest = target.client.digest(repository, name) if name in existing else None
+            if digest is None:
+                current[key] = None
+                continue
+            same = digest == candidate.promoted.digest
+            image_id = candidate.promoted.image_id if same else None
+            current[key] = Manifest(digest, "", image_id, 0)
+    return current
 
 
 class ManifestPusher:
@@ -205,6 +219,9 @@ def execute(
     if not dry_run:
         for candidate in planned.candidates:
             key = (candidate.target.name, candidate.repository)
+            work = [p for p in planned.pushes if (p.registry, p.repository) == key]
+            if all(p.action == pushplan.UNCHANGED for p in work):
+                continue  # every tag holds it already: nothing to upload
             sent[key] = sent.get(key, 0) + upload(candidate)
         pushes = release.execute(
             None,
@@ -252,11 +269,3 @@ def attempt(
     result.version = meta.info.version
     result.warnings = [*meta.warnings, *result.warnings]
     return result
-
-
-def summary(result: release.ReleaseResult) -> Mapping[str, int]:
-    """Bytes sent per registry, for the one line a task prints."""
-    per: dict[str, int] = {}
-    for p in result.promoted:
-        per[p["registry"]] = per.get(p["registry"], 0) + int(p["bytes_sent"])
-    return per
