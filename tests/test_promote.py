@@ -253,3 +253,43 @@ def test_no_promote_builds(
 
     assert done.returncode != 0 and "not promoting" not in done.stderr  # it went to the engine
     assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+
+
+def test_a_dry_run_says_what_it_would_promote_and_puts_nothing(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    digest = ""
+    for name in ("app", "nginx"):
+        _, digest = writer.image(
+            setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"]
+        )
+
+    done = invoke(repo, setup["env"], "release", "--dry-run")
+
+    assert done.returncode == 0, done.stderr
+    assert f"would promote {fast_registry.host} {setup['nginx']}:{setup['sha']} {digest}" in (
+        done.stdout
+    )
+    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+
+
+@pytest.mark.parametrize("value, expected", [("never", ""), ("sometimes", "auto or never")])
+def test_release_promote_never_builds_and_a_bad_value_is_one_line(
+    fast_registry: testbed.LocalRegistry,
+    repo: GitRepo,
+    setup: dict[str, Any],
+    value: str,
+    expected: str,
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    for name in ("app", "nginx"):
+        writer.image(setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
+
+    done = invoke(repo, {**setup["env"], "INVOKE_BUILDTOOLS_RELEASE_PROMOTE": value}, "release")
+
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "not promoting" not in done.stderr and expected in done.stderr
+    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
