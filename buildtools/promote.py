@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from buildtools import build as builder
 from buildtools import promotion, pushplan, release, versionfile
@@ -26,6 +25,7 @@ from buildtools.progress import PushReporter
 from buildtools.promotion import CannotPromote, Changes, Promoted, SourceImage
 from buildtools.pushplan import Push, ReleaseImage
 from buildtools.registry_client import RegistryClient
+from buildtools.tags import ImageTag
 from buildtools.targets import Target, retry_policy
 
 
@@ -86,7 +86,7 @@ def source_labels(source: SourceImage) -> list[dict[str, str]]:
     return [config_labels(body) for body in source.configs.values()]
 
 
-def release_tags(meta: Metadata) -> list[Any]:
+def release_tags(meta: Metadata) -> list[ImageTag]:
     """The tags a promotion puts: every release tag but the ``sha-`` one, which stays on the
     tested image."""
     return [t for t in meta.tags if t.name != meta.sha_tag]
