@@ -292,6 +292,10 @@ class RegistryClient:
             {"Content-Type": "application/octet-stream"},
             data,
         )
+        if put.status_code != 201 and self.has_blob(repository, digest):
+            # A retried PUT whose first attempt the registry had stored (the answer was lost):
+            # the upload session is gone, the blob is there.
+            return len(data)
         self._expect(put, 201, f"blob {name}@{digest}")
         return len(data)
 
