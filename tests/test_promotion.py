@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from buildtools import promotion
-from buildtools.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from buildtools.manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 from buildtools.promotion import CannotPromote, Changes, File, SourceImage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,10 +167,13 @@ def test_the_sidecar_gets_labels_and_no_layer() -> None:
     assert json.loads(config.data)["rootfs"]["diff_ids"] == ["sha256:" + "1" * 64]
 
 
-def test_an_index_promotes_each_image_and_drops_attestations() -> None:
-    amd, amd_configs = image(OCI_MANIFEST)
+@pytest.mark.parametrize(
+    "index_kind, kind", [(OCI_INDEX, OCI_MANIFEST), (DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)]
+)
+def test_an_index_promotes_each_image_and_drops_attestations(index_kind: str, kind: str) -> None:
+    amd, amd_configs = image(kind)
     attestation = {
-        "mediaType": OCI_MANIFEST,
+        "mediaType": kind,
         "digest": "sha256:" + "3" * 64,
         "size": 100,
         "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
@@ -178,10 +181,10 @@ def test_an_index_promotes_each_image_and_drops_attestations() -> None:
     index = promotion.compact(
         {
             "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
+            "mediaType": index_kind,
             "manifests": [
                 {
-                    "mediaType": OCI_MANIFEST,
+                    "mediaType": kind,
                     "digest": sha(amd),
                     "size": len(amd),
                     "platform": {"architecture": "amd64", "os": "linux"},
@@ -190,11 +193,12 @@ def test_an_index_promotes_each_image_and_drops_attestations() -> None:
             ],
         }
     )
-    assert promotion.wanted_children(index, OCI_INDEX) == [sha(amd)]
-    source = SourceImage(index, OCI_INDEX, manifests={sha(amd): amd}, configs=amd_configs)
+    assert promotion.wanted_children(index, index_kind) == [sha(amd)]
+    source = SourceImage(index, index_kind, manifests={sha(amd): amd}, configs=amd_configs)
     assert promotion.config_digests(source) == list(amd_configs)
     done = promotion.promote(source, CHANGES)
     assert done.config_digest is None and done.image_id == done.digest
+    assert done.media_type == index_kind
     new = json.loads(done.manifest)
     (entry,) = new["manifests"]
     (child,) = done.children
