@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import re
+import shlex
 import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -162,8 +163,6 @@ def _substitute(value: str, args: Mapping[str, str]) -> str:
 
 def _env_pairs(args: str) -> list[tuple[str, str]]:
     """``ENV A=1 B="two"`` (or the legacy ``ENV A 1``) as pairs, quotes removed."""
-    import shlex
-
     try:
         words = shlex.split(args)
     except ValueError:
