@@ -221,6 +221,7 @@ CASE_TITLES = {
     5: "Fresh CI runner",
     6: "Image sizes",
     7: "The no-op's cost",
+    8: "A tag on a released commit, promoted",
 }
 
 

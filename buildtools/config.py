@@ -82,6 +82,9 @@ DEFAULTS: dict[str, Any] = {
         "retries": 5,
         "retry_base_delay": 1.0,
         "retry_max_delay": 30.0,
+        # auto: a release of a commit whose sha- images every registry holds puts them under
+        # the release tags through the registry API (no build); never: always build.
+        "promote": "auto",
     },
     "smoke": {
         # What `invoke ci` (and `invoke up`) checks through the sidecar: this path answers 200
@@ -257,6 +260,8 @@ class ReleaseConfig:
     retry_base_delay: float
     # Upper bound of one wait between retries (seconds); the default is DEFAULTS' own.
     retry_max_delay: float = DEFAULTS["release"]["retry_max_delay"]
+    # "auto" or "never" (see DEFAULTS).
+    promote: str = DEFAULTS["release"]["promote"]
 
     @property
     def registries_or_default(self) -> tuple[str, ...]:
@@ -518,6 +523,16 @@ def _smoke(r: _Reader) -> SmokeConfig:
     )
 
 
+PROMOTE_MODES = ("auto", "never")
+
+
+def _promote(r: _Reader) -> str:
+    value = r.text("release.promote").lower()
+    if value not in PROMOTE_MODES:
+        raise r._bad("release.promote", value, " or ".join(PROMOTE_MODES))
+    return value
+
+
 def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
     """Settings from the merged ``buildtools`` config mapping (defaults already laid under)."""
     section = _plain(section)
@@ -563,6 +578,7 @@ def load(section: Mapping[str, Any] | None, root: Path) -> Settings:
             retries=r.count("release.retries"),
             retry_base_delay=r.number("release.retry_base_delay"),
             retry_max_delay=r.number("release.retry_max_delay"),
+            promote=_promote(r),
         ),
         bases_repository=r.text("bases.repository"),
         cache_from=split_list(r.text("cache.from")),

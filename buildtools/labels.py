@@ -14,6 +14,13 @@ from buildtools.tags import ImageTag
 
 OCI = "org.opencontainers.image."
 BUILD = "org.concord.lara.build."
+# The OCI keys :func:`oci_labels` writes (every BUILD key is ours too).
+OCI_KEYS = ("created", "revision", "version", "source", "url", "title", "ref.name")
+
+
+def owned(key: str) -> bool:
+    """Whether :func:`oci_labels` may write ``key``: a release replaces all of them."""
+    return key.startswith(BUILD) or key in {OCI + name for name in OCI_KEYS}
 
 
 def oci_labels(

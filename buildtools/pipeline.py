@@ -29,6 +29,7 @@ from buildtools import (
     stack,
     targets,
 )
+from buildtools import promote as promoter
 from buildtools.buildinfo import BuildInfo, Overrides
 from buildtools.config import Settings
 from buildtools.decision import (
@@ -280,6 +281,28 @@ def push_stage_caches(
     return pushes
 
 
+def try_promote(
+    settings: Settings,
+    plan: Plan,
+    dockerfile_text: str,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    reporter: PushReporter | None = None,
+) -> release.ReleaseResult | str:
+    """The release promoted from this commit's tested ``sha-`` images (no engine: see
+    :mod:`buildtools.promote`), or the one line saying why it is built instead."""
+    return promoter.attempt(
+        settings,
+        plan.meta,
+        plan.targets,
+        dockerfile_text,
+        force=force,
+        dry_run=dry_run,
+        reporter=reporter,
+    )
+
+
 def release_task(
     settings: Settings,
     env: Mapping[str, str],
@@ -289,9 +312,11 @@ def release_task(
     dry_run: bool = False,
     quiet: bool = False,
     warn: Callable[[str], None] | None = None,
+    promote: bool = True,
 ) -> release.ReleaseResult:
     """`invoke release`: refuse what may not be released, check the registries and plan once,
-    then (and only then) build what is missing and push, all from that plan."""
+    then promote this commit's tested images when every registry holds them (no engine), or
+    else (and only then) build what is missing and push, all from that plan."""
     run = Run.read(settings, env, overrides)
     check_releasable(run.info, settings.release)
     check_pull_request_release(settings.release, settings.pull_request_tags)
@@ -301,6 +326,19 @@ def release_task(
     plan = plan_release(run, found)
     for line in plan.meta.warnings if warn else ():
         warn(line)
+    fallback: list[str] = []
+    if promote and settings.release.promote == "auto":
+        text = builder.read_app_dockerfile(settings)
+        attempted = try_promote(
+            settings, plan, text, force=force, dry_run=dry_run, reporter=reporter
+        )
+        if not isinstance(attempted, str):
+            for line in attempted.warnings[len(plan.meta.warnings) :] if warn else ():
+                warn(line)
+            return attempted
+        fallback.append(f"not promoting: {attempted}; building the release instead")
+        for line in fallback if warn else ():
+            warn(line)
     client = engine.connect()
     build_progress = None if quiet else progress.BuildProgress()
     try:
@@ -318,6 +356,7 @@ def release_task(
             build_progress.close()
     for line in result.warnings[len(plan.meta.warnings) :] if warn else ():
         warn(line)
+    result.warnings.extend(fallback)
     return result
 
 
@@ -349,6 +388,7 @@ def ci(
     say: Callable[[str], None] = print,
     smoke_test: bool = True,
     dockerfile_text: str | None = None,
+    promote: bool = True,
 ) -> dict[str, Any]:
     """`invoke ci`: decide, check the registries and plan once, then build both images,
     smoke-test them together and release that plan if the rule says so. Git and the CI
@@ -366,6 +406,26 @@ def ci(
         say(f"ci: {note}")
     dockerfile_text = dockerfile_text or builder.read_app_dockerfile(settings)
     meta = plan.meta
+    if plan.releases and promote and settings.release.promote == "auto":
+        attempted = try_promote(settings, plan, dockerfile_text, reporter=push_reporter)
+        if isinstance(attempted, str):
+            say(f"ci: not promoting: {attempted}; building")
+        else:
+            say(
+                f"ci: promoted the {meta.sha_tag} images to the release tags: nothing built, "
+                f"no smoke test here (invoke ci smoke-tested them before it pushed {meta.sha_tag})"
+            )
+            for line in attempted.warnings[len(meta.warnings) :]:
+                say(f"ci: {line}")
+            if not quiet:
+                say(attempted.text())
+            return {
+                "build": describe(info),
+                "decision": {"release": True, "reason": decision.reason},
+                "images": [],
+                "cache_sources": [],
+                "released": attempted.as_dict(),
+            }
     client = engine.connect()
     reporter = None if quiet else progress.BuildProgress()
     pulled: list[cache.Resolved] = []

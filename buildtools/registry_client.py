@@ -61,6 +61,7 @@ class RegistryClient:
         path: str,
         scope: str,
         headers: dict[str, str],
+        data: bytes | None = None,
     ) -> requests.Response:
         url = path if path.startswith(("http://", "https://")) else self.registry.url + path
         # Credentials only ever go to the registry itself, whatever a Link header points at.
@@ -71,6 +72,7 @@ class RegistryClient:
                     method,
                     url,
                     headers={**headers, **(self._login.header(scope) if own else {})},
+                    data=data,
                     timeout=self.timeout,
                     allow_redirects=True,
                 )
@@ -98,13 +100,17 @@ class RegistryClient:
         path: str,
         scope: str = "",
         headers: dict[str, str] | None = None,
+        data: bytes | None = None,
     ) -> requests.Response:
-        """One API request, authenticated and retried; 401/403 raise, other statuses return."""
+        """One API request, authenticated and retried; 401/403 raise, other statuses return.
+
+        ``data`` is sent whole with every attempt: only requests that may be repeated (a blob
+        or manifest named by its digest, a fresh upload session) carry one."""
         url = path if path.startswith(("http://", "https://")) else self.registry.url + path
         what = f"{method} {url.split('?')[0]}"
         try:
             return self.retry.run(
-                lambda: self._send(method, path, scope, headers or {}),
+                lambda: self._send(method, path, scope, headers or {}, data),
                 f"registry {self.registry.name} is unreachable: {what}",
                 self._notify(what),
             )
@@ -233,6 +239,80 @@ class RegistryClient:
         self._expect(resp, 200, f"image config of {name}@{manifest.config_digest}")
         return config_labels(resp.content)
 
+    def manifest_bytes(self, repository: str, reference: str) -> tuple[bytes, str] | None:
+        """A manifest's exact bytes and its Content-Type, or None if there is none: promotion
+        rewrites them, and the digest is the SHA-256 of these bytes."""
+        name = self.registry.api_name(repository)
+        resp = self.request(
+            "GET", f"/v2/{name}/manifests/{reference}", pull_scope(name), {"Accept": ACCEPT}
+        )
+        if resp.status_code == 404:
+            return None
+        self._expect(resp, 200, f"manifest {name}:{reference}")
+        return resp.content, resp.headers.get("Content-Type", "")
+
+    def blob(self, repository: str, digest: str) -> bytes:
+        """A blob's bytes (an image config: small)."""
+        name = self.registry.api_name(repository)
+        resp = self.request("GET", f"/v2/{name}/blobs/{digest}", pull_scope(name))
+        self._expect(resp, 200, f"blob {name}@{digest}")
+        return resp.content
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        """Whether the repository holds the blob already (then it is not sent again)."""
+        name = self.registry.api_name(repository)
+        resp = self.request("HEAD", f"/v2/{name}/blobs/{digest}", push_scope([name]))
+        if resp.status_code == 404:
+            return False
+        self._expect(resp, 200, f"blob {name}@{digest}")
+        return True
+
+    def put_blob(self, repository: str, digest: str, data: bytes) -> int:
+        """Upload a blob in one piece (POST an upload, PUT its bytes with the digest) unless the
+        repository has it; the bytes sent (0 when it was there). Repeating it is harmless: the
+        registry names what it stores by the digest it checks."""
+        if self.has_blob(repository, digest):
+            return 0
+        name = self.registry.api_name(repository)
+        scope = push_scope([name])
+        started = self.request("POST", f"/v2/{name}/blobs/uploads/", scope)
+        self._expect(started, 202, f"blob upload to {name}")
+        location = started.headers.get("Location", "")
+        if not location:
+            raise RegistryError(
+                f"registry {self.registry.name}: blob upload to {name} gave no Location",
+                "check the registry's status page",
+            )
+        url = urllib.parse.urljoin(self.registry.url + "/", location)
+        joiner = "&" if "?" in url else "?"
+        put = self.request(
+            "PUT",
+            f"{url}{joiner}digest={urllib.parse.quote(digest)}",
+            scope,
+            {"Content-Type": "application/octet-stream"},
+            data,
+        )
+        if put.status_code != 201 and self.has_blob(repository, digest):
+            # A retried PUT whose first attempt the registry had stored (the answer was lost):
+            # the upload session is gone, the blob is there.
+            return len(data)
+        self._expect(put, 201, f"blob {name}@{digest}")
+        return len(data)
+
+    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        """Put a manifest under a tag (Content-Type: its own media type); the digest the
+        registry names it by (its header, else the SHA-256 of the bytes)."""
+        name = self.registry.api_name(repository)
+        resp = self.request(
+            "PUT",
+            f"/v2/{name}/manifests/{reference}",
+            push_scope([name]),
+            {"Content-Type": media_type},
+            body,
+        )
+        self._expect(resp, 201, f"manifest {name}:{reference}")
+        return resp.headers.get("Docker-Content-Digest") or parse_manifest(body).digest
+
     def digest(self, repository: str, reference: str) -> str | None:
         """The manifest digest of a tag, by HEAD (GET if the registry sends no digest)."""
         name = self.registry.api_name(repository)
@@ -250,8 +330,9 @@ class RegistryClient:
 
     def _expect(self, resp: requests.Response, status: int, what: str) -> None:
         if resp.status_code != status:
+            detail = _error_code(resp)
             raise RegistryError(
-                f"registry {self.registry.name}: {what} answered HTTP {resp.status_code}",
+                f"registry {self.registry.name}: {what} answered HTTP {resp.status_code}{detail}",
                 "check the repository name and the registry's status page",
             )
 
@@ -268,3 +349,16 @@ def registry_versions(clients: Iterable[RegistryClient], repositories: Iterable[
         for repository in repos:
             versions.update(semver_tags(client.tags(repository)))
     return ascending(versions)
+
+
+def _error_code(resp: requests.Response) -> str:
+    """The registry's own error codes (``MANIFEST_INVALID``…), never its free text: short and
+    free of anything a request carried."""
+    try:
+        errors = resp.json().get("errors") or []
+        codes = sorted(
+            {str(e.get("code")) for e in errors if isinstance(e, dict) and e.get("code")}
+        )
+    except (ValueError, AttributeError):
+        return ""
+    return f" ({', '.join(codes)})" if codes else ""

@@ -144,9 +144,12 @@ class ReleaseResult:
     dry_run: bool
     version: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # A promoted release (buildtools.promote): per registry and image, the tested image it was
+    # made from (source digest), the release image's digest and the bytes sent.
+    promoted: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "version": self.version,
             "dry_run": self.dry_run,
             "pushes": [p.as_dict() for p in self.pushes],
@@ -154,10 +157,20 @@ class ReleaseResult:
             "unchanged": sum(1 for p in self.pushes if p.action == UNCHANGED),
             "warnings": list(self.warnings),
         }
+        if self.promoted:
+            found["promoted"] = list(self.promoted)
+        return found
 
     def text(self) -> str:
-        """The human summary: one line per tag with what happened and its digest."""
+        """The human summary: one line per tag with what happened and its digest (after one
+        line per promoted image saying what it was made from)."""
         lines = []
+        for p in self.promoted:
+            verb = "would promote" if self.dry_run else "promoted"
+            lines.append(
+                f"{verb} {p['registry']} {p['repository']}:{p['source_tag']} "
+                f"{p['source_digest']} -> {p['digest']} ({p['bytes_sent']} bytes sent)"
+            )
         for p in self.pushes:
             if self.dry_run:
                 what = {PUSH: "would push", UNCHANGED: "unchanged", OVERWRITE: "would overwrite"}
@@ -184,12 +197,20 @@ class Expected:
     def of(cls, meta: Metadata) -> Expected:
         return cls(meta.info.commit, meta.info.version, meta.labels.get(TAGS_LABEL, ""))
 
-    def mismatch(self, labels: Mapping[str, str]) -> str | None:
-        """Why an image with ``labels`` is not this build's, or None when it is."""
+    def tested(self, labels: Mapping[str, str]) -> str | None:
+        """Why an image with ``labels`` is not one built from this commit's clean tree (what
+        identifies the tested ``sha-`` image a release may promote), or None when it is."""
         if labels.get(REVISION_LABEL) != self.revision:
             return f"built from commit {str(labels.get(REVISION_LABEL) or 'unknown')[:7]}"
         if labels.get(DIRTY_LABEL) != "false":
             return "built from a working tree with uncommitted changes"
+        return None
+
+    def mismatch(self, labels: Mapping[str, str]) -> str | None:
+        """Why an image with ``labels`` is not this build's, or None when it is."""
+        why = self.tested(labels)
+        if why is not None:
+            return why
         if labels.get(VERSION_LABEL) != self.version:
             return f"of version {labels.get(VERSION_LABEL) or 'unknown'}, not {self.version}"
         if self.tags is not None and labels.get(TAGS_LABEL, "") != self.tags:

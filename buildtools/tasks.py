@@ -347,10 +347,13 @@ def nginx_config(c):
         "dry-run": "list every push (registry, repository, tag) and push nothing",
         "json": "print the result as JSON on stdout (no progress display)",
         "force": "overwrite exact release tags that already hold other content",
+        "no-promote": "build and push even when the registries hold this commit's sha- images",
         **REF_HELP,
     }
 )
-def release(c, dry_run=False, json=False, force=False, branch="", tag="", commit=""):
+def release(
+    c, dry_run=False, json=False, force=False, branch="", tag="", commit="", no_promote=False
+):
     """Push the app and nginx images with every policy tag to every registry, verified."""
     import json as jsonlib
 
@@ -365,6 +368,7 @@ def release(c, dry_run=False, json=False, force=False, branch="", tag="", commit
             dry_run=dry_run,
             quiet=json,
             warn=None if json else lambda line: output.warnings([line]),
+            promote=not no_promote,
         )
         print(jsonlib.dumps(result.as_dict(), indent=2) if json else result.text())
 
@@ -372,7 +376,7 @@ def release(c, dry_run=False, json=False, force=False, branch="", tag="", commit
 @task(
     help={
         "only": "run one case: 1 rebuild, 2 re-release, 3 sidecar throughput, 4 overhead, "
-        "5 fresh CI runner, 6 image sizes, 7 no-op build and version",
+        "5 fresh CI runner, 6 image sizes, 7 no-op build and version, 8 promotion",
         "runs": "runs per figure, reported as medians (default: 3; case 4 runs at least 5)",
         "cold-runs": "cold (no-cache) app builds in case 1 (default: 2; each takes ~30 s)",
         "duration": "seconds per wrk run in case 3 (default: 5)",
@@ -403,9 +407,10 @@ def bench(c, only=0, runs=3, cold_runs=2, duration=5):
     help={
         "json": "print the outcome as JSON on stdout (progress and decisions go to stderr)",
         "no-smoke": "skip the smoke test (says so loudly): build and release only",
+        "no-promote": "build a release even when the registries hold this commit's sha- images",
     }
 )
-def ci(c, json=False, no_smoke=False):
+def ci(c, json=False, no_smoke=False, no_promote=False):
     """For CI: build, smoke-test app + sidecar, and release only release branches and tags."""
     import json as jsonlib
 
@@ -420,7 +425,13 @@ def ci(c, json=False, no_smoke=False):
         if not no_smoke:
             validate.check_smoke_env(cfg, os.environ)
         result = pipeline.ci(
-            cfg, os.environ, quiet=json, say=say, smoke_test=not no_smoke, dockerfile_text=text
+            cfg,
+            os.environ,
+            quiet=json,
+            say=say,
+            smoke_test=not no_smoke,
+            dockerfile_text=text,
+            promote=not no_promote,
         )
         if json:
             print(jsonlib.dumps(result, indent=2))

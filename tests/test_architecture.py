@@ -114,6 +114,7 @@ PURE = (
     "manifests",
     "registry_address",
     "compose",
+    "promotion",
 )
 
 

@@ -7,6 +7,8 @@ which pages the way Docker Hub and GHCR do.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 
 import docker
@@ -94,3 +96,41 @@ def test_registry_is_not_confused_with_another_service(
             client_for(proxy.host).check_access(["lara/app"])
     finally:
         proxy.stop()
+
+
+def test_blobs_and_manifests_are_put_and_read_back_through_a_flaky_registry(
+    fast_registry: testbed.LocalRegistry, flaky_proxy: Callable[..., FlakyProxy]
+) -> None:
+    """Promotion's writes: a blob upload (POST, then PUT with the digest) and a manifest PUT,
+    each answered 503 once and sent again whole; a blob the repository has is not sent."""
+    proxy = flaky_proxy(
+        fast_registry.host, failures=2, match=lambda method, path, agent: method == "PUT"
+    )
+    client = client_for(proxy.host, fast_registry.username, fast_registry.password)
+    config = b'{"config":{"Labels":{"org.example.role":"api"}},"rootfs":{"diff_ids":[]}}'
+    digest = "sha256:" + hashlib.sha256(config).hexdigest()
+
+    assert client.put_blob("lbt/put", digest, config) == len(config)
+    assert client.put_blob("lbt/put", digest, config) == 0  # there already: nothing sent
+    assert client.blob("lbt/put", digest) == config
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": len(config),
+                "digest": digest,
+            },
+            "layers": [],
+        }
+    ).encode()
+    put = client.put_manifest("lbt/put", "1.0.0", manifest, DOCKER_MANIFEST)
+
+    assert put == "sha256:" + hashlib.sha256(manifest).hexdigest()
+    assert client.manifest_bytes("lbt/put", "1.0.0") == (manifest, DOCKER_MANIFEST)
+    assert client.image_labels("lbt/put", client.manifest("lbt/put", "1.0.0")) == {
+        "org.example.role": "api"
+    }
+    assert len(proxy.failed) == 2  # both PUTs failed once and were sent again
+    assert client.manifest_bytes("lbt/put", "2.0.0") is None

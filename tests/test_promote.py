@@ -1,0 +1,295 @@
+"""Promotion against the real htpasswd registry, with no Docker Engine: `invoke release` of a
+tag on a commit whose ``sha-`` images the registry holds (made here through the registry API,
+with the labels and ENV a master build of that commit gives) puts them under the release tags.
+skopeo, a client that is not ours, reads what was put."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import testbed
+from tests.fixtures.git import GitRepo
+from tests.fixtures.registry import login_env, repos
+from tests.fixtures.registry_images import (
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    RegistryWriter,
+    sha,
+    skopeo_inspect,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+INVOKE = ROOT / ".venv" / "bin" / "invoke"
+RELEASE_TAGS = ["1.2.3", "1.2", "1", "latest"]
+
+
+def invoke(repo: GitRepo, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``invoke …`` in this project for ``repo``, with no Docker Engine to talk to."""
+    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    return subprocess.run(
+        [str(INVOKE), *args],
+        cwd=ROOT,
+        env={
+            **base,
+            "INVOKE_BUILDTOOLS_REPO": str(repo.path),
+            "DOCKER_HOST": "unix:///nonexistent/docker.sock",  # no engine here
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def build_plan(repo: GitRepo, env: dict[str, str]) -> dict[str, Any]:
+    """What `invoke build` would give the app image of the checked-out commit."""
+    done = invoke(repo, env, "build", "--dry-run", "--json", "--only", "app")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)[-1]
+
+
+def env_of(buildargs: dict[str, str]) -> list[str]:
+    """The ENV the project's Dockerfile sets from those build args (its metadata block)."""
+    names = ("LARA_BRANCH", "LARA_TAG", "LARA_COMMIT", "LARA_BUILD_DATE", "LARA_BUILD_URL")
+    return [
+        "PATH=/usr/local/bin:/usr/bin:/bin",
+        "RAILS_ENV=production",
+        f"LARA_VERSION={buildargs['LARA_VERSION']}",
+        f"LARA_IMAGE_VERSION={buildargs['LARA_VERSION']}",
+        *(f"{name}={buildargs[name]}" for name in names),
+    ]
+
+
+@pytest.fixture
+def setup(fast_registry: testbed.LocalRegistry, repo: GitRepo) -> dict[str, Any]:
+    """A commit master built and released (its sha- images in the registry, as the master
+    build labelled them), then tagged v1.2.3."""
+    app_repo, nginx_repo = repos()
+    env = {
+        "INVOKE_BUILDTOOLS_APP_REPOSITORY": app_repo,
+        "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": nginx_repo,
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": fast_registry.host,
+        "INVOKE_BUILDTOOLS_RELEASE_RETRY_BASE_DELAY": "0.01",
+        **login_env(fast_registry.host, fast_registry.username, fast_registry.password),
+    }
+    master = build_plan(repo, env)
+    commit = repo.head()
+    repo.tag("v1.2.3", annotated=True)
+    return {
+        "env": env,
+        "app": app_repo,
+        "nginx": nginx_repo,
+        "commit": commit,
+        "sha": f"sha-{commit[:7]}",
+        "master": master,
+        "writer": RegistryWriter(fast_registry),
+    }
+
+
+def layer_files(data: bytes) -> dict[str, tuple[bytes, int, int, int]]:
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+        return {
+            m.name: (tar.extractfile(m).read(), m.mode, m.uid, m.gid)  # type: ignore[union-attr]
+            for m in tar.getmembers()
+        }
+
+
+@pytest.mark.parametrize("kind", [DOCKER_MANIFEST, OCI_MANIFEST])
+def test_release_of_a_tag_promotes_the_tested_images_without_an_engine(
+    fast_registry: testbed.LocalRegistry,
+    repo: GitRepo,
+    setup: dict[str, Any],
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    sources = {}
+    for name in ("app", "nginx"):
+        sources[name] = writer.image(
+            setup[name], master["labels"], env_of(master["buildargs"]), kind, tag=setup["sha"]
+        )
+
+    done = invoke(repo, setup["env"], "release")
+
+    assert done.returncode == 0, done.stderr
+    assert (
+        "Traceback" not in done.stderr and fast_registry.password not in done.stdout + done.stderr
+    )
+    tagged = build_plan(repo, setup["env"])  # what `invoke build` gives at v1.2.3
+    version_yml = invoke(repo, setup["env"], "version", "--format", "yaml").stdout
+    for name in ("app", "nginx"):
+        repository = setup[name]
+        source_body, source_digest = sources[name]
+        assert f"{repository}:{setup['sha']} {source_digest}" in done.stdout
+        assert sorted(fast_registry.tags(repository)) == sorted([*RELEASE_TAGS, setup["sha"]])
+        assert writer.read(repository, setup["sha"])[1] == source_digest  # sha- stays tested
+        digests = set()
+        for tag in RELEASE_TAGS:
+            body, digest = writer.read(repository, tag)
+            digests.add(digest)
+            assert f"{repository}:{tag} (" in done.stdout and digest in done.stdout
+            seen = skopeo_inspect(fast_registry, f"{repository}:{tag}", tmp_path)
+            assert seen["Digest"] == digest
+            assert seen["Labels"] == tagged["labels"]
+        assert len(digests) == 1
+        manifest = json.loads(body)
+        source = json.loads(source_body)
+        assert manifest["mediaType"] == kind
+        config = json.loads(writer.read_blob(repository, manifest["config"]["digest"]))
+        assert config["config"]["Labels"] == tagged["labels"]
+        if name == "nginx":
+            assert manifest["layers"] == source["layers"]
+            continue
+        assert manifest["layers"][:-1] == source["layers"]
+        assert manifest["layers"][-1]["mediaType"] == source["layers"][0]["mediaType"]
+        assert config["config"]["Env"] == env_of(tagged["buildargs"])
+        added = writer.read_blob(repository, manifest["layers"][-1]["digest"])
+        assert config["rootfs"]["diff_ids"][-1] == sha(gzip.decompress(added))
+        assert layer_files(added) == {
+            "lara/config/version.yml": (version_yml.encode(), 0o644, 0, 0)
+        }
+        assert "tag: v1.2.3" in version_yml
+
+    # Again, as JSON: everything is in place, nothing is put.
+    again = invoke(repo, setup["env"], "release", "--json")
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["pushed"] == 0 and result["unchanged"] == 8
+    assert {p["source_digest"] for p in result["promoted"]} == {
+        sources["app"][1],
+        sources["nginx"][1],
+    }
+
+
+def test_an_index_is_promoted_without_its_attestation(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any], tmp_path: Path
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    for name in ("app", "nginx"):
+        writer.index_with_attestation(
+            setup[name], setup["sha"], master["labels"], env_of(master["buildargs"])
+        )
+
+    done = invoke(repo, setup["env"], "release", "--json")
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert any("dropped 1 attestation manifest" in line for line in result["warnings"])
+    tagged = build_plan(repo, setup["env"])
+    for name in ("app", "nginx"):
+        repository = setup[name]
+        body, digest = writer.read(repository, "1.2.3")
+        assert sha(body) == digest
+        assert {p["digest"] for p in result["pushes"] if p["repository"] == repository} == {digest}
+        raw = skopeo_inspect(fast_registry, f"{repository}:1.2.3", tmp_path, raw=True)
+        assert raw["mediaType"] == OCI_INDEX
+        (entry,) = raw["manifests"]  # the attestation is gone
+        assert entry["platform"] == {"architecture": "amd64", "os": "linux"}
+        seen = skopeo_inspect(fast_registry, f"{repository}:1.2.3", tmp_path)
+        assert seen["Labels"] == tagged["labels"]
+
+
+def test_an_image_no_engine_runs_falls_back_to_building(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    writer.image(setup["app"], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
+    writer.artifact(setup["nginx"], setup["sha"], master["labels"])
+
+    done = invoke(repo, setup["env"], "release")
+
+    line = (
+        f"not promoting: {fast_registry.host}/{setup['nginx']}:{setup['sha']}: its "
+        f"{OCI_MANIFEST} manifest has a config of type application/vnd.cncf.helm.config.v1+json"
+    )
+    assert line in done.stderr
+    # The fallback builds, which needs the engine this machine does not have here.
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "Docker" in done.stderr
+    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+
+
+def test_an_image_of_another_commit_is_never_promoted(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    other = {**master["labels"], "org.opencontainers.image.revision": "f" * 40}
+    for name in ("app", "nginx"):
+        writer.image(setup[name], other, env_of(master["buildargs"]), tag=setup["sha"])
+
+    done = invoke(repo, setup["env"], "release")
+
+    assert (
+        f"{setup['app']}:{setup['sha']} is not this commit's tested image: built from commit "
+        "fffffff" in done.stderr
+    )
+    assert done.returncode != 0
+    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+
+
+def test_no_promote_builds(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    for name in ("app", "nginx"):
+        writer.image(setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
+
+    done = invoke(repo, setup["env"], "release", "--no-promote")
+
+    assert done.returncode != 0 and "not promoting" not in done.stderr  # it went to the engine
+    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+
+
+def test_a_dry_run_says_what_it_would_promote_and_puts_nothing(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    digest = ""
+    for name in ("app", "nginx"):
+        _, digest = writer.image(
+            setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"]
+        )
+
+    done = invoke(repo, setup["env"], "release", "--dry-run")
+
+    assert done.returncode == 0, done.stderr
+    assert f"would promote {fast_registry.host} {setup['nginx']}:{setup['sha']} {digest}" in (
+        done.stdout
+    )
+    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+
+
+@pytest.mark.parametrize("value, expected", [("never", ""), ("sometimes", "auto or never")])
+def test_release_promote_never_builds_and_a_bad_value_is_one_line(
+    fast_registry: testbed.LocalRegistry,
+    repo: GitRepo,
+    setup: dict[str, Any],
+    value: str,
+    expected: str,
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    for name in ("app", "nginx"):
+        writer.image(setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
+
+    done = invoke(repo, {**setup["env"], "INVOKE_BUILDTOOLS_RELEASE_PROMOTE": value}, "release")
+
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "not promoting" not in done.stderr and expected in done.stderr
+    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]

@@ -1,0 +1,226 @@
+"""Promotion's pure core: what the Dockerfile makes from the metadata, the appended layer, the
+new config and manifest, indexes and the shapes that cannot be promoted."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from buildtools import promotion
+from buildtools.manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
+from buildtools.promotion import CannotPromote, Changes, File, SourceImage
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = {
+    "LARA_VERSION": "1.2.3",
+    "LARA_BRANCH": "",
+    "LARA_TAG": "v1.2.3",
+    "LARA_COMMIT": "a" * 40,
+    "LARA_BUILD_DATE": "2026-01-02T03:04:05Z",
+    "LARA_BUILD_URL": "",
+    "LARA_VERSION_YML": "version: 1.2.3\n",
+}
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_the_projects_dockerfile_gives_env_and_version_yml() -> None:
+    env, files = promotion.app_recipe((ROOT / "Dockerfile").read_text(), ARGS, b"version: 1.2.3\n")
+    assert env == {
+        "LARA_VERSION": "1.2.3",
+        "LARA_IMAGE_VERSION": "1.2.3",
+        "LARA_BRANCH": "",
+        "LARA_TAG": "v1.2.3",
+        "LARA_COMMIT": "a" * 40,
+        "LARA_BUILD_DATE": "2026-01-02T03:04:05Z",
+        "LARA_BUILD_URL": "",
+    }
+    assert files == (File("/lara/config/version.yml", b"version: 1.2.3\n", 0o644, 0, 0),)
+
+
+def test_laras_own_dockerfile_sets_only_the_image_version() -> None:
+    text = (ROOT / "tests/fixtures/lara_app/Dockerfile").read_text()
+    env, files = promotion.app_recipe(text, ARGS, b"x")
+    assert (env, files) == ({"LARA_IMAGE_VERSION": "1.2.3"}, ())
+
+
+@pytest.mark.parametrize(
+    "step, why",
+    [
+        ("RUN echo $LARA_COMMIT > /commit", "RUN at line 4 uses LARA_COMMIT"),
+        ("USER app\nRUN printf '%s' \"${LARA_VERSION_YML}\" > /v.yml", "as USER app"),
+        ("ENV X=${LARA_VERSION:-none}", "forms"),
+    ],
+)
+def test_metadata_steps_only_a_build_can_repeat(step: str, why: str) -> None:
+    text = f"FROM debian\nARG LARA_VERSION\nARG LARA_COMMIT\n{step}\n"
+    with pytest.raises(CannotPromote, match=why.replace("$", r"\$")):
+        promotion.app_recipe(text, ARGS, b"x")
+
+
+def test_the_layer_is_deterministic_and_holds_the_file_as_built() -> None:
+    files = (File("/lara/config/version.yml", b"version: 1.2.3\n"),)
+    data, diff_id = promotion.layer(files, 1767323045)
+    assert promotion.layer(files, 1767323045) == (data, diff_id)
+    raw = gzip.decompress(data)
+    assert diff_id == sha(raw)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        (member,) = tar.getmembers()
+        content = tar.extractfile(member).read()  # type: ignore[union-attr]
+    assert (member.name, member.mode, member.uid, member.gid, member.mtime) == (
+        "lara/config/version.yml",
+        0o644,
+        0,
+        0,
+        1767323045,
+    )
+    assert content == b"version: 1.2.3\n"
+
+
+def image(kind: str = DOCKER_MANIFEST, labels: dict | None = None) -> tuple[bytes, dict]:
+    config_type, layer_type = promotion.FAMILIES[kind]
+    config = promotion.compact(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "Env": ["PATH=/usr/bin", "LARA_VERSION=master", "LARA_BRANCH=master"],
+                "Labels": labels
+                or {
+                    "org.opencontainers.image.version": "master",
+                    "org.concord.lara.build.branch": "master",
+                    "vendor.base": "debian",
+                },
+            },
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]},
+            "history": [{"created_by": "RUN apt-get"}],
+        }
+    )
+    manifest = promotion.compact(
+        {
+            "schemaVersion": 2,
+            "mediaType": kind,
+            "config": {"mediaType": config_type, "size": len(config), "digest": sha(config)},
+            "layers": [{"mediaType": layer_type, "size": 10, "digest": "sha256:" + "2" * 64}],
+        }
+    )
+    return manifest, {sha(config): config}
+
+
+CHANGES = Changes(
+    labels={"org.opencontainers.image.version": "1.2.3", "org.concord.lara.build.tag": "v1.2.3"},
+    env={"LARA_VERSION": "1.2.3", "LARA_BRANCH": ""},
+    files=(File("/lara/config/version.yml", b"version: 1.2.3\n"),),
+    created="2026-01-02T03:04:05Z",
+)
+
+
+@pytest.mark.parametrize("kind", [DOCKER_MANIFEST, OCI_MANIFEST])
+def test_an_image_gets_the_release_config_and_one_more_layer(kind: str) -> None:
+    manifest, configs = image(kind)
+    done = promotion.promote(SourceImage(manifest, kind, configs=configs), CHANGES)
+    config_type, layer_type = promotion.FAMILIES[kind]
+    new = json.loads(done.manifest)
+    old = json.loads(manifest)
+    assert done.source == sha(manifest) and done.digest == sha(done.manifest)
+    assert new["mediaType"] == kind and done.media_type == kind
+    assert new["layers"][:-1] == old["layers"]
+    assert new["layers"][-1]["mediaType"] == layer_type
+    blobs = {b.digest: b for b in done.blobs}
+    added = blobs[new["layers"][-1]["digest"]]
+    assert len(added.data) == new["layers"][-1]["size"]
+    config_blob = blobs[new["config"]["digest"]]
+    assert (config_blob.media_type, new["config"]["mediaType"]) == (config_type, config_type)
+    assert done.config_digest == new["config"]["digest"] == sha(config_blob.data)
+    config = json.loads(config_blob.data)
+    assert config["config"]["Labels"] == {
+        "org.opencontainers.image.version": "1.2.3",
+        "org.concord.lara.build.tag": "v1.2.3",
+        "vendor.base": "debian",  # not ours: kept; the branch label is ours and gone
+    }
+    assert config["config"]["Env"] == ["PATH=/usr/bin", "LARA_VERSION=1.2.3", "LARA_BRANCH="]
+    assert config["rootfs"]["diff_ids"] == [
+        "sha256:" + "1" * 64,
+        sha(gzip.decompress(added.data)),
+    ]
+    assert config["history"][-1]["created"] == "2026-01-02T03:04:05Z"
+    assert len(config["history"]) == 2
+    again = promotion.promote(SourceImage(manifest, kind, configs=configs), CHANGES)
+    assert again.digest == done.digest  # a re-run puts the same manifest
+
+
+def test_the_sidecar_gets_labels_and_no_layer() -> None:
+    manifest, configs = image()
+    done = promotion.promote(
+        SourceImage(manifest, DOCKER_MANIFEST, configs=configs), Changes(labels=CHANGES.labels)
+    )
+    assert json.loads(done.manifest)["layers"] == json.loads(manifest)["layers"]
+    (config,) = done.blobs
+    assert json.loads(config.data)["rootfs"]["diff_ids"] == ["sha256:" + "1" * 64]
+
+
+@pytest.mark.parametrize(
+    "index_kind, kind", [(OCI_INDEX, OCI_MANIFEST), (DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)]
+)
+def test_an_index_promotes_each_image_and_drops_attestations(index_kind: str, kind: str) -> None:
+    amd, amd_configs = image(kind)
+    attestation = {
+        "mediaType": kind,
+        "digest": "sha256:" + "3" * 64,
+        "size": 100,
+        "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+    }
+    index = promotion.compact(
+        {
+            "schemaVersion": 2,
+            "mediaType": index_kind,
+            "manifests": [
+                {
+                    "mediaType": kind,
+                    "digest": sha(amd),
+                    "size": len(amd),
+                    "platform": {"architecture": "amd64", "os": "linux"},
+                },
+                attestation,
+            ],
+        }
+    )
+    assert promotion.wanted_children(index, index_kind) == [sha(amd)]
+    source = SourceImage(index, index_kind, manifests={sha(amd): amd}, configs=amd_configs)
+    assert promotion.config_digests(source) == list(amd_configs)
+    done = promotion.promote(source, CHANGES)
+    assert done.config_digest is None and done.image_id == done.digest
+    assert done.media_type == index_kind
+    new = json.loads(done.manifest)
+    (entry,) = new["manifests"]
+    (child,) = done.children
+    assert entry["digest"] == child.digest == sha(child.data)
+    assert entry["platform"] == {"architecture": "amd64", "os": "linux"}
+    assert len(done.blobs) == 2  # the layer and the config
+    assert "dropped 1 attestation manifest" in done.warnings[0]
+
+
+def test_unknown_and_mixed_shapes_cannot_be_promoted() -> None:
+    with pytest.raises(CannotPromote, match=r"media type application/vnd\.example"):
+        promotion.promote(SourceImage(b"{}", "application/vnd.example+json"), CHANGES)
+    manifest, configs = image(OCI_MANIFEST)
+    mixed = json.loads(manifest)
+    mixed["config"]["mediaType"] = promotion.DOCKER_CONFIG
+    with pytest.raises(CannotPromote, match="config of type"):
+        promotion.promote(
+            SourceImage(promotion.compact(mixed), OCI_MANIFEST, configs=configs), CHANGES
+        )
+    zstd = json.loads(manifest)
+    zstd["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd"
+    with pytest.raises(CannotPromote, match="zstd"):
+        promotion.promote(
+            SourceImage(promotion.compact(zstd), OCI_MANIFEST, configs=configs), CHANGES
+        )
