@@ -15,7 +15,8 @@ from buildtools.pushplan import Push
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    """Build steps as written: ``:100:`` in a RUN line is text, not an emoji."""
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class BuildProgress:
@@ -101,7 +102,11 @@ class LineReporter:
         from rich.console import Console
 
         self.console = Console(
-            file=stream or sys.stderr, highlight=False, soft_wrap=True, force_terminal=terminal
+            file=stream or sys.stderr,
+            highlight=False,
+            soft_wrap=True,
+            emoji=False,
+            force_terminal=terminal,
         )
         self._layers: dict[str, tuple[str, int, int]] = {}
         self._progress: Any = None
