@@ -41,6 +41,12 @@ class BuildProgress:
             self._status.update(escape(self._instruction))
 
     def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None:
+        if not self.console.is_terminal:
+            # A log (CI, a pipe) gets the same line as plain text: rich's markup and layout
+            # only strip themselves off there, at a cost on every step of every build.
+            how = "cached" if cached else f"{seconds:5.1f}s"
+            print(f"{self._instruction}  {how}", file=self.console.file, flush=True)
+            return
         how = "[dim]cached[/dim]" if cached else f"[green]{seconds:5.1f}s[/green]"
         self.console.print(f"{escape(self._instruction)}  {how}")
 
