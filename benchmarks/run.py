@@ -49,7 +49,7 @@ from benchmarks.report import (
     render_table,
 )
 from buildtools import build as builder
-from buildtools import buildinfo, facts, images, metadata, pipeline, pushplan, release
+from buildtools import buildinfo, facts, images, metadata, pipeline, pushplan, release, targets
 from buildtools.config import Settings
 from buildtools.errors import BuildToolsError
 from buildtools.manifests import DOCKER_MANIFEST
@@ -476,7 +476,7 @@ def release_once(
     started = time.monotonic()
     run = pipeline.Run.read(settings, env, buildinfo.Overrides())
     found = pipeline.configured_targets(run, rec)
-    pipeline.targets.preflight(found, pipeline.repositories(settings))
+    targets.preflight(found, pipeline.repositories(settings))
     plan = pipeline.plan_release(run, found)
     result = pipeline.publish(bench.client, settings, plan, reporter=rec)
     seconds = time.monotonic() - started

@@ -30,7 +30,6 @@ from buildtools.config import Settings
 from buildtools.errors import BuildToolsError
 from buildtools.metadata import Metadata
 from buildtools.registry_address import Registry, parse_registry
-from buildtools.registry_client import RegistryClient
 from buildtools.retry import RetryPolicy
 from buildtools.versions import docker_version, parse_version
 
@@ -166,6 +165,8 @@ def resolve(
     wanted = candidates(settings, meta, prefix) if asked else []
     if not wanted:
         return result
+    from buildtools.registry_client import RegistryClient  # only when a registry is asked
+
     retry = retry or LOOKUP_RETRY
     problems: list[str] = []
     secrets: list[str] = []

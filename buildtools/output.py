@@ -34,9 +34,10 @@ def plan_text(plans: list[dict[str, Any]]) -> str:
 
 def summary_console() -> Console:
     """The console for summaries. Off a terminal (a CI log, ``invoke build | cat``) rich would
-    wrap at 80 columns and cut image references and the copy-paste command: no width there."""
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=10_000)
+    wrap at 80 columns and cut image references and the copy-paste command: no width there.
+    No emoji codes: ``:100:`` in a tag or a step is text (and their table costs an import)."""
+    console = Console(highlight=False, emoji=False)
+    return console if console.is_terminal else Console(highlight=False, emoji=False, width=10_000)
 
 
 def build_summary(built: list[BuiltImage], meta: Metadata, console: Console | None = None) -> None:

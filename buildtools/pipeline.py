@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
@@ -25,26 +25,21 @@ from buildtools import (
     images,
     progress,
     pushplan,
-    release,
-    stack,
-    targets,
 )
-from buildtools import promote as promoter
 from buildtools.buildinfo import BuildInfo, Overrides
 from buildtools.config import Settings
-from buildtools.decision import (
-    REFUSE,
-    Decision,
-    check_pull_request_release,
-    check_releasable,
-    decide,
-)
 from buildtools.dockerfile import stages as dockerfile_stages
 from buildtools.errors import BuildToolsError
 from buildtools.facts import Run
 from buildtools.metadata import Metadata
 from buildtools.progress import PushReporter
-from buildtools.targets import Target
+
+# Releasing, its registries and the smoke test are imported where they are used: `invoke build`
+# runs none of them, and each of its runs would import them for nothing.
+if TYPE_CHECKING:
+    from buildtools import release
+    from buildtools.decision import Decision
+    from buildtools.targets import Target
 
 
 def cache_sources(
@@ -163,6 +158,8 @@ class Plan:
 
 
 def configured_targets(run: Run, reporter: PushReporter | None = None) -> list[Target]:
+    from buildtools import targets
+
     on_retry = reporter.retry if reporter is not None else None
     return targets.configured(run.settings.release, run.env, on_retry=on_retry)
 
@@ -170,6 +167,8 @@ def configured_targets(run: Run, reporter: PushReporter | None = None) -> list[T
 def plan_release(run: Run, found: Sequence[Target]) -> Plan:
     """The release plan from registries already checked: the tags planned with the versions
     they hold (a backport must not move ``latest``). Nothing is pushed or tagged."""
+    from buildtools import targets
+
     versions = targets.known_versions(found, repositories(run.settings))
     return Plan(run.metadata(versions), tuple(found))
 
@@ -180,6 +179,8 @@ def plan_ci(run: Run, decision: Decision, reporter: PushReporter, smoke_test: bo
     the tags that are pushed. A registry that asks for a login this build has no credentials
     for: a pull request (a fork's) builds without pushing; a tag build fails; a release
     branch builds and says loudly that nothing is released."""
+    from buildtools import targets
+
     if not decision.release:
         return Plan(run.metadata())
     found = configured_targets(run, reporter)
@@ -221,6 +222,8 @@ def publish(
 ) -> release.ReleaseResult:
     """Release the images built for this build (this commit, clean, this version), building
     them first from the same plan when they are missing or not this build's."""
+    from buildtools import release, targets
+
     meta = plan.meta
     found, passed_over = release.local_images(client, roles(settings), meta)
     if not dry_run and any(image.image_id is None for image in found):
@@ -257,6 +260,8 @@ def push_stage_caches(
 ) -> list[pushplan.Push]:
     """The app's stage images, pushed as ``cache-<stage>-<branch>`` for the next fresh runner
     (branch builds only; never a release tag)."""
+    from buildtools import release, targets
+
     meta = plan.meta
     if not (meta.info.branch and not meta.info.tag):
         return []
@@ -292,6 +297,8 @@ def try_promote(
 ) -> release.ReleaseResult | str:
     """The release promoted from this commit's tested ``sha-`` images (no engine: see
     :mod:`buildtools.promote`), or the one line saying why it is built instead."""
+    from buildtools import promote as promoter
+
     return promoter.attempt(
         settings,
         plan.meta,
@@ -317,6 +324,9 @@ def release_task(
     """`invoke release`: refuse what may not be released, check the registries and plan once,
     then promote this commit's tested images when every registry holds them (no engine), or
     else (and only then) build what is missing and push, all from that plan."""
+    from buildtools import targets
+    from buildtools.decision import check_pull_request_release, check_releasable
+
     run = Run.read(settings, env, overrides)
     check_releasable(run.info, settings.release)
     check_pull_request_release(settings.release, settings.pull_request_tags)
@@ -393,6 +403,9 @@ def ci(
     """`invoke ci`: decide, check the registries and plan once, then build both images,
     smoke-test them together and release that plan if the rule says so. Git and the CI
     environment are read once; each registry is checked once, before any engine work."""
+    from buildtools import stack
+    from buildtools.decision import REFUSE, check_pull_request_release, decide
+
     run = Run.read(settings, env)
     info = run.info
     check_pull_request_release(settings.release, settings.pull_request_tags)

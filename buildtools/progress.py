@@ -15,7 +15,8 @@ from buildtools.pushplan import Push
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    """Build steps as written: ``:100:`` in a RUN line is text, not an emoji."""
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class BuildProgress:
@@ -40,6 +41,12 @@ class BuildProgress:
             self._status.update(escape(self._instruction))
 
     def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None:
+        if not self.console.is_terminal:
+            # A log (CI, a pipe) gets the same line as plain text: rich's markup and layout
+            # only strip themselves off there, at a cost on every step of every build.
+            how = "cached" if cached else f"{seconds:5.1f}s"
+            print(f"{self._instruction}  {how}", file=self.console.file, flush=True)
+            return
         how = "[dim]cached[/dim]" if cached else f"[green]{seconds:5.1f}s[/green]"
         self.console.print(f"{escape(self._instruction)}  {how}")
 
@@ -101,7 +108,11 @@ class LineReporter:
         from rich.console import Console
 
         self.console = Console(
-            file=stream or sys.stderr, highlight=False, soft_wrap=True, force_terminal=terminal
+            file=stream or sys.stderr,
+            highlight=False,
+            soft_wrap=True,
+            emoji=False,
+            force_terminal=terminal,
         )
         self._layers: dict[str, tuple[str, int, int]] = {}
         self._progress: Any = None

@@ -1,6 +1,11 @@
 """Bad input and faults, as a hostile new user would cause them: every case runs the real task
 in an app repository of its own and must end in exactly one line (no traceback) with a
-non-zero exit, or go on with a warning where the input is only doubtful, and change nothing."""
+non-zero exit, or go on with a warning where the input is only doubtful, and change nothing.
+
+Most cases run `invoke` inside the test process (tests/fixtures/invoke_cli.py: invoke's own
+Program, the app's tasks.py and config files, ``buildtools.tasks`` imported anew); the rows
+marked ``real_cli`` run the console script in a child process, at least one of each kind, and
+:func:`test_in_process_runs_print_what_the_command_line_prints` holds the two ways equal."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +30,7 @@ from hypothesis import strategies as st
 import testbed
 from buildtools import config, facts, tags, validate
 from buildtools.errors import BuildToolsError
+from tests.fixtures import invoke_cli
 from tests.fixtures.git import GitRepo, git_env, init_repo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +56,18 @@ ENV LARA_IMAGE_VERSION=${LARA_VERSION}
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
 
 
+# A test or row that runs the console script in a child process, not inside the test process.
+REAL_CLI = pytest.mark.real_cli
+
+
+def rows(cases: list[tuple], real: Collection[str] = ()) -> list:
+    """Parameter rows from ``(case id, values…)`` tuples; the ids in ``real`` run the real CLI."""
+    return [
+        pytest.param(*case[1:], id=case[0], marks=[REAL_CLI] if case[0] in real else [])
+        for case in cases
+    ]
+
+
 @dataclass
 class App:
     """An app repository using the tasks, with its own image repositories."""
@@ -56,22 +75,23 @@ class App:
     repo: GitRepo
     env: dict[str, str]
     name: str = field(default_factory=lambda: f"lbtbad{secrets.token_hex(3)}")
+    real_cli: bool = False
 
     @property
     def path(self) -> Path:
         return self.repo.path
 
-    def invoke(self, *args: str, env: dict[str, str] | None = None, yaml: str | None = None):
+    def invoke(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        yaml: str | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         if yaml is not None:
             (self.path / "invoke.yaml").write_text(yaml)
-        return subprocess.run(
-            [str(INVOKE), *args],
-            cwd=self.path,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        full = {**self.env, **(env or {})}
+        return invoke_cli.run(args, cwd or self.path, full, real_cli=self.real_cli)
 
 
 def app_yaml(name: str, extra: str = "") -> str:
@@ -88,14 +108,15 @@ def app_yaml(name: str, extra: str = "") -> str:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> App:
+def app(tmp_path: Path, request: pytest.FixtureRequest) -> App:
     env = git_env(tmp_path / "home")
     repo = init_repo(tmp_path / "app", env, branch="main")
     repo.write("tasks.py", "from buildtools.tasks import ns  # noqa: F401\n")
     repo.write("Dockerfile", DOCKERFILE)
     repo.write("Dockerfile.noblock", NO_BLOCK)
     repo.write("Dockerfile.early", EARLY_BLOCK)
-    made = App(repo, {**env, "PATH": os.environ["PATH"]})
+    real_cli = request.node.get_closest_marker("real_cli") is not None
+    made = App(repo, {**env, "PATH": os.environ["PATH"]}, real_cli=real_cli)
     repo.write("invoke.yaml", app_yaml(made.name))
     repo.commit("app")
     return made
@@ -342,8 +363,13 @@ FAILURES = [
 
 @pytest.mark.parametrize(
     ("args", "env", "extra", "expected"),
-    [case[1:] for case in FAILURES],
-    ids=[case[0] for case in FAILURES],
+    rows(
+        FAILURES,
+        real={
+            "no metadata block in the app Dockerfile",
+            "releasing pull requests without their tags (ci)",
+        },
+    ),
 )
 def test_bad_input_is_one_line_and_a_non_zero_exit(
     app: App, args: list[str], env: dict[str, str], extra: str, expected: str
@@ -358,7 +384,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("buildtools:\n  app: [unclosed\n", "is not valid YAML"),
+        pytest.param("buildtools:\n  app: [unclosed\n", "is not valid YAML", marks=REAL_CLI),
         ("buildtools:\n\tapp:\n    context: .\n", "never tabs"),
     ],
     ids=["invalid YAML", "tab indent"],
@@ -366,6 +392,46 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
 def test_invoke_yaml_that_is_not_yaml_is_one_line(app: App, text: str, expected: str) -> None:
     line = one_error(app.invoke("version", yaml=text))
     assert "invoke.yaml, line" in line and expected in line
+
+
+# The same invocation both ways, one of each kind of outcome (the rows marked real_cli above
+# are the kinds these do not show): (case, args, environment, config file name and text).
+BOTH_WAYS = [
+    (
+        "a task's one-line error",
+        ["version"],
+        {"INVOKE_BUILDTOOLS_GIT_UNTRACKED_IS_DIRTY": "x"},
+        None,
+    ),
+    ("a config file invoke would fail on", ["version"], {}, ("invoke.py", "1 / 0\n")),
+    (
+        "a warning, then the plan",
+        ["build", "--dry-run"],
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.early"},
+        None,
+    ),
+    ("JSON on stdout", ["build", "--dry-run", "--json"], NO_ENGINE, None),
+    ("an unknown task", ["nope"], {}, None),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "config_file"), rows(BOTH_WAYS))
+def test_in_process_runs_print_what_the_command_line_prints(
+    app: App, args: list[str], env: dict[str, str], config_file: tuple[str, str] | None
+) -> None:
+    """The in-process runner is only a shortcut: exit code, stdout and stderr are the console
+    script's, byte for byte."""
+    if config_file is not None:
+        (app.path / "invoke.yaml").unlink()
+        (app.path / config_file[0]).write_text(config_file[1])
+    full = {**app.env, **env}
+    real = invoke_cli.real(args, app.path, full)
+    inside = invoke_cli.in_process(args, app.path, full)
+    assert (inside.returncode, inside.stdout, inside.stderr) == (
+        real.returncode,
+        real.stdout,
+        real.stderr,
+    )
 
 
 # (case, config file name, its text, the error line must contain)
@@ -417,8 +483,7 @@ ODD_CONFIG_FILES = [
 
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
-    [case[1:] for case in ODD_CONFIG_FILES],
-    ids=[case[0] for case in ODD_CONFIG_FILES],
+    rows(ODD_CONFIG_FILES),
 )
 def test_a_config_file_invoke_cannot_merge_is_one_line(
     app: App, name: str, text: str, expected: str
@@ -432,7 +497,9 @@ def test_a_config_file_invoke_cannot_merge_is_one_line(
 
 
 @pytest.mark.parametrize(
-    "text", ["", "# nothing yet\n", None], ids=["empty", "comments", "missing"]
+    "text",
+    ["", "# nothing yet\n", pytest.param(None, marks=REAL_CLI)],
+    ids=["empty", "comments", "missing"],
 )
 def test_an_empty_or_missing_invoke_yaml_means_the_defaults(app: App, text: str | None) -> None:
     if text is None:
@@ -496,6 +563,7 @@ def test_two_release_tags_on_one_commit_say_which_is_built(app: App) -> None:
 
 
 @pytest.mark.docker
+@REAL_CLI
 def test_down_never_removes_a_container_it_did_not_start(
     app: App, docker_client: docker.DockerClient, base_image: str
 ) -> None:
@@ -513,6 +581,7 @@ def test_down_never_removes_a_container_it_did_not_start(
 
 
 @pytest.mark.docker
+@REAL_CLI
 def test_build_failures_are_one_line_and_tag_nothing(
     app: App, docker_client: docker.DockerClient, base_image: str
 ) -> None:
@@ -531,6 +600,7 @@ def test_build_failures_are_one_line_and_tag_nothing(
 
 
 @pytest.mark.docker
+@REAL_CLI
 def test_ctrl_c_during_a_build_exits_130_with_one_line(
     app: App, docker_client: docker.DockerClient, base_image: str
 ) -> None:
@@ -727,7 +797,7 @@ INTEGRITY_FAILURES = [
         "TRAVIS_COMMIT says commit 0123abc0123a, but the checkout is at",
         "--commit",
     ),
-    (
+    pytest.param(
         "4: an app folder inside another repository",
         _inside_another_checkout,
         ["release", "--dry-run"],
@@ -735,6 +805,7 @@ INTEGRITY_FAILURES = [
         "",
         "is not a git checkout of its own: it is inside the checkout",
         None,
+        marks=REAL_CLI,
     ),
     (
         "7: a release tag too long for Docker",
@@ -763,7 +834,7 @@ INTEGRITY_FAILURES = [
         "it is owned by another user (git's safe.directory check) (fix: if you trust it: git "
         "config --global --add safe.directory",
         "no commits",
-        marks=AS_ROOT,
+        marks=[AS_ROOT, REAL_CLI],
     ),
     (
         "16: a bare repository",
@@ -918,9 +989,7 @@ def test_integrity_failures_are_one_line_and_change_nothing(
         **given,
         **env,
     }
-    done = subprocess.run(
-        [str(INVOKE), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
-    )
+    done = app.invoke(*args, env=full_env, cwd=cwd)
     line = one_error(done)
     assert expected in line, line
     if forbidden:
@@ -1010,7 +1079,7 @@ POSING_NAMES = [
 @pytest.mark.parametrize(
     ("case", "commands", "env", "extra", "expected", "never"),
     POSING_NAMES,
-    ids=[row[0] for row in POSING_NAMES],
+    ids=[_row_id(row) for row in POSING_NAMES],
 )
 def test_names_posing_as_another_kind_get_a_prefix_before_anything_is_built(
     app: App,
@@ -1040,6 +1109,7 @@ def test_names_posing_as_another_kind_get_a_prefix_before_anything_is_built(
         assert never not in app_tags
 
 
+@REAL_CLI
 def test_a_tag_missing_from_a_shallow_clone_keeps_the_clones_depth(app: App) -> None:
     """8: a `--depth 10 --no-tags` clone (as CI makes) stays 10 deep after the tag is fetched."""
     for n in range(15):
@@ -1063,6 +1133,7 @@ def test_a_tag_missing_from_a_shallow_clone_keeps_the_clones_depth(app: App) -> 
     assert clone.git("rev-list", "--count", "HEAD") == "10"
 
 
+@REAL_CLI
 def test_a_closed_stdout_ends_the_task_quietly(app: App) -> None:
     """15: `invoke build --dry-run --json | head -1`: no BrokenPipeError traceback."""
     done = subprocess.run(
@@ -1179,6 +1250,7 @@ def test_a_mistyped_service_key_is_a_warning_naming_the_service_key(app: App) ->
 
 
 @pytest.mark.docker
+@REAL_CLI
 def test_a_missing_sidecar_base_image_is_found_before_the_app_is_built(
     app: App, docker_client: docker.DockerClient, base_image: str
 ) -> None:

@@ -1,4 +1,7 @@
-"""`invoke version` as users and CI scripts run it: a subprocess, real git, CI variables."""
+"""`invoke version` as users and CI scripts run it: real git, CI variables, from the project
+root. The Travis tag build runs the console script in a child process; the other cases run
+invoke's Program inside the test process (tests/fixtures/invoke_cli.py), which prints the same
+and saves a Python start-up per case."""
 
 from __future__ import annotations
 
@@ -10,24 +13,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.fixtures import invoke_cli
 from tests.fixtures.git import GitRepo
 
 ROOT = Path(__file__).resolve().parents[1]
-INVOKE = ROOT / ".venv" / "bin" / "invoke"
 
 
-def run_version(repo: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_version(
+    repo: Path, *args: str, real_cli: bool = False, **env: str
+) -> subprocess.CompletedProcess[str]:
     """``invoke version`` from the project root, on ``repo``, with only the given CI variables."""
     clean = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
     clean["INVOKE_BUILDTOOLS_REPO"] = str(repo)
-    return subprocess.run(
-        [str(INVOKE), "version", *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return invoke_cli.run(["version", *args], ROOT, {**clean, **env}, real_cli=real_cli)
 
 
 def test_travis_tag_build_reports_the_tag_not_a_branch(repo: GitRepo, tmp_path: Path) -> None:
@@ -48,7 +46,7 @@ def test_travis_tag_build_reports_the_tag_not_a_branch(repo: GitRepo, tmp_path: 
         "TRAVIS_BUILD_NUMBER": "57",
         "TRAVIS_BUILD_WEB_URL": "https://app.travis-ci.com/github/org/lara/builds/57",
     }
-    result = run_version(clone.path, "--format", "json", **travis)
+    result = run_version(clone.path, "--format", "json", real_cli=True, **travis)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["tag"] == "v1.2.3"
