@@ -281,7 +281,7 @@ def test_the_installed_files_import_only_their_requirements(installed, tmp_path)
     installed distribution's own requirements; never the harness or a test or dev extra."""
     python = installed.bin("python")
     runtime = import_names(requirements(python, tmp_path, extras=False), python, tmp_path)
-    assert {"docker", "yaml", "invoke", "requests"} <= runtime  # the lookup works
+    assert {"docker", "git", "yaml", "invoke", "requests"} <= runtime  # the lookup works
     # The extras' tools are not in the fresh venv: ask the test venv, which has them.
     extras = requirements(python, tmp_path, extras=True)
     test_only = import_names(extras, sys.executable, tmp_path) | HARNESS
