@@ -99,11 +99,11 @@ def down(client: docker.DockerClient, name: str) -> None:
         network.remove()
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 now. Chosen here, not by the engine: two engines on one host
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port free on ``address`` now. Chosen here, not by the engine: two engines on one host
     (a CI runner's and a test's) each hand out the same ports, unaware of the other."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return int(sock.getsockname()[1])
 
 
