@@ -222,10 +222,8 @@ class FreshEngine:
             f"--containerd-namespace={self.name}",
             f"--containerd-plugins-namespace={self.name}-plugins",
         ]
-        if self.remote:
-            command = self._remote_network() + common
-        else:
-            command = self._local_network() + common
+        network = self._remote_network() if self.remote else self._local_network()
+        command = network + common
         log = (self.dir / "dockerd.log").open("ab")
         self.process = subprocess.Popen(
             command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
