@@ -77,7 +77,10 @@ def gitlab_env(remote_engine, registry, event: str, **ci_vars: str) -> dict[str,
     # The service is `docker` to the job; here it is the engine's address.
     assert variables["DOCKER_HOST"] == "tcp://docker:2375"
     variables["DOCKER_HOST"] = remote_engine.host
-    return ci_run.clean_env(registry, RUN_ID, f"gitlab-{event}", **variables, **ci_vars)
+    env = ci_run.clean_env(registry, RUN_ID, f"gitlab-{event}", **variables, **ci_vars)
+    # Plain HTTP off the loopback is said in the config (the engine lists it as insecure).
+    env["INVOKE_BUILDTOOLS_RELEASE_REGISTRIES"] = registry.url
+    return env
 
 
 def pushed_version(client: docker.DockerClient, registry, event: str, tag: str) -> dict:
@@ -108,6 +111,7 @@ def test_quickstart_build_and_up_on_a_remote_engine(remote_engine, project):
         clone.path,
         env,
     )
+    print("", *(line for line in log.splitlines() if line.startswith("$ ")), sep="\n")
     try:
         url = re.search(r"^LARA: (\S+)$", log, re.MULTILINE)
         assert url, log
@@ -154,6 +158,7 @@ def test_gitlab_template_on_its_dind_engine(
     started = time.monotonic()
     log = run_commands(gitlab_commands(), clone.path, env)
     print(f"\ngitlab {event} on the remote engine: {time.monotonic() - started:.0f} s")
+    print(*(line for line in log.splitlines() if line.startswith("$ ")), sep="\n")
 
     assert "smoke test passed" in log, log
     tags = sorted(t.format(short=release[:7]) for t in expected)
