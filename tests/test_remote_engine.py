@@ -5,7 +5,8 @@ fresh clones of a copy of this project.
 The engine is a second dockerd in a network namespace of its own (``FreshEngine(remote=True)``),
 reachable from here only at ``tcp://<its address>:2375``: a port it publishes on its loopback is
 unreachable from the test, as from a job container. It starts with only the base image (carried
-over, as a CI runner's cache would hold it); `scripts/setup` in the job builds the rest there.
+over, as a CI runner's cache would hold it, with the MariaDB image as a cache source);
+`scripts/setup` in the job makes the rest there, and the first job builds the app on it cold.
 The registry listens on the host's end of the engine's link, which both reach; the engine has
 it as an insecure registry, as a dind service would be configured for a plain-HTTP registry.
 """
@@ -38,15 +39,16 @@ RUN_ID = uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="module")
-def remote_engine(docker_client, base_image) -> Iterator[testbed.FreshEngine]:
-    """An empty engine in its own network namespace, holding only the base image."""
+def remote_engine(docker_client, base_image, mariadb_image) -> Iterator[testbed.FreshEngine]:
+    """An engine in its own network namespace, holding only what a CI runner's cache would:
+    the base image, and the MariaDB service image as a cache source for `scripts/setup`."""
     try:
         engine = testbed.FreshEngine(remote=True).start()
     except BuildToolsError as exc:
         unavailable("a remote fresh Docker Engine", exc)
         raise
     try:
-        engine.load(base_image, source=docker_client)
+        engine.load(base_image, mariadb_image, source=docker_client)
         yield engine
     finally:
         engine.stop()
@@ -97,6 +99,41 @@ def pushed_version(client: docker.DockerClient, registry, event: str, tag: str) 
         client.images.remove(f"{repository}:{tag}")
 
 
+@pytest.mark.parametrize(
+    "event, ref, expected",
+    [
+        ("push", "master", ["edge", "master", "sha-{short}"]),
+        ("tag", "1.2.3", ["1", "1.2", "1.2.3", "latest", "sha-{short}"]),
+    ],
+)
+def test_gitlab_template_on_its_dind_engine(
+    remote_engine, remote_registry, project, event: str, ref: str, expected: list[str]
+):
+    """GitLab's job as the template writes it, against an engine like its docker:dind service:
+    the smoke test passes there, the release is pushed and verified, and what was pushed is
+    this commit (read back on that engine from the registry)."""
+    release = project["release"]
+    checkout, ci_vars = gitlab_event(event, release, project["pr_head"])
+    clone = fresh_clone(project, f"gitlab-{event}", checkout, depth=None)  # GIT_DEPTH: 0
+    env = gitlab_env(remote_engine, remote_registry, event, **ci_vars)
+    env = with_credentials(env, remote_registry)
+    started = time.monotonic()
+    log = run_commands(gitlab_commands(), clone.path, env)
+    print(f"\ngitlab {event} on the remote engine: {time.monotonic() - started:.0f} s")
+    print(*(line for line in log.splitlines() if line.startswith("$ ")), sep="\n")
+
+    assert "smoke test passed" in log, log
+    tags = sorted(t.format(short=release[:7]) for t in expected)
+    held = ci_run.registry_tags(remote_registry, RUN_ID, f"gitlab-{event}")
+    assert held == {"app": tags, "nginx": tags}, log
+    pushed = pushed_version(remote_engine.client(), remote_registry, event, ref)
+    assert pushed["commit"] == release
+    if event == "push":
+        assert (pushed["branch"], pushed["tag"]) == ("master", None)
+    else:
+        assert (pushed["tag"], pushed["version"], pushed["branch"]) == ("v1.2.3", "1.2.3", None)
+
+
 def test_quickstart_build_and_up_on_a_remote_engine(remote_engine, project):
     """`bash scripts/setup && invoke build && invoke up` with DOCKER_HOST=tcp://…: setup makes
     what is missing on that engine, and the printed URL answers from here (today's main printed
@@ -135,38 +172,3 @@ def test_quickstart_build_and_up_on_a_remote_engine(remote_engine, project):
         run_commands([".venv/bin/invoke down"], clone.path, env)
     left = remote_engine.client().containers.list(all=True, filters={"label": stack.OWNER_LABEL})
     assert left == []
-
-
-@pytest.mark.parametrize(
-    "event, ref, expected",
-    [
-        ("push", "master", ["edge", "master", "sha-{short}"]),
-        ("tag", "1.2.3", ["1", "1.2", "1.2.3", "latest", "sha-{short}"]),
-    ],
-)
-def test_gitlab_template_on_its_dind_engine(
-    remote_engine, remote_registry, project, event: str, ref: str, expected: list[str]
-):
-    """GitLab's job as the template writes it, against an engine like its docker:dind service:
-    the smoke test passes there, the release is pushed and verified, and what was pushed is
-    this commit (read back on that engine from the registry)."""
-    release = project["release"]
-    checkout, ci_vars = gitlab_event(event, release, project["pr_head"])
-    clone = fresh_clone(project, f"gitlab-{event}", checkout, depth=None)  # GIT_DEPTH: 0
-    env = gitlab_env(remote_engine, remote_registry, event, **ci_vars)
-    env = with_credentials(env, remote_registry)
-    started = time.monotonic()
-    log = run_commands(gitlab_commands(), clone.path, env)
-    print(f"\ngitlab {event} on the remote engine: {time.monotonic() - started:.0f} s")
-    print(*(line for line in log.splitlines() if line.startswith("$ ")), sep="\n")
-
-    assert "smoke test passed" in log, log
-    tags = sorted(t.format(short=release[:7]) for t in expected)
-    held = ci_run.registry_tags(remote_registry, RUN_ID, f"gitlab-{event}")
-    assert held == {"app": tags, "nginx": tags}, log
-    pushed = pushed_version(remote_engine.client(), remote_registry, event, ref)
-    assert pushed["commit"] == release
-    if event == "push":
-        assert (pushed["branch"], pushed["tag"]) == ("master", None)
-    else:
-        assert (pushed["tag"], pushed["version"], pushed["branch"]) == ("v1.2.3", "1.2.3", None)
