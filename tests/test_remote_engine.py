@@ -6,7 +6,7 @@ The engine is a second dockerd in a network namespace of its own (``FreshEngine(
 reachable from here only at ``tcp://<its address>:2375``: a port it publishes on its loopback is
 unreachable from the test, as from a job container. It starts with only the base image (carried
 over, as a CI runner's cache would hold it, with the MariaDB image as a cache source);
-`scripts/setup` in the job makes the rest there, and the first job builds the app on it cold.
+`scripts/setup` in each GitLab job makes the rest there, through the engine's API.
 The registry listens on the host's end of the engine's link, which both reach; the engine has
 it as an insecure registry, as a dind service would be configured for a plain-HTTP registry.
 """
@@ -41,7 +41,7 @@ RUN_ID = uuid.uuid4().hex[:8]
 @pytest.fixture(scope="module")
 def remote_engine(docker_client, base_image, mariadb_image) -> Iterator[testbed.FreshEngine]:
     """An engine in its own network namespace, holding only what a CI runner's cache would:
-    the base image, and the MariaDB service image as a cache source for `scripts/setup`."""
+    the base image, and the MariaDB service image (a cache source for `scripts/setup`)."""
     try:
         engine = testbed.FreshEngine(remote=True).start()
     except BuildToolsError as exc:
@@ -65,6 +65,31 @@ def remote_registry(remote_engine, tmp_path_factory) -> Iterator[testbed.LocalRe
         raise
     yield reg
     reg.stop()
+
+
+EVENTS = ("push", "tag")
+
+
+@pytest.fixture(scope="module")
+def earlier_master(remote_engine, remote_registry, docker_client, app_image) -> dict[str, str]:
+    """An earlier master image of the app in each event's repository (built on the main engine
+    from the same source), as a project's registry holds one. The empty engine pulls it as build
+    cache (``cache.from``: a tag build looks for the release branch's), as each new dind service
+    must: a cold app build there takes minutes."""
+    client = remote_engine.client()
+    remote_engine.load(app_image, source=docker_client)
+    auth = {"username": remote_registry.username, "password": remote_registry.password}
+    refs = {}
+    for event in EVENTS:
+        repository = f"{remote_registry.host}/lara-e2e-{RUN_ID}/gitlab-{event}-app"
+        client.images.get(app_image).tag(repository, "master")
+        for line in client.api.push(
+            repository, tag="master", stream=True, decode=True, auth_config=auth
+        ):
+            assert "errorDetail" not in line, line
+        refs[event] = f"{repository}:master"
+    client.images.remove(app_image, force=True)  # the engine holds only the bases again
+    return refs
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +132,18 @@ def pushed_version(client: docker.DockerClient, registry, event: str, tag: str) 
     ],
 )
 def test_gitlab_template_on_its_dind_engine(
-    remote_engine, remote_registry, project, event: str, ref: str, expected: list[str]
+    remote_engine,
+    remote_registry,
+    earlier_master,
+    project,
+    event: str,
+    ref: str,
+    expected: list[str],
 ):
     """GitLab's job as the template writes it, against an engine like its docker:dind service:
     the smoke test passes there, the release is pushed and verified, and what was pushed is
-    this commit (read back on that engine from the registry)."""
+    this commit (read back on that engine from the registry). Each finds the earlier master
+    image in the registry and builds on it."""
     release = project["release"]
     checkout, ci_vars = gitlab_event(event, release, project["pr_head"])
     clone = fresh_clone(project, f"gitlab-{event}", checkout, depth=None)  # GIT_DEPTH: 0
@@ -123,9 +155,12 @@ def test_gitlab_template_on_its_dind_engine(
     print(*(line for line in log.splitlines() if line.startswith("$ ")), sep="\n")
 
     assert "smoke test passed" in log, log
+    assert f"from {earlier_master[event]}" in log, log
     tags = sorted(t.format(short=release[:7]) for t in expected)
     held = ci_run.registry_tags(remote_registry, RUN_ID, f"gitlab-{event}")
-    assert held == {"app": tags, "nginx": tags}, log
+    # A tag leaves the earlier master as it was: it is not this build's to move.
+    app_tags = sorted({*tags, "master"})
+    assert held == {"app": app_tags, "nginx": tags}, log
     pushed = pushed_version(remote_engine.client(), remote_registry, event, ref)
     assert pushed["commit"] == release
     if event == "push":
@@ -135,16 +170,20 @@ def test_gitlab_template_on_its_dind_engine(
 
 
 def test_quickstart_build_and_up_on_a_remote_engine(remote_engine, project):
-    """`bash scripts/setup && invoke build && invoke up` with DOCKER_HOST=tcp://…: setup makes
-    what is missing on that engine, and the printed URL answers from here (today's main printed
-    http://127.0.0.1:8080/notes, where nothing listens)."""
+    """`invoke build && invoke up` with DOCKER_HOST=tcp://…: the printed URL answers from here
+    (before, it was http://127.0.0.1:8080/notes, where nothing listens). Only the venv is made
+    here: what `scripts/setup` makes on such an engine, the GitLab jobs above check."""
     clone = fresh_clone(project, "quickstart", "master", depth=None)
     port = testbed.free_port()
     drop = ("TRAVIS", "GITHUB_", "GITLAB_", "CI_", "INVOKE_", "DOCKER_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k != "CI"}
     env["DOCKER_HOST"] = remote_engine.host
+    # The repositories GitLab's push built into on this engine: their images are the build's
+    # cache sources, as on a build host a developer shares with CI (cold when run alone).
+    env["INVOKE_BUILDTOOLS_APP_REPOSITORY"] = f"lara-e2e-{RUN_ID}/gitlab-push-app"
+    env["INVOKE_BUILDTOOLS_NGINX_REPOSITORY"] = f"lara-e2e-{RUN_ID}/gitlab-push-nginx"
     log = run_commands(
-        ["bash scripts/setup", ".venv/bin/invoke build", f".venv/bin/invoke up --port {port}"],
+        ["bash scripts/venv", ".venv/bin/invoke build", f".venv/bin/invoke up --port {port}"],
         clone.path,
         env,
     )
