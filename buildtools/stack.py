@@ -1,15 +1,19 @@
 """Run the built pair (app + nginx sidecar) as it runs in production, for people and smoke tests.
 
 The containers share a user-defined network, so the sidecar finds the app, and the app its
-services (a database), by name through Docker's DNS; only the sidecar publishes a port, on
-127.0.0.1. What the app needs is configured, not assumed (:class:`SmokeConfig`): its
-environment (secrets by name only), service containers with a readiness command, and a
+services (a database), by name through Docker's DNS. For people (``invoke up``) only the
+sidecar publishes a port: on 127.0.0.1 when the engine is on this machine, on all of the
+engine host's addresses when ``DOCKER_HOST`` names another one (:func:`engine_host`). The smoke
+test publishes nothing and asks from inside the stack's network (:func:`fetch`), so it works
+wherever the engine is. What the app needs is configured, not assumed (:class:`SmokeConfig`):
+its environment (secrets by name only), service containers with a readiness command, and a
 command to prepare it (create the database) before it starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 import socket
 import time
@@ -17,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from secrets import token_hex
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker
 import docker.errors
@@ -33,6 +38,15 @@ OWNER_LABEL = "org.concord.lara.buildtools.stack"
 # A fingerprinted stylesheet or script the page links (Sprockets: 64 hex, webpack: 20).
 FINGERPRINTED = re.compile(r'(?:href|src)="(/[^"?#]+-[0-9a-f]{20,64}\.(?:css|js))"')
 LOG_LINES = 5
+# One HTTP/1.0 GET with bash's /dev/tcp: $1 host, $2 port, $3 path (arguments, never spliced
+# into the script). HTTP/1.0, so nginx closes the connection at the end and never chunks.
+HTTP_GET = (
+    'exec 3<>"/dev/tcp/$1/$2" || exit 7\n'
+    "printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: lara-buildtools-smoke\\r\\n\\r\\n'"
+    ' "$3" "$1" >&3\n'
+    "cat <&3\n"
+)
+FETCH_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,37 @@ def run_name(prefix: str, commit: str) -> str:
     one commit on one engine (a re-run, a CI matrix) would otherwise share the name, and each
     one's :func:`up` would remove the other's containers."""
     return f"{prefix}-{commit[:7]}-{token_hex(3)}"
+
+
+LOCAL_SCHEMES = ("", "unix", "npipe", "fd")
+
+
+def engine_host(docker_host: str | None) -> str:
+    """The host name (or address) under which the engine's published ports are reached from
+    here: the host of a ``tcp://`` or ``ssh://`` DOCKER_HOST, ``127.0.0.1`` for a local engine
+    (unset, ``unix://``, ``npipe://``). An IPv6 address comes in brackets, ready for a URL."""
+    parts = urlsplit(docker_host or "")
+    if parts.scheme in LOCAL_SCHEMES or not parts.hostname:
+        return "127.0.0.1"
+    return f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+
+
+def is_local_host(host: str) -> bool:
+    """Whether ``host`` (from :func:`engine_host`) is this machine's loopback."""
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def publish_address(docker_host: str | None) -> str:
+    """Where ``invoke up`` binds the sidecar's port on the engine's host: its loopback when that
+    is this machine (nobody else should reach a test stack), else every address, since the
+    engine's loopback is not reachable from here (GitLab's dind, an ``ssh://`` build host)."""
+    return "127.0.0.1" if is_local_host(engine_host(docker_host)) else "0.0.0.0"
 
 
 def _not_ours(kind: str, name: str, stack: str) -> BuildToolsError:
@@ -99,11 +144,11 @@ def down(client: docker.DockerClient, name: str) -> None:
         network.remove()
 
 
-def free_port() -> int:
-    """A port free on 127.0.0.1 now. Chosen here, not by the engine: two engines on one host
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port free on ``address`` now. Chosen here, not by the engine: two engines on one host
     (a CI runner's and a test's) each hand out the same ports, unaware of the other."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return int(sock.getsockname()[1])
 
 
@@ -220,10 +265,14 @@ def up(
     cfg: SmokeConfig | None = None,
     env: Mapping[str, str] | None = None,
     keep_failed: bool = False,
+    publish: bool = True,
 ) -> Stack:
     """Start services, prepare the app, start app and sidecar (replacing an earlier stack of
-    that name); wait until the sidecar answers ``cfg.path``. A half-started stack is removed
-    (``keep_failed``: left for the caller to read its logs, then remove)."""
+    that name); wait until the sidecar answers ``cfg.path`` inside the stack's network. A
+    half-started stack is removed (``keep_failed``: left for the caller to read its logs, then
+    remove). With ``publish`` the sidecar's port is published (:func:`publish_address`) and
+    ``Stack.url`` is where it answers from here (``DOCKER_HOST`` from ``env``); without, nothing
+    is published and the URL is empty."""
     cfg = cfg or SmokeConfig()
     env = env if env is not None else {}
     app_env = resolve_env(cfg.env, env, "smoke.env")
@@ -265,26 +314,31 @@ def up(
             labels=owner,
             detach=True,
         )
+        docker_host = env.get("DOCKER_HOST")
+        bind = publish_address(docker_host)
+        # On this machine the port is chosen here (see free_port); a remote engine picks its own.
+        host_port = port or (free_port() if bind == "127.0.0.1" else None)
         sidecar = client.containers.run(
             nginx_image,
             name=stack.sidecar,
             network=stack.network,
             labels=owner,
             environment={"APP_UPSTREAM": f"{stack.app}:{APP_PORT}"},
-            ports={f"{SIDECAR_PORT}/tcp": ("127.0.0.1", port or free_port())},
+            ports={f"{SIDECAR_PORT}/tcp": (bind, host_port)} if publish else {},
             detach=True,
         )
         sidecar.reload()
         published = (sidecar.attrs["NetworkSettings"].get("Ports") or {}).get(f"{SIDECAR_PORT}/tcp")
-        if sidecar.status != "running" or not published:
+        if sidecar.status != "running" or (publish and not published):
             tail = " | ".join(_log_tail(sidecar, 3)) or "no output"
             raise BuildToolsError(
                 f"the sidecar {stack.sidecar} stopped at start ({sidecar.status}): {tail}",
                 f"see docker logs {stack.sidecar}",
             )
-        host_port = published[0]["HostPort"]
-        stack = Stack(name, f"http://127.0.0.1:{host_port}")
-        wait_for(f"{stack.url}{cfg.path}", client, stack, cfg.timeout)
+        if publish:
+            url = f"http://{engine_host(docker_host)}:{published[0]['HostPort']}"
+            stack = Stack(name, url)
+        wait_for(client, stack, cfg.path, cfg.timeout)
     except BuildToolsError:
         if not keep_failed:
             down(client, name)
@@ -306,30 +360,113 @@ def up(
     return stack
 
 
-def wait_for(url: str, client: docker.DockerClient, stack: Stack, seconds: float = 60) -> None:
+@dataclass(frozen=True)
+class Response:
+    """An HTTP answer as the smoke test reads it; header names in lower case."""
+
+    status: int
+    headers: dict[str, str]
+    text: str
+
+
+def parse_response(raw: bytes) -> Response:
+    """An HTTP/1.x response as bytes (status line, headers, body), as :data:`HTTP_GET` reads it;
+    a chunked body is joined. ``ValueError`` if it does not start with a status line."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("iso-8859-1").split("\r\n")
+    status = lines[0].split(" ", 2)
+    if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
+        raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = _unchunk(body)
+    return Response(int(status[1]), headers, body.decode("utf-8", "replace"))
+
+
+def _unchunk(body: bytes) -> bytes:
+    joined = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            break
+        joined, body = joined + rest[:size], rest[size + 2 :]
+    return joined
+
+
+def in_network_url(stack: Stack, path: str = "") -> str:
+    """The URL the smoke test asks, as any container on the stack's network would."""
+    return f"http://{stack.sidecar}:{SIDECAR_PORT}{path}"
+
+
+class NoAnswer(BuildToolsError):
+    """The sidecar gave no HTTP answer; ``reason`` is what was seen instead."""
+
+    def __init__(self, url: str, reason: str, sidecar: str) -> None:
+        super().__init__(f"GET {url}: no answer ({reason})", f"see docker logs {sidecar}")
+        self.reason = reason
+
+
+def fetch(client: docker.DockerClient, stack: Stack, path: str) -> Response:
+    """GET ``path`` from the sidecar by its name on the stack's network, run inside the sidecar
+    through the engine's exec API, never through a port published on this machine.
+
+    Why this way: the engine may be elsewhere (GitLab's dind, ``ssh://``), where a published
+    port is not on this machine's loopback; but the exec API goes wherever the engine is. Why in
+    the sidecar: it is in the stack already (no image to pull, no container to clean up) and
+    its image has bash, whose ``/dev/tcp`` is the HTTP client (its HEALTHCHECK uses it too:
+    no curl in the image). Its own name resolves to its address on the stack's network, so the
+    request takes the path a peer's would, and checks that nginx listens beyond its loopback.
+    ``BuildToolsError`` when there is no answer (nothing listens, the sidecar stopped)."""
+    url = in_network_url(stack, path)
+    command = ["timeout", str(FETCH_TIMEOUT), "bash", "-c", HTTP_GET, "lara-smoke"]
+    try:
+        sidecar = client.containers.get(stack.sidecar)
+        result = sidecar.exec_run([*command, stack.sidecar, str(SIDECAR_PORT), path], demux=True)
+    except docker.errors.APIError as exc:
+        reason = str(exc.explanation or exc).splitlines()[0][:120]
+        raise NoAnswer(url, reason, stack.sidecar) from None
+    out, err = result.output or (None, None)
+    try:
+        return parse_response(out or b"")
+    except ValueError:
+        lines = (err or b"").decode("utf-8", "replace").strip().splitlines()
+        reason = lines[-1] if lines else f"exit {result.exit_code}"
+        raise NoAnswer(url, reason, stack.sidecar) from None
+
+
+def wait_for(client: docker.DockerClient, stack: Stack, path: str, seconds: float = 60) -> None:
+    """Until the sidecar answers ``path`` with 200 inside the stack's network."""
     deadline = time.monotonic() + seconds
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            resp = requests.get(url, timeout=2)
-            if resp.status_code == 200:
+            answer = fetch(client, stack, path)
+            if answer.status == 200:
                 return
-            last = f"HTTP {resp.status_code}"
-        except requests.exceptions.RequestException as exc:
-            last = type(exc).__name__
+            last = f"HTTP {answer.status}"
+        except NoAnswer as exc:
+            last = exc.reason
         time.sleep(0.3)
     raise BuildToolsError(
-        f"{url} did not answer 200 within {seconds:.0f}s ({last})",
+        f"{in_network_url(stack, path)} did not answer 200 within {seconds:.0f}s ({last})",
         f"see `docker logs {stack.app}` and `docker logs {stack.sidecar}`",
     )
 
 
-def check(url: str, cfg: SmokeConfig, expect: str) -> dict[str, Any]:
-    """The checks through the sidecar: the page answers 200 and shows ``expect``; a
-    fingerprinted asset it links is served ``immutable`` from the sidecar's disk."""
-    page = requests.get(f"{url}{cfg.path}", timeout=10)
-    if page.status_code != 200 or expect not in page.text:
-        seen = f"HTTP {page.status_code}" if page.status_code != 200 else "a page without it"
+def check(
+    client: docker.DockerClient, stack: Stack, cfg: SmokeConfig, expect: str
+) -> dict[str, Any]:
+    """The checks through the sidecar, from inside the stack's network (:func:`fetch`): the page
+    answers 200 and shows ``expect``; a fingerprinted asset it links is served ``immutable``
+    from the sidecar's disk."""
+    page = fetch(client, stack, cfg.path)
+    if page.status != 200 or expect not in page.text:
+        seen = f"HTTP {page.status}" if page.status != 200 else "a page without it"
         raise BuildToolsError(
             f"smoke test: GET {cfg.path} through the sidecar should show {expect!r}, got {seen}",
             "rebuild the images for this commit, or set buildtools.smoke.path/expect",
@@ -338,14 +475,15 @@ def check(url: str, cfg: SmokeConfig, expect: str) -> dict[str, Any]:
     asset = None
     if match:
         asset = match[1]
-        served = requests.get(f"{url}{asset}", timeout=10)
-        cache_control = served.headers.get("Cache-Control", "")
-        if served.status_code != 200 or "immutable" not in cache_control:
+        served = fetch(client, stack, asset)
+        cache_control = served.headers.get("cache-control", "")
+        if served.status != 200 or "immutable" not in cache_control:
             raise BuildToolsError(
-                f"smoke test: {asset} answered HTTP {served.status_code} with Cache-Control "
+                f"smoke test: {asset} answered HTTP {served.status} with Cache-Control "
                 f"{cache_control!r} through the sidecar",
                 "check that assets were precompiled into public/ (invoke nginx.config)",
             )
+    url = in_network_url(stack)
     return {"url": url, "path": cfg.path, "expected": expect, "asset": asset}
 
 
@@ -360,12 +498,15 @@ def smoke(
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Start everything, check through the sidecar, always clean up. On a failure, the last
-    lines of every container's log are said before the one-line error."""
+    lines of every container's log are said before the one-line error. Nothing is published:
+    the checks run inside the stack's network, so they pass wherever the engine is."""
     cfg = cfg or SmokeConfig()
     expect = cfg.expect or expect
     try:
-        stack = up(client, app_image, nginx_image, name, cfg=cfg, env=env, keep_failed=True)
-        return check(stack.url, cfg, expect)
+        stack = up(
+            client, app_image, nginx_image, name, cfg=cfg, env=env, keep_failed=True, publish=False
+        )
+        return check(client, stack, cfg, expect)
     except BuildToolsError as exc:
         hidden = secret_values(cfg, env or {})
         report_logs(client, name, say, hidden)

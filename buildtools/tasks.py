@@ -255,7 +255,7 @@ def built_refs(c: Context, branch: str, tag: str, commit: str) -> tuple[str, str
 
 @task(
     help={
-        "port": "host port on 127.0.0.1 for the sidecar (default: 8080)",
+        "port": "port the sidecar is published on, on the engine's host (default: 8080)",
         "name": "name prefix of the containers and network (default: lara)",
         **REF_HELP,
     }

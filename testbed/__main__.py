@@ -1,5 +1,7 @@
-"""Provide each real part by hand, from the repository root:
-``python -m testbed engine|bases [REPOSITORY]|services|registry|fresh [BASES_REPOSITORY]``."""
+"""Provide each real part by hand, from the repository root: ``python -m testbed
+engine|bases [REPOSITORY]|services|registry|fresh [--remote] [BASES_REPOSITORY]``
+(``--remote``: an engine in a network namespace of its own, reachable only over TCP, as
+GitLab's docker:dind is for a job)."""
 
 from __future__ import annotations
 
@@ -27,13 +29,15 @@ def main(argv: list[str]) -> int:
             base = ensure_base_image(client, "lara-buildtools/debian")
             print(ensure_service_image(client, "mariadb", base))
         elif what == "fresh":
-            base = ensure_base_image(client, argv[1] if len(argv) > 1 else "lara-buildtools/debian")
+            remote = "--remote" in argv[1:]
+            rest = [arg for arg in argv[1:] if arg != "--remote"]
+            base = ensure_base_image(client, rest[0] if rest else "lara-buildtools/debian")
             # SIGTERM too must clean up: bridge, iptables rules and files outlive the process;
             # and SIGINT even when started in the background (where it is ignored by default).
             stops = (signal.SIGINT, signal.SIGTERM)
             previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in stops}
             try:
-                with FreshEngine() as engine:
+                with FreshEngine(remote=remote) as engine:
                     engine.load(base, source=client)
                     print(f"a fresh engine with only {base}; Ctrl-C stops it", file=sys.stderr)
                     print(f"DOCKER_HOST={engine.host}", flush=True)
@@ -58,7 +62,7 @@ def main(argv: list[str]) -> int:
         else:
             print(
                 "usage: python -m testbed engine|bases [REPOSITORY]|services|registry"
-                "|fresh [BASES_REPOSITORY]"
+                "|fresh [--remote] [BASES_REPOSITORY]"
             )
             return 2
     except BuildToolsError as exc:

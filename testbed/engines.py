@@ -61,6 +61,9 @@ def ensure_engine(wait: float = 60.0) -> docker.DockerClient:
 FRESH_PREFIX = "lbtfresh"
 FRESH_NETWORK = ipaddress.IPv4Network("10.213.0.0/16")
 FRESH_SLOTS = 8
+# A remote FreshEngine: where `ip netns add` puts its namespace, and its API port (dind's).
+NETNS_DIR = Path("/var/run/netns")
+REMOTE_PORT = 2375
 # The processes of an engine that may outlive a crashed run.
 ENGINE_PROGRAMS = {"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2"}
 
@@ -90,11 +93,18 @@ class FreshEngine:
     Privileged containers cannot start on our CI machines, so this is a host process with its own
     data root, socket, bridge and address pool, and ``--iptables=false``; we add the only host
     rules it needs (forward and masquerade its range) and remove them in ``stop()``.
+
+    ``remote=True`` makes it an engine elsewhere, the way GitLab's ``docker:dind`` service is
+    for a job: dockerd runs in a network namespace of its own (named like the slot), joined to
+    the host by a veth pair on a /30, and answers only at ``tcp://<its address>:2375``. A port
+    it publishes on its loopback is then unreachable from here, as from a job container; what
+    it pushes goes to a registry on :attr:`host_address` (an insecure registry for it).
     """
 
     root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "lbt-fresh")
     slot: int = -1
     process: subprocess.Popen | None = None
+    remote: bool = False
     _lock: Any = None
 
     @property
@@ -108,7 +118,34 @@ class FreshEngine:
     @property
     def host(self) -> str:
         """The DOCKER_HOST value of this engine."""
+        if self.remote:
+            return f"tcp://{self.engine_address}:{REMOTE_PORT}"
         return f"unix://{self.dir}/docker.sock"
+
+    @property
+    def link(self) -> ipaddress.IPv4Network:
+        """The /30 between the host and a remote engine's namespace (inside the slot's range,
+        beside the bridge address a local engine would use)."""
+        return list(self.network.subnets(new_prefix=30))[1]
+
+    @property
+    def host_address(self) -> str:
+        """The host's end of the link: where a remote engine reaches this machine (a registry)."""
+        return str(self.link.network_address + 1)
+
+    @property
+    def engine_address(self) -> str:
+        """The namespace's end of the link: the only address a remote engine answers on."""
+        return str(self.link.network_address + 2)
+
+    @property
+    def veth(self) -> str:
+        """The host's end of the veth pair (``…n`` is the namespace's end)."""
+        return f"{self.name}h"
+
+    @property
+    def netns(self) -> Path:
+        return NETNS_DIR / self.name
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -127,11 +164,11 @@ class FreshEngine:
 
     def start(self, wait: float = 60.0) -> FreshEngine:
         """Take a free slot (cleaning up after a crashed owner), then start dockerd in it."""
-        for tool in ("dockerd", "ip", "iptables"):
+        for tool in ("dockerd", "ip", "iptables", *(["nsenter"] if self.remote else [])):
             if not shutil.which(tool):
                 raise BuildToolsError(
                     f"a fresh Docker Engine needs {tool}, which is not installed",
-                    "bash scripts/setup installs docker.io, iproute2 and iptables",
+                    "bash scripts/setup installs docker.io, iproute2, iptables (and util-linux)",
                 )
         if os.geteuid() != 0:
             raise BuildToolsError("a fresh Docker Engine needs root", "run as root or with sudo")
@@ -174,43 +211,22 @@ class FreshEngine:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         # An empty config: the main engine's daemon.json (hosts, bridge, data-root) is not ours.
         (self.dir / "daemon.json").write_text("{}\n")
-        _run("ip", "link", "add", self.name, "type", "bridge")
-        _run("ip", "addr", "add", self.bridge_address, "dev", self.name)
-        _run("ip", "link", "set", self.name, "up")
-        # The whole slot, not only the bridge: user-defined networks get bridges of their own.
-        net, mark = str(self.network), ["-m", "comment", "--comment", self.name]
-        _run("iptables", "-I", "FORWARD", "-s", net, *mark, "-j", "ACCEPT")
-        _run(
-            "iptables", "-I", "FORWARD", "-d", net, "-m", "conntrack",
-            "--ctstate", "RELATED,ESTABLISHED", *mark, "-j", "ACCEPT",
-        )  # fmt: skip
-        _run(
-            "iptables", "-t", "nat", "-I", "POSTROUTING", "-s", net, "!", "-d", net,
-            *mark, "-j", "MASQUERADE",
-        )  # fmt: skip
+        common = [
+            f"--config-file={self.dir / 'daemon.json'}",
+            f"--data-root={data}",
+            f"--exec-root={execroot}",
+            f"--pidfile={self.dir / 'dockerd.pid'}",
+            # Our own cgroup parent, so a crashed run's containers can be found and killed.
+            "--exec-opt=native.cgroupdriver=cgroupfs",
+            f"--cgroup-parent=/{self.name}",
+            f"--containerd-namespace={self.name}",
+            f"--containerd-plugins-namespace={self.name}-plugins",
+        ]
+        network = self._remote_network() if self.remote else self._local_network()
+        command = network + common
         log = (self.dir / "dockerd.log").open("ab")
         self.process = subprocess.Popen(
-            [
-                "dockerd",
-                f"--config-file={self.dir / 'daemon.json'}",
-                f"--data-root={data}",
-                f"--exec-root={execroot}",
-                f"--pidfile={self.dir / 'dockerd.pid'}",
-                f"--host={self.host}",
-                f"--bridge={self.name}",
-                "--iptables=false",
-                "--ip-masq=false",
-                f"--default-address-pool=base={self.pool},size=24",
-                # Our own cgroup parent, so a crashed run's containers can be found and killed.
-                "--exec-opt=native.cgroupdriver=cgroupfs",
-                f"--cgroup-parent=/{self.name}",
-                f"--containerd-namespace={self.name}",
-                f"--containerd-plugins-namespace={self.name}-plugins",
-            ],
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
         )
         log.close()
         deadline = time.monotonic() + wait
@@ -224,6 +240,67 @@ class FreshEngine:
             f"the fresh dockerd did not answer within {wait:.0f}s: {(tail or ['no log'])[0]}",
             "read its log line above; `bash scripts/setup` installs what it needs",
         )
+
+    def _remote_network(self) -> list[str]:
+        """The namespace, the veth pair and the host's forwarding rules for a remote engine;
+        returns how to start dockerd in that namespace.
+
+        ``nsenter --net``, not ``ip netns exec``: the latter also remounts /sys, and dockerd
+        then finds no devices cgroup. Inside, the engine keeps its own iptables rules and
+        docker0, so nothing clashes with the host's engine; the host only forwards and
+        masquerades the /30, so its containers reach the Debian mirror."""
+        peer, link = f"{self.name}n", f"/{self.link.prefixlen}"
+        _run("ip", "netns", "add", self.name)
+        _run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", peer)
+        _run("ip", "link", "set", peer, "netns", self.name)
+        _run("ip", "addr", "add", self.host_address + link, "dev", self.veth)
+        _run("ip", "link", "set", self.veth, "up")
+        inside = ("ip", "-n", self.name)
+        _run(*inside, "addr", "add", self.engine_address + link, "dev", peer)
+        _run(*inside, "link", "set", peer, "up")
+        _run(*inside, "link", "set", "lo", "up")
+        _run(*inside, "route", "add", "default", "via", self.host_address)
+        self._forward(str(self.link))
+        return [
+            "nsenter",
+            f"--net={self.netns}",
+            "dockerd",
+            f"--host={self.host}",
+            # Plain TCP as dind with DOCKER_TLS_CERTDIR="" (said explicitly: no TLS warning wait).
+            "--tls=false",
+            # Any port on the host's end: the test's registry picks its port after we start.
+            f"--insecure-registry={self.host_address}/32",
+        ]
+
+    def _local_network(self) -> list[str]:
+        """The bridge and the host's forwarding rules for a local engine; returns how to start
+        dockerd on them."""
+        _run("ip", "link", "add", self.name, "type", "bridge")
+        _run("ip", "addr", "add", self.bridge_address, "dev", self.name)
+        _run("ip", "link", "set", self.name, "up")
+        # The whole slot, not only the bridge: user-defined networks get bridges of their own.
+        self._forward(str(self.network))
+        return [
+            "dockerd",
+            f"--host={self.host}",
+            f"--bridge={self.name}",
+            "--iptables=false",
+            "--ip-masq=false",
+            f"--default-address-pool=base={self.pool},size=24",
+        ]
+
+    def _forward(self, net: str) -> None:
+        """Forward and masquerade ``net`` on the host, each rule carrying the slot's name."""
+        mark = ["-m", "comment", "--comment", self.name]
+        _run("iptables", "-I", "FORWARD", "-s", net, *mark, "-j", "ACCEPT")
+        _run(
+            "iptables", "-I", "FORWARD", "-d", net, "-m", "conntrack",
+            "--ctstate", "RELATED,ESTABLISHED", *mark, "-j", "ACCEPT",
+        )  # fmt: skip
+        _run(
+            "iptables", "-t", "nat", "-I", "POSTROUTING", "-s", net, "!", "-d", net,
+            *mark, "-j", "MASQUERADE",
+        )  # fmt: skip
 
     def load(self, *refs: str, source: docker.DockerClient | None = None) -> None:
         """Carry images over from the main engine (docker save | docker load, streamed through
@@ -288,6 +365,15 @@ class FreshEngine:
             if ours:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
+        # A remote engine's namespace: whatever still runs in it (docker-proxy, a dockerd whose
+        # pid file is gone), then the namespace itself and the veth pair (one end deletes both).
+        if self.netns.exists():
+            for pid in _run("ip", "netns", "pids", self.name, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            _run("ip", "netns", "del", self.name, check=False)
+        if Path(f"/sys/class/net/{self.veth}").exists():
+            _run("ip", "link", "del", self.veth, check=False)
         for mount in sorted(self._mounts(), reverse=True):
             _run("umount", "-l", mount, check=False)
         if self._mounts():  # rmtree below would delete through them

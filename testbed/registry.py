@@ -22,17 +22,24 @@ class LocalRegistry:
     """Debian's docker-registry (CNCF distribution) on 127.0.0.1 with htpasswd auth.
 
     The password is generated per run and only ever stored as a bcrypt hash on disk.
+    ``address`` puts it elsewhere on this machine: a remote test engine cannot reach the
+    host's loopback, so its registry listens on the host's end of that engine's link
+    (:attr:`testbed.FreshEngine.host_address`), which the tests reach too.
     """
 
     root: Path
-    port: int = field(default_factory=free_port)
+    address: str = "127.0.0.1"
+    port: int = 0  # 0: a free one on ``address``
     username: str = field(default_factory=lambda: "ci-" + secrets.token_hex(4))
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     process: subprocess.Popen | None = None
 
+    def __post_init__(self) -> None:
+        self.port = self.port or free_port(self.address)
+
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     @property
     def url(self) -> str:

@@ -16,7 +16,9 @@ SERVICE_REPOSITORY = "lara-buildtools"
 
 def ensure_service_image(client: docker.DockerClient, name: str, base: str) -> str:
     """A service image the example's smoke test needs (``mariadb``), built from
-    ``testbed/<name>`` on the local base; cached by the engine, so cheap once built."""
+    ``testbed/<name>`` on the local base; cached by the engine, so cheap once built. An image
+    of that tag carried over from another engine (docker save/load, e.g. onto a test's remote
+    engine) is a cache source too: a loaded image alone is no cache to the classic builder."""
     context = SERVICES_DIR / name
     if not (context / "Dockerfile").is_file():
         raise BuildToolsError(
@@ -24,8 +26,18 @@ def ensure_service_image(client: docker.DockerClient, name: str, base: str) -> s
         )
     ref = f"{SERVICE_REPOSITORY}/{name}:latest"
     try:
+        client.images.get(ref)
+        cache_from = [ref]
+    except docker.errors.ImageNotFound:
+        cache_from = []
+    try:
         client.images.build(
-            path=str(context), tag=ref, buildargs={"BASE_IMAGE": base}, rm=True, forcerm=True
+            path=str(context),
+            tag=ref,
+            buildargs={"BASE_IMAGE": base},
+            cache_from=cache_from,
+            rm=True,
+            forcerm=True,
         )
     except (docker.errors.BuildError, docker.errors.APIError) as exc:
         reason = str(getattr(exc, "msg", None) or exc).splitlines()[-1][:200]

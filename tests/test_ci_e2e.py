@@ -1,16 +1,16 @@
 """End to end: the commands of .travis.yml and the GitHub/GitLab templates, run in fresh
 clones of a temporary copy of this project, with the environment each CI sets, against the real
-htpasswd registry: a push to a release branch, a tag v1.2.3 and a pull request, each once.
+htpasswd registry: a push to a release branch and a pull request, each once, on this machine's
+engine. GitLab's template runs against an engine elsewhere, as its docker:dind service is (a
+push of master and the tag v1.2.3): tests/test_remote_engine.py.
 
 The commands are read from the CI files, not repeated here, so a broken .travis.yml fails this
-test. The only CI-specific setting left out is GitLab's DOCKER_HOST for its dind service, which
-does not exist here (the job then uses the local engine, as on Travis).
+test.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -18,17 +18,15 @@ import pytest
 import requests
 import yaml
 
+from tests.fixtures import ci_run
 from tests.fixtures.ci_files import (
     github_commands,
     github_event,
     github_secrets_env,
-    gitlab_commands,
-    gitlab_event,
     travis_commands,
     travis_event,
 )
-from tests.fixtures.git import GitRepo, git_env, init_repo
-from tests.fixtures.project import copy_into
+from tests.fixtures.ci_run import fresh_clone, make_project, run_commands, with_credentials
 from tests.fixtures.services import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,55 +45,15 @@ def remove_this_runs_images(docker_client):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> dict:
-    """A copy of this project as an app repository: master with a release commit tagged v1.2.3,
-    and a pull-request branch."""
-    base = tmp_path_factory.mktemp("e2e")
-    env = git_env(base)
-    repo = init_repo(base / "origin", env, branch="master")
-    copy_into(repo)
-    release = repo.commit("import lara-buildtools")
-    repo.tag("v1.2.3", annotated=True)
-    repo.branch("feature/x")
-    repo.checkout("feature/x")
-    pr_head = repo.commit("a pull request")
-    repo.checkout("master")
-    return {"repo": repo, "base": base, "release": release, "pr_head": pr_head}
-
-
-def run_commands(commands: list[str], cwd: Path, env: dict[str, str]) -> str:
-    log = []
-    for command in commands:
-        done = subprocess.run(
-            ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
-        )
-        log.append(f"$ {command}\n{done.stdout}{done.stderr}")
-        assert done.returncode == 0, "\n".join(log)
-    return "\n".join(log)
+    return make_project(tmp_path_factory)
 
 
 def clean_env(registry, provider: str, **ci_vars: str) -> dict[str, str]:
-    """The machine's environment without any CI's variables, plus what this CI sets."""
-    drop = ("TRAVIS", "GITHUB_", "GITLAB_", "CI_", "INVOKE_", "DOCKER_USERNAME", "DOCKER_PASSWORD")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k != "CI"}
-    env.update(
-        CI="true",
-        INVOKE_BUILDTOOLS_RELEASE_REGISTRIES=registry.host,
-        INVOKE_BUILDTOOLS_APP_REPOSITORY=f"lara-e2e-{RUN_ID}/{provider}-app",
-        INVOKE_BUILDTOOLS_NGINX_REPOSITORY=f"lara-e2e-{RUN_ID}/{provider}-nginx",
-        INVOKE_BUILDTOOLS_RELEASE_RETRY_BASE_DELAY="0.2",
-        **ci_vars,
-    )
-    return env
-
-
-def with_credentials(env: dict[str, str], registry) -> dict[str, str]:
-    return {**env, "DOCKER_USERNAME": registry.username, "DOCKER_PASSWORD": registry.password}
+    return ci_run.clean_env(registry, RUN_ID, provider, **ci_vars)
 
 
 def registry_tags(registry, provider: str) -> dict[str, list[str]]:
-    return {
-        image: registry.tags(f"lara-e2e-{RUN_ID}/{provider}-{image}") for image in ("app", "nginx")
-    }
+    return ci_run.registry_tags(registry, RUN_ID, provider)
 
 
 def version_of_pushed(docker_client, registry, provider: str, tag: str) -> dict:
@@ -113,31 +71,21 @@ def version_of_pushed(docker_client, registry, provider: str, tag: str) -> dict:
         docker_client.images.remove(f"{repository}:{tag}", force=False)
 
 
-def fresh_clone(project: dict, name: str, ref: str, depth: int | None) -> GitRepo:
-    """A clone checked out at ``ref`` on a detached HEAD, as CI checkouts are."""
-    dest = project["base"] / f"{name}-{uuid.uuid4().hex[:6]}"
-    clone = project["repo"].clone(dest, depth=depth, branch=ref)
-    clone.detach()
-    return clone
-
-
 # provider: (its commands, how deep it clones, its variables for an event)
 PROVIDERS = {
     "travis": (travis_commands, 50, travis_event),
     "github": (github_commands, None, github_event),  # fetch-depth: 0
-    "gitlab": (gitlab_commands, None, gitlab_event),  # GIT_DEPTH: 0
 }
 
 
 # One full `invoke ci` per event kind, each through another CI's own commands and variables, so
-# every event and every CI file runs once for real. How each CI's variables become a build (every
-# provider x event) is checked without an engine in tests/test_ci.py; the CI files' commands and
-# settings in tests/test_ci_templates.py.
-@pytest.mark.parametrize(
-    "provider, event", [("github", "push"), ("travis", "tag"), ("gitlab", "pr")]
-)
+# every event and every CI file runs once for real (GitLab's push and tag, on a remote engine,
+# in tests/test_remote_engine.py). How each CI's variables become a build (every provider x
+# event) is checked without an engine in tests/test_ci.py; the CI files' commands and settings
+# in tests/test_ci_templates.py.
+@pytest.mark.parametrize("provider, event", [("github", "push"), ("travis", "pr")])
 def test_invoke_ci(docker_client, base_image, registry, project, provider: str, event: str):
-    """What a push to master, the tag v1.2.3 (same commit) and a pull request each leave behind."""
+    """What a push to master and a pull request each leave behind."""
     release, pr_head = project["release"], project["pr_head"]
     commands, depth, variables = PROVIDERS[provider]
     if provider == "github":
@@ -153,12 +101,6 @@ def test_invoke_ci(docker_client, base_image, registry, project, provider: str, 
         assert registry_tags(registry, provider) == {"app": expected, "nginx": expected}, log
         pushed = version_of_pushed(docker_client, registry, provider, "master")
         assert (pushed["branch"], pushed["tag"], pushed["commit"]) == ("master", None, release)
-    elif event == "tag":
-        expected = sorted([f"sha-{release[:7]}", "1.2.3", "1.2", "1", "latest"])
-        assert registry_tags(registry, provider) == {"app": expected, "nginx": expected}, log
-        pushed = version_of_pushed(docker_client, registry, provider, "1.2.3")
-        assert (pushed["tag"], pushed["version"], pushed["commit"]) == ("v1.2.3", "1.2.3", release)
-        assert pushed["branch"] is None
     else:
         assert "pull requests are never pushed" in log
         assert registry_tags(registry, provider) == {"app": [], "nginx": []}

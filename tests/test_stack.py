@@ -1,6 +1,8 @@
 """The smoke stack's environment: literal values pass, bare names come from the environment and
-are the secrets every message the stack shows is cleaned of (pure parts; test_ci_e2e and
-test_adoption run the stack for real); and two stacks of one commit at once on one engine."""
+are the secrets every message the stack shows is cleaned of; where `invoke up`'s URL points for
+each kind of DOCKER_HOST; how an answer read inside the stack's network is parsed (pure parts;
+test_ci_e2e, test_adoption and test_remote_engine run the stack for real); and two stacks of
+one commit at once on one engine."""
 
 from __future__ import annotations
 
@@ -62,6 +64,53 @@ def test_each_run_gets_a_stack_name_of_its_own() -> None:
     first, second = (stack.run_name("lara-ci", "0123abc4567") for _ in range(2))
     assert first.startswith("lara-ci-0123abc-") and second.startswith("lara-ci-0123abc-")
     assert first != second
+
+
+@pytest.mark.parametrize(
+    "docker_host, host, bind",
+    [
+        (None, "127.0.0.1", "127.0.0.1"),
+        ("", "127.0.0.1", "127.0.0.1"),
+        ("unix:///var/run/docker.sock", "127.0.0.1", "127.0.0.1"),
+        ("npipe:////./pipe/docker_engine", "127.0.0.1", "127.0.0.1"),
+        ("tcp://docker:2375", "docker", "0.0.0.0"),  # GitLab's docker:dind service
+        ("tcp://10.213.0.6:2375", "10.213.0.6", "0.0.0.0"),
+        ("ssh://ci@build-host.example.org:2222", "build-host.example.org", "0.0.0.0"),
+        ("ssh://build-host", "build-host", "0.0.0.0"),
+        ("tcp://[fd00::6]:2375", "[fd00::6]", "0.0.0.0"),
+        ("tcp://127.0.0.1:2375", "127.0.0.1", "127.0.0.1"),
+        ("tcp://localhost:2375", "localhost", "127.0.0.1"),
+    ],
+)
+def test_up_publishes_where_the_user_reaches_the_engine(
+    docker_host: str | None, host: str, bind: str
+) -> None:
+    """The URL's host is the engine's host as DOCKER_HOST names it; the port is bound to the
+    loopback only when that loopback is this machine's."""
+    assert stack.engine_host(docker_host) == host
+    assert stack.publish_address(docker_host) == bind
+
+
+def test_an_answer_read_inside_the_network_is_parsed_like_a_browser_would() -> None:
+    raw = (
+        b"HTTP/1.1 200 OK\r\nServer: nginx\r\nCache-Control: max-age=31536000, immutable\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>LARA 1.2.3 \xc3\xa9</p>"
+    )
+    answer = stack.parse_response(raw)
+    assert answer.status == 200
+    assert answer.headers["cache-control"] == "max-age=31536000, immutable"
+    assert answer.text == "<p>LARA 1.2.3 \u00e9</p>"
+    chunked = stack.parse_response(
+        b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4\r\nno s\r\n4\r\nuch!\r\n0\r\n\r\n"
+    )
+    assert (chunked.status, chunked.text) == (404, "no such!")
+
+
+@pytest.mark.parametrize("raw", [b"", b"bash: connect: Connection refused\n", b"SSH-2.0-x\r\n\r\n"])
+def test_no_http_answer_is_not_mistaken_for_one(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="not an HTTP response"):
+        stack.parse_response(raw)
 
 
 @pytest.mark.docker

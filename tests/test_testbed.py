@@ -20,6 +20,7 @@ import pytest
 import requests
 
 import testbed
+from testbed.engines import NETNS_DIR
 from tests.fixtures.services import BASES_REPOSITORY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,6 +212,10 @@ def leftovers(name: str, directory: Path, network: ipaddress.IPv4Network) -> lis
     found = []
     if Path(f"/sys/class/net/{name}").exists():
         found.append(f"bridge {name}")
+    if Path(f"/sys/class/net/{name}h").exists():
+        found.append(f"veth {name}h")
+    if (NETNS_DIR / name).exists():
+        found.append(f"network namespace {name}")
     for table in ("filter", "nat"):
         rules = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True)
         found += [rule for rule in rules.stdout.splitlines() if f"--comment {name} " in rule + " "]
@@ -280,6 +285,44 @@ def test_a_crashed_fresh_engine_is_cleaned_up_by_the_next_one(base_image, docker
         engine.stop()
     assert leftovers(name, directory, network) == []
     assert docker_client.images.get(base_image).id == main_base
+
+
+def test_a_crashed_remote_fresh_engine_is_cleaned_up_by_the_next_one(base_image, docker_client):
+    """Kill -9 a running `python -m testbed fresh --remote` (its dockerd, in a network namespace
+    with a veth pair and host rules, and a container with a published port outlive it); the next
+    remote engine takes over the slot, and its stop() leaves no namespace, link, rule, mount,
+    process or file behind."""
+    crashed = subprocess.Popen(
+        [sys.executable, "-m", "testbed", "fresh", "--remote", BASES_REPOSITORY],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert crashed.stdout
+        line = crashed.stdout.readline().strip()
+        assert line.startswith("DOCKER_HOST=tcp://"), line
+        old = docker.DockerClient(base_url=line.split("=", 1)[1], timeout=60)
+        old.containers.run(
+            base_image, ["sleep", "600"], ports={"80/tcp": ("0.0.0.0", None)}, detach=True
+        )
+        name = old.info()["DockerRootDir"].split("/")[-2]  # <root>/<name>/data
+    finally:
+        os.kill(crashed.pid, signal.SIGKILL)
+        crashed.wait()
+    engine = testbed.FreshEngine(slot=int(name.removeprefix(testbed.FRESH_PREFIX)))
+    directory, network = engine.dir, engine.network
+    assert leftovers(name, directory, network), "the crash should have left the engine running"
+
+    engine = testbed.FreshEngine(remote=True).start()
+    try:
+        assert engine.name == name  # the lowest free slot: the crashed one's
+        assert engine.client().containers.list(all=True) == []
+    finally:
+        engine.stop()
+    assert leftovers(name, directory, network) == []
 
 
 def pytest_in(folder, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
