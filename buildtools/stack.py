@@ -13,6 +13,8 @@ command to prepare it (create the database) before it starts.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import io
 import ipaddress
 import re
 import socket
@@ -369,33 +371,30 @@ class Response:
     text: str
 
 
+class _Received:
+    """The bytes a response arrived as, in the one shape :class:`http.client.HTTPResponse`
+    reads from (a socket's ``makefile``)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._file = io.BytesIO(raw)
+
+    def makefile(self, *_: Any, **__: Any) -> io.BytesIO:
+        return self._file
+
+
 def parse_response(raw: bytes) -> Response:
-    """An HTTP/1.x response as bytes (status line, headers, body), as :data:`HTTP_GET` reads it;
-    a chunked body is joined. ``ValueError`` if it does not start with a status line."""
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("iso-8859-1").split("\r\n")
-    status = lines[0].split(" ", 2)
-    if len(status) < 2 or not status[0].startswith("HTTP/1.") or not status[1].isdigit():
-        raise ValueError(f"not an HTTP response: {lines[0][:60]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = _unchunk(body)
-    return Response(int(status[1]), headers, body.decode("utf-8", "replace"))
-
-
-def _unchunk(body: bytes) -> bytes:
-    joined = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            break
-        joined, body = joined + rest[:size], rest[size + 2 :]
-    return joined
+    """An HTTP/1.x response as bytes, as :data:`HTTP_GET` reads it, parsed by the standard
+    library's own HTTP client (status line, headers, a chunked body joined). ``ValueError`` if
+    it is not an HTTP response."""
+    response = http.client.HTTPResponse(_Received(raw))  # type: ignore[arg-type]
+    try:
+        response.begin()
+        body = response.read()
+    except (http.client.HTTPException, OSError) as exc:
+        first = raw.split(b"\n", 1)[0][:60].decode("iso-8859-1")
+        raise ValueError(f"not an HTTP response: {first!r} ({type(exc).__name__})") from None
+    headers = {name.lower(): value for name, value in response.getheaders()}
+    return Response(response.status, headers, body.decode("utf-8", "replace"))
 
 
 def in_network_url(stack: Stack, path: str = "") -> str:
