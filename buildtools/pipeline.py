@@ -394,6 +394,10 @@ def ci(
     smoke-test them together and release that plan if the rule says so. Git and the CI
     environment are read once; each registry is checked once, before any engine work."""
     run = Run.read(settings, env)
+    if smoke_test:
+        # Labelled so before the smoke test runs: true of every registry copy, since nothing
+        # is pushed unless it passed (a local copy is never released by another task).
+        run = dataclasses.replace(run, info=dataclasses.replace(run.info, smoke_gated=True))
     info = run.info
     check_pull_request_release(settings.release, settings.pull_request_tags)
     decision = decide(info, settings.release)
@@ -411,9 +415,14 @@ def ci(
         if isinstance(attempted, str):
             say(f"ci: not promoting: {attempted}; building")
         else:
+            tested = (
+                f"no smoke test here (invoke ci smoke-tested them before it pushed {meta.sha_tag})"
+                if smoke_test
+                else "no smoke test (--no-smoke)"
+            )
             say(
                 f"ci: promoted the {meta.sha_tag} images to the release tags: nothing built, "
-                f"no smoke test here (invoke ci smoke-tested them before it pushed {meta.sha_tag})"
+                f"{tested}"
             )
             for line in attempted.warnings[len(meta.warnings) :]:
                 say(f"ci: {line}")

@@ -106,7 +106,9 @@ def plan(
         raise CannotPromote("no registry to promote in")
     made = changes(meta, dockerfile_text)
     roles = [("app", settings.app.repository), ("nginx", settings.nginx.image.repository)]
-    expected = release.Expected(meta.info.commit, meta.info.version)
+    # `invoke ci` with its smoke test promotes only images pushed after a passing one.
+    smoke = meta.labels.get(release.SMOKE_LABEL)
+    expected = release.Expected(meta.info.commit, meta.info.version, smoke_test=smoke)
     tags = release_tags(meta)
     if not tags:
         raise CannotPromote("the release has no tag but the sha- one")
@@ -128,6 +130,8 @@ def plan(
                 why = expected.tested(labels)
                 if why is not None:
                     raise CannotPromote(f"{ref} is not this commit's tested image: {why}")
+                if expected.unsmoked(labels) is not None:
+                    raise CannotPromote(f"{ref} was pushed without a smoke test")
             try:
                 promoted = promotion.promote(source, made[name])
             except CannotPromote as exc:

@@ -246,9 +246,12 @@ def layer(files: Sequence[File], mtime: int) -> tuple[bytes, str]:
 
 def new_labels(old: Mapping[str, str], release: Mapping[str, str]) -> dict[str, str]:
     """The tested image's labels with every label the tool writes replaced by the release's:
-    one the release has no value for (a tag build has no branch) goes, as a build leaves it out."""
+    one the release has no value for (a tag build has no branch) goes, as a build leaves it out.
+    The smoke-test label keeps the tested image's value (``none`` when it has none): whether it
+    was pushed after a passing smoke test is a fact about that image, not about the release."""
     kept = {k: v for k, v in old.items() if not labels.owned(k)}
-    return {**kept, **release}
+    smoke = old.get(labels.SMOKE_TEST, labels.SMOKE_NONE)
+    return {**kept, **release, labels.SMOKE_TEST: smoke}
 
 
 def new_config(config: bytes, changes: Changes, diff_id: str | None) -> bytes:

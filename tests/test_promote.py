@@ -293,3 +293,63 @@ def test_release_promote_never_builds_and_a_bad_value_is_one_line(
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "not promoting" not in done.stderr and expected in done.stderr
     assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+
+
+SMOKE_LABEL = "org.concord.lara.build.smoke-test"
+
+
+def travis_tag(setup: dict[str, Any]) -> dict[str, str]:
+    """A Travis tag build of v1.2.3 at the setup's commit."""
+    return {
+        **setup["env"],
+        "CI": "true",
+        "TRAVIS": "true",
+        "TRAVIS_PULL_REQUEST": "false",
+        "TRAVIS_EVENT_TYPE": "push",
+        "TRAVIS_BRANCH": "v1.2.3",
+        "TRAVIS_TAG": "v1.2.3",
+        "TRAVIS_COMMIT": setup["commit"],
+    }
+
+
+def test_ci_promotes_only_images_pushed_after_a_smoke_test(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    """`invoke release` (or `invoke ci --no-smoke`) pushed the sha- images without a smoke
+    test: `invoke ci` of the tag does not promote them as tested; it says so and builds."""
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    untested = {**master["labels"], SMOKE_LABEL: "none"}
+    for name in ("app", "nginx"):
+        writer.image(setup[name], untested, env_of(master["buildargs"]), tag=setup["sha"])
+
+    done = invoke(repo, travis_tag(setup), "ci")
+
+    line = (
+        f"ci: not promoting: {fast_registry.host}/{setup['app']}:{setup['sha']} was pushed "
+        "without a smoke test; building"
+    )
+    assert line in done.stdout, done.stdout + done.stderr
+    assert "ci: promoted" not in done.stdout
+    # Building needs the engine this machine does not have here.
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+
+
+def test_ci_promotes_images_pushed_after_a_smoke_test_and_they_keep_saying_so(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any], tmp_path: Path
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    tested = {**master["labels"], SMOKE_LABEL: "passed-before-push"}
+    for name in ("app", "nginx"):
+        writer.image(setup[name], tested, env_of(master["buildargs"]), tag=setup["sha"])
+
+    done = invoke(repo, travis_tag(setup), "ci")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no smoke test here (invoke ci smoke-tested them before it pushed" in done.stdout
+    for name in ("app", "nginx"):
+        seen = skopeo_inspect(fast_registry, f"{setup[name]}:1.2.3", tmp_path)
+        assert seen["Labels"][SMOKE_LABEL] == "passed-before-push"
+        assert seen["Labels"]["org.opencontainers.image.version"] == "1.2.3"
