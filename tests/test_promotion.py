@@ -102,6 +102,9 @@ def image(kind: str = DOCKER_MANIFEST, labels: dict | None = None) -> tuple[byte
             },
             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]},
             "history": [{"created_by": "RUN apt-get"}],
+            # The classic builder's last build container, with master's labels.
+            "container": "0f" * 32,
+            "container_config": {"Labels": {"org.concord.lara.build.branch": "master"}},
         }
     )
     manifest = promotion.compact(
@@ -155,6 +158,8 @@ def test_an_image_gets_the_release_config_and_one_more_layer(kind: str) -> None:
     ]
     assert config["history"][-1]["created"] == "2026-01-02T03:04:05Z"
     assert len(config["history"]) == 2
+    assert "container" not in config and "container_config" not in config  # master's, stale
+    assert config["architecture"] == "amd64" and config["os"] == "linux"
     again = promotion.promote(SourceImage(manifest, kind, configs=configs), CHANGES)
     assert again.digest == done.digest  # a re-run puts the same manifest
 
