@@ -156,6 +156,8 @@ class Plan:
     meta: Metadata
     targets: tuple[Target, ...] = ()
     notes: tuple[str, ...] = ()
+    # The tags each registry held per repository when the plan was made (read once).
+    tag_lists: targets.TagLists = dataclasses.field(default_factory=dict)
 
     @property
     def releases(self) -> bool:
@@ -170,8 +172,8 @@ def configured_targets(run: Run, reporter: PushReporter | None = None) -> list[T
 def plan_release(run: Run, found: Sequence[Target]) -> Plan:
     """The release plan from registries already checked: the tags planned with the versions
     they hold (a backport must not move ``latest``). Nothing is pushed or tagged."""
-    versions = targets.known_versions(found, repositories(run.settings))
-    return Plan(run.metadata(versions), tuple(found))
+    lists = targets.tag_lists(found, repositories(run.settings))
+    return Plan(run.metadata(targets.versions_in(lists)), tuple(found), tag_lists=lists)
 
 
 def plan_ci(run: Run, decision: Decision, reporter: PushReporter, smoke_test: bool) -> Plan:
@@ -300,6 +302,7 @@ def try_promote(
         force=force,
         dry_run=dry_run,
         reporter=reporter,
+        tag_lists=plan.tag_lists,
     )
 
 

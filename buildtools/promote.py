@@ -26,7 +26,7 @@ from buildtools.promotion import CannotPromote, Changes, Promoted, SourceImage
 from buildtools.pushplan import Push, ReleaseImage
 from buildtools.registry_client import RegistryClient
 from buildtools.tags import ImageTag
-from buildtools.targets import Target, retry_policy
+from buildtools.targets import TagLists, Target, retry_policy
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,12 @@ def plan(
     dockerfile_text: str,
     *,
     force: bool = False,
+    tag_lists: TagLists | None = None,
 ) -> Plan:
     """The promotion of this release on every registry, or :class:`CannotPromote` with the
-    reason a build is needed (one registry or image short is enough: all or nothing)."""
+    reason a build is needed (one registry or image short is enough: all or nothing).
+    ``tag_lists``: the tags each registry holds, as the release plan read them (read here
+    for a repository they lack)."""
     if not found:
         raise CannotPromote("no registry to promote in")
     made = changes(meta, dockerfile_text)
@@ -139,7 +142,7 @@ def plan(
             warnings.extend(f"{ref}: {line}" for line in promoted.warnings)
             mine.append(Candidate(target, name, repository, promoted))
         images = [ReleaseImage(c.image, c.repository, c.promoted.image_id) for c in mine]
-        current = survey(target, mine, [t.name for t in tags])
+        current = survey(target, mine, [t.name for t in tags], tag_lists or {})
         try:
             pushes.extend(pushplan.plan(images, tags, [target.registry], current, force=force))
         except BuildToolsError as exc:
@@ -151,16 +154,21 @@ def plan(
 
 
 def survey(
-    target: Target, candidates: Sequence[Candidate], names: Sequence[str]
+    target: Target,
+    candidates: Sequence[Candidate],
+    names: Sequence[str],
+    tag_lists: TagLists,
 ) -> pushplan.Current:
-    """What the registry holds under each release tag, by digest: one tag list per repository
-    and a HEAD for each tag it has (a release's tags rarely exist: a few hundred bytes, where
-    reading every tag's manifest costs a request each). A tag already on this very release
-    image is given its image ID, so the plan leaves it alone and a re-run puts nothing."""
+    """What the registry holds under each release tag, by digest: the repository's tag list
+    (the one the release plan read, else read now) and a HEAD for each tag it has (a release's
+    tags rarely exist, where reading every tag's manifest costs a request each). A tag already
+    on this very release image is given its image ID, so the plan leaves it alone and a re-run
+    puts nothing."""
     current: dict[tuple[str, str, str], Manifest | None] = {}
     for candidate in candidates:
         repository = candidate.repository
-        existing = set(target.client.tags(repository))
+        listed = tag_lists.get((target.name, repository))
+        existing = set(target.client.tags(repository) if listed is None else listed)
         for name in names:
             key = (target.name, repository, name)
             digest = target.client.digest(repository, name) if name in existing else None
@@ -263,10 +271,11 @@ def attempt(
     force: bool = False,
     dry_run: bool = False,
     reporter: PushReporter | None = None,
+    tag_lists: TagLists | None = None,
 ) -> release.ReleaseResult | str:
     """The promoted release, or the one-line reason a build is needed."""
     try:
-        planned = plan(settings, meta, found, dockerfile_text, force=force)
+        planned = plan(settings, meta, found, dockerfile_text, force=force, tag_lists=tag_lists)
     except CannotPromote as exc:
         return exc.why
     result = execute(found, planned, settings=settings, dry_run=dry_run, reporter=reporter)
