@@ -183,20 +183,54 @@ def survey(
 
 class ManifestPusher:
     """A :class:`buildtools.pusher.Pusher` that puts a promoted manifest under a tag through
-    the registry API; counts the bytes it sends per registry and repository."""
+    the registry API; counts the bytes it sends per registry and repository.
 
-    def __init__(self, candidates: Sequence[Candidate], sent: dict[tuple[str, str], int]) -> None:
+    Verification (:meth:`verify`), per tag: the registry's answer to the PUT must name the
+    manifest by the digest computed here from the bytes sent (``Docker-Content-Digest``: it
+    stored exactly those bytes, under that tag). Then one read-back per registry and
+    repository, of the last tag put there, must serve that digest (as
+    :func:`buildtools.release.verify` does for every tag of an engine push); a tag whose PUT
+    answer names no digest is read back too. A read-back per tag would only repeat what the
+    PUT answered, at a request each."""
+
+    def __init__(
+        self,
+        candidates: Sequence[Candidate],
+        sent: dict[tuple[str, str], int],
+        pushes: Sequence[Push] = (),
+    ) -> None:
         self.by_key = {(c.target.name, c.repository): c.promoted for c in candidates}
         self.sent = sent
+        # The last tag put per registry and repository: the one read back.
+        self.last = {
+            (p.registry, p.repository): p.tag for p in pushes if p.action != pushplan.UNCHANGED
+        }
+        self.unanswered: set[tuple[str, str, str]] = set()
 
     def push(self, push: Push, target: Target, on_layer: Callable[..., None]) -> str:
         promoted = self.by_key[(push.registry, push.repository)]
-        digest = target.client.put_manifest(
+        answer = target.client.put_manifest_answer(
             push.repository, push.tag, promoted.manifest, promoted.media_type
         )
         key = (push.registry, push.repository)
         self.sent[key] = self.sent.get(key, 0) + len(promoted.manifest)
-        return digest
+        if answer is None:
+            self.unanswered.add((push.registry, push.repository, push.tag))
+        elif answer != promoted.digest:
+            raise BuildToolsError(
+                f"verification failed for {push.reference}: the registry stored the manifest "
+                f"as {answer}, not {promoted.digest} (the digest of the bytes sent)",
+                "check that nothing between here and the registry rewrites manifests, then "
+                "release again",
+            )
+        return promoted.digest
+
+    def verify(self, push: Push, target: Target, digest: str) -> None:
+        """The PUT's answer was checked in :meth:`push`; the last tag of each repository (and
+        any whose answer named no digest) is read back as well."""
+        key = (push.registry, push.repository)
+        if self.last.get(key) == push.tag or (*key, push.tag) in self.unanswered:
+            release.verify(push, target, digest)
 
     def fetch(self, ref: str, tag: str, target: Target) -> str:
         raise BuildToolsError(f"promotion does not pull {ref}:{tag}", "release without promotion")
@@ -235,13 +269,15 @@ def execute(
             if all(p.action == pushplan.UNCHANGED for p in work):
                 continue  # every tag holds it already: nothing to upload
             sent[key] = sent.get(key, 0) + upload(candidate)
+        pusher = ManifestPusher(planned.candidates, sent, planned.pushes)
         pushes = release.execute(
             None,
             planned.pushes,
             found,
             retry=retry_policy(settings.release),
             reporter=reporter,
-            pusher=ManifestPusher(planned.candidates, sent),
+            pusher=pusher,
+            verifier=pusher.verify,
         )
     else:
         pushes = list(planned.pushes)

@@ -302,6 +302,14 @@ class RegistryClient:
     def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
         """Put a manifest under a tag (Content-Type: its own media type); the digest the
         registry names it by (its header, else the SHA-256 of the bytes)."""
+        answer = self.put_manifest_answer(repository, reference, body, media_type)
+        return answer or parse_manifest(body).digest
+
+    def put_manifest_answer(
+        self, repository: str, reference: str, body: bytes, media_type: str
+    ) -> str | None:
+        """Put a manifest under a tag; the digest the registry's answer names it by
+        (``Docker-Content-Digest``), None when it names none."""
         name = self.registry.api_name(repository)
         resp = self.request(
             "PUT",
@@ -311,7 +319,7 @@ class RegistryClient:
             body,
         )
         self._expect(resp, 201, f"manifest {name}:{reference}")
-        return resp.headers.get("Docker-Content-Digest") or parse_manifest(body).digest
+        return resp.headers.get("Docker-Content-Digest") or None
 
     def digest(self, repository: str, reference: str) -> str | None:
         """The manifest digest of a tag, by HEAD (GET if the registry sends no digest)."""

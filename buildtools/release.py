@@ -17,7 +17,7 @@ This module knows nothing of building: the task layer builds what is missing fir
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,9 +76,11 @@ def execute(
     retry: RetryPolicy,
     reporter: PushReporter | None = None,
     pusher: Pusher | None = None,
+    verifier: Callable[[Push, Target, str], None] = verify,
 ) -> list[Push]:
     """Push and verify every planned push in order (``unchanged`` ones are skipped); returns
-    the record of each: the plan's push with its verified digest and the attempts it took."""
+    the record of each: the plan's push with its verified digest and the attempts it took.
+    ``verifier`` checks each push (default: :func:`verify`, a read-back of every tag)."""
     reporter = reporter or QuietReporter()
     by_name = {t.name: t for t in found}
     secrets = secrets_of(found)
@@ -114,7 +116,7 @@ def execute(
                     fix="check the registry's status; raise buildtools.release.retries "
                     "or retry_base_delay to wait longer",
                 )
-                verify(push, target, digest)
+                verifier(push, target, digest)
             except BuildToolsError as exc:
                 exc.redact(secrets).problem += _where(pushes, done, push)
                 raise
