@@ -267,11 +267,12 @@ class RegistryClient:
         self._expect(resp, 200, f"blob {name}@{digest}")
         return True
 
-    def put_blob(self, repository: str, digest: str, data: bytes) -> int:
+    def put_blob(self, repository: str, digest: str, data: bytes, *, ask_first: bool = True) -> int:
         """Upload a blob in one piece (POST an upload, PUT its bytes with the digest) unless the
         repository has it; the bytes sent (0 when it was there). Repeating it is harmless: the
-        registry names what it stores by the digest it checks."""
-        if self.has_blob(repository, digest):
+        registry names what it stores by the digest it checks. ``ask_first=False`` skips the
+        HEAD that asks: for a blob just made, which the registry holds only on a re-run."""
+        if ask_first and self.has_blob(repository, digest):
             return 0
         name = self.registry.api_name(repository)
         scope = push_scope([name])
