@@ -48,6 +48,10 @@ class RegistryClient:
         self.on_retry = on_retry
         self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
+        # HTTP/1.1 defaults, sent by requests on every request: the connection is kept alive
+        # and anything is accepted without them (a promotion makes two dozen requests).
+        for default in ("Connection", "Accept"):
+            self._session.headers.pop(default, None)
         self._login = RegistryLogin(registry, credentials, self._session, timeout)
 
     def __repr__(self) -> str:
