@@ -5,8 +5,11 @@ For every registry and both images it reads the ``sha-`` manifest and configs on
 they are this commit's clean build (:meth:`buildtools.release.Expected.tested`), has
 :mod:`buildtools.promotion` make the release image, uploads the few new blobs and puts the
 manifest under each release tag in the push plan's order (:mod:`buildtools.pushplan`: exact
-versions first, immutability), verified by :func:`buildtools.release.execute` as every push
-is. Only the registry client is used: its retries, error classes and redaction apply.
+versions first, immutability), through :func:`buildtools.release.execute`. Verification is
+lighter than an engine push's read-back of every tag, and as strict: the registry's answer to
+each PUT must name the digest of the bytes sent, and the last tag of each repository is read
+back (:class:`ManifestPusher`). Only the registry client is used: its retries, error classes
+and redaction apply.
 """
 
 from __future__ import annotations
