@@ -59,6 +59,9 @@ class BuildInfo:
     commits_since_tag: int | None = None
     shallow: bool = False
     known_versions: tuple[str, ...] = field(default=())
+    # This build is pushed only after its smoke test passed (`invoke ci` with its smoke test):
+    # set by the task, not read from git or CI. A label says so on every registry copy.
+    smoke_gated: bool = False
 
     def __post_init__(self) -> None:
         if not self.short_commit:

@@ -16,6 +16,12 @@ OCI = "org.opencontainers.image."
 BUILD = "org.concord.lara.build."
 # The OCI keys :func:`oci_labels` writes (every BUILD key is ours too).
 OCI_KEYS = ("created", "revision", "version", "source", "url", "title", "ref.name")
+# Whether the image is pushed only after a passing smoke test. Labels are baked before the
+# smoke test runs, but `invoke ci` pushes only after it passed, so the value is true of every
+# registry copy; a promotion keeps the tested image's value (a fact about that image).
+SMOKE_TEST = BUILD + "smoke-test"
+SMOKE_PASSED = "passed-before-push"
+SMOKE_NONE = "none"
 
 
 def owned(key: str) -> bool:
@@ -45,6 +51,7 @@ def oci_labels(
         BUILD + "branch": info.branch,
         BUILD + "tag": info.tag,
         BUILD + "dirty": "true" if info.dirty else "false",
+        SMOKE_TEST: SMOKE_PASSED if info.smoke_gated else SMOKE_NONE,
         BUILD + "pull-request": info.pull_request,
         BUILD + "ci": info.ci,
         BUILD + "number": info.build_number,

@@ -151,6 +151,8 @@ class Plan:
     meta: Metadata
     targets: tuple[Target, ...] = ()
     notes: tuple[str, ...] = ()
+    # The tags each registry held per repository when the plan was made (read once).
+    tag_lists: targets.TagLists = dataclasses.field(default_factory=dict)
 
     @property
     def releases(self) -> bool:
@@ -169,8 +171,8 @@ def plan_release(run: Run, found: Sequence[Target]) -> Plan:
     they hold (a backport must not move ``latest``). Nothing is pushed or tagged."""
     from buildtools import targets
 
-    versions = targets.known_versions(found, repositories(run.settings))
-    return Plan(run.metadata(versions), tuple(found))
+    lists = targets.tag_lists(found, repositories(run.settings))
+    return Plan(run.metadata(targets.versions_in(lists)), tuple(found), tag_lists=lists)
 
 
 def plan_ci(run: Run, decision: Decision, reporter: PushReporter, smoke_test: bool) -> Plan:
@@ -307,6 +309,7 @@ def try_promote(
         force=force,
         dry_run=dry_run,
         reporter=reporter,
+        tag_lists=plan.tag_lists,
     )
 
 
@@ -407,6 +410,10 @@ def ci(
     from buildtools.decision import REFUSE, check_pull_request_release, decide
 
     run = Run.read(settings, env)
+    if smoke_test:
+        # Labelled so before the smoke test runs: true of every registry copy, since nothing
+        # is pushed unless it passed (a local copy is never released by another task).
+        run = dataclasses.replace(run, info=dataclasses.replace(run.info, smoke_gated=True))
     info = run.info
     check_pull_request_release(settings.release, settings.pull_request_tags)
     decision = decide(info, settings.release)
@@ -424,9 +431,14 @@ def ci(
         if isinstance(attempted, str):
             say(f"ci: not promoting: {attempted}; building")
         else:
+            tested = (
+                f"no smoke test here (invoke ci smoke-tested them before it pushed {meta.sha_tag})"
+                if smoke_test
+                else "no smoke test (--no-smoke)"
+            )
             say(
                 f"ci: promoted the {meta.sha_tag} images to the release tags: nothing built, "
-                f"no smoke test here (invoke ci smoke-tested them before it pushed {meta.sha_tag})"
+                f"{tested}"
             )
             for line in attempted.warnings[len(meta.warnings) :]:
                 say(f"ci: {line}")

@@ -5,8 +5,11 @@ For every registry and both images it reads the ``sha-`` manifest and configs on
 they are this commit's clean build (:meth:`buildtools.release.Expected.tested`), has
 :mod:`buildtools.promotion` make the release image, uploads the few new blobs and puts the
 manifest under each release tag in the push plan's order (:mod:`buildtools.pushplan`: exact
-versions first, immutability), verified by :func:`buildtools.release.execute` as every push
-is. Only the registry client is used: its retries, error classes and redaction apply.
+versions first, immutability), through :func:`buildtools.release.execute`. Verification is
+lighter than an engine push's read-back of every tag, and as strict: the registry's answer to
+each PUT must name the digest of the bytes sent, and the last tag of each repository is read
+back (:class:`ManifestPusher`). Only the registry client is used: its retries, error classes
+and redaction apply.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from buildtools.promotion import CannotPromote, Changes, Promoted, SourceImage
 from buildtools.pushplan import Push, ReleaseImage
 from buildtools.registry_client import RegistryClient
 from buildtools.tags import ImageTag
-from buildtools.targets import Target, retry_policy
+from buildtools.targets import TagLists, Target, retry_policy
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,19 @@ def plan(
     dockerfile_text: str,
     *,
     force: bool = False,
+    tag_lists: TagLists | None = None,
 ) -> Plan:
     """The promotion of this release on every registry, or :class:`CannotPromote` with the
-    reason a build is needed (one registry or image short is enough: all or nothing)."""
+    reason a build is needed (one registry or image short is enough: all or nothing).
+    ``tag_lists``: the tags each registry holds, as the release plan read them (read here
+    for a repository they lack)."""
     if not found:
         raise CannotPromote("no registry to promote in")
     made = changes(meta, dockerfile_text)
     roles = [("app", settings.app.repository), ("nginx", settings.nginx.image.repository)]
-    expected = release.Expected(meta.info.commit, meta.info.version)
+    # `invoke ci` with its smoke test promotes only images pushed after a passing one.
+    smoke = meta.labels.get(release.SMOKE_LABEL)
+    expected = release.Expected(meta.info.commit, meta.info.version, smoke_test=smoke)
     tags = release_tags(meta)
     if not tags:
         raise CannotPromote("the release has no tag but the sha- one")
@@ -128,6 +136,8 @@ def plan(
                 why = expected.tested(labels)
                 if why is not None:
                     raise CannotPromote(f"{ref} is not this commit's tested image: {why}")
+                if expected.unsmoked(labels) is not None:
+                    raise CannotPromote(f"{ref} was pushed without a smoke test")
             try:
                 promoted = promotion.promote(source, made[name])
             except CannotPromote as exc:
@@ -135,7 +145,7 @@ def plan(
             warnings.extend(f"{ref}: {line}" for line in promoted.warnings)
             mine.append(Candidate(target, name, repository, promoted))
         images = [ReleaseImage(c.image, c.repository, c.promoted.image_id) for c in mine]
-        current = survey(target, mine, [t.name for t in tags])
+        current = survey(target, mine, [t.name for t in tags], tag_lists or {})
         try:
             pushes.extend(pushplan.plan(images, tags, [target.registry], current, force=force))
         except BuildToolsError as exc:
@@ -147,16 +157,21 @@ def plan(
 
 
 def survey(
-    target: Target, candidates: Sequence[Candidate], names: Sequence[str]
+    target: Target,
+    candidates: Sequence[Candidate],
+    names: Sequence[str],
+    tag_lists: TagLists,
 ) -> pushplan.Current:
-    """What the registry holds under each release tag, by digest: one tag list per repository
-    and a HEAD for each tag it has (a release's tags rarely exist: a few hundred bytes, where
-    reading every tag's manifest costs a request each). A tag already on this very release
-    image is given its image ID, so the plan leaves it alone and a re-run puts nothing."""
+    """What the registry holds under each release tag, by digest: the repository's tag list
+    (the one the release plan read, else read now) and a HEAD for each tag it has (a release's
+    tags rarely exist, where reading every tag's manifest costs a request each). A tag already
+    on this very release image is given its image ID, so the plan leaves it alone and a re-run
+    puts nothing."""
     current: dict[tuple[str, str, str], Manifest | None] = {}
     for candidate in candidates:
         repository = candidate.repository
-        existing = set(target.client.tags(repository))
+        listed = tag_lists.get((target.name, repository))
+        existing = set(target.client.tags(repository) if listed is None else listed)
         for name in names:
             key = (target.name, repository, name)
             digest = target.client.digest(repository, name) if name in existing else None
@@ -171,20 +186,54 @@ def survey(
 
 class ManifestPusher:
     """A :class:`buildtools.pusher.Pusher` that puts a promoted manifest under a tag through
-    the registry API; counts the bytes it sends per registry and repository."""
+    the registry API; counts the bytes it sends per registry and repository.
 
-    def __init__(self, candidates: Sequence[Candidate], sent: dict[tuple[str, str], int]) -> None:
+    Verification (:meth:`verify`), per tag: the registry's answer to the PUT must name the
+    manifest by the digest computed here from the bytes sent (``Docker-Content-Digest``: it
+    stored exactly those bytes, under that tag). Then one read-back per registry and
+    repository, of the last tag put there, must serve that digest (as
+    :func:`buildtools.release.verify` does for every tag of an engine push); a tag whose PUT
+    answer names no digest is read back too. A read-back per tag would only repeat what the
+    PUT answered, at a request each."""
+
+    def __init__(
+        self,
+        candidates: Sequence[Candidate],
+        sent: dict[tuple[str, str], int],
+        pushes: Sequence[Push] = (),
+    ) -> None:
         self.by_key = {(c.target.name, c.repository): c.promoted for c in candidates}
         self.sent = sent
+        # The last tag put per registry and repository: the one read back.
+        self.last = {
+            (p.registry, p.repository): p.tag for p in pushes if p.action != pushplan.UNCHANGED
+        }
+        self.unanswered: set[tuple[str, str, str]] = set()
 
     def push(self, push: Push, target: Target, on_layer: Callable[..., None]) -> str:
         promoted = self.by_key[(push.registry, push.repository)]
-        digest = target.client.put_manifest(
+        answer = target.client.put_manifest_answer(
             push.repository, push.tag, promoted.manifest, promoted.media_type
         )
         key = (push.registry, push.repository)
         self.sent[key] = self.sent.get(key, 0) + len(promoted.manifest)
-        return digest
+        if answer is None:
+            self.unanswered.add((push.registry, push.repository, push.tag))
+        elif answer != promoted.digest:
+            raise BuildToolsError(
+                f"verification failed for {push.reference}: the registry stored the manifest "
+                f"as {answer}, not {promoted.digest} (the digest of the bytes sent)",
+                "check that nothing between here and the registry rewrites manifests, then "
+                "release again",
+            )
+        return promoted.digest
+
+    def verify(self, push: Push, target: Target, digest: str) -> None:
+        """The PUT's answer was checked in :meth:`push`; the last tag of each repository (and
+        any whose answer named no digest) is read back as well."""
+        key = (push.registry, push.repository)
+        if self.last.get(key) == push.tag or (*key, push.tag) in self.unanswered:
+            release.verify(push, target, digest)
 
     def fetch(self, ref: str, tag: str, target: Target) -> str:
         raise BuildToolsError(f"promotion does not pull {ref}:{tag}", "release without promotion")
@@ -195,11 +244,13 @@ class ManifestPusher:
 
 def upload(candidate: Candidate) -> int:
     """The new blobs (layer, configs), then an index's child manifests by digest: everything
-    a tag's manifest names exists before the tag does. The bytes sent."""
+    a tag's manifest names exists before the tag does. The bytes sent. The blobs are made by
+    this release, so the registry holds them only on a re-run after an interruption: they are
+    sent without asking first (a HEAD each on every promotion, to save a few kB on a re-run)."""
     client = candidate.target.client
     sent = 0
     for blob in candidate.promoted.blobs:
-        sent += client.put_blob(candidate.repository, blob.digest, blob.data)
+        sent += client.put_blob(candidate.repository, blob.digest, blob.data, ask_first=False)
     for child in candidate.promoted.children:
         client.put_manifest(candidate.repository, child.digest, child.data, child.media_type)
         sent += len(child.data)
@@ -223,13 +274,15 @@ def execute(
             if all(p.action == pushplan.UNCHANGED for p in work):
                 continue  # every tag holds it already: nothing to upload
             sent[key] = sent.get(key, 0) + upload(candidate)
+        pusher = ManifestPusher(planned.candidates, sent, planned.pushes)
         pushes = release.execute(
             None,
             planned.pushes,
             found,
             retry=retry_policy(settings.release),
             reporter=reporter,
-            pusher=ManifestPusher(planned.candidates, sent),
+            pusher=pusher,
+            verifier=pusher.verify,
         )
     else:
         pushes = list(planned.pushes)
@@ -259,10 +312,11 @@ def attempt(
     force: bool = False,
     dry_run: bool = False,
     reporter: PushReporter | None = None,
+    tag_lists: TagLists | None = None,
 ) -> release.ReleaseResult | str:
     """The promoted release, or the one-line reason a build is needed."""
     try:
-        planned = plan(settings, meta, found, dockerfile_text, force=force)
+        planned = plan(settings, meta, found, dockerfile_text, force=force, tag_lists=tag_lists)
     except CannotPromote as exc:
         return exc.why
     result = execute(found, planned, settings=settings, dry_run=dry_run, reporter=reporter)

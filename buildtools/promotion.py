@@ -246,15 +246,27 @@ def layer(files: Sequence[File], mtime: int) -> tuple[bytes, str]:
 
 def new_labels(old: Mapping[str, str], release: Mapping[str, str]) -> dict[str, str]:
     """The tested image's labels with every label the tool writes replaced by the release's:
-    one the release has no value for (a tag build has no branch) goes, as a build leaves it out."""
+    one the release has no value for (a tag build has no branch) goes, as a build leaves it out.
+    The smoke-test label keeps the tested image's value (``none`` when it has none): whether it
+    was pushed after a passing smoke test is a fact about that image, not about the release."""
     kept = {k: v for k, v in old.items() if not labels.owned(k)}
-    return {**kept, **release}
+    smoke = old.get(labels.SMOKE_TEST, labels.SMOKE_NONE)
+    return {**kept, **release, labels.SMOKE_TEST: smoke}
+
+
+# Legacy fields of the classic builder's config: the container that ran the tested image's
+# last build step (its id and config, labels and ENV of that build). Stale once the release
+# changes labels and ENV, read by nothing (BuildKit and OCI never write them): dropped, a
+# quarter of the bytes a promotion sends per image.
+LEGACY_CONFIG_FIELDS = ("container", "container_config")
 
 
 def new_config(config: bytes, changes: Changes, diff_id: str | None) -> bytes:
     """The image config with the release's labels and ENV, and the appended layer (its diff
-    ID and a history entry) when there is one."""
+    ID and a history entry) when there is one; the legacy build-container fields dropped."""
     parsed = _json(config, "image config")
+    for stale in LEGACY_CONFIG_FIELDS:
+        parsed.pop(stale, None)
     inner = parsed.setdefault("config", {}) or {}
     parsed["config"] = inner
     old = inner.get("Labels") or {}

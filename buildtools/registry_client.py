@@ -48,6 +48,10 @@ class RegistryClient:
         self.on_retry = on_retry
         self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
+        # HTTP/1.1 defaults, sent by requests on every request: the connection is kept alive
+        # and anything is accepted without them (a promotion makes two dozen requests).
+        for default in ("Connection", "Accept"):
+            self._session.headers.pop(default, None)
         self._login = RegistryLogin(registry, credentials, self._session, timeout)
 
     def __repr__(self) -> str:
@@ -267,11 +271,12 @@ class RegistryClient:
         self._expect(resp, 200, f"blob {name}@{digest}")
         return True
 
-    def put_blob(self, repository: str, digest: str, data: bytes) -> int:
+    def put_blob(self, repository: str, digest: str, data: bytes, *, ask_first: bool = True) -> int:
         """Upload a blob in one piece (POST an upload, PUT its bytes with the digest) unless the
         repository has it; the bytes sent (0 when it was there). Repeating it is harmless: the
-        registry names what it stores by the digest it checks."""
-        if self.has_blob(repository, digest):
+        registry names what it stores by the digest it checks. ``ask_first=False`` skips the
+        HEAD that asks: for a blob just made, which the registry holds only on a re-run."""
+        if ask_first and self.has_blob(repository, digest):
             return 0
         name = self.registry.api_name(repository)
         scope = push_scope([name])
@@ -302,6 +307,14 @@ class RegistryClient:
     def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
         """Put a manifest under a tag (Content-Type: its own media type); the digest the
         registry names it by (its header, else the SHA-256 of the bytes)."""
+        answer = self.put_manifest_answer(repository, reference, body, media_type)
+        return answer or parse_manifest(body).digest
+
+    def put_manifest_answer(
+        self, repository: str, reference: str, body: bytes, media_type: str
+    ) -> str | None:
+        """Put a manifest under a tag; the digest the registry's answer names it by
+        (``Docker-Content-Digest``), None when it names none."""
         name = self.registry.api_name(repository)
         resp = self.request(
             "PUT",
@@ -311,7 +324,7 @@ class RegistryClient:
             body,
         )
         self._expect(resp, 201, f"manifest {name}:{reference}")
-        return resp.headers.get("Docker-Content-Digest") or parse_manifest(body).digest
+        return resp.headers.get("Docker-Content-Digest") or None
 
     def digest(self, repository: str, reference: str) -> str | None:
         """The manifest digest of a tag, by HEAD (GET if the registry sends no digest)."""

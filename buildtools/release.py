@@ -17,7 +17,7 @@ This module knows nothing of building: the task layer builds what is missing fir
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,9 @@ REVISION_LABEL = labels.OCI + "revision"
 VERSION_LABEL = labels.OCI + "version"
 DIRTY_LABEL = labels.BUILD + "dirty"
 TAGS_LABEL = labels.BUILD + "tags"
+SMOKE_LABEL = labels.SMOKE_TEST
+SMOKE_PASSED = labels.SMOKE_PASSED
+SMOKE_NONE = labels.SMOKE_NONE
 
 
 def survey(
@@ -73,9 +76,11 @@ def execute(
     retry: RetryPolicy,
     reporter: PushReporter | None = None,
     pusher: Pusher | None = None,
+    verifier: Callable[[Push, Target, str], None] = verify,
 ) -> list[Push]:
     """Push and verify every planned push in order (``unchanged`` ones are skipped); returns
-    the record of each: the plan's push with its verified digest and the attempts it took."""
+    the record of each: the plan's push with its verified digest and the attempts it took.
+    ``verifier`` checks each push (default: :func:`verify`, a read-back of every tag)."""
     reporter = reporter or QuietReporter()
     by_name = {t.name: t for t in found}
     secrets = secrets_of(found)
@@ -111,7 +116,7 @@ def execute(
                     fix="check the registry's status; raise buildtools.release.retries "
                     "or retry_base_delay to wait longer",
                 )
-                verify(push, target, digest)
+                verifier(push, target, digest)
             except BuildToolsError as exc:
                 exc.redact(secrets).problem += _where(pushes, done, push)
                 raise
@@ -192,10 +197,17 @@ class Expected:
     version: str
     # The tags version.yml lists, as the TAGS_LABEL writes them; None: not checked.
     tags: str | None = None
+    # The SMOKE_LABEL's value this build writes; None: not checked.
+    smoke_test: str | None = None
 
     @classmethod
     def of(cls, meta: Metadata) -> Expected:
-        return cls(meta.info.commit, meta.info.version, meta.labels.get(TAGS_LABEL, ""))
+        return cls(
+            meta.info.commit,
+            meta.info.version,
+            meta.labels.get(TAGS_LABEL, ""),
+            meta.labels.get(SMOKE_LABEL, SMOKE_NONE),
+        )
 
     def tested(self, labels: Mapping[str, str]) -> str | None:
         """Why an image with ``labels`` is not one built from this commit's clean tree (what
@@ -206,8 +218,22 @@ class Expected:
             return "built from a working tree with uncommitted changes"
         return None
 
-    def mismatch(self, labels: Mapping[str, str]) -> str | None:
-        """Why an image with ``labels`` is not this build's, or None when it is."""
+    def unsmoked(self, labels: Mapping[str, str]) -> str | None:
+        """Why a registry image with ``labels`` may not stand in for this build's because it
+        skipped the smoke test this build promises (`invoke ci` with its smoke test), or None.
+        A registry image labelled as pushed after its smoke test passed stands in for any."""
+        if self.smoke_test != SMOKE_PASSED:
+            return None
+        if labels.get(SMOKE_LABEL) == SMOKE_PASSED:
+            return None
+        return "pushed without a smoke test"
+
+    def mismatch(self, labels: Mapping[str, str], *, in_registry: bool = False) -> str | None:
+        """Why an image with ``labels`` is not this build's, or None when it is.
+
+        A local image must carry exactly this build's smoke-test label (one built by
+        `invoke build` never passes for `invoke ci`'s, which pushes only after its smoke test);
+        a registry image (``in_registry``) may also be one pushed after a passing smoke test."""
         why = self.tested(labels)
         if why is not None:
             return why
@@ -216,6 +242,11 @@ class Expected:
         if self.tags is not None and labels.get(TAGS_LABEL, "") != self.tags:
             have = labels.get(TAGS_LABEL) or "none"
             return f"built for the tags {have}, not {self.tags or 'none'}"
+        if in_registry:
+            return self.unsmoked(labels)
+        have = labels.get(SMOKE_LABEL, SMOKE_NONE)
+        if self.smoke_test is not None and have != self.smoke_test:
+            return f"labelled smoke test {have!r}, not {self.smoke_test!r}"
         return None
 
 
@@ -248,7 +279,7 @@ def finish_interrupted(
                 if labels.get(REVISION_LABEL) != expected.revision:
                     continue
                 ref = target.registry.push_name(image.repository)
-                why = expected.mismatch(labels)
+                why = expected.mismatch(labels, in_registry=True)
                 if why is not None:
                     raise BuildToolsError(
                         f"refusing to release: {ref}:{name} holds this commit's {image.name} "

@@ -17,6 +17,7 @@ from buildtools.registry_address import Registry, parse_registry
 from buildtools.registry_client import RegistryClient, registry_versions
 from buildtools.registry_errors import CredentialsMissing
 from buildtools.retry import RetryPolicy
+from buildtools.versions import ascending, semver_tags
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,24 @@ def known_versions(found: Sequence[Target], repositories: Sequence[str]) -> list
     """Release versions already in any registry: pass them to the tag plan so that a backport
     (1.4.9 after 2.0.0) does not move ``latest``, ``1``… (see :mod:`buildtools.tags`)."""
     return registry_versions([t.client for t in found], repositories)
+
+
+# Every tag of every repository in every registry, by (registry name, repository).
+TagLists = Mapping[tuple[str, str], tuple[str, ...]]
+
+
+def tag_lists(
+    found: Sequence[Target], repositories: Sequence[str]
+) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Every tag each registry holds per repository, read once: the release versions the tag
+    plan needs (:func:`versions_in`), and which release tags exist for a promotion's survey."""
+    return {
+        (target.name, repository): tuple(target.client.tags(repository))
+        for target in found
+        for repository in repositories
+    }
+
+
+def versions_in(lists: TagLists) -> list[str]:
+    """The release versions among the tags read (what :func:`known_versions` reads)."""
+    return ascending({v for names in lists.values() for v in semver_tags(names)})

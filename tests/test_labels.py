@@ -44,3 +44,13 @@ def test_unknown_facts_are_left_out_and_values_are_strings() -> None:
     assert labels["org.concord.lara.build.dirty"] == "true"
     assert labels["org.concord.lara.build.pull-request"] == "7"
     assert all(isinstance(v, str) and v for v in labels.values())
+
+
+def test_the_smoke_test_label_says_whether_the_build_pushes_only_after_one_passed() -> None:
+    """`invoke ci` with its smoke test sets ``smoke_gated``: its images are pushed only after
+    the test passed, so the label is true of every registry copy. Any other build says none."""
+    info = BuildInfo(version="1.2.3", commit=SHA, tag="v1.2.3")
+    key = "org.concord.lara.build.smoke-test"
+    assert oci_labels(info, "LARA", SOURCE)[key] == "none"
+    gated = BuildInfo(version="1.2.3", commit=SHA, tag="v1.2.3", smoke_gated=True)
+    assert oci_labels(gated, "LARA", SOURCE)[key] == "passed-before-push"

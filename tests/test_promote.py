@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import testbed
+from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
 from tests.fixtures.registry import login_env, repos
 from tests.fixtures.registry_images import (
@@ -293,3 +294,144 @@ def test_release_promote_never_builds_and_a_bad_value_is_one_line(
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "not promoting" not in done.stderr and expected in done.stderr
     assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+
+
+SMOKE_LABEL = "org.concord.lara.build.smoke-test"
+
+
+def travis_tag(setup: dict[str, Any]) -> dict[str, str]:
+    """A Travis tag build of v1.2.3 at the setup's commit."""
+    return {
+        **setup["env"],
+        "CI": "true",
+        "TRAVIS": "true",
+        "TRAVIS_PULL_REQUEST": "false",
+        "TRAVIS_EVENT_TYPE": "push",
+        "TRAVIS_BRANCH": "v1.2.3",
+        "TRAVIS_TAG": "v1.2.3",
+        "TRAVIS_COMMIT": setup["commit"],
+    }
+
+
+def test_ci_promotes_only_images_pushed_after_a_smoke_test(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    """`invoke release` (or `invoke ci --no-smoke`) pushed the sha- images without a smoke
+    test: `invoke ci` of the tag does not promote them as tested; it says so and builds."""
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    untested = {**master["labels"], SMOKE_LABEL: "none"}
+    for name in ("app", "nginx"):
+        writer.image(setup[name], untested, env_of(master["buildargs"]), tag=setup["sha"])
+
+    done = invoke(repo, travis_tag(setup), "ci")
+
+    line = (
+        f"ci: not promoting: {fast_registry.host}/{setup['app']}:{setup['sha']} was pushed "
+        "without a smoke test; building"
+    )
+    assert line in done.stdout, done.stdout + done.stderr
+    assert "ci: promoted" not in done.stdout
+    # Building needs the engine this machine does not have here.
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+
+
+def test_ci_promotes_images_pushed_after_a_smoke_test_and_they_keep_saying_so(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any], tmp_path: Path
+) -> None:
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    tested = {**master["labels"], SMOKE_LABEL: "passed-before-push"}
+    for name in ("app", "nginx"):
+        writer.image(setup[name], tested, env_of(master["buildargs"]), tag=setup["sha"])
+
+    done = invoke(repo, travis_tag(setup), "ci")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no smoke test here (invoke ci smoke-tested them before it pushed" in done.stdout
+    for name in ("app", "nginx"):
+        seen = skopeo_inspect(fast_registry, f"{setup[name]}:1.2.3", tmp_path)
+        assert seen["Labels"][SMOKE_LABEL] == "passed-before-push"
+        assert seen["Labels"]["org.opencontainers.image.version"] == "1.2.3"
+
+
+def behind(proxy: FlakyProxy, setup: dict[str, Any], fast_registry: testbed.LocalRegistry):
+    """The setup's environment with the registry reached through ``proxy``."""
+    env = {k: v for k, v in setup["env"].items() if not k.startswith("DOCKER_")}
+    return {
+        **env,
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": proxy.host,
+        **login_env(proxy.host, fast_registry.username, fast_registry.password),
+    }
+
+
+def test_a_put_answered_with_another_digest_fails_before_any_floating_tag(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    """Something between here and the registry acknowledges the app's 1.2.3 manifest under
+    another digest (and stores nothing): the promotion stops there, `latest` never moves."""
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    for name in ("app", "nginx"):
+        writer.image(setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
+    stale = "sha256:" + "0" * 64
+    proxy = FlakyProxy(
+        fast_registry.host,
+        failures=1,
+        status=201,
+        match=lambda method, path, agent: method == "PUT" and path.endswith("/manifests/1.2.3"),
+        headers={"Docker-Content-Digest": stale},
+    ).start()
+    try:
+        done = invoke(repo, behind(proxy, setup, fast_registry), "release")
+    finally:
+        proxy.stop()
+
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"verification failed for {proxy.host}/" in done.stderr
+    assert f"the registry stored the manifest as {stale}, not sha256:" in done.stderr
+    assert "no floating tag was moved" in done.stderr
+    for name in ("app", "nginx"):
+        assert "latest" not in fast_registry.tags(setup[name])
+
+
+def test_one_read_back_per_repository_and_a_stale_one_fails(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    """Each tag's PUT answer names the digest of the bytes sent; then the last tag put in each
+    repository (`latest`) is read back. A cache serving an old digest for it fails the release."""
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    for name in ("app", "nginx"):
+        writer.image(setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
+    stale = "sha256:" + "0" * 64
+    proxy = FlakyProxy(
+        fast_registry.host,
+        failures=1,
+        status=200,
+        match=lambda method, path, agent: method == "HEAD" and path.endswith("/manifests/latest"),
+        headers={"Docker-Content-Digest": stale},
+    ).start()
+    try:
+        failed = invoke(repo, behind(proxy, setup, fast_registry), "release")
+        proxy.seen.clear()
+        again = invoke(repo, behind(proxy, setup, fast_registry), "release")
+    finally:
+        proxy.stop()
+
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert f"verification failed for {proxy.host}/{setup['app']}:latest" in failed.stderr
+    assert f"registry serves {stale}" in failed.stderr
+    # Run again (the proxy now forwards): it finishes nginx's floating tags, and of the tags
+    # it puts reads back only the last (the HEADs before the first PUT are the survey's).
+    assert again.returncode == 0, again.stderr
+    manifests = [(s.method, s.path) for s in proxy.seen if "/manifests/" in s.path]
+    first_put = next(i for i, (method, _) in enumerate(manifests) if method == "PUT")
+    nginx = f"/v2/{setup['nginx']}/manifests/"
+    assert manifests[first_put:] == [
+        ("PUT", nginx + "1.2"),
+        ("PUT", nginx + "1"),
+        ("PUT", nginx + "latest"),
+        ("HEAD", nginx + "latest"),
+    ]

@@ -121,6 +121,13 @@ def test_a_tag_on_a_released_commit_is_promoted_not_built(
             fresh.images.pull(f"{registry.host}/{repository}", tag="1.2.3", auth_config=auth)
         theirs = fresh.api.inspect_image(f"{registry.host}/{repository}:1.2.3")["Config"]
         assert theirs["Env"] == mine["Env"]
+        # All but one label as `invoke build` gives them; that one says the promoted image is
+        # the one `invoke ci` pushed only after its smoke test passed (`invoke build` never tests).
+        smoke = "org.concord.lara.build.smoke-test"
+        assert (theirs["Labels"].pop(smoke), mine["Labels"].pop(smoke)) == (
+            "passed-before-push",
+            "none",
+        )
         assert theirs["Labels"] == mine["Labels"]
         assert (theirs["Cmd"], theirs["User"], theirs["WorkingDir"]) == (
             mine["Cmd"],

@@ -102,6 +102,9 @@ def image(kind: str = DOCKER_MANIFEST, labels: dict | None = None) -> tuple[byte
             },
             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "1" * 64]},
             "history": [{"created_by": "RUN apt-get"}],
+            # The classic builder's last build container, with master's labels.
+            "container": "0f" * 32,
+            "container_config": {"Labels": {"org.concord.lara.build.branch": "master"}},
         }
     )
     manifest = promotion.compact(
@@ -145,6 +148,8 @@ def test_an_image_gets_the_release_config_and_one_more_layer(kind: str) -> None:
         "org.opencontainers.image.version": "1.2.3",
         "org.concord.lara.build.tag": "v1.2.3",
         "vendor.base": "debian",  # not ours: kept; the branch label is ours and gone
+        # The tested image says nothing of a smoke test: the release image does not claim one.
+        "org.concord.lara.build.smoke-test": "none",
     }
     assert config["config"]["Env"] == ["PATH=/usr/bin", "LARA_VERSION=1.2.3", "LARA_BRANCH="]
     assert config["rootfs"]["diff_ids"] == [
@@ -153,8 +158,23 @@ def test_an_image_gets_the_release_config_and_one_more_layer(kind: str) -> None:
     ]
     assert config["history"][-1]["created"] == "2026-01-02T03:04:05Z"
     assert len(config["history"]) == 2
+    assert "container" not in config and "container_config" not in config  # master's, stale
+    assert config["architecture"] == "amd64" and config["os"] == "linux"
     again = promotion.promote(SourceImage(manifest, kind, configs=configs), CHANGES)
     assert again.digest == done.digest  # a re-run puts the same manifest
+
+
+@pytest.mark.parametrize("tested", ["passed-before-push", "none"])
+def test_the_release_image_keeps_the_tested_images_smoke_test_label(tested: str) -> None:
+    smoke = "org.concord.lara.build.smoke-test"
+    manifest, configs = image(labels={smoke: tested, "org.concord.lara.build.branch": "master"})
+    # `invoke release` never smoke-tests: its labels say none, yet the image it promotes may
+    # have passed one before `invoke ci` pushed it; that stays a fact about the image.
+    release = Changes(labels={**CHANGES.labels, smoke: "none"})
+    done = promotion.promote(SourceImage(manifest, DOCKER_MANIFEST, configs=configs), release)
+    config = json.loads(next(b.data for b in done.blobs if b.digest == done.config_digest))
+    assert config["config"]["Labels"][smoke] == tested
+    assert "org.concord.lara.build.branch" not in config["config"]["Labels"]
 
 
 def test_the_sidecar_gets_labels_and_no_layer() -> None:

@@ -104,3 +104,45 @@ def test_an_image_built_for_other_tags_is_not_this_builds() -> None:
     expected = release.Expected(COMMIT, "1.4.9", "1.4.9,sha-abc1234,1.4,1")
     assert "built for the tags 1.4.9,sha-abc1234,1.4,1,latest" in (expected.mismatch(clean) or "")
     assert expected.mismatch({**clean, release.TAGS_LABEL: "1.4.9,sha-abc1234,1.4,1"}) is None
+
+
+def test_a_local_image_carries_exactly_this_builds_smoke_test_label() -> None:
+    """`invoke build` labels its images `none`; `invoke ci` (with its smoke test) labels its
+    own `passed-before-push` and pushes them only after the test: it must not take the local
+    image `invoke build` made, nor `invoke release` one a failed `invoke ci` left behind."""
+    clean = {
+        release.REVISION_LABEL: COMMIT,
+        release.VERSION_LABEL: "1.0.0",
+        release.DIRTY_LABEL: "false",
+        release.TAGS_LABEL: "1.0.0",
+    }
+    built = {**clean, release.SMOKE_LABEL: "none"}
+    gated = {**clean, release.SMOKE_LABEL: "passed-before-push"}
+    ci = release.Expected(COMMIT, "1.0.0", "1.0.0", "passed-before-push")
+    plain = release.Expected(COMMIT, "1.0.0", "1.0.0", "none")
+    assert "smoke test 'none', not 'passed-before-push'" in (ci.mismatch(built) or "")
+    assert ci.mismatch(gated) is None
+    assert "smoke test 'passed-before-push', not 'none'" in (plain.mismatch(gated) or "")
+    assert plain.mismatch(built) is None
+    # An image from before the label existed is taken as one that promises no smoke test.
+    assert plain.mismatch(clean) is None and ci.mismatch(clean) is not None
+
+
+def test_a_registry_image_stands_in_unless_this_build_promises_a_smoke_test_it_skipped() -> None:
+    """Registry copies: one pushed after a passing smoke test is good for any release; one
+    pushed without is good for `invoke release`, never for `invoke ci` with its smoke test."""
+    clean = {
+        release.REVISION_LABEL: COMMIT,
+        release.VERSION_LABEL: "1.0.0",
+        release.DIRTY_LABEL: "false",
+    }
+    built = {**clean, release.SMOKE_LABEL: "none"}
+    gated = {**clean, release.SMOKE_LABEL: "passed-before-push"}
+    ci = release.Expected(COMMIT, "1.0.0", smoke_test="passed-before-push")
+    plain = release.Expected(COMMIT, "1.0.0", smoke_test="none")
+    assert ci.unsmoked(built) == "pushed without a smoke test"
+    assert ci.unsmoked(clean) == "pushed without a smoke test"  # no label: no claim
+    assert ci.unsmoked(gated) is None
+    assert plain.unsmoked(built) is None and plain.unsmoked(gated) is None
+    assert ci.mismatch(built, in_registry=True) == "pushed without a smoke test"
+    assert plain.mismatch(gated, in_registry=True) is None

@@ -40,3 +40,15 @@ def test_a_registry_that_does_not_answer_fails_the_preflight_with_short_waits() 
         targets.check(found, ["rt/app"])
     assert len(waits) == 5 and max(waits) <= 1.0  # every retry, none of the push's long waits
     assert found[0].client.retry.max_delay == 30.0  # the pushes' policy is back
+
+
+def test_the_release_versions_of_tag_lists_read_once() -> None:
+    """The plan reads each registry's tags once: the release versions among them decide the
+    floating tags, and a promotion's survey reuses the same lists."""
+    lists = {
+        ("a", "lbt/app"): ("sha-abc1234", "1.2.0", "latest", "v1.10.0"),
+        ("a", "lbt/nginx"): ("1.2.0", "1.2"),
+        ("b", "lbt/app"): ("2.0.0-rc.1", "edge"),
+    }
+    # Tags as the registry names them, ascending by version (1.10 after 1.2); no duplicates.
+    assert targets.versions_in(lists) == ["1.2.0", "v1.10.0", "2.0.0-rc.1"]
