@@ -83,54 +83,60 @@ def test_a_tag_on_a_released_commit_is_promoted_not_built(
     fresh = fresh_engine.client()
     before = sorted(i.id for i in fresh.images.list(all=True))
 
-    done = invoke(repo.path, {**tag_env, "DOCKER_HOST": fresh_engine.host}, "ci", "--json")
+    try:
+        done = invoke(repo.path, {**tag_env, "DOCKER_HOST": fresh_engine.host}, "ci", "--json")
 
-    result: dict[str, Any] = json.loads(done.stdout)
-    assert "ci: promoted the sha-" in done.stderr, done.stderr
-    assert result["images"] == [] and result["cache_sources"] == []  # nothing built or pulled
-    assert sorted(i.id for i in fresh.images.list(all=True)) == before
-    released = result["released"]
-    assert {p["image"] for p in released["promoted"]} == {"app", "nginx"}
-    writer = RegistryWriter(registry)
-    sha = f"sha-{commit[:7]}"
-    for push in released["pushes"]:
-        assert push["verified"] and push["tag"] in ("1.2.3", "1.2", "1", "latest")
-        seen = skopeo_inspect(registry, f"{push['repository']}:{push['tag']}", tmp_path)
-        assert seen["Digest"] == push["digest"]
-    for repository in (app, nginx):
-        source = json.loads(writer.read(repository, sha)[0])
-        release = json.loads(writer.read(repository, "1.2.3")[0])
-        kept = release["layers"] if repository == nginx else release["layers"][:-1]
-        assert kept == source["layers"]
+        result: dict[str, Any] = json.loads(done.stdout)
+        assert "ci: promoted the sha-" in done.stderr, done.stderr
+        assert result["images"] == [] and result["cache_sources"] == []  # nothing built or pulled
+        assert sorted(i.id for i in fresh.images.list(all=True)) == before
+        released = result["released"]
+        assert {p["image"] for p in released["promoted"]} == {"app", "nginx"}
+        writer = RegistryWriter(registry)
+        sha = f"sha-{commit[:7]}"
+        for push in released["pushes"]:
+            assert push["verified"] and push["tag"] in ("1.2.3", "1.2", "1", "latest")
+            seen = skopeo_inspect(registry, f"{push['repository']}:{push['tag']}", tmp_path)
+            assert seen["Digest"] == push["digest"]
+        for repository in (app, nginx):
+            source = json.loads(writer.read(repository, sha)[0])
+            release = json.loads(writer.read(repository, "1.2.3")[0])
+            kept = release["layers"] if repository == nginx else release["layers"][:-1]
+            assert kept == source["layers"]
 
-    # The promoted app image, pulled into the fresh engine and run.
-    auth = {"username": registry.username, "password": registry.password}
-    ref = f"{registry.host}/{app}"
-    fresh.images.pull(ref, tag="1.2.3", auth_config=auth)
-    printed = fresh.containers.run(
-        f"{ref}:1.2.3", ["cat", "/lara/config/version.yml"], remove=True
-    ).decode()
-    expected = invoke(repo.path, tag_env, "version", "--format", "yaml").stdout
-    assert printed == expected
-    # What `invoke build` makes at the tag (on the main engine, which holds master's layers).
-    built = json.loads(invoke(repo.path, tag_env, "build", "--json").stdout)
-    for name, repository in (("app", app), ("nginx", nginx)):
-        image_id = next(b["id"] for b in built if b["name"] == name)
-        mine = docker_client.api.inspect_image(image_id)["Config"]
-        if name == "nginx":
-            fresh.images.pull(f"{registry.host}/{repository}", tag="1.2.3", auth_config=auth)
-        theirs = fresh.api.inspect_image(f"{registry.host}/{repository}:1.2.3")["Config"]
-        assert theirs["Env"] == mine["Env"]
-        # All but one label as `invoke build` gives them; that one says the promoted image is
-        # the one `invoke ci` pushed only after its smoke test passed (`invoke build` never tests).
-        smoke = "org.concord.lara.build.smoke-test"
-        assert (theirs["Labels"].pop(smoke), mine["Labels"].pop(smoke)) == (
-            "passed-before-push",
-            "none",
-        )
-        assert theirs["Labels"] == mine["Labels"]
-        assert (theirs["Cmd"], theirs["User"], theirs["WorkingDir"]) == (
-            mine["Cmd"],
-            mine["User"],
-            mine["WorkingDir"],
-        )
+        # The promoted app image, pulled into the fresh engine and run.
+        auth = {"username": registry.username, "password": registry.password}
+        ref = f"{registry.host}/{app}"
+        fresh.images.pull(ref, tag="1.2.3", auth_config=auth)
+        printed = fresh.containers.run(
+            f"{ref}:1.2.3", ["cat", "/lara/config/version.yml"], remove=True
+        ).decode()
+        expected = invoke(repo.path, tag_env, "version", "--format", "yaml").stdout
+        assert printed == expected
+        # What `invoke build` makes at the tag (on the main engine, which holds master's layers).
+        built = json.loads(invoke(repo.path, tag_env, "build", "--json").stdout)
+        for name, repository in (("app", app), ("nginx", nginx)):
+            image_id = next(b["id"] for b in built if b["name"] == name)
+            mine = docker_client.api.inspect_image(image_id)["Config"]
+            if name == "nginx":
+                fresh.images.pull(f"{registry.host}/{repository}", tag="1.2.3", auth_config=auth)
+            theirs = fresh.api.inspect_image(f"{registry.host}/{repository}:1.2.3")["Config"]
+            assert theirs["Env"] == mine["Env"]
+            # All but one label as `invoke build` gives them; that one says the promoted image
+            # is the one `invoke ci` pushed only after its smoke test passed (`invoke build`
+            # never tests).
+            smoke = "org.concord.lara.build.smoke-test"
+            assert (theirs["Labels"].pop(smoke), mine["Labels"].pop(smoke)) == (
+                "passed-before-push",
+                "none",
+            )
+            assert theirs["Labels"] == mine["Labels"]
+            assert (theirs["Cmd"], theirs["User"], theirs["WorkingDir"]) == (
+                mine["Cmd"],
+                mine["User"],
+                mine["WorkingDir"],
+            )
+    finally:  # the session's fresh engine is shared: leave it holding only what it held
+        for image in fresh.images.list(all=True):
+            if image.id not in before:
+                fresh.images.remove(image.id, force=True)
