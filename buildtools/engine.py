@@ -20,9 +20,19 @@ def connect(timeout: int = 600) -> docker.DockerClient:
         # check that the engine answers (a ping after it would only add a round trip).
         client = docker.from_env(timeout=timeout)
     except (docker.errors.DockerException, requests.exceptions.RequestException, ValueError) as exc:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise _unreachable(where, reason) from None
+        raise _unreachable(where, _reason(exc)) from None
     return client
+
+
+def _reason(exc: BaseException) -> str:
+    """docker-py's error in a few words: the operating system's own (``connection refused``,
+    ``name or service not known``) where one caused it, not urllib3's nested reprs."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+        cause = cause.__cause__ or cause.__context__
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 def _unreachable(where: str, reason: str) -> BuildToolsError:
@@ -34,7 +44,7 @@ def _unreachable(where: str, reason: str) -> BuildToolsError:
             f"cannot reach the engine at {where}: this Python has no ssh:// support ({reason})",
             "install docker-py's ssh extra in it: pip install 'docker[ssh]'",
         )
-    if reason.startswith("Invalid") or "IPv6" in reason:
+    if reason.startswith("Invalid") or "IPv6" in reason or "cast to integer" in reason:
         return BuildToolsError(
             f"DOCKER_HOST={where} is not an engine address ({reason})",
             "set it to unix:///PATH/docker.sock, tcp://HOST:PORT or ssh://USER@HOST, "

@@ -21,9 +21,18 @@ def test_engine_error_names_the_fix(monkeypatch):
     assert "no Docker Engine answers at unix:///nonexistent/docker.sock" in message
     assert "dockerd" in message
     assert "\n" not in message
+    assert "(no such file or directory)" in message  # the system's words, not urllib3's reprs
 
 
-@pytest.mark.parametrize("host", ["tcp://[::1", "tcp://", "bogus://engine"])
+def test_an_engine_that_does_not_answer_is_named_with_the_system_reason(monkeypatch):
+    host, reason = f"tcp://127.0.0.1:{free_port()}", "connection refused"  # nothing listens
+    monkeypatch.setenv("DOCKER_HOST", host)
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    assert str(caught.value).startswith(f"no Docker Engine answers at {host} ({reason}) (fix: ")
+
+
+@pytest.mark.parametrize("host", ["tcp://[::1", "tcp://", "bogus://engine", "tcp://localhost:x"])
 def test_a_malformed_docker_host_is_named_not_blamed_on_a_stopped_engine(monkeypatch, host):
     monkeypatch.setenv("DOCKER_HOST", host)
     with pytest.raises(BuildToolsError) as caught:
