@@ -244,6 +244,13 @@ def _annotated(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _comment_safe(text: str) -> str:
+    """``text`` on one line, fit for the header's comments: a line break in a configured value
+    (``title`` comes from invoke.yaml or the environment) would end the comment, and the rest
+    would be read as keys of the file."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+
+
 def render(
     data: Mapping[str, Any],
     *,
@@ -257,8 +264,8 @@ def render(
     with their comments."""
     services = [name for name in data["services"] if name not in (APP, SIDECAR, PREPARE)]
     header = HEADER.format(
-        title=title,
-        version=version,
+        title=_comment_safe(title),
+        version=_comment_safe(version),
         commit=commit[:12],
         services=f", {', '.join(services)}" if services else "",
         swarm_note=" --swarm, for docker stack deploy" if swarm else "",

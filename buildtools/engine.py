@@ -19,14 +19,42 @@ def connect(timeout: int = 600) -> docker.DockerClient:
         # The client asks the engine for its API version as it is made: that call is the
         # check that the engine answers (a ping after it would only add a round trip).
         client = docker.from_env(timeout=timeout)
-    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise BuildToolsError(
-            f"no Docker Engine answers at {where} ({reason})",
-            "start one with `sudo dockerd &` (Debian package docker.io), "
-            "or point DOCKER_HOST at a running engine",
-        ) from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException, ValueError) as exc:
+        raise _unreachable(where, _reason(exc)) from None
     return client
+
+
+def _reason(exc: BaseException) -> str:
+    """docker-py's error in a few words: the operating system's own (``connection refused``,
+    ``name or service not known``) where one caused it, not urllib3's nested reprs."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+        cause = cause.__cause__ or cause.__context__
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _unreachable(where: str, reason: str) -> BuildToolsError:
+    """The one line for an engine docker-py could not reach: starting an engine helps only
+    when DOCKER_HOST is well formed and docker-py can speak its scheme."""
+    if "paramiko" in reason:
+        # docker-py speaks ssh:// only with its `ssh` extra, even to shell out to ssh.
+        return BuildToolsError(
+            f"cannot reach the engine at {where}: this Python has no ssh:// support ({reason})",
+            "install docker-py's ssh extra in it: pip install 'docker[ssh]'",
+        )
+    if reason.startswith("Invalid") or "IPv6" in reason or "cast to integer" in reason:
+        return BuildToolsError(
+            f"DOCKER_HOST={where} is not an engine address ({reason})",
+            "set it to unix:///PATH/docker.sock, tcp://HOST:PORT or ssh://USER@HOST, "
+            "or unset it for the local engine",
+        )
+    return BuildToolsError(
+        f"no Docker Engine answers at {where} ({reason})",
+        "start one with `sudo dockerd &` (Debian package docker.io), "
+        "or point DOCKER_HOST at a running engine",
+    )
 
 
 def ensure_image(client: docker.DockerClient, image: str, what: str, fix: str) -> None:

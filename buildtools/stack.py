@@ -420,7 +420,8 @@ def fetch(client: docker.DockerClient, stack: Stack, path: str) -> Response:
     its image has bash, whose ``/dev/tcp`` is the HTTP client (its HEALTHCHECK uses it too:
     no curl in the image). Its own name resolves to its address on the stack's network, so the
     request takes the path a peer's would, and checks that nginx listens beyond its loopback.
-    ``BuildToolsError`` when there is no answer (nothing listens, the sidecar stopped)."""
+    :class:`NoAnswer` when there is no answer (nothing listens, the sidecar stopped); a plain
+    ``BuildToolsError`` at once when the sidecar cannot run the check (no bash in it)."""
     url = in_network_url(stack, path)
     command = ["timeout", str(FETCH_TIMEOUT), "bash", "-c", HTTP_GET, "lara-smoke"]
     try:
@@ -430,6 +431,15 @@ def fetch(client: docker.DockerClient, stack: Stack, path: str) -> Response:
         reason = str(exc.explanation or exc).splitlines()[0][:120]
         raise NoAnswer(url, reason, stack.sidecar) from None
     out, err = result.output or (None, None)
+    if result.exit_code in (126, 127):  # the shell's "not executable" / "not found"
+        # Not a sidecar that has yet to answer: waiting the smoke timeout would not help.
+        said = ((err or b"") + (out or b"")).decode("utf-8", "replace").strip().splitlines()
+        raise BuildToolsError(
+            f"the smoke test cannot ask {url}: the sidecar image has no bash or timeout to "
+            f"run its HTTP check in ({said[-1][:160] if said else f'exit {result.exit_code}'})",
+            "base the sidecar on Debian or the official nginx image (both have bash; "
+            "its health check needs it too), or add bash to your nginx.dockerfile",
+        )
     try:
         return parse_response(out or b"")
     except ValueError:

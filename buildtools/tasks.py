@@ -10,7 +10,9 @@ import contextlib
 import dataclasses
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,13 +106,31 @@ def _stdout_gone() -> bool:
 
 
 @contextlib.contextmanager
-def reported() -> Iterator[None]:
-    """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback; and
-    Ctrl-C into exit 130 with one line (the code that was interrupted says what was left).
-    A reader of stdout that stopped early (``| head``) ends the task quietly: it has what it
-    wanted, and the work itself was done."""
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a task as Ctrl-C does, so the same cleanup runs and the same line says what
+    was left: it is how a CI cancels a job (GitLab, GitHub Actions), how `timeout` and
+    `docker stop` end one; by default it kills Python at once, leaving a smoke test's
+    containers and network on the engine and no word on a release's state. The previous
+    handler comes back afterwards (tasks also run in-process, e.g. in the tests)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback; and
+    Ctrl-C (or SIGTERM) into exit 130 with one line (the code that was interrupted says what
+    was left). A reader of stdout that stopped early (``| head``) ends the task quietly: it
+    has what it wanted, and the work itself was done."""
+    try:
+        with _terminate_as_interrupt():
+            yield
         sys.stdout.flush()  # here, not at exit, where a closed pipe is a traceback
     except BrokenPipeError:
         if not _stdout_gone():

@@ -239,11 +239,18 @@ def check(settings: Settings) -> Settings:
         for name in names:
             _check_extra_tag(branch, name, settings.sha_prefix)
     for service in settings.smoke.services:
-        if service.name in RESERVED_SERVICE_NAMES or not SERVICE_NAME.fullmatch(service.name):
+        if service.name in RESERVED_SERVICE_NAMES:
             raise BuildToolsError(
                 f"config key buildtools.smoke.services has a service named {service.name!r}, "
-                "which the stack's own containers use or Docker refuses",
+                "which the stack's own containers use",
                 "name it after what it is, e.g. db or redis",
+            )
+        if not SERVICE_NAME.fullmatch(service.name):
+            # Lower case: Compose project and service names (invoke compose) and DNS aliases.
+            raise BuildToolsError(
+                f"config key buildtools.smoke.services has a service named {service.name!r}, "
+                "which is not a lower-case name",
+                "use a-z, digits, _ . and -, starting with a letter or digit, e.g. db or redis",
             )
         check_image(f"smoke.services.{service.name}.image", service.image)
     for template in settings.cache_from:

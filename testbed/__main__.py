@@ -5,6 +5,7 @@ GitLab's docker:dind is for a job)."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import tempfile
@@ -17,10 +18,19 @@ from testbed.registry import LocalRegistry
 from testbed.services import ensure_service_image
 
 
+def stop_on_signals() -> dict[signal.Signals, object]:
+    """SIGINT and SIGTERM as KeyboardInterrupt, so what was started is stopped: SIGINT even
+    when started in the background (``&``), where a shell has it ignored; SIGTERM, which by
+    default ends Python at once. The previous handlers, to put back."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    return {sig: signal.signal(sig, signal.default_int_handler) for sig in stops}
+
+
 def main(argv: list[str]) -> int:
     what = argv[0] if argv else "bases"
     try:
-        client = ensure_engine()
+        # The registry is a plain process: it needs no engine (nor starts one).
+        client = ensure_engine() if what != "registry" else None
         if what == "engine":
             print(f"Docker Engine {client.version()['Version']} answers")
         elif what == "bases":
@@ -32,10 +42,8 @@ def main(argv: list[str]) -> int:
             remote = "--remote" in argv[1:]
             rest = [arg for arg in argv[1:] if arg != "--remote"]
             base = ensure_base_image(client, rest[0] if rest else "lara-buildtools/debian")
-            # SIGTERM too must clean up: bridge, iptables rules and files outlive the process;
-            # and SIGINT even when started in the background (where it is ignored by default).
-            stops = (signal.SIGINT, signal.SIGTERM)
-            previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in stops}
+            # SIGTERM too must clean up: bridge, iptables rules and files outlive the process.
+            previous = stop_on_signals()
             try:
                 with FreshEngine(remote=remote) as engine:
                     engine.load(base, source=client)
@@ -49,16 +57,23 @@ def main(argv: list[str]) -> int:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
         elif what == "registry":
+            # Ctrl-C or SIGTERM stops the docker-registry process too, which would outlive us.
+            previous = stop_on_signals()
             reg = LocalRegistry(Path(tempfile.mkdtemp(prefix="lara-registry-"))).start()
-            print(f"registry on {reg.url}, user {reg.username}; Ctrl-C stops it")
-            print(f"password in {reg.root / 'password'} (mode 600)")
             secret = reg.root / "password"
             secret.touch(mode=0o600)
             secret.write_text(reg.password)
+            print(f"registry on {reg.url}, user {reg.username}; Ctrl-C stops it", flush=True)
+            print(f"password in {secret} (mode 600)", flush=True)
             try:
                 reg.process.wait()
             except KeyboardInterrupt:
                 reg.stop()
+                print("registry stopped and its folder removed", file=sys.stderr)
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                shutil.rmtree(reg.root, ignore_errors=True)  # the password file goes with it
         else:
             print(
                 "usage: python -m testbed engine|bases [REPOSITORY]|services|registry"

@@ -324,6 +324,13 @@ FAILURES = [
         "has a service named 'app', which the stack's own containers use",
     ),
     (
+        "a service name with capitals",
+        ["build", "--dry-run"],
+        {},
+        "  smoke:\n    services:\n      Db_1: {image: mariadb:11.2}\n",
+        "has a service named 'Db_1', which is not a lower-case name (fix: use a-z, digits",
+    ),
+    (
         "a line break in a CI variable",
         ["version"],
         {"GITHUB_ACTIONS": "TRUE", "GITHUB_REF": "refs/heads/a\nLARA_TAG=evil"},

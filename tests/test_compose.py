@@ -126,6 +126,20 @@ def test_the_text_is_the_document_with_comments_each_said_once() -> None:
     assert "smoke.services.db.ready" in lines[healthcheck - 1]
 
 
+def test_a_title_with_a_line_break_stays_in_its_comment() -> None:
+    """`title` is configured text; a line break in it must not end the header's comment and
+    turn the rest into keys of the file."""
+    text = compose.render(
+        document(SECRET_CFG),
+        title="LARA\nservices: {}\r\n",
+        version="1.2.3",
+        commit="0123abc4567",
+        secrets=[],
+    )
+    assert yaml.safe_load(text) == document(SECRET_CFG)
+    assert text.splitlines()[0].startswith("# LARA services: {} 1.2.3 (commit 0123abc4567)")
+
+
 def test_a_service_may_not_take_a_name_of_the_pair() -> None:
     cfg = dataclasses.replace(SECRET_CFG, services=(ServiceConfig("app", "mariadb:11.2"),))
     with pytest.raises(BuildToolsError, match=re.escape("rename buildtools.smoke.services.app")):

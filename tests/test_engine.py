@@ -3,6 +3,8 @@ an image checked to be present (or pullable) before anything needs it."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import docker
 import pytest
 
@@ -19,6 +21,37 @@ def test_engine_error_names_the_fix(monkeypatch):
     assert "no Docker Engine answers at unix:///nonexistent/docker.sock" in message
     assert "dockerd" in message
     assert "\n" not in message
+    assert "(no such file or directory)" in message  # the system's words, not urllib3's reprs
+
+
+def test_an_engine_that_does_not_answer_is_named_with_the_system_reason(monkeypatch):
+    host, reason = f"tcp://127.0.0.1:{free_port()}", "connection refused"  # nothing listens
+    monkeypatch.setenv("DOCKER_HOST", host)
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    assert str(caught.value).startswith(f"no Docker Engine answers at {host} ({reason}) (fix: ")
+
+
+@pytest.mark.parametrize("host", ["tcp://[::1", "tcp://", "bogus://engine", "tcp://localhost:x"])
+def test_a_malformed_docker_host_is_named_not_blamed_on_a_stopped_engine(monkeypatch, host):
+    monkeypatch.setenv("DOCKER_HOST", host)
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    message = str(caught.value)
+    assert message.startswith(f"DOCKER_HOST={host} is not an engine address")
+    assert "tcp://HOST:PORT" in message and "dockerd" not in message
+    assert "\n" not in message
+
+
+def test_an_ssh_engine_without_docker_py_ssh_support_says_what_to_install(monkeypatch):
+    if importlib.util.find_spec("paramiko"):
+        pytest.skip("paramiko is installed: docker-py speaks ssh:// here")
+    monkeypatch.setenv("DOCKER_HOST", "ssh://lara@build-host.invalid")
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    message = str(caught.value)
+    assert "ssh://lara@build-host.invalid" in message
+    assert "docker[ssh]" in message and "dockerd" not in message
 
 
 def test_a_present_image_is_used_as_it_is(docker_client: docker.DockerClient, base_image: str):

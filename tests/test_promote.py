@@ -9,8 +9,10 @@ import gzip
 import io
 import json
 import os
+import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +36,23 @@ INVOKE = ROOT / ".venv" / "bin" / "invoke"
 RELEASE_TAGS = ["1.2.3", "1.2", "1", "latest"]
 
 
+def invoke_env(repo: GitRepo, env: dict[str, str]) -> dict[str, str]:
+    """The environment of an ``invoke`` for ``repo``, with no Docker Engine to talk to."""
+    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    return {
+        **base,
+        "INVOKE_BUILDTOOLS_REPO": str(repo.path),
+        "DOCKER_HOST": "unix:///nonexistent/docker.sock",  # no engine here
+        **env,
+    }
+
+
 def invoke(repo: GitRepo, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``invoke …`` in this project for ``repo``, with no Docker Engine to talk to."""
-    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
     return subprocess.run(
         [str(INVOKE), *args],
         cwd=ROOT,
-        env={
-            **base,
-            "INVOKE_BUILDTOOLS_REPO": str(repo.path),
-            "DOCKER_HOST": "unix:///nonexistent/docker.sock",  # no engine here
-            **env,
-        },
+        env=invoke_env(repo, env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -435,3 +442,49 @@ def test_one_read_back_per_repository_and_a_stale_one_fails(
         ("PUT", nginx + "latest"),
         ("HEAD", nginx + "latest"),
     ]
+
+
+def test_a_promotion_stopped_by_sigterm_says_what_was_left_and_a_rerun_finishes(
+    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    """A CI cancels a job with SIGTERM. Between the exact tags, it ends the promotion as Ctrl-C
+    does: exit 130, one line saying what was put, no floating tag moved; a re-run finishes.
+    The proxy makes each manifest PUT slow, so the signal lands between two of them."""
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    for name in ("app", "nginx"):
+        writer.image(setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
+
+    def slow_manifests(method: str, path: str, agent: str) -> bool:
+        if method == "PUT" and "/manifests/" in path:
+            time.sleep(1.0)
+        return False  # forwarded unchanged
+
+    proxy = FlakyProxy(fast_registry.host, failures=1, match=slow_manifests).start()
+    try:
+        running = subprocess.Popen(
+            [str(INVOKE), "release"],
+            cwd=ROOT,
+            env=invoke_env(repo, behind(proxy, setup, fast_registry)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not any(s.method == "PUT" and "/manifests/" in s.path for s in proxy.seen):
+            assert time.monotonic() < deadline and running.poll() is None, running.stderr
+            time.sleep(0.05)
+        running.send_signal(signal.SIGTERM)  # the second exact tag's PUT is under way
+        out, err = running.communicate(timeout=60)
+    finally:
+        proxy.stop()
+
+    assert running.returncode == 130, (running.returncode, out, err)
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("interrupted: pushed 1 of 8 tags;")
+    for name in ("app", "nginx"):
+        assert set(fast_registry.tags(setup[name])) <= {setup["sha"], "1.2.3"}
+    again = invoke(repo, setup["env"], "release")
+    assert again.returncode == 0, again.stderr
+    for name in ("app", "nginx"):
+        assert sorted(fast_registry.tags(setup[name])) == sorted([*RELEASE_TAGS, setup["sha"]])

@@ -6,7 +6,10 @@ one commit at once on one engine."""
 
 from __future__ import annotations
 
+import io
+import secrets
 import threading
+import time
 
 import docker
 import pytest
@@ -146,3 +149,31 @@ def test_two_smoke_runs_of_one_commit_on_one_engine_both_pass(
             )
             == []
         )
+
+
+@pytest.mark.docker
+def test_a_sidecar_without_bash_is_said_at_once_not_after_the_smoke_timeout(
+    docker_client: docker.DockerClient, base_image: str
+) -> None:
+    """A user's own sidecar Dockerfile on an image without bash (the HTTP check runs in it):
+    one line naming that, at the first try, instead of the whole wait and 'did not answer'."""
+    image, _ = docker_client.images.build(
+        fileobj=io.BytesIO(f"FROM {base_image}\nRUN rm /usr/bin/bash\n".encode()),
+        rm=True,
+        tag=f"lbt-test-nobash-{secrets.token_hex(4)}:local",
+    )
+    running = stack.Stack(f"lbt-nobash-{secrets.token_hex(3)}", "")
+    sidecar = docker_client.containers.run(
+        image.id, ["sleep", "300"], name=running.sidecar, detach=True
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(BuildToolsError) as caught:
+            stack.wait_for(docker_client, running, "/", seconds=60)
+        assert time.monotonic() - started < 10
+    finally:
+        sidecar.remove(force=True)
+        docker_client.images.remove(image.id, force=True)
+    message = str(caught.value)
+    assert "the sidecar image has no bash" in message and "did not answer" not in message
+    assert "\n" not in message

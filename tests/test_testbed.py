@@ -350,3 +350,37 @@ def test_missing_fresh_engine_fails_in_ci(tmp_path):
     assert "1 error" in done.stdout
     assert "skipped" not in done.stdout
     assert "a fresh Docker Engine is not available" in done.stdout
+
+
+@pytest.mark.registry  # starts a docker-registry itself, not through a registry fixture
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_python_m_testbed_registry_stops_its_registry_when_stopped(stop: signal.Signals) -> None:
+    """`python -m testbed registry &` says Ctrl-C stops it: started in the background (SIGINT
+    ignored, as a shell's `&` leaves it) and stopped by SIGINT or SIGTERM, the docker-registry
+    it started must stop too, not outlive it on its port, and its folder (with the password
+    file) goes. It needs no engine."""
+    started = subprocess.Popen(
+        [sys.executable, "-m", "testbed", "registry"],
+        cwd=ROOT,
+        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        first = started.stdout.readline()  # type: ignore[union-attr]
+        assert first.startswith("registry on http://"), (first, started.stderr.read())  # type: ignore[union-attr]
+        url = first.split()[2].rstrip(",")
+        folder = Path(started.stdout.readline().split()[2]).parent  # type: ignore[union-attr]
+        assert (folder / "password").is_file()
+        assert requests.get(f"{url}/v2/", timeout=5).status_code == 401
+        started.send_signal(stop)
+        assert started.wait(timeout=30) == 0
+    finally:
+        if started.poll() is None:  # a failed assertion above: stop it as a user would
+            started.terminate()
+            started.wait(timeout=30)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/v2/", timeout=5)
+    assert not folder.exists()  # nor its password file
