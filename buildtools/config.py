@@ -528,6 +528,8 @@ PROMOTE_MODES = ("auto", "never")
 
 def _promote(r: _Reader) -> str:
     value = r.text("release.promote").lower()
+    # YAML reads `promote: no` (or off) as the boolean false: the user meant never.
+    value = "never" if value and value in FALSE else value
     if value not in PROMOTE_MODES:
         raise r._bad("release.promote", value, " or ".join(PROMOTE_MODES))
     return value

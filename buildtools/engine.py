@@ -42,7 +42,8 @@ def _unreachable(where: str, reason: str) -> BuildToolsError:
         # docker-py speaks ssh:// only with its `ssh` extra, even to shell out to ssh.
         return BuildToolsError(
             f"cannot reach the engine at {where}: this Python has no ssh:// support ({reason})",
-            "install docker-py's ssh extra in it: pip install 'docker[ssh]'",
+            "install this package's ssh extra: pip install 'lara-buildtools[ssh]' "
+            "(or pip install 'docker[ssh]')",
         )
     if reason.startswith("Invalid") or "IPv6" in reason or "cast to integer" in reason:
         return BuildToolsError(

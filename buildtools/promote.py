@@ -217,6 +217,8 @@ class ManifestPusher:
         )
         key = (push.registry, push.repository)
         self.sent[key] = self.sent.get(key, 0) + len(promoted.manifest)
+        size = len(promoted.manifest)  # what this tag cost: its manifest (blobs went before)
+        on_layer("manifest", "Pushed", size, size)
         if answer is None:
             self.unanswered.add((push.registry, push.repository, push.tag))
         elif answer != promoted.digest:

@@ -147,6 +147,9 @@ def test_release_of_a_tag_promotes_the_tested_images_without_an_engine(
             body, digest = writer.read(repository, tag)
             digests.add(digest)
             assert f"{repository}:{tag} (" in done.stdout and digest in done.stdout
+            # The progress line counts what that tag's PUT sent: its manifest.
+            size = f"{len(body)} B" if len(body) < 1000 else f"{len(body) / 1000:.1f} kB"
+            assert f"  {tag}: {digest} ({size} sent, verified)" in done.stderr
             seen = skopeo_inspect(fast_registry, f"{repository}:{tag}", tmp_path)
             assert seen["Digest"] == digest
             assert seen["Labels"] == tagged["labels"]
@@ -283,7 +286,9 @@ def test_a_dry_run_says_what_it_would_promote_and_puts_nothing(
     assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
 
 
-@pytest.mark.parametrize("value, expected", [("never", ""), ("sometimes", "auto or never")])
+@pytest.mark.parametrize(
+    "value, expected", [("never", ""), ("off", ""), ("sometimes", "auto or never")]
+)
 def test_release_promote_never_builds_and_a_bad_value_is_one_line(
     fast_registry: testbed.LocalRegistry,
     repo: GitRepo,
