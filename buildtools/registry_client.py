@@ -225,14 +225,8 @@ class RegistryClient:
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         """The manifest a tag (or digest) points at, or None if there is none."""
-        name = self.registry.api_name(repository)
-        resp = self.request(
-            "GET", f"/v2/{name}/manifests/{reference}", pull_scope(name), {"Accept": ACCEPT}
-        )
-        if resp.status_code == 404:
-            return None
-        self._expect(resp, 200, f"manifest {name}:{reference}")
-        return parse_manifest(resp.content, resp.headers.get("Content-Type", ""))
+        found = self.manifest_bytes(repository, reference)
+        return None if found is None else parse_manifest(*found)
 
     def image_labels(self, repository: str, manifest: Manifest) -> dict[str, str]:
         """The labels in an image's config blob (empty for indexes or a config without any)."""
