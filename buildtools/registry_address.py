@@ -22,7 +22,9 @@ _HUB_ALIASES = {
 }
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address, with or without ``:port``; IPv6 in brackets) is
+    this machine's loopback."""
     name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
     name = name.strip("[]")
     if name == "localhost":
@@ -86,4 +88,4 @@ def parse_registry(entry: str) -> Registry:
     if text.lower() in _HUB_ALIASES:
         return Registry(DOCKER_HUB, HUB_API_HOST, "https")
     host = text.lower()
-    return Registry(host, host, scheme or ("http" if _is_loopback(host) else "https"))
+    return Registry(host, host, scheme or ("http" if is_loopback(host) else "https"))

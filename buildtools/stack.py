@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
-import ipaddress
 import re
 import socket
 import time
@@ -32,6 +31,7 @@ import requests
 from buildtools import engine
 from buildtools.config import ServiceConfig, SmokeConfig
 from buildtools.errors import INTERRUPTED, BuildToolsError, redact_text
+from buildtools.registry_address import is_loopback
 
 APP_PORT = 3000
 SIDECAR_PORT = 80
@@ -92,22 +92,11 @@ def engine_host(docker_host: str | None) -> str:
     return f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
 
 
-def is_local_host(host: str) -> bool:
-    """Whether ``host`` (from :func:`engine_host`) is this machine's loopback."""
-    name = host.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def publish_address(docker_host: str | None) -> str:
     """Where ``invoke up`` binds the sidecar's port on the engine's host: its loopback when that
     is this machine (nobody else should reach a test stack), else every address, since the
     engine's loopback is not reachable from here (GitLab's dind, an ``ssh://`` build host)."""
-    return "127.0.0.1" if is_local_host(engine_host(docker_host)) else "0.0.0.0"
+    return "127.0.0.1" if is_loopback(engine_host(docker_host)) else "0.0.0.0"
 
 
 def _not_ours(kind: str, name: str, stack: str) -> BuildToolsError:
