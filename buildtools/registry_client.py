@@ -240,14 +240,23 @@ class RegistryClient:
     def manifest_bytes(self, repository: str, reference: str) -> tuple[bytes, str] | None:
         """A manifest's exact bytes and its Content-Type, or None if there is none: promotion
         rewrites them, and the digest is the SHA-256 of these bytes."""
+        resp = self._manifest_request("GET", repository, reference)
+        if resp is None:
+            return None
+        return resp.content, resp.headers.get("Content-Type", "")
+
+    def _manifest_request(
+        self, method: str, repository: str, reference: str
+    ) -> requests.Response | None:
+        """A manifest's GET or HEAD, with every media type accepted; None when it is not there."""
         name = self.registry.api_name(repository)
         resp = self.request(
-            "GET", f"/v2/{name}/manifests/{reference}", pull_scope(name), {"Accept": ACCEPT}
+            method, f"/v2/{name}/manifests/{reference}", pull_scope(name), {"Accept": ACCEPT}
         )
         if resp.status_code == 404:
             return None
         self._expect(resp, 200, f"manifest {name}:{reference}")
-        return resp.content, resp.headers.get("Content-Type", "")
+        return resp
 
     def blob(self, repository: str, digest: str) -> bytes:
         """A blob's bytes (an image config: small)."""
@@ -322,13 +331,9 @@ class RegistryClient:
 
     def digest(self, repository: str, reference: str) -> str | None:
         """The manifest digest of a tag, by HEAD (GET if the registry sends no digest)."""
-        name = self.registry.api_name(repository)
-        resp = self.request(
-            "HEAD", f"/v2/{name}/manifests/{reference}", pull_scope(name), {"Accept": ACCEPT}
-        )
-        if resp.status_code == 404:
+        resp = self._manifest_request("HEAD", repository, reference)
+        if resp is None:
             return None
-        self._expect(resp, 200, f"manifest {name}:{reference}")
         digest = resp.headers.get("Docker-Content-Digest")
         if digest:
             return digest
