@@ -340,6 +340,7 @@ def release_task(
     for line in plan.meta.warnings if warn else ():
         warn(line)
     fallback: list[str] = []
+    text: str | None = None  # read once: promotion and a fallback build both need it
     if promote and settings.release.promote == "auto":
         text = builder.read_app_dockerfile(settings)
         attempted = try_promote(
@@ -363,6 +364,7 @@ def release_task(
             dry_run=dry_run,
             reporter=reporter,
             build_reporter=build_progress,
+            dockerfile_text=text,
         )
     finally:
         if build_progress:
