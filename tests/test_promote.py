@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import testbed
+from tests.fixtures import invoke_cli
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
 from tests.fixtures.registry import login_env, repos
@@ -47,16 +48,12 @@ def invoke_env(repo: GitRepo, env: dict[str, str]) -> dict[str, str]:
     }
 
 
-def invoke(repo: GitRepo, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """``invoke …`` in this project for ``repo``, with no Docker Engine to talk to."""
-    return subprocess.run(
-        [str(INVOKE), *args],
-        cwd=ROOT,
-        env=invoke_env(repo, env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def invoke(
+    repo: GitRepo, env: dict[str, str], *args: str, real_cli: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``invoke …`` in this project for ``repo``, with no Docker Engine to talk to: in this
+    process (tests/fixtures/invoke_cli.py says what that keeps), or as the console script."""
+    return invoke_cli.run(args, ROOT, invoke_env(repo, env), real_cli=real_cli)
 
 
 def build_plan(repo: GitRepo, env: dict[str, str]) -> dict[str, Any]:
@@ -128,7 +125,7 @@ def test_release_of_a_tag_promotes_the_tested_images_without_an_engine(
             setup[name], master["labels"], env_of(master["buildargs"]), kind, tag=setup["sha"]
         )
 
-    done = invoke(repo, setup["env"], "release")
+    done = invoke(repo, setup["env"], "release", real_cli=True)  # the console script itself
 
     assert done.returncode == 0, done.stderr
     assert (
