@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from buildtools.images import BuiltImage
 from buildtools.metadata import Metadata
+from buildtools.progress import is_terminal
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def warnings(lines: Iterable[str]) -> None:
@@ -33,21 +34,19 @@ def plan_text(plans: list[dict[str, Any]]) -> str:
 
 
 def summary_console() -> Console:
-    """The console for summaries. Off a terminal (a CI log, ``invoke build | cat``) rich would
-    wrap at 80 columns and cut image references and the copy-paste command: no width there.
-    No emoji codes: ``:100:`` in a tag or a step is text (and their table costs an import)."""
-    console = Console(highlight=False, emoji=False)
-    return console if console.is_terminal else Console(highlight=False, emoji=False, width=10_000)
+    """The console for summaries on a terminal. No emoji codes: ``:100:`` in a tag or a step is
+    text (and their table costs an import)."""
+    from rich.console import Console
+
+    return Console(highlight=False, emoji=False)
 
 
-def build_summary(built: list[BuiltImage], meta: Metadata, console: Console | None = None) -> None:
-    """A table of what was built, and where to see the version info it carries."""
-    console = console or summary_console()
-    table = Table(title=f"Built {meta.info.version} ({meta.info.short_commit})")
-    for column in ("image", "tags", "id", "size", "from cache", "time"):
-        table.add_column(column, overflow="fold", no_wrap=column != "tags")
-    for b in built:
-        table.add_row(
+SUMMARY_COLUMNS = ("image", "tags", "id", "size", "from cache", "time")
+
+
+def _summary_rows(built: list[BuiltImage]) -> list[tuple[str, ...]]:
+    return [
+        (
             b.name,
             "\n".join(b.tags),
             b.id.removeprefix("sha256:")[:12],
@@ -55,11 +54,48 @@ def build_summary(built: list[BuiltImage], meta: Metadata, console: Console | No
             f"{b.cached_steps}/{b.steps} steps",
             f"{b.seconds:.1f}s",
         )
-    console.print(table)
-    for b in built:
-        for ref, why, steps in b.cache:
-            console.print(f"cache: {b.name}: {steps} steps from {ref} ({why})", soft_wrap=True)
+        for b in built
+    ]
+
+
+def plain_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A table as a CI log or a pipe gets it: aligned columns, no box, no width limit (a cut
+    image reference cannot be copied); a cell of several lines takes as many lines."""
+    grid = [list(columns)]
+    for row in rows:
+        cells = [cell.split("\n") for cell in row]
+        for n in range(max(len(lines) for lines in cells)):
+            grid.append([lines[n] if n < len(lines) else "" for lines in cells])
+    widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
+    text = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in grid
+    ]
+    return "\n".join([title, *text])
+
+
+def build_summary(built: list[BuiltImage], meta: Metadata, console: Console | None = None) -> None:
+    """A table of what was built, and where to see the version info it carries: drawn by rich
+    on a terminal, plain text elsewhere (without importing rich)."""
+    title = f"Built {meta.info.version} ({meta.info.short_commit})"
+    lines = [
+        f"cache: {b.name}: {steps} steps from {ref} ({why})"
+        for b in built
+        for ref, why, steps in b.cache
+    ]
     app = next((b for b in built if b.name == "app"), None)
     if app:
-        command = f"docker run --rm {app.tags[0]} cat /lara/config/version.yml"
-        console.print(f"version.yml:  {command}", soft_wrap=True)  # never cut: it is copied
+        lines.append(f"version.yml:  docker run --rm {app.tags[0]} cat /lara/config/version.yml")
+    if console is None and not is_terminal(sys.stdout):
+        print(plain_table(title, SUMMARY_COLUMNS, _summary_rows(built)), *lines, sep="\n")
+        return
+    from rich.table import Table
+
+    console = console or summary_console()
+    table = Table(title=title)
+    for column in SUMMARY_COLUMNS:
+        table.add_column(column, overflow="fold", no_wrap=column != "tags")
+    for row in _summary_rows(built):
+        table.add_row(*row)
+    console.print(table)
+    for line in lines:
+        console.print(line, soft_wrap=True, markup=False)  # never cut: the command is copied

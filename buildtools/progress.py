@@ -1,21 +1,41 @@
 """Terminal progress for long work, in one place: build steps and push bytes.
 
 Everything goes to stderr so that stdout stays clean for ``--json`` and other script output.
+Off a terminal (a CI log, a pipe) the lines are plain prints and rich is never imported: it
+is a twentieth of a no-op build's time, and only a terminal shows what it draws.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any, Protocol
-
-from rich.console import Console
-from rich.markup import escape
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from buildtools.pushplan import Push
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """Whether rich would treat ``stream`` as a terminal, by its own rules (``TTY_COMPATIBLE``,
+    then ``FORCE_COLOR``, then ``isatty``), asked without importing it."""
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    if "FORCE_COLOR" in os.environ:
+        return os.environ["FORCE_COLOR"] != ""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
 
 
 def stderr_console() -> Console:
     """Build steps as written: ``:100:`` in a RUN line is text, not an emoji."""
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
@@ -23,17 +43,24 @@ class BuildProgress:
     """One line per build step: number, instruction, and whether it came from cache."""
 
     def __init__(self, console: Console | None = None, verbose: bool = False) -> None:
-        self.console = console or stderr_console()
+        self.terminal = console.is_terminal if console is not None else is_terminal(sys.stderr)
+        self.console = console or (stderr_console() if self.terminal else None)
         self.verbose = verbose
-        self._status = None
+        self._status: Any = None
         self._instruction = ""
+
+    def _plain(self, line: str) -> None:
+        stream = self.console.file if self.console is not None else sys.stderr
+        print(line, file=stream, flush=True)
 
     def step(self, image: str, number: int, total: int, instruction: str) -> None:
         short = " ".join(instruction.split())
         short = short if len(short) <= 70 else short[:67] + "..."
         self._instruction = f"[{image}] step {number:>2}/{total}  {short}"
-        if self.verbose or not self.console.is_terminal:
+        if self.verbose or self.console is None or not self.terminal:
             return
+        from rich.markup import escape
+
         if self._status is None:
             self._status = self.console.status(escape(self._instruction))
             self._status.start()
@@ -41,18 +68,24 @@ class BuildProgress:
             self._status.update(escape(self._instruction))
 
     def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None:
-        if not self.console.is_terminal:
-            # A log (CI, a pipe) gets the same line as plain text: rich's markup and layout
-            # only strip themselves off there, at a cost on every step of every build.
+        if self.console is None or not self.terminal:
             how = "cached" if cached else f"{seconds:5.1f}s"
-            print(f"{self._instruction}  {how}", file=self.console.file, flush=True)
+            self._plain(f"{self._instruction}  {how}")
             return
+        from rich.markup import escape
+
         how = "[dim]cached[/dim]" if cached else f"[green]{seconds:5.1f}s[/green]"
         self.console.print(f"{escape(self._instruction)}  {how}")
 
     def output(self, image: str, line: str) -> None:
-        if self.verbose:
-            self.console.print(f"[dim]{escape(line)}[/dim]")
+        if not self.verbose:
+            return
+        if self.console is None or not self.terminal:
+            self._plain(line)
+            return
+        from rich.markup import escape
+
+        self.console.print(f"[dim]{escape(line)}[/dim]")
 
     def close(self) -> None:
         if self._status is not None:
@@ -104,24 +137,30 @@ class LineReporter:
     On a terminal, the bytes of the running push are shown with a rich progress bar.
     """
 
-    def __init__(self, stream: Any = None, terminal: bool | None = None) -> None:
-        from rich.console import Console
+    def __init__(self, stream: TextIO | None = None, terminal: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.terminal = is_terminal(self.stream) if terminal is None else terminal
+        self.console: Console | None = None
+        if self.terminal:
+            from rich.console import Console
 
-        self.console = Console(
-            file=stream or sys.stderr,
-            highlight=False,
-            soft_wrap=True,
-            emoji=False,
-            force_terminal=terminal,
-        )
+            self.console = Console(
+                file=self.stream, highlight=False, soft_wrap=True, emoji=False, force_terminal=True
+            )
         self._layers: dict[str, tuple[str, int, int]] = {}
         self._progress: Any = None
         self._task: Any = None
 
+    def _print(self, line: str) -> None:
+        if self.console is not None:
+            self.console.print(line, markup=False)
+        else:
+            print(line, file=self.stream, flush=True)
+
     def start(self, push: Push) -> None:
         self._layers = {}
-        self.console.print(f"pushing {push.reference}", markup=False)
-        if self.console.is_terminal:
+        self._print(f"pushing {push.reference}")
+        if self.console is not None:
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
             self._progress = Progress(
@@ -138,21 +177,19 @@ class LineReporter:
         before = self._layers.get(layer, ("", 0, 0))
         self._layers[layer] = (status, current or before[1], max(total, before[2]))
         if status != before[0] and status not in ("Pushing", "Preparing", "Waiting"):
-            self.console.print(f"  {layer}: {status}", markup=False)
+            self._print(f"  {layer}: {status}")
         if self._progress is not None:
             done = sum(c for _, c, _ in self._layers.values())
             total_bytes = sum(max(c, t) for _, c, t in self._layers.values())
             self._progress.update(self._task, completed=done, total=total_bytes or None)
 
     def retry(self, what: str, attempt: int, delay: float, reason: str) -> None:
-        self.console.print(f"  {what}: retry {attempt} in {delay:.1f}s ({reason})", markup=False)
+        self._print(f"  {what}: retry {attempt} in {delay:.1f}s ({reason})")
 
     def finish(self, push: Push) -> None:
         self._stop()
         sent = sum(c for status, c, _ in self._layers.values() if status == "Pushed")
-        self.console.print(
-            f"  {push.tag}: {push.digest} ({_size(sent)} sent, verified)", markup=False
-        )
+        self._print(f"  {push.tag}: {push.digest} ({_size(sent)} sent, verified)")
 
     def _stop(self) -> None:
         if self._progress is not None:
