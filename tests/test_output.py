@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import pytest
 
@@ -34,3 +36,43 @@ def test_summary_off_a_terminal_never_wraps_a_reference_or_a_command(
     command = f"docker run --rm {app_ref} cat /lara/config/version.yml"
     assert any(line.endswith(command) for line in lines), out.getvalue()
     assert any(app_ref in line for line in lines if "docker run" not in line), out.getvalue()
+
+
+def test_off_a_terminal_the_summary_is_plain_columns_and_rich_is_never_imported() -> None:
+    """A CI log gets aligned columns (a tag per line), and the no-op build does not pay for
+    rich's import, which only a terminal uses."""
+    script = (
+        "import sys\n"
+        "from buildtools import output\n"
+        "from buildtools.images import BuiltImage\n"
+        "from buildtools.metadata import Metadata\n"
+        "from buildtools.buildinfo import BuildInfo\n"
+        f"info = BuildInfo(version='1.2.3', commit={SHA!r})\n"
+        "built = [BuiltImage('app', 'sha256:' + 'a' * 64, ('lara/app:1.2.3', 'lara/app:latest'),"
+        " 161.9e6, 25, 25, 0.2)]\n"
+        "output.build_summary(built, Metadata(info=info, tags=(), labels={}, warnings=()))\n"
+        "print('rich imported' if any(m.split('.')[0] == 'rich' for m in sys.modules) else '')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert done.stdout.splitlines() == [
+        "Built 1.2.3 (0123abc)",
+        "image  tags             id            size      from cache   time",
+        "app    lara/app:1.2.3   aaaaaaaaaaaa  161.9 MB  25/25 steps  0.2s",
+        "       lara/app:latest",
+        "version.yml:  docker run --rm lara/app:1.2.3 cat /lara/config/version.yml",
+        "",
+    ]
+
+
+def test_on_a_terminal_rich_draws_the_table() -> None:
+    from rich.console import Console
+
+    meta = plan(config.load(config.merged({}), ROOT), BuildInfo(version="1.2.3", commit=SHA))
+    built = [BuiltImage("app", "sha256:" + "a" * 64, ("lara/app:1.2.3",), 10**8, 20, 19, 3.2)]
+    out = io.StringIO()
+    output.build_summary(
+        built, meta, Console(file=out, force_terminal=True, width=120, color_system=None)
+    )
+    assert "┃ image" in out.getvalue() and "19/20 steps" in out.getvalue()
