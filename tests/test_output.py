@@ -17,6 +17,14 @@ from tests.fixtures.project import ROOT
 SHA = "0123abc4567890def0123abc4567890def012345"
 
 
+@pytest.fixture(autouse=True)
+def log_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipe as a CI log is: a CI that sets FORCE_COLOR or TTY_COMPATIBLE (for pytest's own
+    colours) would make every stream here a terminal, by rich's rules and ours."""
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_summary_off_a_terminal_never_wraps_a_reference_or_a_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
