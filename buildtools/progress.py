@@ -65,13 +65,15 @@ class BuildProgress:
         self._instruction = f"[{image}] step {number:>2}/{total}  {short}"
         if self.verbose or self.console is None or not self.terminal:
             return
-        from rich.markup import escape
+        from rich.text import Text
 
+        # A Text, not a string: the spinner would read markup and emoji codes from a string
+        # (the console's emoji=False does not reach it), so `:thumbs_up:` in a RUN line was 👍.
         if self._status is None:
-            self._status = self.console.status(escape(self._instruction))
+            self._status = self.console.status(Text(self._instruction))
             self._status.start()
         else:
-            self._status.update(escape(self._instruction))
+            self._status.update(Text(self._instruction))
 
     def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None:
         if self.console is None or not self.terminal:

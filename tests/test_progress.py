@@ -89,3 +89,20 @@ def test_off_a_terminal_stderr_gets_each_line_plain(monkeypatch: pytest.MonkeyPa
         "  push 1.2.3: retry 1 in 0.5s (connection reset)",
         f"  1.2.3: {PUSH.digest} (1.0 kB sent, verified)",
     ]
+
+
+def test_on_a_terminal_the_running_step_shows_its_text_as_written() -> None:
+    """The spinner line is the Dockerfile's text: ``:thumbs_up:`` is no emoji there, ``[bold]``
+    no style, as in the finished step's line."""
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=200, color_system=None, emoji=False)
+    build = progress.BuildProgress(console)
+    instruction = "RUN echo ':thumbs_up: [bold]done[/]'"
+
+    build.step("app", 1, 2, instruction)
+    build.step("app", 2, 2, instruction)
+    build.close()
+
+    assert f"[app] step  2/2  {instruction}" in out.getvalue(), out.getvalue()
