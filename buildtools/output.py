@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from buildtools.images import BuiltImage
 from buildtools.metadata import Metadata
@@ -34,11 +34,21 @@ def plan_text(plans: list[dict[str, Any]]) -> str:
 
 
 def summary_console() -> Console:
-    """The console for summaries on a terminal. No emoji codes: ``:100:`` in a tag or a step is
-    text (and their table costs an import)."""
+    """The console for summaries on a terminal. A terminal only by ``FORCE_COLOR`` or
+    ``TTY_COMPATIBLE`` (a CI log that shows colour) has no width: rich's default 80 columns
+    would fold image references, which are copied. No emoji codes: ``:100:`` in a tag or a
+    step is text (and their table costs an import)."""
     from rich.console import Console
 
-    return Console(highlight=False, emoji=False)
+    return Console(highlight=False, emoji=False, width=None if _isatty(sys.stdout) else 10_000)
+
+
+def _isatty(stream: TextIO | None) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
 
 
 SUMMARY_COLUMNS = ("image", "tags", "id", "size", "from cache", "time")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-def is_terminal(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO | None) -> bool:
     """Whether rich would treat ``stream`` as a terminal, by its own rules (``TTY_COMPATIBLE``,
     then ``FORCE_COLOR``, then ``isatty``), asked without importing it."""
     compatible = os.environ.get("TTY_COMPATIBLE", "")
@@ -30,6 +30,13 @@ def is_terminal(stream: TextIO) -> bool:
         return bool(isatty and isatty())
     except ValueError:  # a closed stream
         return False
+
+
+def _print_line(line: str, stream: TextIO | None) -> None:
+    """One plain line on ``stream``, at once. A closed stderr (``2>&-``: Python's ``sys.stderr``
+    is None) takes nothing: ``print`` would send the line to stdout, into what a script reads."""
+    if stream is not None:
+        print(line, file=stream, flush=True)
 
 
 def stderr_console() -> Console:
@@ -50,8 +57,7 @@ class BuildProgress:
         self._instruction = ""
 
     def _plain(self, line: str) -> None:
-        stream = self.console.file if self.console is not None else sys.stderr
-        print(line, file=stream, flush=True)
+        _print_line(line, self.console.file if self.console is not None else sys.stderr)
 
     def step(self, image: str, number: int, total: int, instruction: str) -> None:
         short = " ".join(instruction.split())
@@ -59,13 +65,15 @@ class BuildProgress:
         self._instruction = f"[{image}] step {number:>2}/{total}  {short}"
         if self.verbose or self.console is None or not self.terminal:
             return
-        from rich.markup import escape
+        from rich.text import Text
 
+        # A Text, not a string: the spinner would read markup and emoji codes from a string
+        # (the console's emoji=False does not reach it), so `:thumbs_up:` in a RUN line was 👍.
         if self._status is None:
-            self._status = self.console.status(escape(self._instruction))
+            self._status = self.console.status(Text(self._instruction))
             self._status.start()
         else:
-            self._status.update(escape(self._instruction))
+            self._status.update(Text(self._instruction))
 
     def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None:
         if self.console is None or not self.terminal:
@@ -138,14 +146,19 @@ class LineReporter:
     """
 
     def __init__(self, stream: TextIO | None = None, terminal: bool | None = None) -> None:
-        self.stream = stream or sys.stderr
+        self.stream = stream if stream is not None else sys.stderr  # None: stderr is closed
         self.terminal = is_terminal(self.stream) if terminal is None else terminal
         self.console: Console | None = None
         if self.terminal:
             from rich.console import Console
 
-            self.console = Console(
-                file=self.stream, highlight=False, soft_wrap=True, emoji=False, force_terminal=True
+            self.console = Console(  # stderr=True: a closed stderr is rich's null file, not stdout
+                file=self.stream,
+                stderr=True,
+                highlight=False,
+                soft_wrap=True,
+                emoji=False,
+                force_terminal=True,
             )
         self._layers: dict[str, tuple[str, int, int]] = {}
         self._progress: Any = None
@@ -155,7 +168,7 @@ class LineReporter:
         if self.console is not None:
             self.console.print(line, markup=False)
         else:
-            print(line, file=self.stream, flush=True)
+            _print_line(line, self.stream)
 
     def start(self, push: Push) -> None:
         self._layers = {}

@@ -17,6 +17,14 @@ from tests.fixtures.project import ROOT
 SHA = "0123abc4567890def0123abc4567890def012345"
 
 
+@pytest.fixture(autouse=True)
+def log_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipe as a CI log is: a CI that sets FORCE_COLOR or TTY_COMPATIBLE (for pytest's own
+    colours) would make every stream here a terminal, by rich's rules and ours."""
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_summary_off_a_terminal_never_wraps_a_reference_or_a_command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -36,6 +44,31 @@ def test_summary_off_a_terminal_never_wraps_a_reference_or_a_command(
     command = f"docker run --rm {app_ref} cat /lara/config/version.yml"
     assert any(line.endswith(command) for line in lines), out.getvalue()
     assert any(app_ref in line for line in lines if "docker run" not in line), out.getvalue()
+
+
+@pytest.mark.parametrize("variable", ["FORCE_COLOR", "TTY_COMPATIBLE"])
+def test_a_ci_log_that_asks_for_colour_gets_references_and_the_command_whole(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """FORCE_COLOR=1 (or TTY_COMPATIBLE=1) in a CI job makes its log a terminal, for colour:
+    it has no width, and rich's default 80 columns would fold a reference over lines."""
+    monkeypatch.setenv(variable, "1")
+    branch = "feature/" + "a-rather-long-branch-name-" * 3
+    meta = plan(
+        config.load(config.merged({}), ROOT),
+        BuildInfo(version="0.0.0", commit=SHA, branch=branch),
+    )
+    app_ref = f"registry.example.org:5000/lara/app:{meta.tags[-1].name}"
+    built = [BuiltImage("app", "sha256:" + "f" * 64, (app_ref,), 10**8, 20, 19, 3.2)]
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+
+    output.build_summary(built, meta)
+
+    shown = out.getvalue()
+    assert "\x1b[" in shown, "a log that asks for colour gets it"
+    assert f"docker run --rm {app_ref} cat /lara/config/version.yml" in shown, shown
+    assert any(app_ref in line for line in shown.splitlines() if "docker run" not in line), shown
 
 
 def test_off_a_terminal_the_summary_is_plain_columns_and_rich_is_never_imported() -> None:
