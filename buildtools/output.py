@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from buildtools.images import BuiltImage
 from buildtools.metadata import Metadata
-from buildtools.progress import is_terminal
+from buildtools.progress import is_terminal, isatty
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,15 +40,7 @@ def summary_console() -> Console:
     step is text (and their table costs an import)."""
     from rich.console import Console
 
-    return Console(highlight=False, emoji=False, width=None if _isatty(sys.stdout) else 10_000)
-
-
-def _isatty(stream: TextIO | None) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except ValueError:  # a closed stream
-        return False
+    return Console(highlight=False, emoji=False, width=None if isatty(sys.stdout) else 10_000)
 
 
 SUMMARY_COLUMNS = ("image", "tags", "id", "size", "from cache", "time")

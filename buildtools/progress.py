@@ -25,9 +25,14 @@ def is_terminal(stream: TextIO | None) -> bool:
         return compatible == "1"
     if "FORCE_COLOR" in os.environ:
         return os.environ["FORCE_COLOR"] != ""
-    isatty = getattr(stream, "isatty", None)
+    return isatty(stream)
+
+
+def isatty(stream: TextIO | None) -> bool:
+    """Whether ``stream`` really is a terminal (not only said to be one by the environment)."""
+    check = getattr(stream, "isatty", None)
     try:
-        return bool(isatty and isatty())
+        return bool(check and check())
     except ValueError:  # a closed stream
         return False
 
