@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ PACKAGE = ROOT / "buildtools"
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
 
 
+@functools.cache  # the sources do not change during a run
 def imports_of(path: Path) -> set[str]:
     """The buildtools modules a module imports, anywhere in it (lazy imports count too)."""
     found: set[str] = set()
@@ -43,6 +45,7 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
+@functools.cache  # the sources do not change during a run
 def outside_imports_of(path: Path) -> set[str]:
     """The modules from outside buildtools a module imports, as written (``urllib.request``)."""
     found: set[str] = set()
@@ -54,6 +57,7 @@ def outside_imports_of(path: Path) -> set[str]:
     return {name for name in found if name.split(".")[0] != "buildtools"}
 
 
+@functools.cache  # the sources do not change during a run
 def import_graph() -> dict[str, set[str]]:
     modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     return {m: imports_of(PACKAGE / f"{m}.py") & modules - {m} for m in modules}
