@@ -10,6 +10,8 @@ import semver
 def parse_version(name: str) -> semver.Version | None:
     """A tag name as a semantic version (an optional leading ``v`` is dropped), else None."""
     text = name[1:] if name[:1] in ("v", "V") else name
+    if text.count(".") < 2:  # not MAJOR.MINOR.PATCH: a quick no for most tags (nightly-1234)
+        return None
     try:
         return semver.Version.parse(text)
     except (ValueError, TypeError):
