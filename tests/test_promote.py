@@ -76,16 +76,16 @@ def env_of(buildargs: dict[str, str]) -> list[str]:
 
 
 @pytest.fixture
-def setup(fast_registry: testbed.LocalRegistry, repo: GitRepo) -> dict[str, Any]:
+def setup(registry: testbed.LocalRegistry, repo: GitRepo) -> dict[str, Any]:
     """A commit master built and released (its sha- images in the registry, as the master
     build labelled them), then tagged v1.2.3."""
     app_repo, nginx_repo = repos()
     env = {
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": app_repo,
         "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": nginx_repo,
-        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": fast_registry.host,
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": registry.host,
         "INVOKE_BUILDTOOLS_RELEASE_RETRY_BASE_DELAY": "0.01",
-        **login_env(fast_registry.host, fast_registry.username, fast_registry.password),
+        **login_env(registry.host, registry.username, registry.password),
     }
     master = build_plan(repo, env)
     commit = repo.head()
@@ -97,7 +97,7 @@ def setup(fast_registry: testbed.LocalRegistry, repo: GitRepo) -> dict[str, Any]
         "commit": commit,
         "sha": f"sha-{commit[:7]}",
         "master": master,
-        "writer": RegistryWriter(fast_registry),
+        "writer": RegistryWriter(registry),
     }
 
 
@@ -111,7 +111,7 @@ def layer_files(data: bytes) -> dict[str, tuple[bytes, int, int, int]]:
 
 @pytest.mark.parametrize("kind", [DOCKER_MANIFEST, OCI_MANIFEST])
 def test_release_of_a_tag_promotes_the_tested_images_without_an_engine(
-    fast_registry: testbed.LocalRegistry,
+    registry: testbed.LocalRegistry,
     repo: GitRepo,
     setup: dict[str, Any],
     tmp_path: Path,
@@ -128,16 +128,14 @@ def test_release_of_a_tag_promotes_the_tested_images_without_an_engine(
     done = invoke(repo, setup["env"], "release", real_cli=True)  # the console script itself
 
     assert done.returncode == 0, done.stderr
-    assert (
-        "Traceback" not in done.stderr and fast_registry.password not in done.stdout + done.stderr
-    )
+    assert "Traceback" not in done.stderr and registry.password not in done.stdout + done.stderr
     tagged = build_plan(repo, setup["env"])  # what `invoke build` gives at v1.2.3
     version_yml = invoke(repo, setup["env"], "version", "--format", "yaml").stdout
     for name in ("app", "nginx"):
         repository = setup[name]
         source_body, source_digest = sources[name]
         assert f"{repository}:{setup['sha']} {source_digest}" in done.stdout
-        assert sorted(fast_registry.tags(repository)) == sorted([*RELEASE_TAGS, setup["sha"]])
+        assert sorted(registry.tags(repository)) == sorted([*RELEASE_TAGS, setup["sha"]])
         assert writer.read(repository, setup["sha"])[1] == source_digest  # sha- stays tested
         digests = set()
         for tag in RELEASE_TAGS:
@@ -147,7 +145,7 @@ def test_release_of_a_tag_promotes_the_tested_images_without_an_engine(
             # The progress line counts what that tag's PUT sent: its manifest.
             size = f"{len(body)} B" if len(body) < 1000 else f"{len(body) / 1000:.1f} kB"
             assert f"  {tag}: {digest} ({size} sent, verified)" in done.stderr
-            seen = skopeo_inspect(fast_registry, f"{repository}:{tag}", tmp_path)
+            seen = skopeo_inspect(registry, f"{repository}:{tag}", tmp_path)
             assert seen["Digest"] == digest
             assert seen["Labels"] == tagged["labels"]
         assert len(digests) == 1
@@ -181,7 +179,7 @@ def test_release_of_a_tag_promotes_the_tested_images_without_an_engine(
 
 
 def test_an_index_is_promoted_without_its_attestation(
-    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any], tmp_path: Path
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any], tmp_path: Path
 ) -> None:
     writer: RegistryWriter = setup["writer"]
     master = setup["master"]
@@ -201,16 +199,16 @@ def test_an_index_is_promoted_without_its_attestation(
         body, digest = writer.read(repository, "1.2.3")
         assert sha(body) == digest
         assert {p["digest"] for p in result["pushes"] if p["repository"] == repository} == {digest}
-        raw = skopeo_inspect(fast_registry, f"{repository}:1.2.3", tmp_path, raw=True)
+        raw = skopeo_inspect(registry, f"{repository}:1.2.3", tmp_path, raw=True)
         assert raw["mediaType"] == OCI_INDEX
         (entry,) = raw["manifests"]  # the attestation is gone
         assert entry["platform"] == {"architecture": "amd64", "os": "linux"}
-        seen = skopeo_inspect(fast_registry, f"{repository}:1.2.3", tmp_path)
+        seen = skopeo_inspect(registry, f"{repository}:1.2.3", tmp_path)
         assert seen["Labels"] == tagged["labels"]
 
 
 def test_an_image_no_engine_runs_falls_back_to_building(
-    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
 ) -> None:
     writer: RegistryWriter = setup["writer"]
     master = setup["master"]
@@ -220,18 +218,18 @@ def test_an_image_no_engine_runs_falls_back_to_building(
     done = invoke(repo, setup["env"], "release")
 
     line = (
-        f"not promoting: {fast_registry.host}/{setup['nginx']}:{setup['sha']}: its "
+        f"not promoting: {registry.host}/{setup['nginx']}:{setup['sha']}: its "
         f"{OCI_MANIFEST} manifest has a config of type application/vnd.cncf.helm.config.v1+json"
     )
     assert line in done.stderr
     # The fallback builds, which needs the engine this machine does not have here.
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "Docker" in done.stderr
-    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+    assert sorted(registry.tags(setup["app"])) == [setup["sha"]]
 
 
 def test_an_image_of_another_commit_is_never_promoted(
-    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
 ) -> None:
     writer: RegistryWriter = setup["writer"]
     master = setup["master"]
@@ -246,11 +244,11 @@ def test_an_image_of_another_commit_is_never_promoted(
         "fffffff" in done.stderr
     )
     assert done.returncode != 0
-    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+    assert sorted(registry.tags(setup["app"])) == [setup["sha"]]
 
 
 def test_no_promote_builds(
-    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
 ) -> None:
     writer: RegistryWriter = setup["writer"]
     master = setup["master"]
@@ -260,11 +258,11 @@ def test_no_promote_builds(
     done = invoke(repo, setup["env"], "release", "--no-promote")
 
     assert done.returncode != 0 and "not promoting" not in done.stderr  # it went to the engine
-    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+    assert sorted(registry.tags(setup["app"])) == [setup["sha"]]
 
 
 def test_a_dry_run_says_what_it_would_promote_and_puts_nothing(
-    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
 ) -> None:
     writer: RegistryWriter = setup["writer"]
     master = setup["master"]
@@ -277,17 +275,17 @@ def test_a_dry_run_says_what_it_would_promote_and_puts_nothing(
     done = invoke(repo, setup["env"], "release", "--dry-run")
 
     assert done.returncode == 0, done.stderr
-    assert f"would promote {fast_registry.host} {setup['nginx']}:{setup['sha']} {digest}" in (
+    assert f"would promote {registry.host} {setup['nginx']}:{setup['sha']} {digest}" in (
         done.stdout
     )
-    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+    assert sorted(registry.tags(setup["app"])) == [setup["sha"]]
 
 
 @pytest.mark.parametrize(
     "value, expected", [("never", ""), ("off", ""), ("sometimes", "auto or never")]
 )
 def test_release_promote_never_builds_and_a_bad_value_is_one_line(
-    fast_registry: testbed.LocalRegistry,
+    registry: testbed.LocalRegistry,
     repo: GitRepo,
     setup: dict[str, Any],
     value: str,
@@ -302,7 +300,7 @@ def test_release_promote_never_builds_and_a_bad_value_is_one_line(
 
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "not promoting" not in done.stderr and expected in done.stderr
-    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+    assert sorted(registry.tags(setup["app"])) == [setup["sha"]]
 
 
 SMOKE_LABEL = "org.concord.lara.build.smoke-test"
@@ -323,7 +321,7 @@ def travis_tag(setup: dict[str, Any]) -> dict[str, str]:
 
 
 def test_ci_promotes_only_images_pushed_after_a_smoke_test(
-    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
 ) -> None:
     """`invoke release` (or `invoke ci --no-smoke`) pushed the sha- images without a smoke
     test: `invoke ci` of the tag does not promote them as tested; it says so and builds."""
@@ -336,18 +334,18 @@ def test_ci_promotes_only_images_pushed_after_a_smoke_test(
     done = invoke(repo, travis_tag(setup), "ci")
 
     line = (
-        f"ci: not promoting: {fast_registry.host}/{setup['app']}:{setup['sha']} was pushed "
+        f"ci: not promoting: {registry.host}/{setup['app']}:{setup['sha']} was pushed "
         "without a smoke test; building"
     )
     assert line in done.stdout, done.stdout + done.stderr
     assert "ci: promoted" not in done.stdout
     # Building needs the engine this machine does not have here.
     assert done.returncode != 0 and "Traceback" not in done.stderr
-    assert sorted(fast_registry.tags(setup["app"])) == [setup["sha"]]
+    assert sorted(registry.tags(setup["app"])) == [setup["sha"]]
 
 
 def test_ci_promotes_images_pushed_after_a_smoke_test_and_they_keep_saying_so(
-    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any], tmp_path: Path
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any], tmp_path: Path
 ) -> None:
     writer: RegistryWriter = setup["writer"]
     master = setup["master"]
@@ -360,23 +358,23 @@ def test_ci_promotes_images_pushed_after_a_smoke_test_and_they_keep_saying_so(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no smoke test here (invoke ci smoke-tested them before it pushed" in done.stdout
     for name in ("app", "nginx"):
-        seen = skopeo_inspect(fast_registry, f"{setup[name]}:1.2.3", tmp_path)
+        seen = skopeo_inspect(registry, f"{setup[name]}:1.2.3", tmp_path)
         assert seen["Labels"][SMOKE_LABEL] == "passed-before-push"
         assert seen["Labels"]["org.opencontainers.image.version"] == "1.2.3"
 
 
-def behind(proxy: FlakyProxy, setup: dict[str, Any], fast_registry: testbed.LocalRegistry):
+def behind(proxy: FlakyProxy, setup: dict[str, Any], registry: testbed.LocalRegistry):
     """The setup's environment with the registry reached through ``proxy``."""
     env = {k: v for k, v in setup["env"].items() if not k.startswith("DOCKER_")}
     return {
         **env,
         "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": proxy.host,
-        **login_env(proxy.host, fast_registry.username, fast_registry.password),
+        **login_env(proxy.host, registry.username, registry.password),
     }
 
 
 def test_a_put_answered_with_another_digest_fails_before_any_floating_tag(
-    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
 ) -> None:
     """Something between here and the registry acknowledges the app's 1.2.3 manifest under
     another digest (and stores nothing): the promotion stops there, `latest` never moves."""
@@ -386,14 +384,14 @@ def test_a_put_answered_with_another_digest_fails_before_any_floating_tag(
         writer.image(setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
     stale = "sha256:" + "0" * 64
     proxy = FlakyProxy(
-        fast_registry.host,
+        registry.host,
         failures=1,
         status=201,
         match=lambda method, path, agent: method == "PUT" and path.endswith("/manifests/1.2.3"),
         headers={"Docker-Content-Digest": stale},
     ).start()
     try:
-        done = invoke(repo, behind(proxy, setup, fast_registry), "release")
+        done = invoke(repo, behind(proxy, setup, registry), "release")
     finally:
         proxy.stop()
 
@@ -402,11 +400,11 @@ def test_a_put_answered_with_another_digest_fails_before_any_floating_tag(
     assert f"the registry stored the manifest as {stale}, not sha256:" in done.stderr
     assert "no floating tag was moved" in done.stderr
     for name in ("app", "nginx"):
-        assert "latest" not in fast_registry.tags(setup[name])
+        assert "latest" not in registry.tags(setup[name])
 
 
 def test_one_read_back_per_repository_and_a_stale_one_fails(
-    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
 ) -> None:
     """Each tag's PUT answer names the digest of the bytes sent; then the last tag put in each
     repository (`latest`) is read back. A cache serving an old digest for it fails the release."""
@@ -416,16 +414,16 @@ def test_one_read_back_per_repository_and_a_stale_one_fails(
         writer.image(setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
     stale = "sha256:" + "0" * 64
     proxy = FlakyProxy(
-        fast_registry.host,
+        registry.host,
         failures=1,
         status=200,
         match=lambda method, path, agent: method == "HEAD" and path.endswith("/manifests/latest"),
         headers={"Docker-Content-Digest": stale},
     ).start()
     try:
-        failed = invoke(repo, behind(proxy, setup, fast_registry), "release")
+        failed = invoke(repo, behind(proxy, setup, registry), "release")
         proxy.seen.clear()
-        again = invoke(repo, behind(proxy, setup, fast_registry), "release")
+        again = invoke(repo, behind(proxy, setup, registry), "release")
     finally:
         proxy.stop()
 
@@ -447,7 +445,7 @@ def test_one_read_back_per_repository_and_a_stale_one_fails(
 
 
 def test_a_promotion_stopped_by_sigterm_says_what_was_left_and_a_rerun_finishes(
-    fast_registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
 ) -> None:
     """A CI cancels a job with SIGTERM. Between the exact tags, it ends the promotion as Ctrl-C
     does: exit 130, one line saying what was put, no floating tag moved; a re-run finishes.
@@ -462,12 +460,12 @@ def test_a_promotion_stopped_by_sigterm_says_what_was_left_and_a_rerun_finishes(
             time.sleep(1.0)
         return False  # forwarded unchanged
 
-    proxy = FlakyProxy(fast_registry.host, failures=1, match=slow_manifests).start()
+    proxy = FlakyProxy(registry.host, failures=1, match=slow_manifests).start()
     try:
         running = subprocess.Popen(
             [str(INVOKE), "release"],
             cwd=ROOT,
-            env=invoke_env(repo, behind(proxy, setup, fast_registry)),
+            env=invoke_env(repo, behind(proxy, setup, registry)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -485,8 +483,8 @@ def test_a_promotion_stopped_by_sigterm_says_what_was_left_and_a_rerun_finishes(
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("interrupted: pushed 1 of 8 tags;")
     for name in ("app", "nginx"):
-        assert set(fast_registry.tags(setup[name])) <= {setup["sha"], "1.2.3"}
+        assert set(registry.tags(setup[name])) <= {setup["sha"], "1.2.3"}
     again = invoke(repo, setup["env"], "release")
     assert again.returncode == 0, again.stderr
     for name in ("app", "nginx"):
-        assert sorted(fast_registry.tags(setup[name])) == sorted([*RELEASE_TAGS, setup["sha"]])
+        assert sorted(registry.tags(setup[name])) == sorted([*RELEASE_TAGS, setup["sha"]])
