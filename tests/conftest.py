@@ -116,14 +116,3 @@ def _watched(guard: EngineGuard | None) -> Iterator[None]:
     if reached := guard.reached():
         pytest.fail(f"this test is not marked docker but {reached[0]}: {FIX}", pytrace=False)
     return result
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """``-n auto`` gives two workers per CPU: the fast tier waits on git, docker-registry and
-    ``invoke`` children for about a third of its time (100 s of CPU in 64 s of wall time on
-    2 CPUs with a worker each), and a second worker per CPU fills that. xdist's own
-    PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set."""
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None
-    return 2 * len(os.sched_getaffinity(0))
