@@ -128,6 +128,11 @@ def reported() -> Iterator[None]:
     Ctrl-C (or SIGTERM) into exit 130 with one line (the code that was interrupted says what
     was left). A reader of stdout that stopped early (``| head``) ends the task quietly: it
     has what it wanted, and the work itself was done."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            # Closed by the caller (`>&-`, `2>&-`): Python then has None there, and a print to
+            # a None stderr lands on stdout, in the JSON a script reads. Nowhere, instead.
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (the process's own)
     try:
         with _terminate_as_interrupt():
             yield

@@ -1166,6 +1166,28 @@ def test_a_closed_stdout_ends_the_task_quietly(app: App) -> None:
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
 
 
+@REAL_CLI
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_a_closed_stdout_or_stderr_is_no_traceback_and_no_stray_line(app: App, closed: str) -> None:
+    """`invoke … >&-` crashed flushing a stdout Python had set to None; with `2>&-`, warnings
+    went to stdout, into the JSON a script reads. A dirty tree gives the build a warning."""
+    app.repo.write("notes.txt", "uncommitted\n")
+    done = subprocess.run(
+        ["bash", "-c", f"{INVOKE} build --dry-run --json {closed}; echo rc=$?"],
+        cwd=app.path,
+        env={**app.env, **NO_ENGINE},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.stdout.endswith("rc=0\n"), done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    if closed == "2>&-":
+        plans = json.loads(done.stdout.removesuffix("rc=0\n"))
+        assert [plan["name"] for plan in plans] == ["app", "nginx"]
+        assert "warning" not in done.stdout.split("rc=0")[0].split("]")[-1]
+
+
 def test_a_mistyped_invoke_buildtools_variable_is_a_warning_naming_the_key(app: App) -> None:
     """17: invoke ignores it silently; the release would go to the default registry."""
     done = app.invoke("version", env={"INVOKE_BUILDTOOLS_RELEASE_REGISTRY": "ghcr.io"})
