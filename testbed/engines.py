@@ -182,7 +182,9 @@ class FreshEngine:
         return self
 
     def _take_slot(self) -> None:
-        for slot in range(FRESH_SLOTS):
+        """The lowest free slot, or the one asked for (``slot=``): what a crashed owner of it
+        left is removed first either way."""
+        for slot in [self.slot] if self.slot >= 0 else range(FRESH_SLOTS):
             lock = (self.root / f"{FRESH_PREFIX}{slot}.lock").open("a")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

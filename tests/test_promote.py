@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -455,8 +456,14 @@ def test_a_promotion_stopped_by_sigterm_says_what_was_left_and_a_rerun_finishes(
     for name in ("app", "nginx"):
         writer.image(setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
 
+    puts: list[str] = []
+    second_put = threading.Event()
+
     def slow_manifests(method: str, path: str, agent: str) -> bool:
         if method == "PUT" and "/manifests/" in path:
+            puts.append(path)
+            if len(puts) == 2:  # the client has the first one's answer: one tag is pushed
+                second_put.set()
             time.sleep(1.0)
         return False  # forwarded unchanged
 
@@ -471,9 +478,8 @@ def test_a_promotion_stopped_by_sigterm_says_what_was_left_and_a_rerun_finishes(
             text=True,
         )
         deadline = time.monotonic() + 60
-        while not any(s.method == "PUT" and "/manifests/" in s.path for s in proxy.seen):
+        while not second_put.wait(0.05):
             assert time.monotonic() < deadline and running.poll() is None, running.stderr
-            time.sleep(0.05)
         running.send_signal(signal.SIGTERM)  # the second exact tag's PUT is under way
         out, err = running.communicate(timeout=60)
     finally:

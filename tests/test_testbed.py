@@ -272,12 +272,14 @@ def test_a_crashed_fresh_engine_is_cleaned_up_by_the_next_one(base_image, docker
         os.kill(crashed.pid, signal.SIGKILL)
         crashed.wait()
     name = directory.name
-    network = testbed.FreshEngine(slot=int(name.removeprefix(testbed.FRESH_PREFIX))).network
+    slot = int(name.removeprefix(testbed.FRESH_PREFIX))
+    network = testbed.FreshEngine(slot=slot).network
     assert leftovers(name, directory, network), "the crash should have left the engine running"
 
-    engine = testbed.FreshEngine().start()
+    # That slot, asked for: a lower one may be free meanwhile (an engine of another test ended).
+    engine = testbed.FreshEngine(slot=slot).start()
     try:
-        assert engine.name == name  # the lowest free slot: the crashed one's
+        assert engine.name == name
         fresh = engine.client()
         assert image_tags(fresh) == []  # a new data root: the loaded base is gone
         assert fresh.containers.list(all=True) == []
@@ -316,9 +318,10 @@ def test_a_crashed_remote_fresh_engine_is_cleaned_up_by_the_next_one(base_image,
     directory, network = engine.dir, engine.network
     assert leftovers(name, directory, network), "the crash should have left the engine running"
 
-    engine = testbed.FreshEngine(remote=True).start()
+    # That slot, asked for: a lower one may be free meanwhile (an engine of another test ended).
+    engine = testbed.FreshEngine(slot=engine.slot, remote=True).start()
     try:
-        assert engine.name == name  # the lowest free slot: the crashed one's
+        assert engine.name == name
         assert engine.client().containers.list(all=True) == []
     finally:
         engine.stop()
