@@ -1151,17 +1151,23 @@ def test_a_tag_missing_from_a_shallow_clone_keeps_the_clones_depth(app: App) -> 
     assert clone.git("rev-list", "--count", "HEAD") == "10"
 
 
-@REAL_CLI
-def test_a_closed_stdout_ends_the_task_quietly(app: App) -> None:
-    """15: `invoke build --dry-run --json | head -1`: no BrokenPipeError traceback."""
-    done = subprocess.run(
-        ["bash", "-c", f"{INVOKE} build --dry-run --json | head -1; echo rc=${{PIPESTATUS[0]}}"],
+def in_bash(app: App, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by bash in the app, with no engine: what a shell's pipes and closed
+    descriptors do to the console script."""
+    return subprocess.run(
+        ["bash", "-c", script],
         cwd=app.path,
         env={**app.env, **NO_ENGINE},
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+@REAL_CLI
+def test_a_closed_stdout_ends_the_task_quietly(app: App) -> None:
+    """15: `invoke build --dry-run --json | head -1`: no BrokenPipeError traceback."""
+    done = in_bash(app, f"{INVOKE} build --dry-run --json | head -1; echo rc=${{PIPESTATUS[0]}}")
     assert done.stdout.splitlines() == ["[", "rc=0"], done.stdout
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
 
@@ -1172,14 +1178,7 @@ def test_a_closed_stdout_or_stderr_is_no_traceback_and_no_stray_line(app: App, c
     """`invoke … >&-` crashed flushing a stdout Python had set to None; with `2>&-`, warnings
     went to stdout, into the JSON a script reads. A dirty tree gives the build a warning."""
     app.repo.write("notes.txt", "uncommitted\n")
-    done = subprocess.run(
-        ["bash", "-c", f"{INVOKE} build --dry-run --json {closed}; echo rc=$?"],
-        cwd=app.path,
-        env={**app.env, **NO_ENGINE},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = in_bash(app, f"{INVOKE} build --dry-run --json {closed}; echo rc=$?")
     assert done.stdout.endswith("rc=0\n"), done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     if closed == "2>&-":

@@ -11,7 +11,7 @@ import pytest
 from buildtools import config, output
 from buildtools.buildinfo import BuildInfo
 from buildtools.images import BuiltImage
-from buildtools.metadata import plan
+from buildtools.metadata import Metadata, plan
 from tests.fixtures.project import ROOT
 
 SHA = "0123abc4567890def0123abc4567890def012345"
@@ -25,16 +25,21 @@ def log_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_summary_off_a_terminal_never_wraps_a_reference_or_a_command(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def long_branch_build() -> tuple[Metadata, str, list[BuiltImage]]:
+    """A build of a long branch name: its image reference is longer than 80 columns."""
     branch = "feature/" + "a-rather-long-branch-name-" * 3
     meta = plan(
         config.load(config.merged({}), ROOT),
         BuildInfo(version="0.0.0", commit=SHA, branch=branch),
     )
     app_ref = f"registry.example.org:5000/lara/app:{meta.tags[-1].name}"
-    built = [BuiltImage("app", "sha256:" + "f" * 64, (app_ref,), 10**8, 20, 19, 3.2)]
+    return meta, app_ref, [BuiltImage("app", "sha256:" + "f" * 64, (app_ref,), 10**8, 20, 19, 3.2)]
+
+
+def test_summary_off_a_terminal_never_wraps_a_reference_or_a_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    meta, app_ref, built = long_branch_build()
     out = io.StringIO()  # not a terminal, as `invoke build | cat` or a CI log
     monkeypatch.setattr("sys.stdout", out)
 
@@ -53,13 +58,7 @@ def test_a_ci_log_that_asks_for_colour_gets_references_and_the_command_whole(
     """FORCE_COLOR=1 (or TTY_COMPATIBLE=1) in a CI job makes its log a terminal, for colour:
     it has no width, and rich's default 80 columns would fold a reference over lines."""
     monkeypatch.setenv(variable, "1")
-    branch = "feature/" + "a-rather-long-branch-name-" * 3
-    meta = plan(
-        config.load(config.merged({}), ROOT),
-        BuildInfo(version="0.0.0", commit=SHA, branch=branch),
-    )
-    app_ref = f"registry.example.org:5000/lara/app:{meta.tags[-1].name}"
-    built = [BuiltImage("app", "sha256:" + "f" * 64, (app_ref,), 10**8, 20, 19, 3.2)]
+    meta, app_ref, built = long_branch_build()
     out = io.StringIO()
     monkeypatch.setattr("sys.stdout", out)
 
