@@ -72,10 +72,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.docker)
         if used & REGISTRY_FIXTURES:
             item.add_marker(pytest.mark.registry)
-        if item.get_closest_marker("docker"):
-            # Under `--dist loadgroup` the engine tests run in order on one worker, sharing
-            # its session's images and fresh engines, while the other workers take the rest.
-            item.add_marker(pytest.mark.xdist_group("engine"))
 
 
 def _guarded(item: pytest.Item) -> bool:
