@@ -55,20 +55,19 @@ class BuildProgress:
     """One line per build step: number, instruction, and whether it came from cache."""
 
     def __init__(self, console: Console | None = None, verbose: bool = False) -> None:
-        self.terminal = console.is_terminal if console is not None else is_terminal(sys.stderr)
-        self.console = console or (stderr_console() if self.terminal else None)
+        terminal = console.is_terminal if console is not None else is_terminal(sys.stderr)
+        # A rich console on a terminal only; elsewhere plain lines on its file (or stderr).
+        self.console = (console or stderr_console()) if terminal else None
+        self.stream = console.file if console is not None else sys.stderr
         self.verbose = verbose
         self._status: Any = None
         self._instruction = ""
-
-    def _plain(self, line: str) -> None:
-        _print_line(line, self.console.file if self.console is not None else sys.stderr)
 
     def step(self, image: str, number: int, total: int, instruction: str) -> None:
         short = " ".join(instruction.split())
         short = short if len(short) <= 70 else short[:67] + "..."
         self._instruction = f"[{image}] step {number:>2}/{total}  {short}"
-        if self.verbose or self.console is None or not self.terminal:
+        if self.verbose or self.console is None:
             return
         from rich.text import Text
 
@@ -81,9 +80,9 @@ class BuildProgress:
             self._status.update(Text(self._instruction))
 
     def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None:
-        if self.console is None or not self.terminal:
+        if self.console is None:
             how = "cached" if cached else f"{seconds:5.1f}s"
-            self._plain(f"{self._instruction}  {how}")
+            _print_line(f"{self._instruction}  {how}", self.stream)
             return
         from rich.markup import escape
 
@@ -93,8 +92,8 @@ class BuildProgress:
     def output(self, image: str, line: str) -> None:
         if not self.verbose:
             return
-        if self.console is None or not self.terminal:
-            self._plain(line)
+        if self.console is None:
+            _print_line(line, self.stream)
             return
         from rich.markup import escape
 
