@@ -184,7 +184,8 @@ class FreshEngine:
     def _take_slot(self) -> None:
         """The lowest free slot, or the one asked for (``slot=``): what a crashed owner of it
         left is removed first either way."""
-        for slot in [self.slot] if self.slot >= 0 else range(FRESH_SLOTS):
+        asked = [self.slot] if self.slot >= 0 else []
+        for slot in asked or range(FRESH_SLOTS):
             lock = (self.root / f"{FRESH_PREFIX}{slot}.lock").open("a")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -203,7 +204,9 @@ class FreshEngine:
                 return
             self._release()
         raise BuildToolsError(
-            f"no free slot for a fresh Docker Engine in {FRESH_NETWORK}",
+            f"fresh Docker Engine slot {FRESH_PREFIX}{asked[0]} is not free"
+            if asked
+            else f"no free slot for a fresh Docker Engine in {FRESH_NETWORK}",
             "stop other fresh engines, or free routes in that range",
         )
 
