@@ -48,11 +48,15 @@ from benchmarks.report import (
     render_results,
     render_table,
 )
-from buildtools import build as builder
-from buildtools import buildinfo, facts, images, metadata, pipeline, pushplan, release, targets
-from buildtools.config import Settings
+from buildtools.config.schema import Settings
+from buildtools.engine import images
 from buildtools.errors import BuildToolsError
-from buildtools.manifests import DOCKER_MANIFEST
+from buildtools.facts import buildinfo, read
+from buildtools.plan import metadata, push_order
+from buildtools.plan.manifests import DOCKER_MANIFEST
+from buildtools.registry import targets
+from buildtools.release import build as builder
+from buildtools.release import pipeline, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -224,7 +228,8 @@ class Bench:
 
     def meta(self, settings: Settings | None = None) -> metadata.Metadata:
         # No CI environment: the metadata comes from the temporary repository alone.
-        return facts.Run.read(settings or self.settings, {}, buildinfo.Overrides()).metadata()
+        run = read.Run.read(settings or self.settings, {}, buildinfo.Overrides())
+        return metadata.of_run(run)
 
     def build(
         self,
@@ -401,10 +406,12 @@ class PushRecorder:
     def __init__(self) -> None:
         self.layers: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def start(self, push: pushplan.Push) -> None:
+    def start(self, push: push_order.Push) -> None:
         pass
 
-    def layer(self, push: pushplan.Push, layer: str, status: str, current: int, total: int) -> None:
+    def layer(
+        self, push: push_order.Push, layer: str, status: str, current: int, total: int
+    ) -> None:
         entry = self.layers.setdefault((push.reference, layer), {"status": "", "bytes": 0})
         if status not in ("Preparing", "Waiting"):
             entry["status"] = status
@@ -413,7 +420,7 @@ class PushRecorder:
     def retry(self, what: str, attempt: int, delay: float, reason: str) -> None:
         log(f"2: retry {attempt} of {what}: {reason}")
 
-    def finish(self, push: pushplan.Push) -> None:
+    def finish(self, push: push_order.Push) -> None:
         pass
 
     def close(self) -> None:
@@ -481,7 +488,7 @@ def release_once(
     result = pipeline.publish(bench.client, settings, plan, reporter=rec)
     seconds = time.monotonic() - started
     meta = plan.meta
-    local, _ = release.local_images(bench.client, pipeline.roles(settings), meta)
+    local, _ = publish.local_images(bench.client, pipeline.roles(settings), meta)
     registry_cpu = cpu_seconds(pid) - cpu_before
     after = registry_blobs(reg.root)
     new = {d: s for d, s in after.items() if d not in before}

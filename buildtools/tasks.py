@@ -21,11 +21,11 @@ from pathlib import Path
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
-from buildtools import config, invokefiles
+from buildtools.config import invokefiles, schema
 from buildtools.errors import INTERRUPTED, BuildToolsError
 
 # --- invoke integration ------------------------------------------------------------------------
-# Defaults reach invoke once, as text (ns.configure at the end, config.defaults). invoke reads
+# Defaults reach invoke once, as text (ns.configure at the end, schema.defaults). invoke reads
 # the project's config file and environment right after this import: check them first, so what
 # would be invoke's traceback is one line (invokefiles; public parts of invoke only).
 IMPORTED_FROM = invokefiles.importer_dir()
@@ -49,21 +49,21 @@ def project_root(c: Context) -> Path:
     return found if found is not None else Path.cwd()
 
 
-def settings(c: Context) -> config.Settings:
+def settings(c: Context) -> schema.Settings:
     """The project's Settings; paths are relative to the directory holding tasks.py."""
-    from buildtools import validate
+    from buildtools.plan import validate
 
-    checked = validate.check(config.load(invokefiles.section(c.config), project_root(c)))
+    checked = validate.check(schema.load(invokefiles.section(c.config), project_root(c)))
     unread = validate.env_warnings(os.environ)  # invoke drops them silently
     return dataclasses.replace(checked, warnings=checked.warnings + unread) if unread else checked
 
 
 def overrides_from(branch: str, tag: str, commit: str):
     """Task flags to buildinfo.Overrides; an empty flag means "ask CI and git"."""
-    from buildtools import buildinfo, ci
+    from buildtools.facts import buildinfo, ci_env
 
     for flag, value in (("--branch", branch), ("--tag", tag), ("--commit", commit)):
-        if ci.has_control_character(value or ""):
+        if ci_env.has_control_character(value or ""):
             raise BuildToolsError(
                 f"{flag} {value!r} holds a control character (a line break?)",
                 f"pass {flag} a plain name",
@@ -161,8 +161,8 @@ def reported() -> Iterator[None]:
 @task(help={"suite": "Debian suite to bootstrap (default: the host's own)"})
 def bases(c, suite=""):
     """Make the local Debian base image with debootstrap (Docker Hub is not needed)."""
-    from buildtools.bases import ensure_base_image
-    from buildtools.engine import connect
+    from buildtools.engine.bases import ensure_base_image
+    from buildtools.engine.connect import connect
 
     with reported():
         cfg = settings(c)
@@ -181,12 +181,14 @@ def version(c, format="yaml", branch="", tag="", commit=""):
     """Print what this build is (version.yml content) and why it gets its image tags."""
     import sys
 
-    from buildtools import versionfile
-    from buildtools.facts import Run
+    from buildtools.facts.read import Run
+    from buildtools.plan import metadata, versionfile
 
     with reported():
         versionfile.check_format(format)
-        meta = Run.read(settings(c), os.environ, overrides_from(branch, tag, commit)).metadata()
+        meta = metadata.of_run(
+            Run.read(settings(c), os.environ, overrides_from(branch, tag, commit))
+        )
         for image_tag in meta.tags:
             kind = "floating" if image_tag.floating else "immutable"
             print(f"tag {image_tag.name} ({kind}): {image_tag.reason}", file=sys.stderr)
@@ -232,13 +234,16 @@ def build(
     """Build the app image with its version info, then the nginx sidecar from it."""
     import json as jsonlib
 
-    from buildtools import build as builder
-    from buildtools import engine, output, pipeline, progress, validate
-    from buildtools.facts import Run
+    from buildtools.cli import output
+    from buildtools.engine import connect
+    from buildtools.facts.read import Run
+    from buildtools.plan import metadata, validate
+    from buildtools.release import build as builder
+    from buildtools.release import pipeline, progress
 
     with reported():
         cfg = settings(c)
-        meta = Run.read(cfg, os.environ, overrides_from(branch, tag, commit)).metadata()
+        meta = metadata.of_run(Run.read(cfg, os.environ, overrides_from(branch, tag, commit)))
         output.warnings(meta.warnings)
         paths = {
             "dockerfile": Path(dockerfile).resolve() if dockerfile else None,
@@ -252,7 +257,7 @@ def build(
             plan = builder.dry_run_plan(cfg, meta, only, dockerfile_text=text, **paths)
             print(jsonlib.dumps(plan, indent=2) if json else output.plan_text(plan))
             return
-        client = engine.connect()
+        client = connect.connect()
         reporter = None if (json or quiet) else progress.BuildProgress(verbose=verbose)
         try:
             built = pipeline.build_images(
@@ -278,10 +283,11 @@ def build(
 
 def built_refs(c: Context, branch: str, tag: str, commit: str) -> tuple[str, str, str]:
     """Local app and sidecar refs for this checkout's metadata, and its commit."""
-    from buildtools.facts import Run
+    from buildtools.facts.read import Run
+    from buildtools.plan import metadata
 
     cfg = settings(c)
-    meta = Run.read(cfg, os.environ, overrides_from(branch, tag, commit)).metadata()
+    meta = metadata.of_run(Run.read(cfg, os.environ, overrides_from(branch, tag, commit)))
     app = meta.local_refs(cfg.app.repository)[0]
     sidecar = meta.local_refs(cfg.nginx.image.repository)[0]
     return app, sidecar, meta.info.commit
@@ -296,14 +302,14 @@ def built_refs(c: Context, branch: str, tag: str, commit: str) -> tuple[str, str
 )
 def up(c, port="", name="lara", branch="", tag="", commit=""):
     """Run the images built for this commit: app + nginx sidecar, and print the URL."""
-    from buildtools import build as builder
-    from buildtools import engine, stack
+    from buildtools.engine import connect, stack
+    from buildtools.release import build as builder
 
     with reported():
         host_port = port_number(port or 8080)
         stack_name(name)
         app, sidecar, _ = built_refs(c, branch, tag, commit)
-        client = engine.connect()
+        client = connect.connect()
         builder.existing_image(client, app, "app")
         builder.existing_image(client, sidecar, "nginx")
         cfg = settings(c)
@@ -317,11 +323,11 @@ def up(c, port="", name="lara", branch="", tag="", commit=""):
 @task(help={"name": "name prefix given to `invoke up` (default: lara)"})
 def down(c, name="lara"):
     """Stop and remove what `invoke up` started."""
-    from buildtools import engine, stack
+    from buildtools.engine import connect, stack
 
     with reported():
         checked = stack_name(name)  # bad input is one line, with or without an engine
-        stack.down(engine.connect(), checked)
+        stack.down(connect.connect(), checked)
 
 
 @task(
@@ -334,14 +340,16 @@ def down(c, name="lara"):
 )
 def compose(c, port="", tag="", digest=False, swarm=False):
     """Print a Compose file for this build's pair and the smoke test's services."""
-    from buildtools import compose as composer
-    from buildtools import stack, targets
-    from buildtools.facts import Run
+    from buildtools.engine import compose as composer
+    from buildtools.engine import stack
+    from buildtools.facts.read import Run
+    from buildtools.plan import metadata
+    from buildtools.registry import targets
 
     with reported():
         host_port = port_number(port or 8080)
         cfg = settings(c)
-        meta = Run.read(cfg, os.environ, overrides_from("", "", "")).metadata()
+        meta = metadata.of_run(Run.read(cfg, os.environ, overrides_from("", "", "")))
         name = composer.choose_tag(meta.tags, tag)
         target = targets.configured(cfg.release, os.environ)[0]
         pair = [
@@ -369,11 +377,11 @@ def compose(c, port="", tag="", digest=False, swarm=False):
 
 @task(name="config")
 def nginx_config(c):
-    """Print the nginx.conf the sidecar image is built with (from buildtools.nginx_config)."""
-    from buildtools import nginx_config
+    """Print the nginx.conf the sidecar image is built with (from buildtools.sidecar.nginx_conf)."""
+    from buildtools.sidecar import nginx_conf
 
     with reported():
-        print(nginx_config.render_config(settings(c).nginx), end="")
+        print(nginx_conf.render_config(settings(c).nginx), end="")
 
 
 @task(
@@ -391,7 +399,8 @@ def release(
     """Push the app and nginx images with every policy tag to every registry, verified."""
     import json as jsonlib
 
-    from buildtools import output, pipeline
+    from buildtools.cli import output
+    from buildtools.release import pipeline
 
     with reported():
         result = pipeline.release_task(
@@ -448,8 +457,10 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
     """For CI: build, smoke-test app + sidecar, and release only release branches and tags."""
     import json as jsonlib
 
-    from buildtools import build as builder
-    from buildtools import output, pipeline, validate
+    from buildtools.cli import output
+    from buildtools.plan import validate
+    from buildtools.release import build as builder
+    from buildtools.release import pipeline
 
     with reported():
         say = (lambda line: print(line, file=sys.stderr)) if json else print
@@ -473,5 +484,5 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
 
 ns = Collection(bases, version, build, up, down, compose, release, ci, bench)
 ns.add_collection(Collection("nginx", nginx_config))
-# The defaults, defined once (buildtools/config.py): an app's invoke.yaml holds only changes.
-ns.configure({config.SECTION: config.defaults()})
+# The defaults, defined once (buildtools/schema.py): an app's invoke.yaml holds only changes.
+ns.configure({schema.SECTION: schema.defaults()})

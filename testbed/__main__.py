@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from buildtools.bases import ensure_base_image
+from buildtools.engine.bases import ensure_base_image
 from buildtools.errors import BuildToolsError
 from testbed.engines import FreshEngine, ensure_engine
 from testbed.registry import LocalRegistry

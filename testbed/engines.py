@@ -22,8 +22,8 @@ import docker
 import docker.errors
 import requests
 
-from buildtools.bases import apt_install, can_install
-from buildtools.engine import connect
+from buildtools.engine.bases import apt_install, can_install
+from buildtools.engine.connect import connect
 from buildtools.errors import BuildToolsError
 
 DOCKERD_LOG = Path(tempfile.gettempdir()) / "lara-buildtools-dockerd.log"

@@ -12,9 +12,9 @@ from pathlib import Path
 import requests
 import yaml
 
-from buildtools.bases import apt_install
+from buildtools.engine.bases import apt_install
+from buildtools.engine.stack import free_port
 from buildtools.errors import BuildToolsError
-from buildtools.stack import free_port
 
 
 @dataclass

@@ -28,8 +28,8 @@ import docker.errors
 import pytest
 import yaml
 
-from buildtools import config
-from buildtools.credentials import variable_names
+from buildtools.config import schema
+from buildtools.registry.credentials import variable_names
 from tests.fixtures.git import GitRepo, git_env, init_repo
 from tests.test_bad_input import NO_ENGINE, one_error
 
@@ -108,9 +108,9 @@ def github_ci_step() -> dict:
     return ci_step
 
 
-def smoke_settings() -> config.SmokeConfig:
+def smoke_settings() -> schema.SmokeConfig:
     section = yaml.safe_load(step("invoke.yaml"))["buildtools"]
-    return config.load(config.merged(section), FIXTURE).smoke
+    return schema.load(schema.merged(section), FIXTURE).smoke
 
 
 # ---- checks without an engine ----
@@ -129,12 +129,12 @@ def test_the_readme_has_every_step():
 
 def test_the_invoke_yaml_holds_only_overrides_and_loads():
     section = yaml.safe_load(step("invoke.yaml"))["buildtools"]
-    settings = config.load(config.merged(section), FIXTURE)
+    settings = schema.load(schema.merged(section), FIXTURE)
     assert settings.warnings == ()
     assert settings.release.registries == ("ghcr.io",)
     assert settings.release.branches == ("*",)
     assert settings.sha_prefix == "git-"
-    assert settings.nginx.image.dockerfile == config.SIDECAR_DIR / "Dockerfile"
+    assert settings.nginx.image.dockerfile == schema.SIDECAR_DIR / "Dockerfile"
     (db,) = settings.smoke.services
     assert (db.name, db.image) == ("db", SERVICE_IMAGE)
     restated = [key for key, value in leaves(section) if default_of(key) == value]
@@ -150,7 +150,7 @@ def leaves(section: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def default_of(key: str) -> object:
-    value: object = config.DEFAULTS
+    value: object = schema.DEFAULTS
     for part in key.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     return value
@@ -176,11 +176,11 @@ def test_the_travis_config_releases_to_docker_hub():
     travis = yaml.safe_load(step(".travis.yml"))
     assert travis["script"] == ["invoke ci"] and travis["git"]["depth"] is False
     overrides = dict(entry.split("=", 1) for entry in travis["env"]["global"])
-    section = config.merged(yaml.safe_load(step("invoke.yaml"))["buildtools"])
+    section = schema.merged(yaml.safe_load(step("invoke.yaml"))["buildtools"])
     section["release"]["registries"] = overrides["INVOKE_BUILDTOOLS_RELEASE_REGISTRIES"]
     section["app"]["repository"] = overrides["INVOKE_BUILDTOOLS_APP_REPOSITORY"]
     section["nginx"]["repository"] = overrides["INVOKE_BUILDTOOLS_NGINX_REPOSITORY"]
-    settings = config.load(section, FIXTURE)
+    settings = schema.load(section, FIXTURE)
     assert settings.release.registries == ("docker.io",)
     assert settings.app.repository == "concordconsortium/lara"
     assert any(line.startswith('pip install "lara-buildtools') for line in travis["install"])
@@ -297,7 +297,7 @@ def test_lara_adopts_it_by_the_readme_and_ci_releases(
     assert plan.returncode == 0, plan.stderr
     app_plan, nginx_plan = json.loads(plan.stdout)
     assert f"{app_repo}:git-{commit[:7]}" in app_plan["tags"]
-    assert nginx_plan["dockerfile"] == str(config.SIDECAR_DIR / "Dockerfile")
+    assert nginx_plan["dockerfile"] == str(schema.SIDECAR_DIR / "Dockerfile")
 
     started = time.monotonic()
     done = subprocess.run(

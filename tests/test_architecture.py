@@ -15,7 +15,9 @@ import pytest
 import yaml
 
 import testbed
-from buildtools import ci, config, gitinfo, pipeline
+from buildtools.config import schema
+from buildtools.facts import ci_env, gitinfo
+from buildtools.release import pipeline
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo, git_env, init_repo
 from tests.fixtures.registry import login_env, repos
@@ -23,6 +25,35 @@ from tests.fixtures.registry import login_env, repos
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "buildtools"
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
+
+
+# The layers, lowest first: a module may import its own folder and any folder of a lower layer,
+# never one above. Folders on one layer do not import each other.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors",),
+    ("config",),
+    ("facts",),
+    ("plan",),
+    ("registry",),
+    ("engine",),
+    ("sidecar",),
+    ("release",),
+    ("cli",),
+    ("tasks",),
+)
+LAYER = {folder: rank for rank, folders in enumerate(LAYERS) for folder in folders}
+
+
+def module_name(path: Path) -> str:
+    """``buildtools/plan/tags.py`` -> ``plan.tags``; ``buildtools/errors.py`` -> ``errors``."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+
+
+def folder_of(module: str) -> str:
+    return module.split(".")[0]
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
 
 
 @functools.cache  # the sources do not change during a run
@@ -33,15 +64,13 @@ def imports_of(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
-            if node.module == "buildtools":
-                names = [f"buildtools.{alias.name}" for alias in node.names]
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         else:
             continue
         for name in names:
             parts = name.split(".")
-            if parts[0] == "buildtools" and len(parts) > 1:
-                found.add(parts[1])
+            if parts[0] == "buildtools" and ".".join(parts[1:]) in MODULES:
+                found.add(".".join(parts[1:]))
     return found
 
 
@@ -59,8 +88,7 @@ def outside_imports_of(path: Path) -> set[str]:
 
 @functools.cache  # the sources do not change during a run
 def import_graph() -> dict[str, set[str]]:
-    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
-    return {m: imports_of(PACKAGE / f"{m}.py") & modules - {m} for m in modules}
+    return {m: imports_of(path) - {m} for m, path in MODULES.items()}
 
 
 def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
@@ -74,22 +102,45 @@ def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
     return seen
 
 
+def test_every_module_sits_in_a_declared_folder() -> None:
+    assert {folder_of(m) for m in MODULES} == set(LAYER)
+    # __init__ files only say what their folder is for: importing one module of a folder
+    # must not import the rest of it (the CLI's start-up time, the pure core's purity).
+    for init in PACKAGE.rglob("__init__.py"):
+        body = ast.parse(init.read_text()).body
+        assert all(isinstance(n, ast.Expr) for n in body), f"{init} holds code"
+
+
+def test_imports_point_down_the_layers() -> None:
+    upward = sorted(
+        f"{m} imports {dep}"
+        for m, deps in import_graph().items()
+        for dep in deps
+        if folder_of(dep) != folder_of(m) and LAYER[folder_of(dep)] >= LAYER[folder_of(m)]
+    )
+    assert upward == []
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
+    # The check itself: a plan module importing the engine would be reported.
+    graph = {"plan.tags": {"engine.images"}, "engine.images": set()}
+    upward = [
+        (m, d) for m, ds in graph.items() for d in ds if LAYER[folder_of(d)] >= LAYER[folder_of(m)]
+    ]
+    assert upward == [("plan.tags", "engine.images")]
+
+
 def test_the_import_graph_has_no_cycle():
     graph = import_graph()
     cycles = sorted(m for m in graph if m in reachable(graph, m))
     assert cycles == [], f"modules on an import cycle: {cycles}"
 
 
-def test_release_knows_nothing_of_building_and_only_tasks_sits_on_top():
+def test_release_publishing_knows_nothing_of_building_and_only_tasks_sits_on_top():
     graph = import_graph()
-    assert "build" not in reachable(graph, "release")
-    assert "images" not in reachable(graph, "release")
+    assert "release.build" not in reachable(graph, "release.publish")
+    assert "engine.images" not in reachable(graph, "release.publish")
     assert [m for m in graph if "tasks" in graph[m]] == []
-    # The pure core reads nothing: no git, CI environment, engine or registry below it.
-    core = ("buildinfo", "tags", "labels", "versionfile", "metadata", "decision", "pushplan")
-    for pure in (*core, "dockerfile"):
-        edges = reachable(graph, pure) & {"gitinfo", "ci", "facts", "engine", "images", "pusher"}
-        assert edges == set(), f"{pure} reaches {edges}"
 
 
 # What reads or writes the world: the network, processes, the engine, git, files by the tree.
@@ -106,19 +157,12 @@ IO_MODULES = {
     "urllib.request",
     "urllib3",
 }
+# Pure beyond the plan folder: the config entry parser and the compose file's renderer.
 PURE = (
-    "buildinfo",
-    "tags",
-    "labels",
-    "versionfile",
-    "metadata",
-    "decision",
-    "pushplan",
-    "dockerfile",
-    "manifests",
-    "registry_address",
-    "compose",
-    "promotion",
+    *sorted(m for m in MODULES if folder_of(m) == "plan"),
+    "config.registry_address",
+    "engine.compose",
+    "sidecar.rails_assets",
 )
 
 
@@ -126,7 +170,7 @@ def io_imports(module: str) -> dict[str, set[str]]:
     """I/O modules imported by ``module`` or any buildtools module it reaches, by importer."""
     found = {}
     for name in {module} | reachable(import_graph(), module):
-        outside = outside_imports_of(PACKAGE / f"{name}.py")
+        outside = outside_imports_of(MODULES[name])
         hits = {m for m in outside if m in IO_MODULES or m.split(".")[0] in IO_MODULES}
         if hits:
             found[name] = hits
@@ -141,9 +185,9 @@ def test_the_pure_core_imports_nothing_that_does_io(module: str) -> None:
 
 
 def test_the_io_check_sees_an_edge_through_another_module() -> None:
-    # The check itself: the registry client's requests is seen from the planner of the release.
-    assert "requests" in io_imports("registry_client")["registry_client"]
-    assert "requests" in io_imports("release").get("registry_client", set())
+    # The check itself: the registry client's requests is seen from the release's publishing.
+    assert "requests" in io_imports("registry.client")["registry.client"]
+    assert "requests" in io_imports("release.publish").get("registry.client", set())
 
 
 def test_an_app_repository_needs_only_its_overrides(tmp_path: Path) -> None:
@@ -171,7 +215,7 @@ def test_an_app_repository_needs_only_its_overrides(tmp_path: Path) -> None:
     assert app_plan["tags"][0] == f"acme/app:sha-{commit[:7]}"
     assert app_plan["context"] == str(app.path) and "BASE_IMAGE" not in app_plan["buildargs"]
     assert nginx_plan["tags"][0].startswith("lara/nginx:")
-    assert nginx_plan["buildargs"]["BASE_IMAGE"] == config.DEFAULTS["nginx"]["base_image"]
+    assert nginx_plan["buildargs"]["BASE_IMAGE"] == schema.DEFAULTS["nginx"]["base_image"]
 
 
 def counting(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[int]:
@@ -199,11 +243,11 @@ def test_ci_on_a_tag_build_reads_git_once_and_logs_in_once(
     commit = repo.head()
     app_repo, nginx_repo = repos()
     proxy = FlakyProxy(fast_registry.host).start()
-    section = config.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
+    section = schema.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
     section["repo"] = str(repo.path)
     section["app"]["repository"], section["nginx"]["repository"] = app_repo, nginx_repo
     section["release"]["registries"] = proxy.host
-    settings = config.load(section, ROOT)
+    settings = schema.load(section, ROOT)
     env = {
         "TRAVIS": "true",
         "TRAVIS_TAG": "v5.0.0",
@@ -213,7 +257,7 @@ def test_ci_on_a_tag_build_reads_git_once_and_logs_in_once(
         **login_env(proxy.host, fast_registry.username, fast_registry.password),
     }
     git_reads = counting(monkeypatch, gitinfo, "read")
-    ci_reads = counting(monkeypatch, ci, "detect")
+    ci_reads = counting(monkeypatch, ci_env, "detect")
     try:
         result = pipeline.ci(settings, env, quiet=True, say=lambda line: None)
     finally:

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from buildtools import asset_fallback
+from buildtools.sidecar import asset_fallback
 from tests.fixtures.sidecar import TEST_REPOSITORY
 
 pytestmark = pytest.mark.docker

@@ -29,8 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import testbed
-from buildtools import config, facts, tags, validate
+from buildtools.config import schema
 from buildtools.errors import BuildToolsError
+from buildtools.facts import gitinfo, read
+from buildtools.plan import metadata, tags, validate
 from tests.fixtures import invoke_cli
 from tests.fixtures.git import GitRepo, git_env, init_repo
 
@@ -666,16 +668,16 @@ TEXT = st.text(
 
 
 @settings(max_examples=200, deadline=None)
-@given(key=st.sampled_from(config.KNOWN_KEYS), value=TEXT)
+@given(key=st.sampled_from(schema.KNOWN_KEYS), value=TEXT)
 def test_any_string_in_any_config_key_is_a_setting_or_one_line(key: str, value: str) -> None:
-    section = config.merged({})
+    section = schema.merged({})
     node = section
     *parents, leaf = key.split(".")
     for part in parents:
         node = node[part]
     node[leaf] = value  # as an INVOKE_BUILDTOOLS_* variable gives it: a string
     try:
-        validate.check(config.load(section, ROOT))
+        validate.check(schema.load(section, ROOT))
     except BuildToolsError as exc:
         assert "\n" not in str(exc) and exc.problem
 
@@ -692,8 +694,8 @@ def one_commit(tmp_path_factory: pytest.TempPathFactory) -> GitRepo:
 def git_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The checkout's git facts read once for all examples (it does not change between them;
     the environment is what varies): 150 examples of six git processes were 4 s of CPU."""
-    read = functools.cache(facts.gitinfo.read)
-    monkeypatch.setattr(facts.gitinfo, "read", read)
+    cached = functools.cache(gitinfo.read)
+    monkeypatch.setattr(gitinfo, "read", cached)
 
 
 @settings(
@@ -705,12 +707,14 @@ def test_any_ci_environment_is_a_build_or_one_line(
 ) -> None:
     env = {**env, "TRAVIS": env.get("TRAVIS", "true")} if "TRAVIS_TAG" in env else env
     try:
-        meta = facts.Run.read(
-            dataclasses.replace(
-                config.load(config.merged({}), ROOT), repo=one_commit.path.resolve()
-            ),
-            env,
-        ).metadata()
+        meta = metadata.of_run(
+            read.Run.read(
+                dataclasses.replace(
+                    schema.load(schema.merged({}), ROOT), repo=one_commit.path.resolve()
+                ),
+                env,
+            )
+        )
     except BuildToolsError as exc:
         assert "\n" not in str(exc) and exc.problem
         return
@@ -1218,7 +1222,7 @@ def test_a_release_of_a_posing_name_leaves_the_registrys_tags_as_they_were(
     branches: str,
     pushed: str,
 ) -> None:
-    from buildtools.facts import Run
+    from buildtools.facts.read import Run
     from tests.fixtures.registry import login_env, repos, served_digest
 
     app_repo, nginx_repo = repos()
@@ -1235,15 +1239,15 @@ def test_a_release_of_a_posing_name_leaves_the_registrys_tags_as_they_were(
 
     for command in commands:
         repo.git(*command)
-    section = config.merged(
+    section = schema.merged(
         {
             "app": {"repository": app_repo},
             "nginx": {"repository": nginx_repo},
             "release": {"branches": branches},
         }
     )
-    settings = dataclasses.replace(config.load(section, ROOT), repo=repo.path)
-    meta = Run.read(settings, {}).metadata()
+    settings = dataclasses.replace(schema.load(section, ROOT), repo=repo.path)
+    meta = metadata.of_run(Run.read(settings, {}))
     assert pushed in meta.tag_names
     for repository in (app_repo, nginx_repo):  # what `invoke build` made (stand-ins, its labels)
         image_id = make_image(repository, labels=dict(meta.labels))

@@ -1,9 +1,9 @@
-"""The local Debian base image (buildtools.bases, what `invoke bases` makes): from the host's own
-mirror and suite, slim, and remade when its recipe changes."""
+"""The local Debian base image (buildtools.engine.bases, what `invoke bases` makes): from the
+host's own mirror and suite, slim, and remade when its recipe changes."""
 
 from __future__ import annotations
 
-from buildtools import bases
+from buildtools.engine import bases
 
 
 def test_base_image_uses_the_hosts_own_debian_mirror(docker_client, base_image):

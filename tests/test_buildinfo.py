@@ -10,10 +10,11 @@ import pytest
 import semver
 import yaml
 
-from buildtools import config, tags
-from buildtools.buildinfo import BuildInfo, Overrides, make_version
+from buildtools.config import schema
 from buildtools.errors import BuildToolsError
-from buildtools.facts import Run, gather
+from buildtools.facts.buildinfo import BuildInfo, Overrides, make_version
+from buildtools.facts.read import Run, gather
+from buildtools.plan import metadata, tags
 from tests.fixtures.git import GitRepo
 
 
@@ -384,9 +385,9 @@ def test_run_metadata(repo: GitRepo) -> None:
     """The one call build and release make, with the project's own invoke.yaml."""
     root = Path(__file__).resolve().parents[1]
     section = yaml.safe_load((root / "invoke.yaml").read_text())["buildtools"]
-    settings = config.load(config.merged({**section, "repo": str(repo.path)}), root)
+    settings = schema.load(schema.merged({**section, "repo": str(repo.path)}), root)
     repo.tag("v1.0.0")
-    meta = Run.read(settings, {}).metadata(["2.0.0"])
+    meta = metadata.of_run(Run.read(settings, {}), ["2.0.0"])
     assert meta.info.tag == "v1.0.0"
     sha = f"sha-{repo.head()[:7]}"
     assert meta.tag_names == ["1.0.0", sha, "1.0", "1"]  # 2.0.0 is in the registry: no latest

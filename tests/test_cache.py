@@ -22,9 +22,11 @@ import docker.errors
 import pytest
 
 import testbed
-from buildtools import build, cache, config, images, stack
-from buildtools.buildinfo import BuildInfo
-from buildtools.metadata import plan
+from buildtools.config import schema
+from buildtools.engine import cache, images, stack
+from buildtools.facts.buildinfo import BuildInfo
+from buildtools.plan.metadata import plan
+from buildtools.release import build
 from tests.fixtures.git import GitRepo, git_env, init_repo
 from tests.fixtures.project import ROOT, copy_into
 from tests.fixtures.services import unavailable
@@ -33,10 +35,10 @@ INVOKE = ROOT / ".venv" / "bin" / "invoke"
 SHA = "0123abc4567890def0123abc4567890def012345"
 
 
-def settings(**cache_keys: object) -> config.Settings:
-    section = config.merged({"cache": cache_keys} if cache_keys else {})
+def settings(**cache_keys: object) -> schema.Settings:
+    section = schema.merged({"cache": cache_keys} if cache_keys else {})
     section["release"]["branches"] = "master,release/*,production"
-    return config.load(section, ROOT)
+    return schema.load(section, ROOT)
 
 
 @pytest.mark.parametrize(
@@ -84,7 +86,7 @@ def test_cache_candidates_follow_the_templates_and_stage_prefixes() -> None:
     ids=["none named", "release registries", "cache registries", "cache first", "pull off"],
 )
 def test_only_registries_the_user_named_are_asked_for_cache(keys: dict, asked: list) -> None:
-    cfg = config.load(config.merged(keys), ROOT)
+    cfg = schema.load(schema.merged(keys), ROOT)
     assert [registry.name for registry in cache.registries(cfg)] == asked
     meta = plan(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
     shown = build.cache_candidates(cfg, meta, "app")  # what --dry-run lists
@@ -126,7 +128,7 @@ def test_a_cache_lookup_asks_each_registry_once_and_says_one_warning() -> None:
     busy = [BusyRegistry(), BusyRegistry()]
     try:
         names = ",".join(b.host for b in busy)
-        cfg = config.load(config.merged({"cache": {"registries": names}}), ROOT)
+        cfg = schema.load(schema.merged({"cache": {"registries": names}}), ROOT)
         meta = plan(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
         said: list[str] = []
         found = cache.resolve(None, cfg, meta, {}, "lbt/app", "app", say=said.append)  # type: ignore[arg-type]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from buildtools.ci import CIContext, detect
 from buildtools.errors import BuildToolsError
+from buildtools.facts.ci_env import CIContext, detect
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

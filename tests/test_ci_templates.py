@@ -15,9 +15,9 @@ import subprocess
 import pytest
 import yaml
 
-from buildtools.buildinfo import BuildInfo
-from buildtools.ci import detect
-from buildtools.decision import decide
+from buildtools.facts.buildinfo import BuildInfo
+from buildtools.facts.ci_env import detect
+from buildtools.plan.release_rule import decide
 from tests.fixtures.ci_files import (
     COMMANDS,
     EVENTS,

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from buildtools import compose, stack
-from buildtools.config import ServiceConfig, SmokeConfig
+from buildtools.config.schema import ServiceConfig, SmokeConfig
+from buildtools.engine import compose, stack
 from buildtools.errors import BuildToolsError
-from buildtools.tags import ImageTag
+from buildtools.plan.tags import ImageTag
 from tests.fixtures.git import GitRepo
 from tests.fixtures.services import unavailable
 from tests.fixtures.sidecar import project_settings

@@ -26,9 +26,10 @@ import requests
 import yaml
 
 import testbed
-from buildtools import compose, images, sidecar_build, stack
-from buildtools.config import SmokeConfig
+from buildtools.config.schema import SmokeConfig
+from buildtools.engine import compose, images, stack
 from buildtools.errors import BuildToolsError
+from buildtools.sidecar import image
 from tests.fixtures.git import GitRepo
 from tests.fixtures.registry import login_env
 from tests.fixtures.registry_client import sdk_push
@@ -63,7 +64,7 @@ def pair(
     nginx = dataclasses.replace(
         settings.nginx, image=dataclasses.replace(settings.nginx.image, base_image=base_image)
     )
-    context = sidecar_build.sidecar_context(nginx, tmp_path_factory.mktemp("compose-sidecar"))
+    context = image.sidecar_context(nginx, tmp_path_factory.mktemp("compose-sidecar"))
     specs = [
         images.BuildSpec(
             name="app",
@@ -82,7 +83,7 @@ def pair(
             dockerfile=context / "Dockerfile",
             context=context,
             tags=(sidecar.ref,),
-            buildargs=sidecar_build.sidecar_buildargs(nginx, app.ref),
+            buildargs=image.sidecar_buildargs(nginx, app.ref),
             labels={},
         ),
     ]

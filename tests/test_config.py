@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from buildtools import config
-from buildtools.config import split_list
+from buildtools.config import schema
+from buildtools.config.schema import split_list
 from buildtools.errors import BuildToolsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,13 +31,13 @@ def leaf_keys(section: dict, prefix: str = "") -> list[str]:
 
 def test_every_config_key_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
-    missing = [key for key in leaf_keys(config.DEFAULTS) if f"`{key}`" not in readme]
+    missing = [key for key in leaf_keys(schema.DEFAULTS) if f"`{key}`" not in readme]
     assert missing == []
 
 
 def test_every_config_key_is_read():
     section = yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"]
-    settings = config.load(config.merged(section), ROOT)
+    settings = schema.load(schema.merged(section), ROOT)
     assert settings.app.context == ROOT / "example"
     assert settings.nginx.asset_prefixes[0] == "assets"
     assert settings.release.branches == ("master", "main")
@@ -49,10 +49,10 @@ def test_env_vars_override_any_key_through_invoke(tmp_path):
     """INVOKE_BUILDTOOLS_* reaches Settings, lists included (they are comma strings)."""
     probe = (
         "from invoke import Config; from pathlib import Path; import json;"
-        "from buildtools import config, tasks;"
+        "from buildtools import tasks; from buildtools.config import schema;"
         "c = Config(project_location='.'); c.load_project();"
         "c.load_collection(tasks.ns.configuration()); c.load_shell_env();"
-        "s = config.load(c.buildtools, Path('.'));"
+        "s = schema.load(c.buildtools, Path('.'));"
         "print(json.dumps([s.app.repository, list(s.release.branches), s.release.retries,"
         " s.nginx.upstream]))"
     )
@@ -72,14 +72,14 @@ def test_env_vars_override_any_key_through_invoke(tmp_path):
 
 def test_bad_pairs_name_the_key_and_the_fix():
     with pytest.raises(BuildToolsError, match=r"buildtools.tags.extra.*master=edge"):
-        config.split_pairs("master")
+        schema.split_pairs("master")
 
 
 def test_a_missing_key_is_a_clear_error():
-    section = config.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
+    section = schema.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
     del section["release"]
     with pytest.raises(BuildToolsError, match=r"config key buildtools\.release is missing"):
-        config.load(section, ROOT)
+        schema.load(section, ROOT)
 
 
 def test_invoke_list_shows_every_task_with_help():
@@ -127,8 +127,8 @@ def test_the_readme_table_shows_exactly_the_defaults():
         return f"`{str(value).lower() if isinstance(value, bool) else value}`"
 
     expected = {}
-    for key in leaf_keys(config.DEFAULTS):
-        value = config.DEFAULTS
+    for key in leaf_keys(schema.DEFAULTS):
+        value = schema.DEFAULTS
         for part in key.split("."):
             value = value[part]
         expected[key] = shown(value)
@@ -139,10 +139,10 @@ def test_env_booleans_and_numbers_are_parsed_strictly(tmp_path):
     """`false` from the environment is false; a word where a number belongs is one line."""
     probe = (
         "from invoke import Config; from pathlib import Path;"
-        "from buildtools import config, tasks;"
+        "from buildtools import tasks; from buildtools.config import schema;"
         "c = Config(project_location='.'); c.load_project();"
         "c.load_collection(tasks.ns.configuration()); c.load_shell_env();"
-        "s = config.load(c.buildtools, Path('.'));"
+        "s = schema.load(c.buildtools, Path('.'));"
         "print(s.untracked_is_dirty, s.pull_request_tags, s.release.allow_pull_requests)"
     )
     base = {"PATH": "/usr/bin:/bin"}
@@ -191,9 +191,9 @@ SHA_PREFIXES = [
     ("prefix", "error"), [case[1:] for case in SHA_PREFIXES], ids=[c[0] for c in SHA_PREFIXES]
 )
 def test_sha_prefix_is_read_and_checked(prefix: str, error: str | None) -> None:
-    from buildtools import validate
+    from buildtools.plan import validate
 
-    settings = config.load(config.merged({"tags": {"sha_prefix": prefix}}), ROOT)
+    settings = schema.load(schema.merged({"tags": {"sha_prefix": prefix}}), ROOT)
     assert settings.sha_prefix == prefix
     if error is None:
         assert validate.check(settings) is settings
@@ -204,13 +204,13 @@ def test_sha_prefix_is_read_and_checked(prefix: str, error: str | None) -> None:
 
 
 def test_sha_prefix_defaults_to_sha_and_env_sets_it():
-    assert config.load(config.merged({}), ROOT).sha_prefix == "sha-"
+    assert schema.load(schema.merged({}), ROOT).sha_prefix == "sha-"
     probe = (
         "from invoke import Config; from pathlib import Path;"
-        "from buildtools import config, tasks;"
+        "from buildtools import tasks; from buildtools.config import schema;"
         "c = Config(project_location='.'); c.load_project();"
         "c.load_collection(tasks.ns.configuration()); c.load_shell_env();"
-        "print(config.load(c.buildtools, Path('.')).sha_prefix)"
+        "print(schema.load(c.buildtools, Path('.')).sha_prefix)"
     )
     env = {"INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX": "git-", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
@@ -223,17 +223,17 @@ def test_sha_prefix_defaults_to_sha_and_env_sets_it():
 def test_the_sidecar_files_come_from_the_package_unless_set(tmp_path):
     """Empty nginx.dockerfile/context: the packaged files (an app repository has no nginx/);
     a set value is the app's own copy, relative to its root."""
-    settings = config.load(config.merged({}), tmp_path)
-    assert settings.nginx.image.dockerfile == config.SIDECAR_DIR / "Dockerfile"
-    assert settings.nginx.image.context == config.SIDECAR_DIR
+    settings = schema.load(schema.merged({}), tmp_path)
+    assert settings.nginx.image.dockerfile == schema.SIDECAR_DIR / "Dockerfile"
+    assert settings.nginx.image.context == schema.SIDECAR_DIR
     for name in ("Dockerfile", "docker-entrypoint.sh", "healthcheck.sh"):
-        assert (config.SIDECAR_DIR / name).is_file(), name
-    own = config.merged({"nginx": {"dockerfile": "ops/nginx/Dockerfile", "context": "ops/nginx"}})
-    settings = config.load(own, tmp_path)
+        assert (schema.SIDECAR_DIR / name).is_file(), name
+    own = schema.merged({"nginx": {"dockerfile": "ops/nginx/Dockerfile", "context": "ops/nginx"}})
+    settings = schema.load(own, tmp_path)
     assert settings.nginx.image.dockerfile == tmp_path / "ops" / "nginx" / "Dockerfile"
     assert settings.nginx.image.context == tmp_path / "ops" / "nginx"
     # An empty app.dockerfile is not the sidecar's: only nginx has packaged files.
-    assert config.load(config.merged({}), tmp_path).app.dockerfile == tmp_path / "Dockerfile"
+    assert schema.load(schema.merged({}), tmp_path).app.dockerfile == tmp_path / "Dockerfile"
 
 
 def test_the_package_data_ships_every_sidecar_file():
@@ -244,7 +244,7 @@ def test_the_package_data_ships_every_sidecar_file():
     patterns = split_list(parser["options.package_data"]["buildtools"])
     package = ROOT / "buildtools"
     shipped = {path for pattern in patterns for path in package.glob(pattern) if path.is_file()}
-    files = {path for path in config.SIDECAR_DIR.iterdir() if path.is_file()}
+    files = {p for p in schema.SIDECAR_DIR.iterdir() if p.is_file() and p.suffix != ".py"}
     assert files and files <= shipped
 
 
@@ -252,12 +252,12 @@ def test_no_dataclass_default_competes_with_DEFAULTS():
     """Every field default of the config dataclasses is what DEFAULTS gives after loading."""
     import dataclasses
 
-    loaded = config.load(config.merged({}), ROOT)
+    loaded = schema.load(schema.merged({}), ROOT)
     views = {
-        config.Settings: loaded,
-        config.NginxConfig: loaded.nginx,
-        config.ReleaseConfig: loaded.release,
-        config.SmokeConfig: loaded.smoke,
+        schema.Settings: loaded,
+        schema.NginxConfig: loaded.nginx,
+        schema.ReleaseConfig: loaded.release,
+        schema.SmokeConfig: loaded.smoke,
     }
     checked = []
     for cls, view in views.items():
@@ -271,17 +271,17 @@ def test_no_dataclass_default_competes_with_DEFAULTS():
             if item.name != "warnings":  # not a key: what loading found to say
                 checked.append((cls.__name__, item.name, default, getattr(view, item.name)))
     assert checked and [c for c in checked if c[2] != c[3]] == []
-    assert config.SmokeConfig() == loaded.smoke
+    assert schema.SmokeConfig() == loaded.smoke
 
 
 def test_the_defaults_reach_invoke_as_text():
     """invoke converts an environment variable to the type of the value it replaces; text
-    stays text, so `false` and `lots` reach config.load as written."""
+    stays text, so `false` and `lots` reach schema.load as written."""
 
     def leaves(node: dict) -> Iterator[object]:
         for value in node.values():
             yield from leaves(value) if isinstance(value, dict) else [value]
 
-    assert all(isinstance(value, str) for value in leaves(config.defaults()))
-    assert config.defaults()["git"]["untracked_is_dirty"] == "false"
-    assert config.load(config.merged({}), ROOT) == config.load(config.merged(config.DEFAULTS), ROOT)
+    assert all(isinstance(value, str) for value in leaves(schema.defaults()))
+    assert schema.defaults()["git"]["untracked_is_dirty"] == "false"
+    assert schema.load(schema.merged({}), ROOT) == schema.load(schema.merged(schema.DEFAULTS), ROOT)

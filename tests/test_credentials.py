@@ -6,8 +6,14 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from buildtools.credentials import Credentials, env_key, for_registry, redact, variable_names
 from buildtools.errors import BuildToolsError
+from buildtools.registry.credentials import (
+    Credentials,
+    env_key,
+    for_registry,
+    redact,
+    variable_names,
+)
 
 
 @pytest.mark.parametrize(

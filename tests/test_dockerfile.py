@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import build, config
-from buildtools.dockerfile import ERROR, WARNING, instructions, parse, problems, stages
+from buildtools.config import schema
 from buildtools.errors import BuildToolsError
+from buildtools.plan.dockerfile import ERROR, WARNING, instructions, parse, problems, stages
+from buildtools.release import build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,9 +188,9 @@ def test_directives_and_stages() -> None:
     assert stages("FROM a\n") == [] and stages("") == []
 
 
-def settings(tmp_path: Path, dockerfile: str = "Dockerfile") -> config.Settings:
-    section = config.merged({"app": {"dockerfile": dockerfile}})
-    return config.load(section, tmp_path)
+def settings(tmp_path: Path, dockerfile: str = "Dockerfile") -> schema.Settings:
+    section = schema.merged({"app": {"dockerfile": dockerfile}})
+    return schema.load(section, tmp_path)
 
 
 # (case, file content (None: missing), only, the error contains (None: no error))

@@ -8,9 +8,9 @@ import importlib.util
 import docker
 import pytest
 
-from buildtools.engine import connect, ensure_image
+from buildtools.engine.connect import connect, ensure_image
+from buildtools.engine.stack import free_port
 from buildtools.errors import BuildToolsError
-from buildtools.stack import free_port
 
 
 def test_engine_error_names_the_fix(monkeypatch):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import gitinfo
 from buildtools.errors import BuildToolsError
+from buildtools.facts import gitinfo
 from tests.fixtures.git import GitRepo, fast_import_repo, git_env
 
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from buildtools import images
+from buildtools.engine import images
 
 
 def test_labels_arrive_verbatim_in_a_single_step(docker_client, base_image, tmp_path):

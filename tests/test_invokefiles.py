@@ -1,5 +1,5 @@
 """buildtools touches invoke only through its public API (the project's config file is checked
-before invoke reads it: buildtools.invokefiles); an app's own tasks and config in the same
+before invoke reads it: buildtools.config.invokefiles); an app's own tasks and config in the same
 tasks.py behave as under plain invoke."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import invoke.loader
 import invoke.program
 import invoke.tasks
 
-from buildtools import invokefiles
+from buildtools.config import invokefiles
 from tests.fixtures.git import git_env, init_repo
 
 ROOT = Path(__file__).resolve().parents[1]

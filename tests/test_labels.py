@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from buildtools.buildinfo import BuildInfo
-from buildtools.labels import oci_labels
-from buildtools.tags import ImageTag
+from buildtools.facts.buildinfo import BuildInfo
+from buildtools.plan.labels import oci_labels
+from buildtools.plan.tags import ImageTag
 
 SHA = "0123abcdef0123abcdef0123abcdef0123abcdef"
 SOURCE = "https://github.com/concord-consortium/lara"

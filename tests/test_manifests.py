@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from buildtools.manifests import (
+from buildtools.plan.manifests import (
     DOCKER_MANIFEST,
     OCI_INDEX,
     config_labels,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from buildtools import nginx_checks
+from buildtools.config import nginx_checks
 from buildtools.errors import BuildToolsError
 from tests.fixtures.sidecar import nginx_settings
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import nginx_config
-from buildtools.config import NginxConfig
+from buildtools.config.schema import NginxConfig
 from buildtools.errors import BuildToolsError
+from buildtools.sidecar import nginx_conf
 from tests.fixtures.services import unavailable
 from tests.fixtures.sidecar import ROOT, nginx_settings, project_settings
 
@@ -81,7 +81,7 @@ def parse(text: str) -> Directive:
 
 
 def server_of(cfg: NginxConfig) -> Directive:
-    return parse(nginx_config.render_config(cfg)).one("http").one("server")
+    return parse(nginx_conf.render_config(cfg)).one("http").one("server")
 
 
 def locations(server: Directive) -> dict[str, Directive]:
@@ -116,7 +116,7 @@ def route(block: Directive, uri: str) -> Directive | None:
 
 def maps(cfg: NginxConfig) -> dict[str, dict[str, str]]:
     """``map`` blocks by their variable: {source value: result}."""
-    http = parse(nginx_config.render_config(cfg)).one("http")
+    http = parse(nginx_conf.render_config(cfg)).one("http")
     return {d.args[1]: {e.name: " ".join(e.args) for e in d.block} for d in http.all("map")}
 
 
@@ -124,7 +124,12 @@ def maps(cfg: NginxConfig) -> dict[str, dict[str, str]]:
 
 
 def test_rendering_and_checks_do_not_import_docker():
-    pure = ("nginx_config", "nginx_checks", "rails_assets", "sidecar_build")
+    pure = (
+        "sidecar.nginx_conf",
+        "config.nginx_checks",
+        "sidecar.rails_assets",
+        "sidecar.image",
+    )
     script = (
         "import sys\n"
         + "".join(f"import buildtools.{name}\n" for name in pure)
@@ -150,7 +155,7 @@ def host_nginx() -> str:
 
 def nginx_t(host_nginx: str, cfg: NginxConfig, tmp_path: Path) -> subprocess.CompletedProcess:
     """``nginx -t`` of the config rendered for ``cfg`` with every path moved into tmp_path."""
-    layout = nginx_config.Layout(
+    layout = nginx_conf.Layout(
         user=getpass.getuser(),
         listen="127.0.0.1:18080",
         pid=str(tmp_path / "nginx.pid"),
@@ -161,9 +166,9 @@ def nginx_t(host_nginx: str, cfg: NginxConfig, tmp_path: Path) -> subprocess.Com
     )
     for folder in ("public", "temp"):
         (tmp_path / folder).mkdir()
-    (tmp_path / "upstream.conf").write_text(nginx_config.render_upstream(cfg.upstream))
+    (tmp_path / "upstream.conf").write_text(nginx_conf.render_upstream(cfg.upstream))
     conf = tmp_path / "nginx.conf"
-    conf.write_text(nginx_config.render_config(cfg, layout))
+    conf.write_text(nginx_conf.render_config(cfg, layout))
     return subprocess.run(
         [host_nginx, "-t", "-c", str(conf), "-p", str(tmp_path)],
         capture_output=True,
@@ -229,7 +234,7 @@ def test_nginx_t_fails_when_the_upstream_file_is_missing(host_nginx, tmp_path):
 
 
 def test_process_and_logs_fit_a_container():
-    main = parse(nginx_config.render_config(nginx_settings()))
+    main = parse(nginx_conf.render_config(nginx_settings()))
     http = main.one("http")
     # The image starts nginx as user nginx already: a `user` directive would only warn.
     assert not main.all("user")
@@ -274,7 +279,7 @@ def test_every_proxied_location_sends_laras_headers():
             "Client-IP",
         ):
             assert headers[name] == "", name
-    http = parse(nginx_config.render_config(nginx_settings())).one("http")
+    http = parse(nginx_conf.render_config(nginx_settings())).one("http")
     assert http.one("proxy_read_timeout").args == ["3m"]
     assert http.one("client_max_body_size").args == ["10m"]  # LARA's own value
     assert maps(nginx_settings())["$lara_proto_port"] == {"https": "443", "default": "80"}
@@ -286,7 +291,7 @@ def test_every_location_is_answered_from_disk_first():
     assert fingerprinted.one("try_files").args == ["$uri", "@fingerprinted_from_app"]
     assert other.one("try_files").args == ["$uri", "@asset_from_app"]
     assert locations(server)["/"].one("try_files").args == ["$uri", "@app"]
-    http = parse(nginx_config.render_config(nginx_settings())).one("http")
+    http = parse(nginx_conf.render_config(nginx_settings())).one("http")
     assert http.one("open_file_cache").args[0].startswith("max=")
 
 
@@ -304,7 +309,7 @@ def test_gzip_is_on_for_assets_from_disk_and_from_the_app_but_not_for_pages():
     for location in (fingerprinted, other):
         assert location.one("gzip_static").args == ["on"]
     # Pages from the app (BREACH): nginx's default, off, for @app and everything else.
-    http = parse(nginx_config.render_config(nginx_settings())).one("http")
+    http = parse(nginx_conf.render_config(nginx_settings())).one("http")
     assert not http.all("gzip") and not server.all("gzip")
     assert not from_app["@app"].all("gzip") and not from_app["/"].all("gzip")
     assert http.one("gzip_proxied").args == ["any"]
@@ -340,7 +345,7 @@ def test_cached_locations_share_no_cookies_and_keep_only_200s():
         )
     assert maps(nginx_settings())["$lara_not_200"] == {"200": "0", "default": "1"}
     cache_path = (
-        parse(nginx_config.render_config(nginx_settings())).one("http").one("proxy_cache_path")
+        parse(nginx_conf.render_config(nginx_settings())).one("http").one("proxy_cache_path")
     )
     assert {"max_size=1g", "inactive=7d", "use_temp_path=off"} <= set(cache_path.args)
 
@@ -457,9 +462,9 @@ def test_health_and_hidden_files_never_reach_the_app():
 
 def test_upstream_and_resolver_come_from_the_config():
     cfg = nginx_settings(upstream="web:8080", resolver="10.0.0.2", resolver_valid="2s")
-    http = parse(nginx_config.render_config(cfg)).one("http")
+    http = parse(nginx_conf.render_config(cfg)).one("http")
     assert http.one("resolver").args == ["10.0.0.2", "valid=2s", "ipv6=off"]
-    upstream = parse(nginx_config.render_upstream(cfg.upstream)).one("map")
+    upstream = parse(nginx_conf.render_upstream(cfg.upstream)).one("map")
     assert upstream.args == ["", "$lara_upstream"]
     assert upstream.one("default").args == ["web:8080"]
 
@@ -468,7 +473,7 @@ def test_upstream_and_resolver_come_from_the_config():
 
 
 def test_without_server_names_one_server_answers_every_host():
-    http = parse(nginx_config.render_config(nginx_settings())).one("http")
+    http = parse(nginx_conf.render_config(nginx_settings())).one("http")
     (server,) = http.all("server")
     assert server.one("listen").args == ["80", "default_server"]
     assert server.one("server_name").args == ["_"]
@@ -476,7 +481,7 @@ def test_without_server_names_one_server_answers_every_host():
 
 def test_with_server_names_a_default_server_refuses_other_hosts_but_answers_health():
     cfg = nginx_settings(server_names=("LARA.example.org", "*.concord.org", "lara.example.org."))
-    default, site = parse(nginx_config.render_config(cfg)).one("http").all("server")
+    default, site = parse(nginx_conf.render_config(cfg)).one("http").all("server")
 
     assert default.one("listen").args == ["80", "default_server"]
     assert default.one("server_name").args == ["_"]
@@ -495,7 +500,7 @@ def test_with_server_names_a_default_server_refuses_other_hosts_but_answers_heal
 
 
 def test_without_trusted_proxies_forwarded_headers_come_from_the_connection():
-    http = parse(nginx_config.render_config(nginx_settings())).one("http")
+    http = parse(nginx_conf.render_config(nginx_settings())).one("http")
     found = maps(nginx_settings())
     assert not http.all("set_real_ip_from")
     geo = http.one("geo")
@@ -515,7 +520,7 @@ def test_without_trusted_proxies_forwarded_headers_come_from_the_connection():
 
 def test_trusted_proxies_feed_realip_and_the_trust_map():
     cfg = nginx_settings(trusted_proxies=("10.0.0.0/8", "192.0.2.7", "2001:db8::/32"))
-    http = parse(nginx_config.render_config(cfg)).one("http")
+    http = parse(nginx_conf.render_config(cfg)).one("http")
     networks = ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]
     assert [d.args[0] for d in http.all("set_real_ip_from")] == networks
     assert http.one("real_ip_header").args == ["X-Forwarded-For"]
@@ -570,12 +575,12 @@ def gixy(cfg: NginxConfig, tmp_path: Path) -> list:
     found = shutil.which("gixy", path=str(Path(sys.executable).parent)) or shutil.which("gixy")
     if not found:
         unavailable("gixy-ng", FileNotFoundError("pip install 'gixy-ng[deep]' (test extras)"))
-    (tmp_path / "upstream.conf").write_text(nginx_config.render_upstream(cfg.upstream))
+    (tmp_path / "upstream.conf").write_text(nginx_conf.render_upstream(cfg.upstream))
     conf = tmp_path / "nginx.conf"
     layout = dataclasses.replace(
-        nginx_config.IMAGE_LAYOUT, upstream_conf=str(tmp_path / "upstream.conf")
+        nginx_conf.IMAGE_LAYOUT, upstream_conf=str(tmp_path / "upstream.conf")
     )
-    conf.write_text(nginx_config.render_config(cfg, layout))
+    conf.write_text(nginx_conf.render_config(cfg, layout))
     done = subprocess.run(
         [found, "--deep", "-f", "json", str(conf)],
         capture_output=True,
@@ -613,13 +618,13 @@ def test_asset_fallback_404_answers_missing_assets_without_the_app():
     assert fingerprinted.one("try_files").args == ["$uri", "=404"]
     assert other.one("try_files").args == ["$uri", "=404"]
     assert [loc.args for loc in all_locations(server) if loc.all("proxy_pass")] == [["@app"]]
-    http = parse(nginx_config.render_config(nginx_settings(asset_fallback="404"))).one("http")
+    http = parse(nginx_conf.render_config(nginx_settings(asset_fallback="404"))).one("http")
     assert not http.all("proxy_cache_path")
 
 
 def test_asset_fallback_auto_renders_as_proxy_until_resolved():
-    auto = nginx_config.render_config(nginx_settings(asset_fallback="auto"))
-    proxy = nginx_config.render_config(nginx_settings(asset_fallback="proxy"))
+    auto = nginx_conf.render_config(nginx_settings(asset_fallback="auto"))
+    proxy = nginx_conf.render_config(nginx_settings(asset_fallback="proxy"))
     assert parse(auto) == parse(proxy)  # comments aside
     assert "# asset_fallback: proxy (auto, not resolved against an app image)" in auto
 
@@ -657,7 +662,7 @@ def test_invoke_nginx_config_prints_the_rendered_config():
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == nginx_config.render_config(project_settings().nginx)
+    assert done.stdout == nginx_conf.render_config(project_settings().nginx)
 
 
 def test_invoke_nginx_config_reports_a_bad_value_in_one_line():
@@ -677,8 +682,8 @@ def test_invoke_nginx_config_reports_a_bad_value_in_one_line():
 
 
 def test_access_log_buffer_can_be_turned_off():
-    assert "access_log /dev/stdout lara;" in nginx_config.render_config(
+    assert "access_log /dev/stdout lara;" in nginx_conf.render_config(
         nginx_settings(access_log_buffer="")
     )
     with pytest.raises(BuildToolsError, match="access_log_buffer"):
-        nginx_config.render_config(nginx_settings(access_log_buffer="lots"))
+        nginx_conf.render_config(nginx_settings(access_log_buffer="lots"))

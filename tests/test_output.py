@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
-from buildtools import config, output
-from buildtools.buildinfo import BuildInfo
-from buildtools.images import BuiltImage
-from buildtools.metadata import Metadata, plan
+from buildtools.cli import output
+from buildtools.config import schema
+from buildtools.engine.images import BuiltImage
+from buildtools.facts.buildinfo import BuildInfo
+from buildtools.plan.metadata import Metadata, plan
 from tests.fixtures.project import ROOT
 
 SHA = "0123abc4567890def0123abc4567890def012345"
@@ -29,7 +30,7 @@ def long_branch_build() -> tuple[Metadata, str, list[BuiltImage]]:
     """A build of a long branch name: its image reference is longer than 80 columns."""
     branch = "feature/" + "a-rather-long-branch-name-" * 3
     meta = plan(
-        config.load(config.merged({}), ROOT),
+        schema.load(schema.merged({}), ROOT),
         BuildInfo(version="0.0.0", commit=SHA, branch=branch),
     )
     app_ref = f"registry.example.org:5000/lara/app:{meta.tags[-1].name}"
@@ -75,10 +76,10 @@ def test_off_a_terminal_the_summary_is_plain_columns_and_rich_is_never_imported(
     rich's import, which only a terminal uses."""
     script = (
         "import sys\n"
-        "from buildtools import output\n"
-        "from buildtools.images import BuiltImage\n"
-        "from buildtools.metadata import Metadata\n"
-        "from buildtools.buildinfo import BuildInfo\n"
+        "from buildtools.cli import output\n"
+        "from buildtools.engine.images import BuiltImage\n"
+        "from buildtools.plan.metadata import Metadata\n"
+        "from buildtools.facts.buildinfo import BuildInfo\n"
         f"info = BuildInfo(version='1.2.3', commit={SHA!r})\n"
         "built = [BuiltImage('app', 'sha256:' + 'a' * 64, ('lara/app:1.2.3', 'lara/app:latest'),"
         " 161.9e6, 25, 25, 0.2)]\n"
@@ -101,7 +102,7 @@ def test_off_a_terminal_the_summary_is_plain_columns_and_rich_is_never_imported(
 def test_on_a_terminal_rich_draws_the_table() -> None:
     from rich.console import Console
 
-    meta = plan(config.load(config.merged({}), ROOT), BuildInfo(version="1.2.3", commit=SHA))
+    meta = plan(schema.load(schema.merged({}), ROOT), BuildInfo(version="1.2.3", commit=SHA))
     built = [BuiltImage("app", "sha256:" + "a" * 64, ("lara/app:1.2.3",), 10**8, 20, 19, 3.2)]
     out = io.StringIO()
     output.build_summary(

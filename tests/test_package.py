@@ -158,7 +158,7 @@ def test_the_app_uses_the_installed_package_and_no_harness(installed, app):
         for p in (installed.site_packages / "buildtools").rglob("*")
         if p.is_file()
     }
-    assert "testbed.py" not in shipped and "bases.py" in shipped
+    assert "testbed.py" not in shipped and "engine/bases.py" in shipped
     assert {"sidecar/Dockerfile", "py.typed"} <= shipped
 
 

@@ -20,13 +20,16 @@ import requests
 import yaml
 
 import testbed
-from buildtools import config, pipeline, progress, pushplan, release, targets
-from buildtools.buildinfo import BuildInfo
-from buildtools.config import ReleaseConfig
-from buildtools.decision import check_pull_request_release, check_releasable, decide
+from buildtools.config import schema
+from buildtools.config.schema import ReleaseConfig
 from buildtools.errors import BuildToolsError
-from buildtools.facts import Run
-from buildtools.pipeline import describe
+from buildtools.facts.buildinfo import BuildInfo
+from buildtools.facts.read import Run
+from buildtools.plan import push_order
+from buildtools.plan.release_rule import check_pull_request_release, check_releasable, decide
+from buildtools.registry import targets
+from buildtools.release import pipeline, progress, publish
+from buildtools.release.pipeline import describe
 from tests.fixtures.git import GitRepo
 from tests.fixtures.registry import login_env, repos, served_digest
 
@@ -66,7 +69,7 @@ def globs(*branches: str) -> ReleaseConfig:
     return ReleaseConfig(**{**CONFIG.__dict__, "branches": branches})
 
 
-# (release.branches, branch, released, the reason contains)
+# (publish.branches, branch, released, the reason contains)
 GLOBS = [
     (("*",), "master", True, "release branch master (matches *)"),
     (("*",), "feature/deep/x", True, "release branch feature/deep/x (matches *)"),
@@ -173,16 +176,16 @@ def test_releasing_pull_requests_without_their_tags_is_refused_naming_the_key() 
 # --- one plan before the first step: real git, real registry (htpasswd), real engine ---------
 
 
-def example_settings(repo: GitRepo, registry_host: str) -> tuple[config.Settings, str, str]:
+def example_settings(repo: GitRepo, registry_host: str) -> tuple[schema.Settings, str, str]:
     """This project's invoke.yaml (the example app) for ``repo``'s commits, released to
     ``registry_host`` under fresh repositories."""
     app_repo, nginx_repo = repos()
-    section = config.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
+    section = schema.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
     section["repo"] = str(repo.path)
     section["app"]["repository"], section["nginx"]["repository"] = app_repo, nginx_repo
     section["release"]["registries"] = registry_host
     section["release"]["retry_base_delay"] = "0.01"
-    return config.load(section, ROOT), app_repo, nginx_repo
+    return schema.load(section, ROOT), app_repo, nginx_repo
 
 
 def travis_tag(repo: GitRepo, tag: str) -> dict[str, str]:
@@ -216,10 +219,10 @@ def test_a_backport_built_by_ci_carries_exactly_the_tags_it_pushes(
     image's version.yml names exactly the tags pushed, without ``latest``."""
     settings, app_repo, nginx_repo = example_settings(repo, fast_registry.host)
     env = login_env(fast_registry.host, fast_registry.username, fast_registry.password)
-    newer = [pushplan.ReleaseImage("app", app_repo, make_image("2.0.0"))]
+    newer = [push_order.ReleaseImage("app", app_repo, make_image("2.0.0"))]
     cfg = settings.release
     found = targets.configured(cfg, env)
-    release.push_all(
+    publish.push_all(
         docker_client, newer, [("2.0.0", False), ("latest", True)], found,
         retry=targets.retry_policy(cfg),
     )  # fmt: skip

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from buildtools import progress
-from buildtools.pushplan import Push
+from buildtools.plan.push_order import Push
+from buildtools.release import progress
 
 PUSH = Push(
     "app",

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import promotion
-from buildtools.manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
-from buildtools.promotion import CannotPromote, Changes, File, SourceImage
+from buildtools.plan import manifest_rewrite
+from buildtools.plan.manifest_rewrite import CannotPromote, Changes, File, SourceImage
+from buildtools.plan.manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = {
@@ -33,7 +33,9 @@ def sha(data: bytes) -> str:
 
 
 def test_the_projects_dockerfile_gives_env_and_version_yml() -> None:
-    env, files = promotion.app_recipe((ROOT / "Dockerfile").read_text(), ARGS, b"version: 1.2.3\n")
+    env, files = manifest_rewrite.app_recipe(
+        (ROOT / "Dockerfile").read_text(), ARGS, b"version: 1.2.3\n"
+    )
     assert env == {
         "LARA_VERSION": "1.2.3",
         "LARA_IMAGE_VERSION": "1.2.3",
@@ -48,7 +50,7 @@ def test_the_projects_dockerfile_gives_env_and_version_yml() -> None:
 
 def test_laras_own_dockerfile_sets_only_the_image_version() -> None:
     text = (ROOT / "tests/fixtures/lara_app/Dockerfile").read_text()
-    env, files = promotion.app_recipe(text, ARGS, b"x")
+    env, files = manifest_rewrite.app_recipe(text, ARGS, b"x")
     assert (env, files) == ({"LARA_IMAGE_VERSION": "1.2.3"}, ())
 
 
@@ -63,13 +65,13 @@ def test_laras_own_dockerfile_sets_only_the_image_version() -> None:
 def test_metadata_steps_only_a_build_can_repeat(step: str, why: str) -> None:
     text = f"FROM debian\nARG LARA_VERSION\nARG LARA_COMMIT\n{step}\n"
     with pytest.raises(CannotPromote, match=why.replace("$", r"\$")):
-        promotion.app_recipe(text, ARGS, b"x")
+        manifest_rewrite.app_recipe(text, ARGS, b"x")
 
 
 def test_the_layer_is_deterministic_and_holds_the_file_as_built() -> None:
     files = (File("/lara/config/version.yml", b"version: 1.2.3\n"),)
-    data, diff_id = promotion.layer(files, 1767323045)
-    assert promotion.layer(files, 1767323045) == (data, diff_id)
+    data, diff_id = manifest_rewrite.layer(files, 1767323045)
+    assert manifest_rewrite.layer(files, 1767323045) == (data, diff_id)
     raw = gzip.decompress(data)
     assert diff_id == sha(raw)
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
@@ -86,8 +88,8 @@ def test_the_layer_is_deterministic_and_holds_the_file_as_built() -> None:
 
 
 def image(kind: str = DOCKER_MANIFEST, labels: dict | None = None) -> tuple[bytes, dict]:
-    config_type, layer_type = promotion.FAMILIES[kind]
-    config = promotion.compact(
+    config_type, layer_type = manifest_rewrite.FAMILIES[kind]
+    config = manifest_rewrite.compact(
         {
             "architecture": "amd64",
             "os": "linux",
@@ -107,7 +109,7 @@ def image(kind: str = DOCKER_MANIFEST, labels: dict | None = None) -> tuple[byte
             "container_config": {"Labels": {"org.concord.lara.build.branch": "master"}},
         }
     )
-    manifest = promotion.compact(
+    manifest = manifest_rewrite.compact(
         {
             "schemaVersion": 2,
             "mediaType": kind,
@@ -129,8 +131,8 @@ CHANGES = Changes(
 @pytest.mark.parametrize("kind", [DOCKER_MANIFEST, OCI_MANIFEST])
 def test_an_image_gets_the_release_config_and_one_more_layer(kind: str) -> None:
     manifest, configs = image(kind)
-    done = promotion.promote(SourceImage(manifest, kind, configs=configs), CHANGES)
-    config_type, layer_type = promotion.FAMILIES[kind]
+    done = manifest_rewrite.promote(SourceImage(manifest, kind, configs=configs), CHANGES)
+    config_type, layer_type = manifest_rewrite.FAMILIES[kind]
     new = json.loads(done.manifest)
     old = json.loads(manifest)
     assert done.source == sha(manifest) and done.digest == sha(done.manifest)
@@ -160,7 +162,7 @@ def test_an_image_gets_the_release_config_and_one_more_layer(kind: str) -> None:
     assert len(config["history"]) == 2
     assert "container" not in config and "container_config" not in config  # master's, stale
     assert config["architecture"] == "amd64" and config["os"] == "linux"
-    again = promotion.promote(SourceImage(manifest, kind, configs=configs), CHANGES)
+    again = manifest_rewrite.promote(SourceImage(manifest, kind, configs=configs), CHANGES)
     assert again.digest == done.digest  # a re-run puts the same manifest
 
 
@@ -171,7 +173,9 @@ def test_the_release_image_keeps_the_tested_images_smoke_test_label(tested: str)
     # `invoke release` never smoke-tests: its labels say none, yet the image it promotes may
     # have passed one before `invoke ci` pushed it; that stays a fact about the image.
     release = Changes(labels={**CHANGES.labels, smoke: "none"})
-    done = promotion.promote(SourceImage(manifest, DOCKER_MANIFEST, configs=configs), release)
+    done = manifest_rewrite.promote(
+        SourceImage(manifest, DOCKER_MANIFEST, configs=configs), release
+    )
     config = json.loads(next(b.data for b in done.blobs if b.digest == done.config_digest))
     assert config["config"]["Labels"][smoke] == tested
     assert "org.concord.lara.build.branch" not in config["config"]["Labels"]
@@ -179,7 +183,7 @@ def test_the_release_image_keeps_the_tested_images_smoke_test_label(tested: str)
 
 def test_the_sidecar_gets_labels_and_no_layer() -> None:
     manifest, configs = image()
-    done = promotion.promote(
+    done = manifest_rewrite.promote(
         SourceImage(manifest, DOCKER_MANIFEST, configs=configs), Changes(labels=CHANGES.labels)
     )
     assert json.loads(done.manifest)["layers"] == json.loads(manifest)["layers"]
@@ -198,7 +202,7 @@ def test_an_index_promotes_each_image_and_drops_attestations(index_kind: str, ki
         "size": 100,
         "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
     }
-    index = promotion.compact(
+    index = manifest_rewrite.compact(
         {
             "schemaVersion": 2,
             "mediaType": index_kind,
@@ -213,10 +217,10 @@ def test_an_index_promotes_each_image_and_drops_attestations(index_kind: str, ki
             ],
         }
     )
-    assert promotion.wanted_children(index, index_kind) == [sha(amd)]
+    assert manifest_rewrite.wanted_children(index, index_kind) == [sha(amd)]
     source = SourceImage(index, index_kind, manifests={sha(amd): amd}, configs=amd_configs)
-    assert promotion.config_digests(source) == list(amd_configs)
-    done = promotion.promote(source, CHANGES)
+    assert manifest_rewrite.config_digests(source) == list(amd_configs)
+    done = manifest_rewrite.promote(source, CHANGES)
     assert done.config_digest is None and done.image_id == done.digest
     assert done.media_type == index_kind
     new = json.loads(done.manifest)
@@ -230,17 +234,17 @@ def test_an_index_promotes_each_image_and_drops_attestations(index_kind: str, ki
 
 def test_unknown_and_mixed_shapes_cannot_be_promoted() -> None:
     with pytest.raises(CannotPromote, match=r"media type application/vnd\.example"):
-        promotion.promote(SourceImage(b"{}", "application/vnd.example+json"), CHANGES)
+        manifest_rewrite.promote(SourceImage(b"{}", "application/vnd.example+json"), CHANGES)
     manifest, configs = image(OCI_MANIFEST)
     mixed = json.loads(manifest)
-    mixed["config"]["mediaType"] = promotion.DOCKER_CONFIG
+    mixed["config"]["mediaType"] = manifest_rewrite.DOCKER_CONFIG
     with pytest.raises(CannotPromote, match="config of type"):
-        promotion.promote(
-            SourceImage(promotion.compact(mixed), OCI_MANIFEST, configs=configs), CHANGES
+        manifest_rewrite.promote(
+            SourceImage(manifest_rewrite.compact(mixed), OCI_MANIFEST, configs=configs), CHANGES
         )
     zstd = json.loads(manifest)
     zstd["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd"
     with pytest.raises(CannotPromote, match="zstd"):
-        promotion.promote(
-            SourceImage(promotion.compact(zstd), OCI_MANIFEST, configs=configs), CHANGES
+        manifest_rewrite.promote(
+            SourceImage(manifest_rewrite.compact(zstd), OCI_MANIFEST, configs=configs), CHANGES
         )

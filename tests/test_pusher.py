@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from buildtools import pusher
+from buildtools.engine import push
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ from buildtools import pusher
     ],
 )
 def test_push_errors_are_classified(message: str, kind: str) -> None:
-    assert pusher.classify(message) == kind
+    assert push.classify(message) == kind
 
 
 def test_push_stream_errors_are_raised_even_inside_a_successful_response() -> None:
@@ -43,10 +43,10 @@ def test_push_stream_errors_are_raised_even_inside_a_successful_response() -> No
         {"status": "Preparing", "progressDetail": {}, "id": "abc"},
         {"errorDetail": {"message": "denied: no"}, "error": "denied: no"},
     ]
-    with pytest.raises(pusher.PushFailed, match="denied: no"):
-        pusher.read_push_stream(lines)
-    with pytest.raises(pusher.PushFailed, match="without reporting a digest"):
-        pusher.read_push_stream(lines[:2])
+    with pytest.raises(push.PushFailed, match="denied: no"):
+        push.read_push_stream(lines)
+    with pytest.raises(push.PushFailed, match="without reporting a digest"):
+        push.read_push_stream(lines[:2])
     digest = "sha256:" + "a" * 64
     done = [*lines[:2], {"progressDetail": {}, "aux": {"Tag": "1", "Digest": digest, "Size": 5}}]
-    assert pusher.read_push_stream(done) == digest
+    assert push.read_push_stream(done) == digest

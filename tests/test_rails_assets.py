@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from buildtools import rails_assets
+from buildtools.sidecar import rails_assets
 
 PRODUCTION = "config/environments/production.rb"
 

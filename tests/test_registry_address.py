@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from buildtools.config.registry_address import parse_registry
 from buildtools.errors import BuildToolsError
-from buildtools.registry_address import parse_registry
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import secrets
 import pytest
 
 import testbed
-from buildtools.registry_auth import parse_challenge, push_scope, scope_covers
-from buildtools.registry_errors import AuthError, CredentialsMissing
+from buildtools.registry.auth import parse_challenge, push_scope, scope_covers
+from buildtools.registry.failures import AuthError, CredentialsMissing
 from tests.fixtures.registry_client import client_for
 from tests.fixtures.token_registry import TokenRegistry
 

@@ -16,8 +16,8 @@ import pytest
 
 import testbed
 from buildtools.errors import BuildToolsError
-from buildtools.manifests import DOCKER_MANIFEST
-from buildtools.registry_client import registry_versions
+from buildtools.plan.manifests import DOCKER_MANIFEST
+from buildtools.registry.client import registry_versions
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.registry_client import client_for, sdk_push
 from tests.fixtures.token_registry import TokenRegistry

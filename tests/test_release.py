@@ -23,14 +23,15 @@ import docker
 import pytest
 
 import testbed
-from buildtools import progress, release, tags
-from buildtools.buildinfo import BuildInfo
-from buildtools.config import ReleaseConfig
-from buildtools.credentials import variable_names
+from buildtools.config.schema import ReleaseConfig
 from buildtools.errors import BuildToolsError
-from buildtools.metadata import Metadata
-from buildtools.pushplan import ReleaseImage
-from buildtools.targets import configured, known_versions, preflight, retry_policy
+from buildtools.facts.buildinfo import BuildInfo
+from buildtools.plan import tags
+from buildtools.plan.metadata import Metadata
+from buildtools.plan.push_order import ReleaseImage
+from buildtools.registry.credentials import variable_names
+from buildtools.registry.targets import configured, known_versions, preflight, retry_policy
+from buildtools.release import progress, publish
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
 from tests.fixtures.registry import (
@@ -78,10 +79,10 @@ def run_release(
     found: list,
     cfg: ReleaseConfig,
     **options,
-) -> release.ReleaseResult:
+) -> publish.ReleaseResult:
     """What `invoke release` does once the images exist: check every registry, then push."""
     preflight(found, [image.repository for image in images])
-    return release.push_all(client, images, tag_list, found, retry=retry_policy(cfg), **options)
+    return publish.push_all(client, images, tag_list, found, retry=retry_policy(cfg), **options)
 
 
 def do_release(
@@ -94,7 +95,7 @@ def do_release(
     force: bool = False,
     dry_run: bool = False,
     reporter: progress.PushReporter | None = None,
-) -> release.ReleaseResult:
+) -> publish.ReleaseResult:
     cfg = release_config(*hosts, retries=retries)
     found = configured(cfg, env)
     return run_release(
@@ -527,7 +528,7 @@ def test_a_backport_after_a_higher_release_does_not_move_latest(
     app_repo, env = app.repository, app.login()
     cfg = release_config(fast_registry.host)
 
-    def tagged_release(tag: str, commit: str, image_id: str) -> release.ReleaseResult:
+    def tagged_release(tag: str, commit: str, image_id: str) -> publish.ReleaseResult:
         found = configured(cfg, env)
         # As in CI: a shallow clone whose git knows no other version tags; the registry does.
         known = known_versions(found, [app_repo])
@@ -840,7 +841,7 @@ def test_an_interrupted_release_of_this_commit_finishes_without_force(
         policy,
         configured(cfg, env),
         cfg,
-        expected=release.Expected(commit, "2.3.0"),
+        expected=publish.Expected(commit, "2.3.0"),
     )
 
     for name in ("2.3.0", "2.3", "latest"):
@@ -854,7 +855,7 @@ def test_an_interrupted_release_of_this_commit_finishes_without_force(
             [("2.3.0", False)],
             configured(cfg, env),
             cfg,
-            expected=release.Expected(other_commit, "2.3.0"),
+            expected=publish.Expected(other_commit, "2.3.0"),
         )
     assert app.served("2.3.0") == published
 
@@ -887,7 +888,7 @@ def test_a_registry_image_of_this_commit_that_is_dirty_or_another_version_is_not
             [("1.0.0", False), ("latest", True)],
             configured(cfg, env),
             cfg,
-            expected=release.Expected(commit, "1.0.0"),
+            expected=publish.Expected(commit, "1.0.0"),
         )
 
     message = str(failure.value)
@@ -910,7 +911,7 @@ def test_a_local_image_that_is_not_this_builds_is_never_released(
     )
     clean = make_image("clean", labels=build_labels(commit, "1.0.0"), tag=f"{nginx_repo}:1.0.0")
 
-    found, notes = release.local_images(
+    found, notes = publish.local_images(
         docker_client, [("app", app_repo), ("nginx", nginx_repo)], meta
     )
 

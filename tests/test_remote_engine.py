@@ -28,7 +28,7 @@ import requests
 import yaml
 
 import testbed
-from buildtools import stack
+from buildtools.engine import stack
 from buildtools.errors import BuildToolsError
 from tests.fixtures import ci_run
 from tests.fixtures.ci_files import ROOT, gitlab_commands, gitlab_event

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import testbed
-from buildtools.registry_errors import AuthError, TransientError, Unreachable
-from buildtools.retry import RetryPolicy, raise_if_transient
+from buildtools.registry.failures import AuthError, TransientError, Unreachable
+from buildtools.registry.retry import RetryPolicy, raise_if_transient
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.registry_client import client_for
 

@@ -23,8 +23,9 @@ import pytest
 import requests
 from docker.models.containers import Container
 
-from buildtools import nginx_checks, nginx_config
+from buildtools.config import nginx_checks
 from buildtools.errors import BuildToolsError
+from buildtools.sidecar import nginx_conf
 from tests.fixtures.sidecar import (
     Stack,
     app_log,
@@ -158,7 +159,7 @@ def test_image_stops_gracefully_and_runs_its_entrypoint(docker_client, sidecar_i
         ["cat", "/etc/nginx/lara/upstream.conf"],
         environment={"APP_UPSTREAM": "lara-web:8080"},
     )
-    assert written == nginx_config.render_upstream("lara-web:8080")
+    assert written == nginx_conf.render_upstream("lara-web:8080")
 
 
 def test_entrypoint_accepts_the_upstreams_buildtools_accepts(docker_client, sidecar_image):

@@ -8,19 +8,19 @@ import re
 
 import pytest
 
-from buildtools import nginx_config, sidecar_build
-from buildtools.config import SIDECAR_DIR as SIDECAR
+from buildtools.config.schema import SIDECAR_DIR as SIDECAR
 from buildtools.errors import BuildToolsError
+from buildtools.sidecar import image, nginx_conf
 from tests.fixtures.sidecar import nginx_settings
 
 
 def test_sidecar_context_holds_what_the_dockerfile_copies(tmp_path):
     cfg = nginx_settings()
-    context = sidecar_build.sidecar_context(cfg, tmp_path / "ctx")
+    context = image.sidecar_context(cfg, tmp_path / "ctx")
 
     assert (context / "Dockerfile").read_text() == (SIDECAR / "Dockerfile").read_text()
-    assert (context / "nginx.conf").read_text() == nginx_config.render_config(cfg)
-    assert (context / "upstream.conf").read_text() == nginx_config.render_upstream("app:3000")
+    assert (context / "nginx.conf").read_text() == nginx_conf.render_config(cfg)
+    assert (context / "upstream.conf").read_text() == nginx_conf.render_upstream("app:3000")
     assert os.access(context / "docker-entrypoint.sh", os.X_OK)
     dockerfile = (context / "Dockerfile").read_text()
     copied = re.findall(r"^COPY (?:--chown=\S+ )?(?!--from)(\S+)", dockerfile, re.M)
@@ -41,15 +41,15 @@ def test_sidecar_context_refuses_a_missing_dockerfile(tmp_path):
         cfg, image=dataclasses.replace(cfg.image, dockerfile=tmp_path / "nope" / "Dockerfile")
     )
     with pytest.raises(BuildToolsError, match="Dockerfile"):
-        sidecar_build.sidecar_context(cfg, tmp_path / "ctx")
+        image.sidecar_context(cfg, tmp_path / "ctx")
 
 
 def test_sidecar_buildargs():
     cfg = nginx_settings(upstream="web:8080")
-    assert sidecar_build.sidecar_buildargs(cfg, "sha256:abc") == {
+    assert image.sidecar_buildargs(cfg, "sha256:abc") == {
         "BASE_IMAGE": cfg.image.base_image,
         "APP_IMAGE": "sha256:abc",
         "APP_UPSTREAM": "web:8080",
     }
     with pytest.raises(BuildToolsError, match="build the app image first"):
-        sidecar_build.sidecar_buildargs(cfg, "")
+        image.sidecar_buildargs(cfg, "")

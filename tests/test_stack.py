@@ -14,8 +14,8 @@ import time
 import docker
 import pytest
 
-from buildtools import stack
-from buildtools.config import ServiceConfig, SmokeConfig
+from buildtools.config.schema import ServiceConfig, SmokeConfig
+from buildtools.engine import stack
 from buildtools.errors import BuildToolsError
 from tests.fixtures.sidecar import project_settings
 

@@ -10,11 +10,12 @@ import semver
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from buildtools import config, metadata, validate
-from buildtools.buildinfo import BuildInfo
+from buildtools.config import schema
 from buildtools.errors import BuildToolsError
-from buildtools.facts import gather
-from buildtools.tags import (
+from buildtools.facts.buildinfo import BuildInfo
+from buildtools.facts.read import gather
+from buildtools.plan import metadata, validate
+from buildtools.plan.tags import (
     ImageTag,
     branch_tag,
     is_release_lookalike,
@@ -233,7 +234,7 @@ def test_sha_prefix(fields: dict, prefix: str, expected: list[str]) -> None:
     ids=["no tags: the local image is named by the commit", "the first tag"],
 )
 def test_local_refs_use_the_configured_prefix(tmp_path, fields: dict, ref: str) -> None:
-    settings = config.load(config.merged({"tags": {"sha_prefix": "git-"}}), tmp_path)
+    settings = schema.load(schema.merged({"tags": {"sha_prefix": "git-"}}), tmp_path)
     assert metadata.plan(settings, info(**fields)).local_refs("lara/app")[0] == ref
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import testbed
-from buildtools import targets
-from buildtools.config import ReleaseConfig
+from buildtools.config.schema import ReleaseConfig
 from buildtools.errors import BuildToolsError
-from buildtools.retry import RetryPolicy
+from buildtools.registry import targets
+from buildtools.registry.retry import RetryPolicy
 
 
 def release_config(registry: str) -> ReleaseConfig:

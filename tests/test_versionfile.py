@@ -10,10 +10,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from buildtools.buildinfo import BuildInfo
 from buildtools.errors import BuildToolsError
-from buildtools.tags import ImageTag
-from buildtools.versionfile import KEYS, as_dict, render
+from buildtools.facts.buildinfo import BuildInfo
+from buildtools.plan.tags import ImageTag
+from buildtools.plan.versionfile import KEYS, as_dict, render
 
 SHA = "0123abcdef0123abcdef0123abcdef0123abcdef"
 RELEASE = BuildInfo(

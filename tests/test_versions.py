@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from buildtools.versions import semver_tags
+from buildtools.facts.versions import semver_tags
 
 
 def test_semver_tags_keep_only_release_versions() -> None:

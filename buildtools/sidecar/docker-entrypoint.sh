@@ -2,7 +2,7 @@
 # Entrypoint of the LARA nginx sidecar.
 #
 # Checks APP_UPSTREAM (host:port of the app) as the build checks buildtools.nginx.upstream
-# (buildtools.nginx_checks.check_upstream), writes it into the file nginx.conf includes, then runs the
+# (buildtools.config.nginx_checks.check_upstream), writes it into the file nginx.conf includes, then runs the
 # command (nginx by default; `docker run IMAGE nginx -t` checks the config). The app does not
 # have to be up: nginx resolves the name per request through the configured resolver.
 # Every refusal is one line on stderr and a non-zero exit.

@@ -1,0 +1,1 @@
+"""What the tasks print: plans, summaries and warnings for people (JSON for scripts)."""

@@ -1,0 +1,1 @@
+"""The Docker Engine: connecting, building, local images, pushes through it, running stacks."""

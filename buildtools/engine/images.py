@@ -1,0 +1,468 @@
+"""Build images through a :class:`Builder`; today the Docker Engine's classic builder.
+
+The callers (``invoke build``, ``invoke ci``) hand a :class:`BuildSpec` to whatever
+:func:`builder` chose, so a BuildKit/``docker buildx`` builder slots in beside
+:class:`ClassicBuilder` without touching them.
+
+docker-py's high-level ``images.build`` hides the log until the end and reports only the last
+line of a failure, so the classic builder reads the low-level stream itself: it knows which
+step runs, which came from cache, and what a failing step printed.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import re
+import tarfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import docker
+import docker.errors
+import requests
+from docker.utils.build import create_archive, exclude_paths
+
+from buildtools.engine import connect
+from buildtools.errors import INTERRUPTED, BuildToolsError
+from buildtools.plan.dockerfile import instructions as dockerfile_instructions
+
+STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+TAIL_LINES = 12
+# The Dockerfile travels in the context under a fixed name that the context's .dockerignore
+# lists, so the engine drops it before `COPY . .`: a changed or relocated Dockerfile must not
+# bust the cache of the source layer (docker-py's random name does, on every build).
+DOCKERFILE_IN_CONTEXT = ".lara-buildtools.Dockerfile"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything one image build needs; plain values so it can be printed by --dry-run."""
+
+    name: str
+    dockerfile: Path
+    context: Path
+    tags: tuple[str, ...]
+    buildargs: Mapping[str, str]
+    labels: Mapping[str, str]
+    nocache: bool = False
+    # Images whose layers may serve as cache (pulled beforehand); the classic builder uses
+    # only the final stage of each.
+    cache_from: tuple[str, ...] = ()
+    # Build only up to this named stage (a multi-stage Dockerfile's earlier stages).
+    target: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dockerfile": str(self.dockerfile),
+            "context": str(self.context),
+            "tags": list(self.tags),
+            "buildargs": dict(self.buildargs),
+            "labels": dict(self.labels),
+            "cache_from": list(self.cache_from),
+            **({"target": self.target} if self.target else {}),
+        }
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    id: str
+    tags: tuple[str, ...]
+    size: int
+    steps: int
+    cached_steps: int
+    seconds: float
+    # Cache sources and the steps each held: (reference, why it was a source, steps).
+    cache: tuple[tuple[str, str, int], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "id": self.id,
+            "tags": list(self.tags),
+            "size": self.size,
+            "steps": self.steps,
+            "cached_steps": self.cached_steps,
+            "seconds": round(self.seconds, 2),
+            "cache": [{"ref": r, "reason": why, "steps": n} for r, why, n in self.cache],
+        }
+
+
+class Builder(Protocol):
+    """Builds one image from a spec, reporting each step; raises BuildToolsError on failure."""
+
+    def build(self, spec: BuildSpec, reporter: BuildReporter | None = None) -> BuiltImage: ...
+
+
+class BuildReporter(Protocol):
+    """What a build tells whoever watches it (a terminal display, or nothing)."""
+
+    def step(self, image: str, number: int, total: int, instruction: str) -> None: ...
+
+    def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None: ...
+
+    def output(self, image: str, line: str) -> None: ...
+
+
+class SilentReporter:
+    def step(self, image: str, number: int, total: int, instruction: str) -> None:
+        pass
+
+    def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None:
+        pass
+
+    def output(self, image: str, line: str) -> None:
+        pass
+
+
+@dataclass
+class _StepState:
+    number: int = 0
+    total: int = 0
+    instruction: str = ""
+    started: float = 0.0
+    cached: bool = False
+    cached_steps: int = 0
+    seen_from: bool = False
+    tail: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=TAIL_LINES)
+    )
+
+
+def _lines(chunks: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """Flatten the decoded build stream into (kind, payload) events."""
+    for chunk in chunks:
+        if "errorDetail" in chunk or "error" in chunk:
+            detail = chunk.get("errorDetail") or {}
+            yield "error", detail.get("message") or chunk.get("error") or "unknown error"
+        elif "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
+            yield "id", chunk["aux"]["ID"]
+        elif "stream" in chunk:
+            for line in str(chunk["stream"]).splitlines():
+                if line.strip():
+                    yield "line", line.rstrip()
+        elif "status" in chunk:
+            yield "line", f"{chunk['status']} {chunk.get('progress', '')}".rstrip()
+
+
+def _step_error(spec: BuildSpec, state: _StepState, message: str) -> BuildToolsError:
+    noise = ("--->", "Removing intermediate container", "Running in ")
+    tail = [line for line in state.tail if not line.lstrip().startswith(noise)][-3:]
+    where = f"step {state.number}/{state.total} `{state.instruction}`" if state.number else "setup"
+    output = f"; last output: {' | '.join(tail)}" if tail else ""
+    return BuildToolsError(
+        f"{spec.name} image build failed at {where}: {message.strip()}{output}",
+        f"fix that step in {spec.dockerfile.name}; rerun with --verbose for its full output",
+    )
+
+
+_PARSE_ERROR = re.compile(r"dockerfile parse error (?:on )?line (\d+): (.*)", re.IGNORECASE)
+
+
+def _engine_refused(spec: BuildSpec, state: _StepState, explanation: str) -> BuildToolsError:
+    """The engine refused the build before any step (e.g. a Dockerfile it cannot parse)."""
+    parsed = _PARSE_ERROR.search(explanation)
+    if parsed:
+        return BuildToolsError(
+            f"{spec.dockerfile} line {parsed[1]}: {parsed[2].strip().rstrip('.')}",
+            "fix that line of the Dockerfile",
+        )
+    return _step_error(spec, state, f"the engine refused the build: {explanation}")
+
+
+def read_dockerfile(path: Path) -> str:
+    """A Dockerfile's text, or one line saying it is missing or not UTF-8: the same errors for
+    the checks before a build and for the build itself."""
+    if not path.is_file():
+        raise BuildToolsError(
+            f"Dockerfile not found: {path}",
+            "pass --dockerfile or set buildtools.<image>.dockerfile in invoke.yaml",
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BuildToolsError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            "save the Dockerfile as UTF-8",
+        ) from None
+
+
+def context_archive(
+    context: Path, dockerfile_text: str, last_lines: Sequence[str] = ()
+) -> IO[bytes]:
+    """The build context as a tar, honouring its .dockerignore, with the Dockerfile inside
+    (``last_lines`` appended to it: the LABEL step)."""
+    ignore = context / ".dockerignore"
+    patterns = []
+    if ignore.is_file():
+        lines = (line.strip() for line in ignore.read_text().splitlines())
+        patterns = [line for line in lines if line and not line.startswith("#")]
+    excludes = [*patterns, ".dockerignore", DOCKERFILE_IN_CONTEXT]
+    if last_lines:
+        added = "".join(f"{line}\n" for line in last_lines)
+        dockerfile_text = dockerfile_text.rstrip("\n") + "\n" + added
+    return create_archive(
+        root=str(context),
+        files=sorted(exclude_paths(str(context), excludes)),
+        extra_files=[
+            (".dockerignore", "\n".join(excludes) + "\n"),
+            (DOCKERFILE_IN_CONTEXT, dockerfile_text),
+        ],
+    )
+
+
+def ensure_base(client: docker.DockerClient, image: str, config_key: str) -> None:
+    """Fail early and clearly when the base image is neither local nor pullable."""
+    connect.ensure_image(
+        client,
+        image,
+        "base image",
+        f"make it with `invoke bases`, `docker load` it, or set {config_key} to an image "
+        "this engine can pull",
+    )
+
+
+def label_value(text: str) -> str:
+    """A double-quoted Dockerfile word: no variable expansion, no line break."""
+    text = " ".join(text.splitlines())
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def label_step(labels: Mapping[str, str]) -> list[str]:
+    """Every label in one LABEL line (none without labels). The engine turns each ``labels=``
+    entry of a build into a step of its own, each committing an image: one step for all of them
+    keeps a metadata-only rebuild short."""
+    pairs = " ".join(f"{label_value(k)}={label_value(v)}" for k, v in sorted(labels.items()))
+    return [f"LABEL {pairs}"] if pairs else []
+
+
+def label_in_dockerfile(text: str, target: str | None = None) -> bool:
+    """Whether the LABEL step can end the Dockerfile itself (one build, not two): not for a
+    stage's build (``target``), nor where ``# escape=`` makes our backslash quoting wrong."""
+    directives, _ = dockerfile_instructions(text)
+    return not target and directives.get("escape", "\\") == "\\"
+
+
+def label_archive(
+    image_id: str, labels: Mapping[str, str], config_lines: Sequence[str] = ()
+) -> IO[bytes]:
+    """A context whose Dockerfile puts every label on ``image_id`` in one LABEL step (plus
+    ``config_lines``, e.g. a CMD to restore)."""
+    lines = [f"FROM {image_id}", *label_step(labels), *config_lines]
+    dockerfile = "".join(f"{line}\n" for line in lines).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    buffer.seek(0)
+    return buffer
+
+
+def history_steps(client: docker.DockerClient, image: str) -> list[str]:
+    """An image's build steps, oldest first, as the instructions that made them (its history):
+    two images built alike share a prefix. Raises ``docker.errors.APIError`` (e.g. not found)."""
+    return [str(h.get("CreatedBy", "")) for h in reversed(client.api.history(image))]
+
+
+def config_repairs(client: docker.DockerClient, image_id: str, sources: Sequence[str]) -> list[str]:
+    """CMD/ENTRYPOINT lines that restore what a cache source lost.
+
+    When the classic builder takes a step from a ``cache_from`` image, it commits that step
+    with its cache probe's config: the image's CMD becomes ``/bin/sh -c #(nop) COPY …`` (or the
+    RUN command) and its ENTRYPOINT may go. If the last steps came from a source, the image
+    would not start. A source that holds every step of this build has the right values.
+    """
+    if not sources:
+        return []
+    try:
+        built = client.api.inspect_image(image_id)["Config"] or {}
+        mine = history_steps(client, image_id)
+    except docker.errors.APIError:
+        return []
+    for source in sources:
+        try:
+            theirs = client.api.inspect_image(source)["Config"] or {}
+            if history_steps(client, source)[: len(mine)] != mine:
+                continue
+        except docker.errors.APIError:
+            continue
+        if (theirs.get("Entrypoint"), theirs.get("Cmd")) == (
+            built.get("Entrypoint"),
+            built.get("Cmd"),
+        ):
+            return []
+        # ENTRYPOINT resets an inherited CMD: always give CMD after it.
+        return [
+            f"ENTRYPOINT {json.dumps(theirs.get('Entrypoint') or [])}",
+            f"CMD {json.dumps(theirs.get('Cmd') or [])}",
+        ]
+    return []
+
+
+def _stream(
+    client: docker.DockerClient,
+    spec: BuildSpec,
+    state: _StepState,
+    reporter: BuildReporter,
+    archive: IO[bytes],
+    dockerfile: str,
+    buildargs: Mapping[str, str] | None = None,
+    cache_from: tuple[str, ...] = (),
+    target: str = "",
+) -> str:
+    """Run one build and follow its stream; the image id, or a BuildToolsError for its step."""
+    image_id = ""
+
+    def finish_step(now: float) -> None:
+        if state.number:
+            reporter.step_done(spec.name, state.number, state.cached, now - state.started)
+
+    try:
+        stream = client.api.build(
+            fileobj=archive,
+            custom_context=True,
+            dockerfile=dockerfile,
+            buildargs=dict(buildargs or {}),
+            nocache=spec.nocache,
+            cache_from=list(cache_from) or None,
+            target=target or None,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for kind, payload in _lines(stream):
+            if kind == "error":
+                finish_step(time.monotonic())
+                raise _step_error(spec, state, payload)
+            if kind == "id":
+                image_id = payload
+                continue
+            match = STEP.match(payload)
+            if match:
+                now = time.monotonic()
+                finish_step(now)
+                state.number, state.total = int(match[1]), int(match[2])
+                state.instruction, state.started, state.cached = match[3], now, False
+                # FROM, and an ARG before the first FROM, make no layer: never rebuilt work.
+                keyword = state.instruction.split(None, 1)[0].upper() if state.instruction else ""
+                if keyword == "FROM" or (keyword == "ARG" and not state.seen_from):
+                    state.cached = True
+                    state.cached_steps += 1
+                state.seen_from = state.seen_from or keyword == "FROM"
+                state.tail.clear()
+                reporter.step(spec.name, state.number, state.total, state.instruction)
+                continue
+            if payload.strip() == "---> Using cache":
+                state.cached = True
+                state.cached_steps += 1
+            state.tail.append(payload)
+            reporter.output(spec.name, payload)
+    except docker.errors.APIError as exc:
+        raise _engine_refused(spec, state, str(exc.explanation or exc)) from None
+    except requests.exceptions.RequestException as exc:
+        reason = type(exc).__name__  # the URL would carry every build arg: leave it out
+        raise _step_error(spec, state, f"the engine stopped answering ({reason})") from None
+    finish_step(time.monotonic())
+    if not image_id:
+        raise _step_error(spec, state, "the engine reported no image id")
+    return image_id
+
+
+def tag(client: docker.DockerClient, image_id: str, refs: Sequence[str]) -> None:
+    """Give ``image_id`` every reference in ``refs`` (``repository:tag``)."""
+    for ref in refs:
+        repository, _, name = ref.rpartition(":")
+        client.api.tag(image_id, repository, name, force=True)
+
+
+class ClassicBuilder:
+    """The Docker Engine's classic builder, driven through docker-py's low-level API."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+
+    def build(self, spec: BuildSpec, reporter: BuildReporter | None = None) -> BuiltImage:
+        return build(self.client, spec, reporter)
+
+
+BUILDERS = {"classic": ClassicBuilder}
+
+
+def builder(client: docker.DockerClient, kind: str = "classic") -> Builder:
+    """The builder every task uses: chosen here, in one place."""
+    if kind not in BUILDERS:
+        raise BuildToolsError(
+            f"unknown builder {kind!r}", f"use one of: {', '.join(sorted(BUILDERS))}"
+        )
+    return BUILDERS[kind](client)
+
+
+def build(
+    client: docker.DockerClient, spec: BuildSpec, reporter: BuildReporter | None = None
+) -> BuiltImage:
+    """Build ``spec`` with the classic builder, tag it with every tag, and report each step;
+    raise on any failed step."""
+    reporter = reporter or SilentReporter()
+    text = read_dockerfile(spec.dockerfile)  # missing or not UTF-8: one line before the engine
+    if not spec.context.is_dir():
+        raise BuildToolsError(
+            f"build context is not a directory: {spec.context}",
+            "pass --context or set buildtools.<image>.context in invoke.yaml",
+        )
+    started = time.monotonic()
+    state = _StepState()
+    # The labels end the Dockerfile where they can: one build instead of a second, LABEL-only one.
+    folded = label_in_dockerfile(text, spec.target)
+    labels = {} if folded else spec.labels
+    archive = context_archive(spec.context, text, label_step(spec.labels) if folded else ())
+    try:
+        image_id = _stream(
+            client,
+            spec,
+            state,
+            reporter,
+            archive,
+            DOCKERFILE_IN_CONTEXT,
+            dict(spec.buildargs),
+            spec.cache_from,
+            spec.target,
+        )
+    except KeyboardInterrupt:
+        where = f" at step {state.number}/{state.total}" if state.number else ""
+        raise BuildToolsError(
+            f"interrupted: the {spec.name} image build stopped{where}; nothing was tagged",
+            "run it again: the finished steps come from cache",
+            exit_code=INTERRUPTED,
+        ) from None
+    finally:
+        archive.close()
+    steps = state.total
+    repairs = config_repairs(client, image_id, spec.cache_from)
+    if labels or repairs:
+        label_state = _StepState()
+        label_started = time.monotonic()
+        with label_archive(image_id, labels, repairs) as labelled:
+            image_id = _stream(client, spec, label_state, SilentReporter(), labelled, "Dockerfile")
+        steps += 1
+        state.cached_steps += int(label_state.cached)
+        what = f"LABEL ({len(labels)} labels)" if labels else "restore CMD/ENTRYPOINT"
+        reporter.step(spec.name, steps, steps, what)
+        reporter.step_done(spec.name, steps, label_state.cached, time.monotonic() - label_started)
+    image = client.images.get(image_id)
+    tag(client, image.id, spec.tags)
+    return BuiltImage(
+        name=spec.name,
+        id=image.id,
+        tags=spec.tags,
+        size=int(image.attrs.get("Size", 0)),
+        steps=steps,
+        cached_steps=state.cached_steps,
+        seconds=time.monotonic() - started,
+    )

@@ -1,0 +1,216 @@
+"""What git knows about the checkout being built, read once into a plain object.
+
+A handful of single git commands (``log -1``, ``for-each-ref``, ``describe``, ``status``) do
+all the work, so reading stays fast on repositories with thousands of commits and tags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+from buildtools.errors import BuildToolsError
+from buildtools.facts.versions import parse_version
+
+_NOT_A_REPO_FIX = (
+    "run inside a git checkout, point buildtools.repo at one, "
+    "or pass --commit (with --branch or --tag) to build without git"
+)
+
+
+class NotACheckout(BuildToolsError):
+    """There is no git checkout of this project: ``--commit`` may then name the commit.
+    Any other git failure stays an error (``--commit`` is no way around a broken checkout)."""
+
+
+@dataclass(frozen=True)
+class GitFacts:
+    """Facts about HEAD of one checkout.
+
+    ``last_tag``/``commits_since_tag`` describe the nearest reachable version tag and are None
+    when there is none, e.g. in a shallow clone cut above the last release; in a shallow clone
+    the count only covers the commits present. ``versions`` are the semantic versions (without
+    ``v``) of all tags, ascending.
+    """
+
+    root: Path
+    commit: str
+    commit_time: int
+    branch: str | None
+    head_tags: tuple[str, ...]
+    tag_names: frozenset[str]
+    dirty: bool
+    last_tag: str | None
+    commits_since_tag: int | None
+    shallow: bool
+    versions: tuple[str, ...]
+    # Every tag and the commit it points at (annotated tags peeled).
+    tag_commits: Mapping[str, str] = field(default_factory=dict)
+
+
+def _open(path: Path) -> git.Repo:
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise NotACheckout(f"{path} is not in a git checkout", _NOT_A_REPO_FIX) from None
+    except git.GitCommandNotFound:
+        raise NotACheckout("git is not installed", "install git or pass --commit") from None
+
+
+def _check_own_checkout(repo: git.Repo, root: Path, path: Path) -> None:
+    """A project folder inside another checkout (an app unpacked into a dotfiles repository)
+    must not be described by that checkout's branch and commit: it is none of its files."""
+    try:
+        inner = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return
+    if inner == Path(".") or repo.git.ls_files("--", str(inner)):
+        return  # the checkout itself, or a tracked folder of it (a monorepo)
+    raise NotACheckout(
+        f"{path} is not a git checkout of its own: it is inside the checkout {root}, "
+        "which tracks none of its files",
+        f"run git init in {path} and commit, add it to {root} and commit, "
+        "or point buildtools.repo at the app's own checkout",
+    )
+
+
+def _refused(exc: git.GitCommandError, root: Path) -> BuildToolsError | None:
+    """git's refusal to read a checkout another user owns (a CI container running as root on
+    a mounted checkout), as the fix git itself would give; None for other failures."""
+    if "dubious ownership" not in str(exc.stderr or ""):
+        return None
+    return BuildToolsError(
+        f"git refuses to read {root}: it is owned by another user (git's safe.directory check)",
+        f"if you trust it: git config --global --add safe.directory {root}",
+    )
+
+
+def _head(repo: git.Repo, root: Path) -> tuple[str, int]:
+    if repo.bare:
+        raise BuildToolsError(
+            f"{root} is a bare git repository: it has no working tree to build",
+            f"build in a clone of it (git clone {root} <folder>)",
+        )
+    try:
+        commit, _, time = repo.git.log("-1", "--format=%H %ct", "HEAD").partition(" ")
+    except git.GitCommandError as exc:
+        raise _refused(exc, root) or BuildToolsError(
+            f"the git checkout {root} has no commits yet", "commit something first"
+        ) from None
+    return commit, int(time)
+
+
+def _tags(repo: git.Repo, commit: str) -> tuple[dict[str, str], list[str]]:
+    """All tags with the commit each points at (annotated tags peeled), and those on HEAD."""
+    out = repo.git.for_each_ref(
+        "refs/tags", "--format=%(refname:strip=2)%00%(objectname)%00%(*objectname)"
+    )
+    targets: dict[str, str] = {}
+    for line in out.splitlines():
+        name, _, rest = line.partition("\0")
+        obj, _, peeled = rest.partition("\0")
+        targets[name] = peeled or obj
+    return targets, [name for name, target in targets.items() if target == commit]
+
+
+def best_tag(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Tag names, best first: highest semantic version, then other names alphabetically."""
+    versions = [(parse_version(n), n) for n in names]
+    semvers = sorted((item for item in versions if item[0]), key=lambda i: i[0], reverse=True)
+    return tuple(n for _, n in semvers) + tuple(sorted(n for v, n in versions if v is None))
+
+
+# Tag names shaped like a semantic version, for ``git describe --match``: a glob cannot say
+# "a semantic version" exactly, so a match that is not one is excluded and describe asked again.
+_VERSION_GLOBS = ("v[0-9]*.[0-9]*.[0-9]*", "V[0-9]*.[0-9]*.[0-9]*", "[0-9]*.[0-9]*.[0-9]*")
+_DESCRIBE_TRIES = 20
+
+
+def _describe(repo: git.Repo) -> tuple[str | None, int | None]:
+    """The nearest reachable version tag and the commits since it.
+
+    One ``git describe`` restricted to version-shaped names, whatever the number of other tags
+    (one ``--exclude`` per non-version tag overflowed the command line at ~100,000 tags). A
+    nearer tag that only looks like a version (``1.2.3.4``) is excluded and describe asked
+    again, up to :data:`_DESCRIBE_TRIES` times; past that the version has no base tag.
+    """
+    excluded: list[str] = []
+    for _ in range(_DESCRIBE_TRIES):
+        args = ["--tags", "--long", "--abbrev=40"]
+        args += [f"--match={glob}" for glob in _VERSION_GLOBS]
+        args += [f"--exclude={name}" for name in excluded]  # git refuses * ? [ \\ in tags
+        try:
+            out = repo.git.describe(*args, "HEAD")
+        except git.GitCommandError:
+            return None, None  # no version tag reachable
+        tag, count, _ = out.rsplit("-", 2)
+        if parse_version(tag) is not None:
+            return tag, int(count)
+        excluded.append(tag)
+    return None, None
+
+
+def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
+    """Read the checkout containing ``path``; BuildToolsError if there is none."""
+    path = Path(path)
+    repo = _open(path)
+    try:
+        root = Path(repo.working_tree_dir or repo.git_dir or path)
+        commit, commit_time = _head(repo, root)
+        _check_own_checkout(repo, root, path)
+        branch = None if repo.head.is_detached else repo.active_branch.name
+        targets, head_tags = _tags(repo, commit)
+        last_tag, since = _describe(repo)
+        status = repo.git.status(
+            "--porcelain", "-z", f"--untracked-files={'normal' if untracked_is_dirty else 'no'}"
+        )
+        shallow = repo.git.rev_parse("--is-shallow-repository").strip() == "true"
+    except git.GitCommandError as exc:
+        raise _refused(exc, path) or BuildToolsError(
+            f"git failed in {path}: {' '.join(str(a) for a in exc.command)}: "
+            f"{(exc.stderr or '').strip()}",
+            "check that the checkout is not corrupt (git fsck)",
+        ) from None
+    finally:
+        repo.close()
+    versions = {str(v): v for v in map(parse_version, targets) if v is not None}
+    return GitFacts(
+        root=root,
+        commit=commit,
+        commit_time=commit_time,
+        branch=branch,
+        head_tags=best_tag(head_tags),
+        tag_names=frozenset(targets),
+        dirty=bool(status.strip("\0 \n")),
+        last_tag=last_tag,
+        commits_since_tag=since,
+        shallow=shallow,
+        versions=tuple(sorted(versions, key=versions.__getitem__)),
+        tag_commits=targets,
+    )
+
+
+def fetch_tag(path: Path | str, tag: str, shallow: bool = False) -> str | None:
+    """Fetch one tag from ``origin`` (a shallow CI clone may lack it); the commit it points at,
+    or None when there is no such tag or no remote to ask. A full clone's history is never cut,
+    and a shallow clone is fetched at its own depth: ``--depth=1`` would cut HEAD's history to
+    one commit when the tag is on HEAD (then ``git describe`` and the version lose their base)."""
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandNotFound):
+        return None
+    try:
+        depth: list[str] = []
+        if shallow:
+            current = repo.git.rev_list("--count", "--first-parent", "HEAD").strip()
+            depth = [f"--depth={max(1, int(current or 1))}"]
+        refspec = f"+refs/tags/{tag}:refs/tags/{tag}"
+        repo.git.fetch("--quiet", "--no-tags", *depth, "origin", refspec)
+        return repo.git.rev_parse(f"refs/tags/{tag}^{{commit}}").strip()
+    except git.GitCommandError:
+        return None
+    finally:
+        repo.close()

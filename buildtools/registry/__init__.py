@@ -1,0 +1,1 @@
+"""The registry API: credentials, authentication, retries, reads and writes, no engine."""
