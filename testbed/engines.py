@@ -23,7 +23,7 @@ import docker.errors
 import requests
 
 from buildtools.engine.bases import apt_install, can_install
-from buildtools.engine.connect import connect
+from buildtools.engine.connect import CertPathClient, connect
 from buildtools.errors import BuildToolsError
 
 DOCKERD_LOG = Path(tempfile.gettempdir()) / "lara-buildtools-dockerd.log"
@@ -61,9 +61,11 @@ def ensure_engine(wait: float = 60.0) -> docker.DockerClient:
 FRESH_PREFIX = "lbtfresh"
 FRESH_NETWORK = ipaddress.IPv4Network("10.213.0.0/16")
 FRESH_SLOTS = 8
-# A remote FreshEngine: where `ip netns add` puts its namespace, and its API port (dind's).
+# A remote FreshEngine: where `ip netns add` puts its namespace, and its API ports (dind's:
+# plain TCP, and TLS with client certificates).
 NETNS_DIR = Path("/var/run/netns")
 REMOTE_PORT = 2375
+REMOTE_TLS_PORT = 2376
 # The processes of an engine that may outlive a crashed run.
 ENGINE_PROGRAMS = {"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2"}
 
@@ -99,12 +101,16 @@ class FreshEngine:
     the host by a veth pair on a /30, and answers only at ``tcp://<its address>:2375``. A port
     it publishes on its loopback is then unreachable from here, as from a job container; what
     it pushes goes to a registry on :attr:`host_address` (an insecure registry for it).
+    ``tls=True`` (remote only) makes it answer as dind does with ``DOCKER_TLS_CERTDIR`` set: at
+    ``tcp://<its address>:2376``, TLS with client certificates from its own CA, which a client
+    finds through :meth:`env` (``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``).
     """
 
     root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "lbt-fresh")
     slot: int = -1
     process: subprocess.Popen | None = None
     remote: bool = False
+    tls: bool = False
     _lock: Any = None
 
     @property
@@ -119,8 +125,25 @@ class FreshEngine:
     def host(self) -> str:
         """The DOCKER_HOST value of this engine."""
         if self.remote:
-            return f"tcp://{self.engine_address}:{REMOTE_PORT}"
+            port = REMOTE_TLS_PORT if self.tls else REMOTE_PORT
+            return f"tcp://{self.engine_address}:{port}"
         return f"unix://{self.dir}/docker.sock"
+
+    @property
+    def cert_path(self) -> Path:
+        """A client's certificates for a TLS engine, laid out as DOCKER_CERT_PATH wants them
+        (ca.pem, cert.pem, key.pem), as dind writes them to ``$DOCKER_TLS_CERTDIR/client``."""
+        return self.dir / "certs" / "client"
+
+    def env(self) -> dict[str, str]:
+        """The environment a Docker client (ours, the CLI, docker-py) needs for this engine."""
+        if not self.tls:
+            return {"DOCKER_HOST": self.host}
+        return {
+            "DOCKER_HOST": self.host,
+            "DOCKER_TLS_VERIFY": "1",
+            "DOCKER_CERT_PATH": str(self.cert_path),
+        }
 
     @property
     def link(self) -> ipaddress.IPv4Network:
@@ -160,7 +183,15 @@ class FreshEngine:
         return list(self.network.subnets(new_prefix=20))[1]
 
     def client(self, timeout: int = 300) -> docker.DockerClient:
-        return docker.DockerClient(base_url=self.host, timeout=timeout)
+        if not self.tls:
+            return docker.DockerClient(base_url=self.host, timeout=timeout)
+        c = self.cert_path
+        tls = docker.tls.TLSConfig(
+            client_cert=(str(c / "cert.pem"), str(c / "key.pem")),
+            ca_cert=str(c / "ca.pem"),
+            verify=True,
+        )
+        return CertPathClient(base_url=self.host, tls=tls, timeout=timeout)
 
     def start(self, wait: float = 60.0) -> FreshEngine:
         """Take a free slot (cleaning up after a crashed owner), then start dockerd in it."""
@@ -172,6 +203,13 @@ class FreshEngine:
                 )
         if os.geteuid() != 0:
             raise BuildToolsError("a fresh Docker Engine needs root", "run as root or with sudo")
+        if self.tls and not self.remote:
+            raise BuildToolsError("tls=True is for a remote FreshEngine", "pass remote=True too")
+        if self.tls and not shutil.which("openssl"):
+            raise BuildToolsError(
+                "a TLS engine's certificates are made with openssl, which is not installed",
+                "bash scripts/setup installs openssl",
+            )
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._take_slot()
         try:
@@ -271,11 +309,51 @@ class FreshEngine:
             f"--net={self.netns}",
             "dockerd",
             f"--host={self.host}",
-            # Plain TCP as dind with DOCKER_TLS_CERTDIR="" (said explicitly: no TLS warning wait).
-            "--tls=false",
+            *self._tls_flags(),
             # Any port on the host's end: the test's registry picks its port after we start.
             f"--insecure-registry={self.host_address}/32",
         ]
+
+    def _tls_flags(self) -> list[str]:
+        """dockerd's TLS flags: plain TCP as dind with DOCKER_TLS_CERTDIR="" (said explicitly:
+        no TLS warning wait), or client certificates required, from a CA made for this run."""
+        if not self.tls:
+            return ["--tls=false"]
+        server = self._make_certificates()
+        return [
+            "--tlsverify",
+            f"--tlscacert={server / 'ca.pem'}",
+            f"--tlscert={server / 'cert.pem'}",
+            f"--tlskey={server / 'key.pem'}",
+        ]
+
+    def _make_certificates(self) -> Path:
+        """A CA, a server certificate for the engine's address and a client certificate, as
+        dind makes them at start (``certs/server``, ``certs/client``); returns the server's."""
+        certs = self.dir / "certs"
+        server, client = certs / "server", self.cert_path
+        for path in (certs, server, client):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+        ca_key, ca = certs / "ca-key.pem", certs / "ca.pem"
+        _run("openssl", "req", "-x509", "-new", *ec, "-keyout", str(ca_key), "-out", str(ca),
+             "-days", "2", "-subj", f"/CN={self.name} test CA")  # fmt: skip
+        for where, name, usage in (
+            (
+                server,
+                "docker",
+                [f"subjectAltName=IP:{self.engine_address}", "extendedKeyUsage=serverAuth"],
+            ),
+            (client, "client", ["extendedKeyUsage=clientAuth"]),
+        ):
+            (where / "ext.cnf").write_text("".join(f"{line}\n" for line in usage))
+            _run("openssl", "req", "-new", *ec, "-keyout", str(where / "key.pem"),
+                 "-out", str(where / "req.pem"), "-subj", f"/CN={name}")  # fmt: skip
+            _run("openssl", "x509", "-req", "-in", str(where / "req.pem"), "-CA", str(ca),
+                 "-CAkey", str(ca_key), "-CAcreateserial", "-days", "2",
+                 "-extfile", str(where / "ext.cnf"), "-out", str(where / "cert.pem"))  # fmt: skip
+            shutil.copy(ca, where / "ca.pem")
+        return server
 
     def _local_network(self) -> list[str]:
         """The bridge and the host's forwarding rules for a local engine; returns how to start

@@ -23,6 +23,7 @@ from tests.fixtures.ci_files import (
     EVENTS,
     ROOT,
     VARIABLES,
+    github_jobs,
     github_secrets_env,
     travis_commands,
 )
@@ -88,10 +89,9 @@ def test_each_command_of_the_ci_files_is_valid(command: str):
 def test_each_ci_checks_out_history_and_tags():
     """`latest`, `1` and `1.2` move only for the highest release git knows: no shallow clones."""
     assert load(".travis.yml")["git"]["depth"] is False
-    (job,) = load("ci-templates/github-actions.yml")["jobs"].values()
-    (checkout,) = [step for step in job["steps"] if step.get("uses", "").startswith("actions/")
-                   and "checkout" in step["uses"]]  # fmt: skip
-    assert checkout["with"]["fetch-depth"] == 0
+    for job in github_jobs().values():
+        (checkout,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
+        assert checkout["with"]["fetch-depth"] == 0
     assert load("ci-templates/gitlab-ci.yml")["images"]["variables"]["GIT_DEPTH"] == 0
 
 
@@ -102,6 +102,41 @@ def test_github_workflow_runs_for_release_branches_tags_and_pull_requests():
     assert triggers["push"]["tags"]
     assert "pull_request" in triggers
     assert set(github_secrets_env()) == {"DOCKER_USERNAME", "DOCKER_PASSWORD"}
+
+
+def test_github_workflow_gives_each_job_least_privilege_and_pins_every_action():
+    """The token reads the repository; only the job that runs for pushes (never for pull
+    requests) may write packages and gets the registry secrets. An action is a commit, not a
+    tag its owner (or whoever takes over the account) can move."""
+    workflow = load("ci-templates/github-actions.yml")
+    assert workflow["permissions"] == {"contents": "read"}
+    writers = {
+        name: job["if"]
+        for name, job in github_jobs().items()
+        if job.get("permissions", {}).get("packages") == "write"
+    }
+    assert list(writers.values()) == ["github.event_name == 'push'"]
+    for name, job in github_jobs().items():
+        assert set(job.get("permissions", {}).values()) <= {"read", "write"}
+        if name not in writers:
+            assert "packages" not in job.get("permissions", {})
+            assert not any("secrets." in str(step.get("env", {})) for step in job["steps"])
+            assert job["if"] == "github.event_name == 'pull_request'"
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+                assert step["with"].get("persist-credentials") is not True
+
+
+def test_gitlab_job_speaks_tls_to_its_dind_engine_and_documents_the_plain_fallback():
+    """dind's own TLS setup by default: its client certificate from DOCKER_TLS_CERTDIR."""
+    variables = load("ci-templates/gitlab-ci.yml")["images"]["variables"]
+    assert variables["DOCKER_HOST"] == "tcp://docker:2376"
+    assert str(variables["DOCKER_TLS_VERIFY"]) == "1"
+    assert variables["DOCKER_CERT_PATH"] == f"{variables['DOCKER_TLS_CERTDIR']}/client"
+    text = (ROOT / "ci-templates" / "gitlab-ci.yml").read_text()
+    assert "DOCKER_HOST: tcp://docker:2375" in text  # the fallback, as a comment
+    assert "tcp://docker:2375" not in str(variables)
 
 
 def test_gitlab_job_runs_for_tags_branches_and_merge_requests():

@@ -43,7 +43,7 @@ def remote_engine(docker_client, base_image, mariadb_image) -> Iterator[testbed.
     """An engine in its own network namespace, holding only what a CI runner's cache would:
     the base image, and the MariaDB service image (a cache source for `scripts/setup`)."""
     try:
-        engine = testbed.FreshEngine(remote=True).start()
+        engine = testbed.FreshEngine(remote=True, tls=True).start()
     except BuildToolsError as exc:
         unavailable("a remote fresh Docker Engine", exc)
         raise
@@ -98,13 +98,20 @@ def project(tmp_path_factory) -> dict:
 
 
 def gitlab_env(remote_engine, registry, event: str, **ci_vars: str) -> dict[str, str]:
-    """The job's environment: the template's variables, with its dind service's address."""
+    """The job's environment: the template's variables, with its dind service's address and
+    the folder its client certificates are in (dind's $DOCKER_TLS_CERTDIR/client)."""
     template = yaml.safe_load((ROOT / "ci-templates" / "gitlab-ci.yml").read_text())
     variables = {k: str(v) for k, v in template["images"]["variables"].items()}
-    # The service is `docker` to the job; here it is the engine's address.
-    assert variables["DOCKER_HOST"] == "tcp://docker:2375"
+    # The service is `docker` to the job; here it is the engine's address, over TLS as there.
+    assert variables["DOCKER_HOST"] == "tcp://docker:2376"
+    assert variables["DOCKER_TLS_VERIFY"] == "1"
     variables["DOCKER_HOST"] = remote_engine.host
+    variables["DOCKER_CERT_PATH"] = str(remote_engine.cert_path)
     env = ci_run.clean_env(registry, RUN_ID, f"gitlab-{event}", **variables, **ci_vars)
+    # A CA bundle for the job's proxies, as many CI images and corporate runners set: the
+    # engine is still verified with its own CA from DOCKER_CERT_PATH (docker-py alone let the
+    # bundle replace it, and every call failed certificate verification).
+    env["REQUESTS_CA_BUNDLE"] = requests.certs.where()
     # Plain HTTP off the loopback is said in the config (the engine lists it as insecure).
     env["INVOKE_BUILDTOOLS_RELEASE_REGISTRIES"] = registry.url
     return env
@@ -177,7 +184,7 @@ def test_quickstart_build_and_up_on_a_remote_engine(remote_engine, project):
     port = testbed.free_port()
     drop = ("TRAVIS", "GITHUB_", "GITLAB_", "CI_", "INVOKE_", "DOCKER_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k != "CI"}
-    env["DOCKER_HOST"] = remote_engine.host
+    env.update(remote_engine.env())  # DOCKER_HOST=tcp://…:2376 with its TLS client certificates
     # The repositories GitLab's push built into on this engine: their images are the build's
     # cache sources, as on a build host a developer shares with CI (cold when run alone).
     env["INVOKE_BUILDTOOLS_APP_REPOSITORY"] = f"lara-e2e-{RUN_ID}/gitlab-push-app"

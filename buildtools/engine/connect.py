@@ -4,6 +4,7 @@ task fails the same way."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import docker
 import docker.errors
@@ -12,13 +13,37 @@ import requests
 from buildtools.errors import BuildToolsError
 
 
+class _CertPathAPIClient(docker.APIClient):
+    """docker-py's API client, verifying a TLS engine with DOCKER_CERT_PATH's CA only, as the
+    Docker CLI does. requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` (set by many CI
+    images and corporate machines for their proxies) replace the session's CA on every call,
+    and the engine's own CA is then unknown: "certificate verify failed"."""
+
+    def merge_environment_settings(
+        self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str):  # the CA file kwargs_from_env found in DOCKER_CERT_PATH
+            settings["verify"] = self.verify
+        return settings
+
+
+class CertPathClient(docker.DockerClient):
+    """A DockerClient whose TLS engine is verified with the CA it was given, whatever the
+    environment's CA bundle (see :class:`_CertPathAPIClient`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.api = _CertPathAPIClient(*args, **kwargs)
+
+
 def connect(timeout: int = 600) -> docker.DockerClient:
     """A client for an engine that answers, or a one-line error saying how to start one."""
     where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    tls_verify = os.environ.get("DOCKER_TLS_VERIFY", "") != ""
     try:
         # The client asks the engine for its API version as it is made: that call is the
         # check that the engine answers (a ping after it would only add a round trip).
-        client = docker.from_env(timeout=timeout)
+        client = (CertPathClient if tls_verify else docker.DockerClient).from_env(timeout=timeout)
     except (docker.errors.DockerException, requests.exceptions.RequestException, ValueError) as exc:
         raise _unreachable(where, _reason(exc)) from None
     return client
