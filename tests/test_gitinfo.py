@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -239,3 +241,31 @@ def test_a_bare_repository_says_so(repo: GitRepo, tmp_path: Path) -> None:
     with pytest.raises(BuildToolsError, match="is a bare git repository") as caught:
         gitinfo.read(bare)
     assert "fsck" not in str(caught.value)
+
+
+def test_git_not_installed_is_one_line_naming_the_fix(
+    repo: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitPython alone refused to be imported (a 30-line ImportError), then its first command
+    was a traceback: now the reader says it in one line, and --commit is the way around."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without git
+    with pytest.raises(gitinfo.NotACheckout) as failure:
+        gitinfo.read(repo.path)
+    assert failure.value.problem == "git is not installed (no git command on PATH)"
+    assert "apt-get install git" in failure.value.fix
+
+
+def test_the_cli_without_git_prints_one_line_and_fails(repo: GitRepo, tmp_path: Path) -> None:
+    """The console script, with only the venv (python, invoke) on PATH: no traceback."""
+    venv_bin = Path(sys.executable).parent
+    invoke = venv_bin / "invoke"
+    repo.write("tasks.py", "from buildtools.tasks import ns  # noqa: F401\n")
+    env = {"HOME": str(tmp_path), "PATH": str(venv_bin)}
+    done = subprocess.run(
+        [str(invoke), "version"], cwd=repo.path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: git is not installed (no git command on PATH) (fix: install git (Debian: "
+        "apt-get install git), or pass --commit (with --branch or --tag) to build without git)"
+    ]

@@ -6,10 +6,15 @@ all the work, so reading stays fast on repositories with thousands of commits an
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# GitPython refuses to be imported when no git executable is found (a 30-line ImportError);
+# quiet, it imports, and _open says in one line that git is missing.
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 import git
 
 from buildtools.errors import BuildToolsError
@@ -52,12 +57,17 @@ class GitFacts:
 
 
 def _open(path: Path) -> git.Repo:
+    # git.Repo() runs no git command: without this check the first one would be a traceback.
+    if not shutil.which(git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git"):
+        raise NotACheckout(
+            "git is not installed (no git command on PATH)",
+            "install git (Debian: apt-get install git), or pass --commit (with --branch or "
+            "--tag) to build without git",
+        )
     try:
         return git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise NotACheckout(f"{path} is not in a git checkout", _NOT_A_REPO_FIX) from None
-    except git.GitCommandNotFound:
-        raise NotACheckout("git is not installed", "install git or pass --commit") from None
 
 
 def _check_own_checkout(repo: git.Repo, root: Path, path: Path) -> None:
