@@ -4,6 +4,10 @@ an image checked to be present (or pullable) before anything needs it."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+from pathlib import Path
 
 import docker
 import pytest
@@ -70,3 +74,61 @@ def test_an_image_neither_here_nor_pullable_is_one_line_naming_who_needs_it(
     assert message.startswith(f"service db: image {image} is not present locally")
     assert "cannot be pulled" in message and "build it first" in message
     assert "\n" not in message
+
+
+def make_context(config: Path, name: str, host: str, current: bool = False) -> None:
+    """A Docker CLI context, made by the Docker CLI itself in its config folder."""
+    env = {"DOCKER_CONFIG": str(config), "PATH": os.environ["PATH"], "HOME": str(config)}
+    done = subprocess.run(
+        ["docker", "context", "create", name, "--docker", f"host={host}"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    if current:
+        (config / "config.json").write_text(json.dumps({"currentContext": name}))
+
+
+def test_the_current_docker_context_is_the_engine_as_for_the_docker_cli(monkeypatch, tmp_path):
+    """Before, a context (Docker Desktop, `docker context use`) was silently ignored and the
+    default socket asked instead."""
+    make_context(tmp_path, "elsewhere", "unix:///nonexistent/elsewhere.sock", current=True)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    assert "no Docker Engine answers at unix:///nonexistent/elsewhere.sock" in str(caught.value)
+    make_context(tmp_path, "other", "unix:///nonexistent/other.sock")
+    monkeypatch.setenv("DOCKER_CONTEXT", "other")  # the variable wins over config.json
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    assert "no Docker Engine answers at unix:///nonexistent/other.sock" in str(caught.value)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/host.sock")  # and DOCKER_HOST over it
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    assert "no Docker Engine answers at unix:///nonexistent/host.sock" in str(caught.value)
+
+
+def test_a_docker_context_that_does_not_exist_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("DOCKER_CONTEXT", "nosuch")
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    assert str(caught.value) == (
+        "DOCKER_CONTEXT names the Docker context 'nosuch', which does not exist (fix: "
+        "`docker context ls` lists the contexts; or set DOCKER_HOST to the engine's address)"
+    )
+
+
+@pytest.mark.docker
+def test_a_context_naming_the_engine_connects(monkeypatch, tmp_path, docker_client):
+    socket = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"  # the tests' engine
+    make_context(tmp_path, "here", socket, current=True)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    assert connect(timeout=30).ping()
+    assert os.environ["DOCKER_HOST"] == socket  # what stacks and `docker compose` then read

@@ -4,11 +4,14 @@ task fails the same way."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import docker
 import docker.errors
 import requests
+from docker.context import ContextAPI
+from docker.context.config import get_current_context_name
 
 from buildtools.errors import BuildToolsError
 
@@ -36,16 +39,55 @@ class CertPathClient(docker.DockerClient):
         self.api = _CertPathAPIClient(*args, **kwargs)
 
 
+def context_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The ``DOCKER_*`` variables the Docker CLI's current context stands for, when
+    ``DOCKER_HOST`` does not name the engine (the CLI's order: ``DOCKER_HOST``, then
+    ``DOCKER_CONTEXT``, then ``currentContext`` in its config.json). A context's TLS files are
+    laid out as ``DOCKER_CERT_PATH`` wants them. Empty for the default context."""
+    if env.get("DOCKER_HOST"):
+        return {}
+    name = env.get("DOCKER_CONTEXT") or get_current_context_name()
+    if not name or name == "default":
+        return {}
+    where = "DOCKER_CONTEXT" if env.get("DOCKER_CONTEXT") else "the Docker CLI's config.json"
+    try:
+        context = ContextAPI.get_context(name)
+    except docker.errors.DockerException as exc:
+        raise BuildToolsError(
+            f"{where} names the Docker context {name!r}, which cannot be read ({exc})",
+            "fix it with `docker context inspect`, or set DOCKER_HOST to the engine's address",
+        ) from None
+    if context is None or not context.Host:
+        raise BuildToolsError(
+            f"{where} names the Docker context {name!r}, which does not exist",
+            "`docker context ls` lists the contexts; or set DOCKER_HOST to the engine's address",
+        )
+    found = {"DOCKER_HOST": context.Host}
+    tls = context.TLSConfig
+    if tls is not None and tls.ca_cert:
+        found["DOCKER_CERT_PATH"] = os.path.dirname(tls.ca_cert)
+        if tls.verify:
+            found["DOCKER_TLS_VERIFY"] = "1"
+    return found
+
+
 def connect(timeout: int = 600) -> docker.DockerClient:
-    """A client for an engine that answers, or a one-line error saying how to start one."""
-    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    tls_verify = os.environ.get("DOCKER_TLS_VERIFY", "") != ""
+    """A client for an engine that answers, or a one-line error saying how to start one.
+
+    A Docker CLI context is honoured as the CLI does: its engine becomes this process's
+    ``DOCKER_HOST`` (and TLS variables), so whatever else reads them (the stack's published
+    addresses, ``docker compose``) talks to the same engine."""
+    found = context_env(os.environ)
+    env = {**os.environ, **found}
+    where = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    kind = CertPathClient if env.get("DOCKER_TLS_VERIFY", "") != "" else docker.DockerClient
     try:
         # The client asks the engine for its API version as it is made: that call is the
         # check that the engine answers (a ping after it would only add a round trip).
-        client = (CertPathClient if tls_verify else docker.DockerClient).from_env(timeout=timeout)
+        client = kind.from_env(timeout=timeout, environment=env)
     except (docker.errors.DockerException, requests.exceptions.RequestException, ValueError) as exc:
         raise _unreachable(where, _reason(exc)) from None
+    os.environ.update(found)
     return client
 
 
