@@ -27,7 +27,7 @@ import yaml
 
 import testbed
 from buildtools.config.schema import SmokeConfig
-from buildtools.engine import compose, images, ports, stack_parts
+from buildtools.engine import build_spec, compose, images, ports, stack_parts
 from buildtools.errors import BuildToolsError
 from buildtools.sidecar import image
 from tests.fixtures.git import GitRepo
@@ -66,7 +66,7 @@ def pair(
     )
     context = image.sidecar_context(nginx, tmp_path_factory.mktemp("compose-sidecar"))
     specs = [
-        images.BuildSpec(
+        build_spec.BuildSpec(
             name="app",
             dockerfile=settings.app.dockerfile,
             context=settings.app.context,
@@ -78,7 +78,7 @@ def pair(
             },
             labels={},
         ),
-        images.BuildSpec(
+        build_spec.BuildSpec(
             name="nginx",
             dockerfile=context / "Dockerfile",
             context=context,
