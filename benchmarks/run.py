@@ -49,7 +49,7 @@ from benchmarks.report import (
     render_table,
 )
 from buildtools.config.schema import Settings
-from buildtools.engine import images
+from buildtools.engine import build_spec, images
 from buildtools.errors import BuildToolsError
 from buildtools.facts import buildinfo, read
 from buildtools.plan import metadata, push_order
@@ -238,7 +238,7 @@ class Bench:
         only: str = "",
         nocache: bool = False,
         reporter: StepRecorder | None = None,
-    ) -> dict[str, images.BuiltImage]:
+    ) -> dict[str, build_spec.BuiltImage]:
         built = builder.build_all(
             self.client, self.settings, meta, only=only, nocache=nocache, reporter=reporter
         )

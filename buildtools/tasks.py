@@ -341,7 +341,7 @@ def down(c, name="lara"):
 def compose(c, port="", tag="", digest=False, swarm=False):
     """Print a Compose file for this build's pair and the smoke test's services."""
     from buildtools.engine import compose as composer
-    from buildtools.engine import stack
+    from buildtools.engine import stack_parts
     from buildtools.facts.read import Run
     from buildtools.plan import metadata
     from buildtools.registry import targets
@@ -359,7 +359,7 @@ def compose(c, port="", tag="", digest=False, swarm=False):
         if digest:
             pair = [composer.pin(image, target.client.digest) for image in pair]
         data = composer.document(
-            cfg.smoke, *pair, host_port, stack.APP_PORT, stack.SIDECAR_PORT, swarm=swarm
+            cfg.smoke, *pair, host_port, stack_parts.APP_PORT, stack_parts.SIDECAR_PORT, swarm=swarm
         )
         secrets = composer.secret_names(cfg.smoke)
         print(

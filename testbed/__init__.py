@@ -7,7 +7,7 @@ import it where the root is on ``sys.path`` (pytest's rootdir, invoke's tasks di
 """
 
 from buildtools.engine.bases import ensure_base_image
-from buildtools.engine.stack import free_port
+from buildtools.engine.ports import free_port
 from testbed.engines import FRESH_PREFIX, FreshEngine, ensure_engine
 from testbed.registry import LocalRegistry
 from testbed.services import ensure_service_image

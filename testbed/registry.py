@@ -13,7 +13,7 @@ import requests
 import yaml
 
 from buildtools.engine.bases import apt_install
-from buildtools.engine.stack import free_port
+from buildtools.engine.ports import free_port
 from buildtools.errors import BuildToolsError
 
 

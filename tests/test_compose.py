@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from buildtools.config.schema import ServiceConfig, SmokeConfig
-from buildtools.engine import compose, stack
+from buildtools.engine import compose, stack_parts
 from buildtools.errors import BuildToolsError
 from buildtools.plan.tags import ImageTag
 from tests.fixtures.git import GitRepo
@@ -44,7 +44,7 @@ SECRET_CFG = SmokeConfig(
 
 def document(cfg: SmokeConfig, swarm: bool = False, port: int = 8080) -> dict:
     return compose.document(
-        cfg, APP, SIDECAR, port, stack.APP_PORT, stack.SIDECAR_PORT, swarm=swarm
+        cfg, APP, SIDECAR, port, stack_parts.APP_PORT, stack_parts.SIDECAR_PORT, swarm=swarm
     )
 
 
@@ -64,8 +64,8 @@ def test_the_pair_runs_as_invoke_up_runs_it() -> None:
     assert list(services) == ["db", "prepare", "app", "nginx"]
     sidecar = services["nginx"]
     assert sidecar["image"] == "registry.example.org/lara/nginx:1.2.3"
-    assert sidecar["environment"] == {"APP_UPSTREAM": f"app:{stack.APP_PORT}"}
-    assert sidecar["ports"][0]["target"] == stack.SIDECAR_PORT
+    assert sidecar["environment"] == {"APP_UPSTREAM": f"app:{stack_parts.APP_PORT}"}
+    assert sidecar["ports"][0]["target"] == stack_parts.SIDECAR_PORT
     assert sidecar["ports"][0]["published"] == 8080
     assert "ports" not in services["app"]  # only the sidecar publishes a port
     # The app's environment as the smoke test gives it; prepare runs in the app image with it.

@@ -27,7 +27,7 @@ import yaml
 
 import testbed
 from buildtools.config.schema import SmokeConfig
-from buildtools.engine import compose, images, stack
+from buildtools.engine import build_spec, compose, images, ports, stack_parts
 from buildtools.errors import BuildToolsError
 from buildtools.sidecar import image
 from tests.fixtures.git import GitRepo
@@ -66,7 +66,7 @@ def pair(
     )
     context = image.sidecar_context(nginx, tmp_path_factory.mktemp("compose-sidecar"))
     specs = [
-        images.BuildSpec(
+        build_spec.BuildSpec(
             name="app",
             dockerfile=settings.app.dockerfile,
             context=settings.app.context,
@@ -78,7 +78,7 @@ def pair(
             },
             labels={},
         ),
-        images.BuildSpec(
+        build_spec.BuildSpec(
             name="nginx",
             dockerfile=context / "Dockerfile",
             context=context,
@@ -105,7 +105,13 @@ def smoke_config(mariadb_image: str) -> SmokeConfig:
 
 def write_file(path: Path, cfg: SmokeConfig, pair: Pair, port: int, swarm: bool) -> Path:
     data = compose.document(
-        cfg, pair.app, pair.sidecar, port, stack.APP_PORT, stack.SIDECAR_PORT, swarm=swarm
+        cfg,
+        pair.app,
+        pair.sidecar,
+        port,
+        stack_parts.APP_PORT,
+        stack_parts.SIDECAR_PORT,
+        swarm=swarm,
     )
     text = compose.render(
         data,
@@ -172,7 +178,7 @@ def test_docker_compose_runs_what_invoke_compose_prints_pinned_by_digest(
         image.repository: sdk_push(docker_client, registry, image.ref, f"{image.repository}:{sha}")
         for image in (pair.app, pair.sidecar)
     }
-    port = stack.free_port()
+    port = ports.free_port()
     env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
     env |= {
         "INVOKE_BUILDTOOLS_REPO": str(repo.path),
@@ -242,7 +248,7 @@ def test_docker_stack_deploy_serves_the_page_on_a_fresh_single_node_swarm(
         address = engine.engine_address
         init = run(cli, "swarm", "init", "--advertise-addr", address, env=env)
         assert init.returncode == 0, init.stderr
-        port = stack.free_port()
+        port = ports.free_port()
         # Why --swarm exists: stack deploy refuses the Compose file's depends_on conditions.
         plain = write_file(tmp_path / "compose.yml", smoke_config(mariadb_image), pair, port, False)
         refused = run(cli, "stack", "deploy", "-c", str(plain), name, env=env)

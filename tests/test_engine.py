@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from buildtools.engine.connect import connect, ensure_image
-from buildtools.engine.stack import free_port
+from buildtools.engine.ports import free_port
 from buildtools.errors import BuildToolsError
 
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from buildtools.engine import images
+from buildtools.engine import build_spec, images
 
 
 def test_labels_arrive_verbatim_in_a_single_step(docker_client, base_image, tmp_path):
@@ -17,7 +17,7 @@ def test_labels_arrive_verbatim_in_a_single_step(docker_client, base_image, tmp_
         "org.example.empty": "",
     }
     ref = f"lara-test/labels-{uuid.uuid4().hex[:8]}:t"
-    spec = images.BuildSpec(
+    spec = build_spec.BuildSpec(
         name="probe",
         dockerfile=tmp_path / "Dockerfile",
         context=tmp_path,

@@ -10,7 +10,7 @@ import pytest
 
 from buildtools.cli import output
 from buildtools.config import schema
-from buildtools.engine.images import BuiltImage
+from buildtools.engine.build_spec import BuiltImage
 from buildtools.facts.buildinfo import BuildInfo
 from buildtools.plan.metadata import Metadata, plan
 from tests.fixtures.project import ROOT
@@ -77,7 +77,7 @@ def test_off_a_terminal_the_summary_is_plain_columns_and_rich_is_never_imported(
     script = (
         "import sys\n"
         "from buildtools.cli import output\n"
-        "from buildtools.engine.images import BuiltImage\n"
+        "from buildtools.engine.build_spec import BuiltImage\n"
         "from buildtools.plan.metadata import Metadata\n"
         "from buildtools.facts.buildinfo import BuildInfo\n"
         f"info = BuildInfo(version='1.2.3', commit={SHA!r})\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.plan import manifest_rewrite
+from buildtools.plan import manifest_rewrite, promotion_recipe
 from buildtools.plan.manifest_rewrite import CannotPromote, Changes, File, SourceImage
 from buildtools.plan.manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
@@ -33,7 +33,7 @@ def sha(data: bytes) -> str:
 
 
 def test_the_projects_dockerfile_gives_env_and_version_yml() -> None:
-    env, files = manifest_rewrite.app_recipe(
+    env, files = promotion_recipe.app_recipe(
         (ROOT / "Dockerfile").read_text(), ARGS, b"version: 1.2.3\n"
     )
     assert env == {
@@ -50,7 +50,7 @@ def test_the_projects_dockerfile_gives_env_and_version_yml() -> None:
 
 def test_laras_own_dockerfile_sets_only_the_image_version() -> None:
     text = (ROOT / "tests/fixtures/lara_app/Dockerfile").read_text()
-    env, files = manifest_rewrite.app_recipe(text, ARGS, b"x")
+    env, files = promotion_recipe.app_recipe(text, ARGS, b"x")
     assert (env, files) == ({"LARA_IMAGE_VERSION": "1.2.3"}, ())
 
 
@@ -65,7 +65,7 @@ def test_laras_own_dockerfile_sets_only_the_image_version() -> None:
 def test_metadata_steps_only_a_build_can_repeat(step: str, why: str) -> None:
     text = f"FROM debian\nARG LARA_VERSION\nARG LARA_COMMIT\n{step}\n"
     with pytest.raises(CannotPromote, match=why.replace("$", r"\$")):
-        manifest_rewrite.app_recipe(text, ARGS, b"x")
+        promotion_recipe.app_recipe(text, ARGS, b"x")
 
 
 def test_the_layer_is_deterministic_and_holds_the_file_as_built() -> None:

@@ -15,7 +15,7 @@ import docker
 import pytest
 
 from buildtools.config.schema import ServiceConfig, SmokeConfig
-from buildtools.engine import stack
+from buildtools.engine import ports, stack, stack_parts, stack_probe
 from buildtools.errors import BuildToolsError
 from tests.fixtures.sidecar import project_settings
 
@@ -90,8 +90,8 @@ def test_up_publishes_where_the_user_reaches_the_engine(
 ) -> None:
     """The URL's host is the engine's host as DOCKER_HOST names it; the port is bound to the
     loopback only when that loopback is this machine's."""
-    assert stack.engine_host(docker_host) == host
-    assert stack.publish_address(docker_host) == bind
+    assert ports.engine_host(docker_host) == host
+    assert ports.publish_address(docker_host) == bind
 
 
 def test_an_answer_read_inside_the_network_is_parsed_like_a_browser_would() -> None:
@@ -99,11 +99,11 @@ def test_an_answer_read_inside_the_network_is_parsed_like_a_browser_would() -> N
         b"HTTP/1.1 200 OK\r\nServer: nginx\r\nCache-Control: max-age=31536000, immutable\r\n"
         b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>LARA 1.2.3 \xc3\xa9</p>"
     )
-    answer = stack.parse_response(raw)
+    answer = stack_probe.parse_response(raw)
     assert answer.status == 200
     assert answer.headers["cache-control"] == "max-age=31536000, immutable"
     assert answer.text == "<p>LARA 1.2.3 \u00e9</p>"
-    chunked = stack.parse_response(
+    chunked = stack_probe.parse_response(
         b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"4\r\nno s\r\n4\r\nuch!\r\n0\r\n\r\n"
     )
@@ -113,7 +113,7 @@ def test_an_answer_read_inside_the_network_is_parsed_like_a_browser_would() -> N
 @pytest.mark.parametrize("raw", [b"", b"bash: connect: Connection refused\n", b"SSH-2.0-x\r\n\r\n"])
 def test_no_http_answer_is_not_mistaken_for_one(raw: bytes) -> None:
     with pytest.raises(ValueError, match="not an HTTP response"):
-        stack.parse_response(raw)
+        stack_probe.parse_response(raw)
 
 
 @pytest.mark.docker
@@ -162,14 +162,14 @@ def test_a_sidecar_without_bash_is_said_at_once_not_after_the_smoke_timeout(
         rm=True,
         tag=f"lbt-test-nobash-{secrets.token_hex(4)}:local",
     )
-    running = stack.Stack(f"lbt-nobash-{secrets.token_hex(3)}", "")
+    running = stack_parts.Stack(f"lbt-nobash-{secrets.token_hex(3)}", "")
     sidecar = docker_client.containers.run(
         image.id, ["sleep", "300"], name=running.sidecar, detach=True
     )
     try:
         started = time.monotonic()
         with pytest.raises(BuildToolsError) as caught:
-            stack.wait_for(docker_client, running, "/", seconds=60)
+            stack_probe.wait_for(docker_client, running, "/", seconds=60)
         assert time.monotonic() - started < 10
     finally:
         sidecar.remove(force=True)

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from buildtools.engine.images import BuiltImage
+from buildtools.engine.build_spec import BuiltImage
 from buildtools.plan.metadata import Metadata
 from buildtools.release.progress import is_terminal, isatty
 

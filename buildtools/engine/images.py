@@ -1,179 +1,43 @@
-"""Build images through a :class:`Builder`; today the Docker Engine's classic builder.
+"""Build images with the Docker Engine's classic builder, the one :func:`builder` hands out.
 
-The callers (``invoke build``, ``invoke ci``) hand a :class:`BuildSpec` to whatever
-:func:`builder` chose, so a BuildKit/``docker buildx`` builder slots in beside
-:class:`ClassicBuilder` without touching them.
-
-docker-py's high-level ``images.build`` hides the log until the end and reports only the last
-line of a failure, so the classic builder reads the low-level stream itself: it knows which
-step runs, which came from cache, and what a failing step printed.
+The callers (``invoke build``, ``invoke ci``) hand a
+:class:`~buildtools.engine.build_spec.BuildSpec` to whatever :func:`builder` chose, so a
+BuildKit/``docker buildx`` builder slots in beside :class:`ClassicBuilder` without touching
+them. Here: the context sent to the engine (the Dockerfile inside, the labels as its last
+step), the CMD/ENTRYPOINT a cache source lost, and the tags; the stream the engine answers
+with is read by :mod:`buildtools.engine.build_stream`.
 """
 
 from __future__ import annotations
 
-import collections
 import io
 import json
-import re
 import tarfile
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO
 
 import docker
 import docker.errors
-import requests
 from docker.utils.build import create_archive, exclude_paths
 
 from buildtools.engine import connect
+from buildtools.engine.build_spec import (
+    Builder,
+    BuildReporter,
+    BuildSpec,
+    BuiltImage,
+    SilentReporter,
+)
+from buildtools.engine.build_stream import StepState, follow
 from buildtools.errors import INTERRUPTED, BuildToolsError
 from buildtools.plan.dockerfile import instructions as dockerfile_instructions
 
-STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
-TAIL_LINES = 12
 # The Dockerfile travels in the context under a fixed name that the context's .dockerignore
 # lists, so the engine drops it before `COPY . .`: a changed or relocated Dockerfile must not
 # bust the cache of the source layer (docker-py's random name does, on every build).
 DOCKERFILE_IN_CONTEXT = ".lara-buildtools.Dockerfile"
-
-
-@dataclass(frozen=True)
-class BuildSpec:
-    """Everything one image build needs; plain values so it can be printed by --dry-run."""
-
-    name: str
-    dockerfile: Path
-    context: Path
-    tags: tuple[str, ...]
-    buildargs: Mapping[str, str]
-    labels: Mapping[str, str]
-    nocache: bool = False
-    # Images whose layers may serve as cache (pulled beforehand); the classic builder uses
-    # only the final stage of each.
-    cache_from: tuple[str, ...] = ()
-    # Build only up to this named stage (a multi-stage Dockerfile's earlier stages).
-    target: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "dockerfile": str(self.dockerfile),
-            "context": str(self.context),
-            "tags": list(self.tags),
-            "buildargs": dict(self.buildargs),
-            "labels": dict(self.labels),
-            "cache_from": list(self.cache_from),
-            **({"target": self.target} if self.target else {}),
-        }
-
-
-@dataclass(frozen=True)
-class BuiltImage:
-    name: str
-    id: str
-    tags: tuple[str, ...]
-    size: int
-    steps: int
-    cached_steps: int
-    seconds: float
-    # Cache sources and the steps each held: (reference, why it was a source, steps).
-    cache: tuple[tuple[str, str, int], ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "id": self.id,
-            "tags": list(self.tags),
-            "size": self.size,
-            "steps": self.steps,
-            "cached_steps": self.cached_steps,
-            "seconds": round(self.seconds, 2),
-            "cache": [{"ref": r, "reason": why, "steps": n} for r, why, n in self.cache],
-        }
-
-
-class Builder(Protocol):
-    """Builds one image from a spec, reporting each step; raises BuildToolsError on failure."""
-
-    def build(self, spec: BuildSpec, reporter: BuildReporter | None = None) -> BuiltImage: ...
-
-
-class BuildReporter(Protocol):
-    """What a build tells whoever watches it (a terminal display, or nothing)."""
-
-    def step(self, image: str, number: int, total: int, instruction: str) -> None: ...
-
-    def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None: ...
-
-    def output(self, image: str, line: str) -> None: ...
-
-
-class SilentReporter:
-    def step(self, image: str, number: int, total: int, instruction: str) -> None:
-        pass
-
-    def step_done(self, image: str, number: int, cached: bool, seconds: float) -> None:
-        pass
-
-    def output(self, image: str, line: str) -> None:
-        pass
-
-
-@dataclass
-class _StepState:
-    number: int = 0
-    total: int = 0
-    instruction: str = ""
-    started: float = 0.0
-    cached: bool = False
-    cached_steps: int = 0
-    seen_from: bool = False
-    tail: collections.deque[str] = field(
-        default_factory=lambda: collections.deque(maxlen=TAIL_LINES)
-    )
-
-
-def _lines(chunks: Iterable[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
-    """Flatten the decoded build stream into (kind, payload) events."""
-    for chunk in chunks:
-        if "errorDetail" in chunk or "error" in chunk:
-            detail = chunk.get("errorDetail") or {}
-            yield "error", detail.get("message") or chunk.get("error") or "unknown error"
-        elif "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
-            yield "id", chunk["aux"]["ID"]
-        elif "stream" in chunk:
-            for line in str(chunk["stream"]).splitlines():
-                if line.strip():
-                    yield "line", line.rstrip()
-        elif "status" in chunk:
-            yield "line", f"{chunk['status']} {chunk.get('progress', '')}".rstrip()
-
-
-def _step_error(spec: BuildSpec, state: _StepState, message: str) -> BuildToolsError:
-    noise = ("--->", "Removing intermediate container", "Running in ")
-    tail = [line for line in state.tail if not line.lstrip().startswith(noise)][-3:]
-    where = f"step {state.number}/{state.total} `{state.instruction}`" if state.number else "setup"
-    output = f"; last output: {' | '.join(tail)}" if tail else ""
-    return BuildToolsError(
-        f"{spec.name} image build failed at {where}: {message.strip()}{output}",
-        f"fix that step in {spec.dockerfile.name}; rerun with --verbose for its full output",
-    )
-
-
-_PARSE_ERROR = re.compile(r"dockerfile parse error (?:on )?line (\d+): (.*)", re.IGNORECASE)
-
-
-def _engine_refused(spec: BuildSpec, state: _StepState, explanation: str) -> BuildToolsError:
-    """The engine refused the build before any step (e.g. a Dockerfile it cannot parse)."""
-    parsed = _PARSE_ERROR.search(explanation)
-    if parsed:
-        return BuildToolsError(
-            f"{spec.dockerfile} line {parsed[1]}: {parsed[2].strip().rstrip('.')}",
-            "fix that line of the Dockerfile",
-        )
-    return _step_error(spec, state, f"the engine refused the build: {explanation}")
 
 
 def read_dockerfile(path: Path) -> str:
@@ -306,75 +170,6 @@ def config_repairs(client: docker.DockerClient, image_id: str, sources: Sequence
     return []
 
 
-def _stream(
-    client: docker.DockerClient,
-    spec: BuildSpec,
-    state: _StepState,
-    reporter: BuildReporter,
-    archive: IO[bytes],
-    dockerfile: str,
-    buildargs: Mapping[str, str] | None = None,
-    cache_from: tuple[str, ...] = (),
-    target: str = "",
-) -> str:
-    """Run one build and follow its stream; the image id, or a BuildToolsError for its step."""
-    image_id = ""
-
-    def finish_step(now: float) -> None:
-        if state.number:
-            reporter.step_done(spec.name, state.number, state.cached, now - state.started)
-
-    try:
-        stream = client.api.build(
-            fileobj=archive,
-            custom_context=True,
-            dockerfile=dockerfile,
-            buildargs=dict(buildargs or {}),
-            nocache=spec.nocache,
-            cache_from=list(cache_from) or None,
-            target=target or None,
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        for kind, payload in _lines(stream):
-            if kind == "error":
-                finish_step(time.monotonic())
-                raise _step_error(spec, state, payload)
-            if kind == "id":
-                image_id = payload
-                continue
-            match = STEP.match(payload)
-            if match:
-                now = time.monotonic()
-                finish_step(now)
-                state.number, state.total = int(match[1]), int(match[2])
-                state.instruction, state.started, state.cached = match[3], now, False
-                # FROM, and an ARG before the first FROM, make no layer: never rebuilt work.
-                keyword = state.instruction.split(None, 1)[0].upper() if state.instruction else ""
-                if keyword == "FROM" or (keyword == "ARG" and not state.seen_from):
-                    state.cached = True
-                    state.cached_steps += 1
-                state.seen_from = state.seen_from or keyword == "FROM"
-                state.tail.clear()
-                reporter.step(spec.name, state.number, state.total, state.instruction)
-                continue
-            if payload.strip() == "---> Using cache":
-                state.cached = True
-                state.cached_steps += 1
-            state.tail.append(payload)
-            reporter.output(spec.name, payload)
-    except docker.errors.APIError as exc:
-        raise _engine_refused(spec, state, str(exc.explanation or exc)) from None
-    except requests.exceptions.RequestException as exc:
-        reason = type(exc).__name__  # the URL would carry every build arg: leave it out
-        raise _step_error(spec, state, f"the engine stopped answering ({reason})") from None
-    finish_step(time.monotonic())
-    if not image_id:
-        raise _step_error(spec, state, "the engine reported no image id")
-    return image_id
-
-
 def tag(client: docker.DockerClient, image_id: str, refs: Sequence[str]) -> None:
     """Give ``image_id`` every reference in ``refs`` (``repository:tag``)."""
     for ref in refs:
@@ -417,13 +212,13 @@ def build(
             "pass --context or set buildtools.<image>.context in invoke.yaml",
         )
     started = time.monotonic()
-    state = _StepState()
+    state = StepState()
     # The labels end the Dockerfile where they can: one build instead of a second, LABEL-only one.
     folded = label_in_dockerfile(text, spec.target)
     labels = {} if folded else spec.labels
     archive = context_archive(spec.context, text, label_step(spec.labels) if folded else ())
     try:
-        image_id = _stream(
+        image_id = follow(
             client,
             spec,
             state,
@@ -446,10 +241,10 @@ def build(
     steps = state.total
     repairs = config_repairs(client, image_id, spec.cache_from)
     if labels or repairs:
-        label_state = _StepState()
+        label_state = StepState()
         label_started = time.monotonic()
         with label_archive(image_id, labels, repairs) as labelled:
-            image_id = _stream(client, spec, label_state, SilentReporter(), labelled, "Dockerfile")
+            image_id = follow(client, spec, label_state, SilentReporter(), labelled, "Dockerfile")
         steps += 1
         state.cached_steps += int(label_state.cached)
         what = f"LABEL ({len(labels)} labels)" if labels else "restore CMD/ENTRYPOINT"

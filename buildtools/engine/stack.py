@@ -3,8 +3,9 @@
 The containers share a user-defined network, so the sidecar finds the app, and the app its
 services (a database), by name through Docker's DNS. For people (``invoke up``) only the
 sidecar publishes a port: on 127.0.0.1 when the engine is on this machine, on all of the
-engine host's addresses when ``DOCKER_HOST`` names another one (:func:`engine_host`). The smoke
-test publishes nothing and asks from inside the stack's network (:func:`fetch`), so it works
+engine host's addresses when ``DOCKER_HOST`` names another one
+(:func:`~buildtools.engine.ports.engine_host`). The smoke test publishes nothing and asks from
+inside the stack's network (:func:`~buildtools.engine.stack_probe.fetch`), so it works
 wherever the engine is. What the app needs is configured, not assumed (:class:`SmokeConfig`):
 its environment (secrets by name only), service containers with a readiness command, and a
 command to prepare it (create the database) before it starts.
@@ -13,63 +14,25 @@ command to prepare it (create the database) before it starts.
 from __future__ import annotations
 
 import contextlib
-import http.client
-import io
-import re
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from secrets import token_hex
 from typing import Any
-from urllib.parse import urlsplit
 
 import docker
 import docker.errors
 import requests
 
-from buildtools.config.registry_address import is_loopback
 from buildtools.config.schema import ServiceConfig, SmokeConfig
 from buildtools.engine import connect
+from buildtools.engine.ports import engine_host, free_port, publish_address
+from buildtools.engine.stack_parts import APP_PORT, SIDECAR_PORT, Stack
+from buildtools.engine.stack_probe import check, wait_for
 from buildtools.errors import INTERRUPTED, BuildToolsError, redact_text
 
-APP_PORT = 3000
-SIDECAR_PORT = 80
 # Set on everything `invoke up` starts: it removes only what carries it.
 OWNER_LABEL = "org.concord.lara.buildtools.stack"
-# A fingerprinted stylesheet or script the page links (Sprockets: 64 hex, webpack: 20).
-FINGERPRINTED = re.compile(r'(?:href|src)="(/[^"?#]+-[0-9a-f]{20,64}\.(?:css|js))"')
 LOG_LINES = 5
-# One HTTP/1.0 GET with bash's /dev/tcp: $1 host, $2 port, $3 path (arguments, never spliced
-# into the script). HTTP/1.0, so nginx closes the connection at the end and never chunks.
-HTTP_GET = (
-    'exec 3<>"/dev/tcp/$1/$2" || exit 7\n'
-    "printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\nUser-Agent: lara-buildtools-smoke\\r\\n\\r\\n'"
-    ' "$3" "$1" >&3\n'
-    "cat <&3\n"
-)
-FETCH_TIMEOUT = 10
-
-
-@dataclass(frozen=True)
-class Stack:
-    name: str
-    url: str
-
-    @property
-    def network(self) -> str:
-        return f"{self.name}-net"
-
-    @property
-    def app(self) -> str:
-        return f"{self.name}-app"
-
-    @property
-    def sidecar(self) -> str:
-        return f"{self.name}-nginx"
-
-    def service(self, service: str) -> str:
-        return f"{self.name}-{service}"
 
 
 def run_name(prefix: str, commit: str) -> str:
@@ -77,26 +40,6 @@ def run_name(prefix: str, commit: str) -> str:
     one commit on one engine (a re-run, a CI matrix) would otherwise share the name, and each
     one's :func:`up` would remove the other's containers."""
     return f"{prefix}-{commit[:7]}-{token_hex(3)}"
-
-
-LOCAL_SCHEMES = ("", "unix", "npipe", "fd")
-
-
-def engine_host(docker_host: str | None) -> str:
-    """The host name (or address) under which the engine's published ports are reached from
-    here: the host of a ``tcp://`` or ``ssh://`` DOCKER_HOST, ``127.0.0.1`` for a local engine
-    (unset, ``unix://``, ``npipe://``). An IPv6 address comes in brackets, ready for a URL."""
-    parts = urlsplit(docker_host or "")
-    if parts.scheme in LOCAL_SCHEMES or not parts.hostname:
-        return "127.0.0.1"
-    return f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-
-
-def publish_address(docker_host: str | None) -> str:
-    """Where ``invoke up`` binds the sidecar's port on the engine's host: its loopback when that
-    is this machine (nobody else should reach a test stack), else every address, since the
-    engine's loopback is not reachable from here (GitLab's dind, an ``ssh://`` build host)."""
-    return "127.0.0.1" if is_loopback(engine_host(docker_host)) else "0.0.0.0"
 
 
 def _not_ours(kind: str, name: str, stack: str) -> BuildToolsError:
@@ -133,14 +76,6 @@ def down(client: docker.DockerClient, name: str) -> None:
             container.remove(force=True)
     for network in networks:
         network.remove()
-
-
-def free_port(address: str = "127.0.0.1") -> int:
-    """A port free on ``address`` now. Chosen here, not by the engine: two engines on one host
-    (a CI runner's and a test's) each hand out the same ports, unaware of the other."""
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
 
 
 def resolve_env(entries: Sequence[str], env: Mapping[str, str], key: str) -> dict[str, str]:
@@ -349,140 +284,6 @@ def up(
             "free the port (or pass --port), or check `docker ps` for a conflicting container",
         ) from None
     return stack
-
-
-@dataclass(frozen=True)
-class Response:
-    """An HTTP answer as the smoke test reads it; header names in lower case."""
-
-    status: int
-    headers: dict[str, str]
-    text: str
-
-
-class _Received:
-    """The bytes a response arrived as, in the one shape :class:`http.client.HTTPResponse`
-    reads from (a socket's ``makefile``)."""
-
-    def __init__(self, raw: bytes) -> None:
-        self._file = io.BytesIO(raw)
-
-    def makefile(self, *_: Any, **__: Any) -> io.BytesIO:
-        return self._file
-
-
-def parse_response(raw: bytes) -> Response:
-    """An HTTP/1.x response as bytes, as :data:`HTTP_GET` reads it, parsed by the standard
-    library's own HTTP client (status line, headers, a chunked body joined). ``ValueError`` if
-    it is not an HTTP response."""
-    response = http.client.HTTPResponse(_Received(raw))  # type: ignore[arg-type]
-    try:
-        response.begin()
-        body = response.read()
-    except (http.client.HTTPException, OSError) as exc:
-        first = raw.split(b"\n", 1)[0][:60].decode("iso-8859-1")
-        raise ValueError(f"not an HTTP response: {first!r} ({type(exc).__name__})") from None
-    headers = {name.lower(): value for name, value in response.getheaders()}
-    return Response(response.status, headers, body.decode("utf-8", "replace"))
-
-
-def in_network_url(stack: Stack, path: str = "") -> str:
-    """The URL the smoke test asks, as any container on the stack's network would."""
-    return f"http://{stack.sidecar}:{SIDECAR_PORT}{path}"
-
-
-class NoAnswer(BuildToolsError):
-    """The sidecar gave no HTTP answer; ``reason`` is what was seen instead."""
-
-    def __init__(self, url: str, reason: str, sidecar: str) -> None:
-        super().__init__(f"GET {url}: no answer ({reason})", f"see docker logs {sidecar}")
-        self.reason = reason
-
-
-def fetch(client: docker.DockerClient, stack: Stack, path: str) -> Response:
-    """GET ``path`` from the sidecar by its name on the stack's network, run inside the sidecar
-    through the engine's exec API, never through a port published on this machine.
-
-    Why this way: the engine may be elsewhere (GitLab's dind, ``ssh://``), where a published
-    port is not on this machine's loopback; but the exec API goes wherever the engine is. Why in
-    the sidecar: it is in the stack already (no image to pull, no container to clean up) and
-    its image has bash, whose ``/dev/tcp`` is the HTTP client (its HEALTHCHECK uses it too:
-    no curl in the image). Its own name resolves to its address on the stack's network, so the
-    request takes the path a peer's would, and checks that nginx listens beyond its loopback.
-    :class:`NoAnswer` when there is no answer (nothing listens, the sidecar stopped); a plain
-    ``BuildToolsError`` at once when the sidecar cannot run the check (no bash in it)."""
-    url = in_network_url(stack, path)
-    command = ["timeout", str(FETCH_TIMEOUT), "bash", "-c", HTTP_GET, "lara-smoke"]
-    try:
-        sidecar = client.containers.get(stack.sidecar)
-        result = sidecar.exec_run([*command, stack.sidecar, str(SIDECAR_PORT), path], demux=True)
-    except docker.errors.APIError as exc:
-        reason = str(exc.explanation or exc).splitlines()[0][:120]
-        raise NoAnswer(url, reason, stack.sidecar) from None
-    out, err = result.output or (None, None)
-    if result.exit_code in (126, 127):  # the shell's "not executable" / "not found"
-        # Not a sidecar that has yet to answer: waiting the smoke timeout would not help.
-        said = ((err or b"") + (out or b"")).decode("utf-8", "replace").strip().splitlines()
-        raise BuildToolsError(
-            f"the smoke test cannot ask {url}: the sidecar image has no bash or timeout to "
-            f"run its HTTP check in ({said[-1][:160] if said else f'exit {result.exit_code}'})",
-            "base the sidecar on Debian or the official nginx image (both have bash; "
-            "its health check needs it too), or add bash to your nginx.dockerfile",
-        )
-    try:
-        return parse_response(out or b"")
-    except ValueError:
-        lines = (err or b"").decode("utf-8", "replace").strip().splitlines()
-        reason = lines[-1] if lines else f"exit {result.exit_code}"
-        raise NoAnswer(url, reason, stack.sidecar) from None
-
-
-def wait_for(client: docker.DockerClient, stack: Stack, path: str, seconds: float = 60) -> None:
-    """Until the sidecar answers ``path`` with 200 inside the stack's network."""
-    deadline = time.monotonic() + seconds
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            answer = fetch(client, stack, path)
-            if answer.status == 200:
-                return
-            last = f"HTTP {answer.status}"
-        except NoAnswer as exc:
-            last = exc.reason
-        time.sleep(0.3)
-    raise BuildToolsError(
-        f"{in_network_url(stack, path)} did not answer 200 within {seconds:.0f}s ({last})",
-        f"see `docker logs {stack.app}` and `docker logs {stack.sidecar}`",
-    )
-
-
-def check(
-    client: docker.DockerClient, stack: Stack, cfg: SmokeConfig, expect: str
-) -> dict[str, Any]:
-    """The checks through the sidecar, from inside the stack's network (:func:`fetch`): the page
-    answers 200 and shows ``expect``; a fingerprinted asset it links is served ``immutable``
-    from the sidecar's disk."""
-    page = fetch(client, stack, cfg.path)
-    if page.status != 200 or expect not in page.text:
-        seen = f"HTTP {page.status}" if page.status != 200 else "a page without it"
-        raise BuildToolsError(
-            f"smoke test: GET {cfg.path} through the sidecar should show {expect!r}, got {seen}",
-            "rebuild the images for this commit, or set buildtools.smoke.path/expect",
-        )
-    match = FINGERPRINTED.search(page.text)
-    asset = None
-    if match:
-        asset = match[1]
-        served = fetch(client, stack, asset)
-        cache_control = served.headers.get("cache-control", "")
-        if served.status != 200 or "immutable" not in cache_control:
-            raise BuildToolsError(
-                f"smoke test: {asset} answered HTTP {served.status} with Cache-Control "
-                f"{cache_control!r} through the sidecar",
-                "check that assets were precompiled into public/ (invoke nginx.config)",
-            )
-    url = in_network_url(stack)
-    return {"url": url, "path": cfg.path, "expected": expect, "asset": asset}
 
 
 def smoke(

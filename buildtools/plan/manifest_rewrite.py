@@ -5,8 +5,9 @@ build's metadata writes: its labels, the ``LARA_*`` ENV the Dockerfile sets from
 and (app image) the ``version.yml`` its last RUN writes. So the release image is the tested
 image's layers, one appended layer holding the new ``version.yml``, a new config and a new
 manifest: what ``crane mutate`` does, without an engine. Everything here is a function of bytes
-already read (:class:`SourceImage`) and of the release's values (:class:`Changes`); the
-registry edge is :mod:`buildtools.release.promote`.
+already read (:class:`SourceImage`) and of the release's values (:class:`Changes`, whose ENV
+and files :mod:`buildtools.plan.promotion_recipe` reads from the Dockerfile); the registry edge
+is :mod:`buildtools.release.promote`.
 
 The output is deterministic (fixed tar and gzip headers, the build date as the time): the same
 release of the same image gives the same digests, so a re-run finds its tags unchanged.
@@ -18,15 +19,13 @@ import gzip
 import hashlib
 import io
 import json
-import re
-import shlex
 import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from buildtools.plan import dockerfile, labels
+from buildtools.plan import labels
 from buildtools.plan.manifests import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -43,10 +42,6 @@ FAMILIES = {DOCKER_MANIFEST: (DOCKER_CONFIG, DOCKER_LAYER), OCI_MANIFEST: (OCI_C
 INDEXES = (DOCKER_MANIFEST_LIST, OCI_INDEX)
 REFERENCE_TYPE = "vnd.docker.reference.type"
 ATTESTATION = "attestation-manifest"
-VERSION_YML_ARG = "LARA_VERSION_YML"
-# `RUN printf '%s' "${LARA_VERSION_YML}" > /path/version.yml`: the one metadata RUN repeated.
-_WRITES_VERSION_YML = re.compile(r"""^printf\s+'%s'\s+"\$\{?LARA_VERSION_YML\}?"\s*>\s*(/\S+)$""")
-_ROOT_USERS = ("root", "0", "0:0", "root:root")
 HISTORY_NOTE = "lara-buildtools promotion: the release's version.yml"
 
 
@@ -142,73 +137,6 @@ def _json(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise CannotPromote(f"its {what} is not a JSON object")
     return parsed
-
-
-# -- what the Dockerfile does with the metadata --
-
-
-def _substitute(value: str, args: Mapping[str, str]) -> str:
-    """``$NAME`` and ``${NAME}`` replaced by the build arg; other forms cannot be repeated."""
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in args:
-            raise CannotPromote(f"the Dockerfile's ENV uses ${name}, which is not a build arg")
-        return args[name]
-
-    if re.search(r"\$\{[A-Za-z_][A-Za-z0-9_]*[:?+-]", value):
-        raise CannotPromote(f"the Dockerfile's ENV value {value!r} uses ${{…:…}} forms")
-    return re.sub(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))", one, value)
-
-
-def _env_pairs(args: str) -> list[tuple[str, str]]:
-    """``ENV A=1 B="two"`` (or the legacy ``ENV A 1``) as pairs, quotes removed."""
-    try:
-        words = shlex.split(args)
-    except ValueError:
-        raise CannotPromote("the Dockerfile has an ENV it cannot read (unclosed quote)") from None
-    if words and "=" not in words[0]:
-        return [(words[0], " ".join(words[1:]))]
-    return [(w.partition("=")[0], w.partition("=")[2]) for w in words]
-
-
-def app_recipe(
-    dockerfile_text: str, build_args: Mapping[str, str], version_yml: bytes
-) -> tuple[dict[str, str], tuple[File, ...]]:
-    """The ENV values and files the app Dockerfile's last stage makes from the metadata build
-    args ``build_args``: each ENV that uses one of them, and version.yml where the one metadata
-    RUN writes it (root-owned, mode 0644, as a shell redirect as root makes it). Any other
-    step using them cannot be repeated without building: :class:`CannotPromote`."""
-    parsed = dockerfile.parse(dockerfile_text)
-    if not parsed.stages:
-        raise CannotPromote("the app Dockerfile has no FROM")
-    env: dict[str, str] = {}
-    files: list[File] = []
-    user = ""
-    for step in parsed.stages[-1].instructions:
-        used = dockerfile.variables(step.args) & set(build_args)
-        if step.keyword == "USER":
-            user = step.args.strip()
-        if not used or step.keyword == "ARG":
-            continue
-        if step.keyword == "ENV":
-            for name, value in _env_pairs(step.args):
-                if dockerfile.variables(value) & set(build_args):
-                    env[name] = _substitute(value, build_args)
-            continue
-        written = _WRITES_VERSION_YML.match(step.args.strip())
-        if step.keyword == "RUN" and written and used == {VERSION_YML_ARG}:
-            if user and user not in _ROOT_USERS:
-                raise CannotPromote(
-                    f"the Dockerfile writes version.yml as USER {user} (line {step.line})"
-                )
-            files.append(File(written.group(1), version_yml))
-            continue
-        raise CannotPromote(
-            f"the Dockerfile's {step.keyword} at line {step.line} uses "
-            f"{', '.join(sorted(used))}, which only a build can repeat"
-        )
-    return env, tuple(files)
 
 
 # -- the new layer, config and manifest --

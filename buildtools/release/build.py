@@ -1,8 +1,8 @@
 """What `invoke build` builds: the app image, then its nginx sidecar, from one Metadata.
 
 Pure functions turn Settings + Metadata into BuildSpecs (what --dry-run prints); ``build_all``
-hands them to a :class:`~buildtools.engine.images.Builder` in order, because the sidecar copies
-assets out of the app image.
+hands them to a :class:`~buildtools.engine.build_spec.Builder` in order, because the sidecar
+copies assets out of the app image.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 
 from buildtools.config.schema import ImageConfig, NginxConfig, Settings
-from buildtools.engine import cache, images
+from buildtools.engine import build_spec, cache, images
 from buildtools.errors import BuildToolsError
 from buildtools.plan import tags, versionfile
 from buildtools.plan.dockerfile import ERROR
@@ -54,9 +54,9 @@ def app_spec(
     context: Path | None = None,
     nocache: bool = False,
     cache_from: Sequence[str] = (),
-) -> images.BuildSpec:
+) -> build_spec.BuildSpec:
     app = settings.app
-    return images.BuildSpec(
+    return build_spec.BuildSpec(
         name="app",
         dockerfile=dockerfile or app.dockerfile,
         context=context or app.context,
@@ -85,7 +85,7 @@ def stage_specs(
     nocache: bool = False,
     cache_from: Mapping[str, Sequence[str]] | None = None,
     dockerfile_text: str | None = None,
-) -> list[images.BuildSpec]:
+) -> list[build_spec.BuildSpec]:
     """One build per named stage before the app Dockerfile's last, with ``target``: the classic
     builder reuses only the final stage of a pulled image, so each stage is an image of its
     own. Their build args leave out the metadata: a new commit never rebuilds a stage.
@@ -94,7 +94,7 @@ def stage_specs(
     text = dockerfile_text or read_app_dockerfile(settings, dockerfile)
     sources = cache_from or {}
     return [
-        images.BuildSpec(
+        build_spec.BuildSpec(
             name=f"app:{stage}",
             dockerfile=dockerfile or app.dockerfile,
             context=context or app.context,
@@ -117,10 +117,10 @@ def nginx_spec(
     *,
     nocache: bool = False,
     cache_from: Sequence[str] = (),
-) -> images.BuildSpec:
+) -> build_spec.BuildSpec:
     """The sidecar's build from ``cfg``: the nginx settings with ``asset_fallback`` already
     decided for this app image (:func:`sidecar_config`), rendered into ``context``."""
-    return images.BuildSpec(
+    return build_spec.BuildSpec(
         name="nginx",
         dockerfile=context / "Dockerfile",
         context=context,
@@ -180,11 +180,11 @@ def build_all(
     dockerfile: Path | None = None,
     context: Path | None = None,
     nocache: bool = False,
-    reporter: images.BuildReporter | None = None,
-    builder: images.Builder | None = None,
+    reporter: build_spec.BuildReporter | None = None,
+    builder: build_spec.Builder | None = None,
     cache_from: Mapping[str, Sequence[str]] | None = None,
     dockerfile_text: str | None = None,
-) -> list[images.BuiltImage]:
+) -> list[build_spec.BuiltImage]:
     """Build the app image and then the sidecar from it (or just one of them with ``only``).
 
     ``cache_from`` gives each image (``app``, ``nginx``) its cache sources, already pulled;
@@ -200,10 +200,10 @@ def build_all(
             image.sidecar_context(settings.nginx, Path(tmp))
     chosen = builder or images.builder(client)
     sources = cache_from or {}
-    built: list[images.BuiltImage] = []
-    tagged: list[tuple[images.BuiltImage, tuple[str, ...]]] = []
+    built: list[build_spec.BuiltImage] = []
+    tagged: list[tuple[build_spec.BuiltImage, tuple[str, ...]]] = []
 
-    def build_untagged(spec: images.BuildSpec) -> images.BuiltImage:
+    def build_untagged(spec: build_spec.BuildSpec) -> build_spec.BuiltImage:
         """Tags wait until every image is built: a failed sidecar never leaves the app's
         tags on a new image while the sidecar's stay on the old one."""
         result = chosen.build(dataclasses.replace(spec, tags=()), reporter)

@@ -19,7 +19,7 @@ import docker
 import docker.errors
 
 from buildtools.config.schema import Settings
-from buildtools.engine import cache, connect, images
+from buildtools.engine import build_spec, cache, connect
 from buildtools.errors import BuildToolsError
 from buildtools.facts.buildinfo import BuildInfo, Overrides
 from buildtools.facts.read import Run
@@ -75,9 +75,9 @@ def cache_sources(
 def credit_cache(
     client: docker.DockerClient,
     settings: Settings,
-    built: list[images.BuiltImage],
+    built: list[build_spec.BuiltImage],
     resolved: list[cache.Resolved],
-) -> list[images.BuiltImage]:
+) -> list[build_spec.BuiltImage]:
     """Each built image with the pulled source that served its steps (for the summary)."""
     reasons = {ref: why for r in resolved for ref, why in r.reasons.items()}
     bases = {"app": settings.app.base_image, "nginx": settings.nginx.image.base_image}
@@ -98,11 +98,11 @@ def build_images(
     env: Mapping[str, str],
     *,
     say: Callable[[str], None],
-    reporter: images.BuildReporter | None = None,
+    reporter: build_spec.BuildReporter | None = None,
     pulled: list[cache.Resolved] | None = None,
     dockerfile_text: str | None = None,
     **options: Any,
-) -> list[images.BuiltImage]:
+) -> list[build_spec.BuiltImage]:
     """Pull cache sources, build (app, then sidecar), and credit the sources; ``pulled``, when
     given, receives what was pulled (for `invoke ci --json`: the bytes a fresh runner fetched).
     ``dockerfile_text``: the app Dockerfile as the task read it (read here when not given)."""
@@ -373,7 +373,7 @@ def release_task(
     return result
 
 
-def describe_cache(image: images.BuiltImage) -> str:
+def describe_cache(image: build_spec.BuiltImage) -> str:
     """One line: steps rebuilt and where the cached ones came from."""
     rebuilt = image.steps - image.cached_steps
     served = "; ".join(f"{n} steps from {ref} ({why})" for ref, why, n in image.cache)

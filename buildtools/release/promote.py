@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from buildtools.config.schema import Settings
 from buildtools.errors import BuildToolsError
-from buildtools.plan import manifest_rewrite, push_order, versionfile
+from buildtools.plan import manifest_rewrite, promotion_recipe, push_order, versionfile
 from buildtools.plan.manifest_rewrite import CannotPromote, Changes, Promoted, SourceImage
 from buildtools.plan.manifests import Manifest, config_labels
 from buildtools.plan.metadata import Metadata
@@ -57,7 +57,7 @@ def changes(meta: Metadata, dockerfile_text: str) -> dict[str, Changes]:
     """What the release changes in each image: the labels ``invoke build`` gives both, and for
     the app the ``LARA_*`` ENV and version.yml its Dockerfile makes from the build args."""
     version_yml = versionfile.render(meta.version_data(), "yaml").encode()
-    env, files = manifest_rewrite.app_recipe(
+    env, files = promotion_recipe.app_recipe(
         dockerfile_text, builder.metadata_buildargs(meta), version_yml
     )
     created = meta.info.build_date
