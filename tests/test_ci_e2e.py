@@ -81,8 +81,8 @@ PROVIDERS = {
 # One full `invoke ci` per event kind, each through another CI's own commands and variables, so
 # every event and every CI file runs once for real (GitLab's push and tag, on a remote engine,
 # in tests/test_remote_engine.py). How each CI's variables become a build (every provider x
-# event) is checked without an engine in tests/test_ci.py; the CI files' commands and settings
-# in tests/test_ci_templates.py.
+# event) is checked without an engine in tests/facts/test_ci_env.py; the CI files' commands and
+# settings in tests/test_ci_templates.py.
 @pytest.mark.parametrize("provider, event", [("github", "push"), ("travis", "pr")])
 def test_invoke_ci(docker_client, base_image, registry, project, provider: str, event: str):
     """What a push to master and a pull request each leave behind."""
@@ -132,7 +132,8 @@ def test_fork_pull_request_without_credentials_builds_but_does_not_push(
     assert registry_tags(registry, "fork") == {"app": [], "nginx": []}
 
 
-# One ref: how Docker Hub's SOURCE_BRANCH reads as a branch or a tag is checked in tests/test_ci.py.
+# One ref: how Docker Hub's SOURCE_BRANCH reads as a branch or a tag is checked in
+# tests/facts/test_ci_env.py.
 @pytest.mark.parametrize("source_branch, expected", [("v1.2.3", {"branch": None, "tag": "v1.2.3"})])
 def test_docker_hub_hook_passes_source_branch_and_commit(
     docker_client, base_image, project, source_branch, expected

@@ -33,7 +33,7 @@ from buildtools.release.pipeline import describe
 from tests.fixtures.git import GitRepo
 from tests.fixtures.registry import login_env, repos, served_digest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
 
 SHA = "0123abc4567890def0123abc4567890def012345"

@@ -383,7 +383,7 @@ def test_make_version(kwargs: dict, expected: str) -> None:
 
 def test_run_metadata(repo: GitRepo) -> None:
     """The one call build and release make, with the project's own invoke.yaml."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     section = yaml.safe_load((root / "invoke.yaml").read_text())["buildtools"]
     settings = schema.load(schema.merged({**section, "repo": str(repo.path)}), root)
     repo.tag("v1.0.0")

@@ -1,7 +1,7 @@
 """What a manifest's bytes tell: the digest a registry names it by, its image ID, its labels.
 
 Pure: the bytes are written here in the shape registries serve (a real registry's manifests
-are read in tests/test_registry_client.py).
+are read in tests/registry/test_client.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from buildtools.errors import BuildToolsError
 from buildtools.plan.dockerfile import ERROR, WARNING, instructions, parse, problems, stages
 from buildtools.release import build
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # The end of LARA's own Dockerfile today (reference: "LARA as it is today").
 LARA = """\

@@ -17,7 +17,7 @@ from buildtools.config import schema
 from buildtools.config.schema import split_list
 from buildtools.errors import BuildToolsError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def leaf_keys(section: dict, prefix: str = "") -> list[str]:

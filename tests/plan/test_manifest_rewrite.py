@@ -16,7 +16,7 @@ from buildtools.plan import manifest_rewrite, promotion_recipe
 from buildtools.plan.manifest_rewrite import CannotPromote, Changes, File, SourceImage
 from buildtools.plan.manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARGS = {
     "LARA_VERSION": "1.2.3",
     "LARA_BRANCH": "",

@@ -36,7 +36,7 @@ from tests.fixtures.registry_client import sdk_push
 from tests.fixtures.services import unavailable
 from tests.fixtures.sidecar import project_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
 SEEDED = "First note, read from the database"  # example/db/seeds.rb
 # Debian's docker.io (20.10) CLI, which bookworm users have; else the docker on PATH.

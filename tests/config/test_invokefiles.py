@@ -25,7 +25,7 @@ import invoke.tasks
 from buildtools.config import invokefiles
 from tests.fixtures.git import git_env, init_repo
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
 
 

@@ -33,7 +33,7 @@ from tests.fixtures.registry_images import (
     skopeo_inspect,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
 RELEASE_TAGS = ["1.2.3", "1.2", "1", "latest"]
 

@@ -41,7 +41,7 @@ from tests.fixtures.registry import (
     served_digest,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
 RELEASE_TAGS = [
     ("1.2.3", False),

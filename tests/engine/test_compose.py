@@ -27,7 +27,7 @@ from tests.fixtures.git import GitRepo
 from tests.fixtures.services import unavailable
 from tests.fixtures.sidecar import project_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
 APP = compose.Image("registry.example.org/lara/app", "lara/app", "1.2.3")
 SIDECAR = compose.Image("registry.example.org/lara/nginx", "lara/nginx", "1.2.3")

@@ -21,7 +21,7 @@ import requests
 from tests.fixtures.git import git_env, init_repo
 from tests.fixtures.services import running_app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INVOKE = [sys.executable, "-m", "invoke"]
 # Test images get repositories of their own, so no run touches a user's lara/app images.
 RUN_ID = uuid.uuid4().hex[:8]
