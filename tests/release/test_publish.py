@@ -8,6 +8,8 @@ closed port, a wrong password, and a proxy that answers 503 in front of the real
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -20,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 
 import testbed
+from buildtools.config import schema
 from buildtools.config.schema import ReleaseConfig
 from buildtools.errors import BuildToolsError
 from buildtools.facts.buildinfo import BuildInfo
-from buildtools.plan import tags
+from buildtools.plan import metadata, tags
 from buildtools.plan.metadata import Metadata
 from buildtools.plan.push_order import ReleaseImage
 from buildtools.registry.credentials import variable_names
@@ -919,3 +923,86 @@ def test_a_local_image_that_is_not_this_builds_is_never_released(
     assert dirty != clean and len(notes) == 1
     assert f"the local app image {app_repo}:1.0.0 is not this build's" in notes[0]
     assert "uncommitted changes" in notes[0]
+
+
+# --- bad input (tests/fixtures/bad_input.py) ---
+
+
+# 2, against a real registry: a name posing as another kind never moves what is there.
+@pytest.mark.docker
+@pytest.mark.registry
+@pytest.mark.parametrize(
+    ("commands", "branches", "pushed"),
+    [
+        ([["checkout", "-q", "-b", "feature/x"], ["tag", "latest"]], "master", "tag-latest"),
+        ([["checkout", "-q", "-b", "edge"]], "*", "branch-edge"),
+        ([["checkout", "-q", "-b", "1.2"]], "*", "branch-1.2"),
+    ],
+    ids=["git tag latest on a feature branch", "branch edge", "branch 1.2"],
+)
+def test_a_release_of_a_posing_name_leaves_the_registrys_tags_as_they_were(
+    docker_client: docker.DockerClient,
+    fast_registry: testbed.LocalRegistry,
+    repo: GitRepo,
+    make_image,
+    commands: list[list[str]],
+    branches: str,
+    pushed: str,
+) -> None:
+    from buildtools.facts.read import Run
+    from tests.fixtures.registry import login_env, repos, served_digest
+
+    app_repo, nginx_repo = repos()
+    auth = {"username": fast_registry.username, "password": fast_registry.password}
+    for repository in (app_repo, nginx_repo):  # an earlier release and master's edge
+        for name in ("latest", "1.2", "1", "edge", "master"):
+            remote = f"{fast_registry.host}/{repository}"
+            make_image(f"earlier {name}", tag=f"{remote}:{name}")
+            docker_client.images.push(remote, tag=name, auth_config=auth)
+    before = {
+        r: {t: served_digest(fast_registry, r, t) for t in fast_registry.tags(r)}
+        for r in (app_repo, nginx_repo)
+    }
+
+    for command in commands:
+        repo.git(*command)
+    section = schema.merged(
+        {
+            "app": {"repository": app_repo},
+            "nginx": {"repository": nginx_repo},
+            "release": {"branches": branches},
+        }
+    )
+    settings = dataclasses.replace(schema.load(section, ROOT), repo=repo.path)
+    meta = metadata.of_run(Run.read(settings, {}))
+    assert pushed in meta.tag_names
+    for repository in (app_repo, nginx_repo):  # what `invoke build` made (stand-ins, its labels)
+        image_id = make_image(repository, labels=dict(meta.labels))
+        for ref in meta.local_refs(repository):
+            docker_client.images.get(image_id).tag(ref)
+
+    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    env = {
+        **base,
+        "INVOKE_BUILDTOOLS_REPO": str(repo.path),
+        "INVOKE_BUILDTOOLS_APP_REPOSITORY": app_repo,
+        "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": nginx_repo,
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": fast_registry.host,
+        "INVOKE_BUILDTOOLS_RELEASE_BRANCHES": branches,
+        **login_env(fast_registry.host, fast_registry.username, fast_registry.password),
+    }
+    done = subprocess.run(
+        [str(INVOKE), "release"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+    assert done.returncode == 0, done.stderr
+    for repository in (app_repo, nginx_repo):
+        after = {
+            t: served_digest(fast_registry, repository, t) for t in fast_registry.tags(repository)
+        }
+        assert {t: after[t] for t in before[repository]} == before[repository]
+        assert set(after) - set(before[repository]) == {pushed, meta.sha_tag}
+    for repository in (app_repo, nginx_repo):
+        for ref in meta.local_refs(repository):
+            with contextlib.suppress(docker.errors.APIError):
+                docker_client.images.remove(ref)
