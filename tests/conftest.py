@@ -37,6 +37,7 @@ pytest_plugins = [
     "tests.fixtures.sidecar",
     "tests.fixtures.flaky_proxy",
     "tests.fixtures.bad_input",
+    "tests.fixtures.publish",
 ]
 
 # Every fixture that talks to the engine builds on one of these (base_image, app_image,
