@@ -36,6 +36,9 @@ pytest_plugins = [
     "tests.fixtures.token_registry",
     "tests.fixtures.sidecar",
     "tests.fixtures.flaky_proxy",
+    "tests.fixtures.bad_input",
+    "tests.fixtures.publish",
+    "tests.fixtures.deployment",
 ]
 
 # Every fixture that talks to the engine builds on one of these (base_image, app_image,

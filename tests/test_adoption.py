@@ -30,8 +30,8 @@ import yaml
 
 from buildtools.config import schema
 from buildtools.registry.credentials import variable_names
+from tests.fixtures.bad_input import NO_ENGINE, one_error
 from tests.fixtures.git import GitRepo, git_env, init_repo
-from tests.test_bad_input import NO_ENGINE, one_error
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"

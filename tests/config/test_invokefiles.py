@@ -21,8 +21,15 @@ import invoke.executor
 import invoke.loader
 import invoke.program
 import invoke.tasks
+import pytest
 
 from buildtools.config import invokefiles
+from tests.fixtures.bad_input import (
+    REAL_CLI,
+    App,
+    one_error,
+    rows,
+)
 from tests.fixtures.git import git_env, init_repo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,3 +183,96 @@ def test_a_tasks_file_importing_buildtools_through_its_own_module(tmp_path: Path
     (plan,) = json.loads(done.stdout)
     assert plan["tags"][0] == f"rt/nested:sha-{app.head()[:7]}"
     assert plan["dockerfile"] == str(app.path / "Dockerfile")
+
+
+# --- bad input (tests/fixtures/bad_input.py): config files invoke would fail on ---
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("buildtools:\n  app: [unclosed\n", "is not valid YAML", marks=REAL_CLI),
+        ("buildtools:\n\tapp:\n    context: .\n", "never tabs"),
+    ],
+    ids=["invalid YAML", "tab indent"],
+)
+def test_invoke_yaml_that_is_not_yaml_is_one_line(app: App, text: str, expected: str) -> None:
+    line = one_error(app.invoke("version", yaml=text))
+    assert "invoke.yaml, line" in line and expected in line
+
+
+# (case, config file name, its text, the error line must contain)
+ODD_CONFIG_FILES = [
+    ("a list at the top", "invoke.yaml", "- buildtools\n", "invoke.yaml holds a list, not keys"),
+    (
+        "a section where a value belongs",
+        "invoke.yaml",
+        "buildtools:\n  title:\n    name: x\n",
+        "invoke.yaml: buildtools.title is a section, not a single value",
+    ),
+    ("a key that is a number", "invoke.yaml", "buildtools:\n  1: x\n", "1 is not a key name"),
+    ("JSON that does not parse", "invoke.json", '{"buildtools": {', "invoke.json, line 1"),
+    (
+        "JSON with a value where a section belongs",
+        "invoke.json",
+        '{"buildtools": {"git": 5}}',
+        "buildtools.git is 5, not a section of keys",
+    ),
+    ("Python that does not parse", "invoke.py", "buildtools = {\n", "invoke.py, line 1"),
+    (
+        "Python with a value where a section belongs",
+        "invoke.py",
+        "buildtools = {'release': 3}\n",
+        "buildtools.release is 3, not a section of keys",
+    ),
+    ("Python that fails", "invoke.py", "1 / 0\n", "ZeroDivisionError"),
+    (
+        "an empty section, which invoke cannot merge",
+        "invoke.yaml",
+        "buildtools:\n  git:\n",
+        "buildtools.git is an empty section",
+    ),
+    ("an empty top section", "invoke.yaml", "buildtools:\n", "buildtools is an empty section"),
+    (
+        "a section written twice (YAML would keep only the last)",
+        "invoke.yaml",
+        "buildtools:\n  nginx:\n    cache_size: 2g\n  nginx:\n    short_max_age: 60\n",
+        "invoke.yaml, line 4 is not valid YAML: 'nginx' appears twice in one section",
+    ),
+    (
+        "a section that refers to itself",
+        "invoke.yaml",
+        "buildtools: &a\n  x: *a\n",
+        "buildtools refers to itself",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    rows(ODD_CONFIG_FILES),
+)
+def test_a_config_file_invoke_cannot_merge_is_one_line(
+    app: App, name: str, text: str, expected: str
+) -> None:
+    """invoke reads invoke.yaml, else .yml, .json or .py: each shape it would fail on with a
+    traceback (AmbiguousMergeError, JSONDecodeError, SyntaxError) is one line naming the file."""
+    (app.path / "invoke.yaml").unlink()
+    (app.path / name).write_text(text)
+    line = one_error(app.invoke("version"))
+    assert expected in line and name in line and "(fix: " in line
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "# nothing yet\n", pytest.param(None, marks=REAL_CLI)],
+    ids=["empty", "comments", "missing"],
+)
+def test_an_empty_or_missing_invoke_yaml_means_the_defaults(app: App, text: str | None) -> None:
+    if text is None:
+        (app.path / "invoke.yaml").unlink()
+        done = app.invoke("version", "--format", "env")
+    else:
+        done = app.invoke("version", "--format", "env", yaml=text)
+    assert done.returncode == 0, done.stderr
+    assert f"LARA_COMMIT={app.repo.head()}" in done.stdout

@@ -6,6 +6,11 @@ import pytest
 
 from buildtools.config import nginx_checks
 from buildtools.errors import BuildToolsError
+from tests.fixtures.bad_input import (
+    App,
+    fails_in_one_line,
+    rows,
+)
 from tests.fixtures.sidecar import nginx_settings
 
 
@@ -52,3 +57,25 @@ def test_bad_values_are_refused_with_the_key_to_fix(change, words):
     assert words in str(refused.value)
     assert refused.value.fix
     assert "\n" not in str(refused.value)
+
+
+# --- bad input (tests/fixtures/bad_input.py) ---
+
+# An nginx value nginx would refuse: (case, task args, environment, invoke.yaml extra lines, the
+# error line must contain)
+ONE_LINE_FAILURES = [
+    (
+        "a cache size nginx refuses, in a dry run",
+        ["build", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_NGINX_CACHE_SIZE": "lots"},
+        "",
+        "buildtools.nginx.cache_size = 'lots' is not valid for nginx",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "extra", "expected"), rows(ONE_LINE_FAILURES))
+def test_bad_input_is_one_line_and_a_non_zero_exit(
+    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
+) -> None:
+    fails_in_one_line(app, args, env, extra, expected)

@@ -7,6 +7,11 @@ import pytest
 
 from buildtools.config.registry_address import parse_registry
 from buildtools.errors import BuildToolsError
+from tests.fixtures.bad_input import (
+    App,
+    fails_in_one_line,
+    rows,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,3 +51,25 @@ def test_docker_hub_names() -> None:
 def test_registry_entries_that_are_not_hosts_are_refused(entry: str) -> None:
     with pytest.raises(BuildToolsError, match="is not a host"):
         parse_registry(entry)
+
+
+# --- bad input (tests/fixtures/bad_input.py) ---
+
+# A registry address that is no host: (case, task args, environment, invoke.yaml extra lines, the
+# error line must contain)
+ONE_LINE_FAILURES = [
+    (
+        "a cache registry that is no host",
+        ["build", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_CACHE_REGISTRIES": "ghcr.io/org"},
+        "",
+        "config key buildtools.cache.registries: registry 'ghcr.io/org' is not a host[:port]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "extra", "expected"), rows(ONE_LINE_FAILURES))
+def test_bad_input_is_one_line_and_a_non_zero_exit(
+    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
+) -> None:
+    fails_in_one_line(app, args, env, extra, expected)

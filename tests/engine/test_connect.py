@@ -10,11 +10,18 @@ import subprocess
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 
+import testbed
 from buildtools.engine.connect import connect, ensure_image
 from buildtools.engine.ports import free_port
 from buildtools.errors import BuildToolsError
+from tests.fixtures.bad_input import (
+    REAL_CLI,
+    App,
+    one_error,
+)
 
 
 def test_engine_error_names_the_fix(monkeypatch):
@@ -132,3 +139,27 @@ def test_a_context_naming_the_engine_connects(monkeypatch, tmp_path, docker_clie
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
     assert connect(timeout=30).ping()
     assert os.environ["DOCKER_HOST"] == socket  # what stacks and `docker compose` then read
+
+
+# --- bad input (tests/fixtures/bad_input.py) ---
+
+
+@pytest.mark.docker
+@REAL_CLI
+def test_a_missing_sidecar_base_image_is_found_before_the_app_is_built(
+    app: App, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    """17: found after the app image was built, it left one image new and the other not."""
+    missing = f"127.0.0.1:{testbed.free_port()}/lbt-missing/base:1"  # nothing answers there
+    env = {
+        "INVOKE_BUILDTOOLS_NGINX_BASE_IMAGE": missing,
+        "INVOKE_BUILDTOOLS_CACHE_PULL": "false",
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": f"127.0.0.1:{testbed.free_port()}",
+    }
+    done = app.invoke("build", env=env)
+    line = one_error(done)
+    assert "[app] step" not in done.stderr, done.stderr  # no step of the app was built
+    assert f"base image {missing} is not present locally and cannot be pulled" in line
+    assert "buildtools.nginx.base_image" in line
+    assert docker_client.images.list(name=f"{app.name}/app") == []
+    assert "app image" not in line

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 import uuid
 
+import docker
+import docker.errors
 import pytest
 
 from buildtools.engine import build_spec, images
+from tests.fixtures.bad_input import (
+    DOCKERFILE,
+    INVOKE,
+    NO_ENGINE,
+    REAL_CLI,
+    App,
+    fails_in_one_line,
+    one_error,
+    rows,
+)
 
 
 def test_labels_arrive_verbatim_in_a_single_step(docker_client, base_image, tmp_path):
@@ -61,3 +76,73 @@ def test_the_label_step_is_one_quoted_line() -> None:
     (line,) = images.label_step({"b": 'say "hi" $HOME', "a": "x\ny"})
     assert line == 'LABEL "a"="x y" "b"="say \\"hi\\" \\$HOME"'
     assert images.label_step({}) == []
+
+
+# --- bad input (tests/fixtures/bad_input.py) ---
+
+# An app Dockerfile that is not there: (case, task args, environment, invoke.yaml extra lines, the
+# error line must contain)
+ONE_LINE_FAILURES = [
+    (
+        "an app Dockerfile that is not there",
+        ["build", "--dry-run"],
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.nope"},
+        "",
+        "Dockerfile not found: ",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "extra", "expected"), rows(ONE_LINE_FAILURES))
+def test_bad_input_is_one_line_and_a_non_zero_exit(
+    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
+) -> None:
+    fails_in_one_line(app, args, env, extra, expected)
+
+
+@pytest.mark.docker
+@REAL_CLI
+def test_build_failures_are_one_line_and_tag_nothing(
+    app: App, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    app.repo.write("Dockerfile.typo", DOCKERFILE.replace("RUN echo", "RUNN echo"))
+    (app.path / "Dockerfile.latin1").write_bytes("# caf\xe9\n".encode("latin-1") + b"FROM x\n")
+
+    typo = one_error(app.invoke("build", "--only", "app", "--dockerfile", "Dockerfile.typo"))
+    latin = one_error(app.invoke("build", "--only", "app", "--dockerfile", "Dockerfile.latin1"))
+    no_block = one_error(app.invoke("build", "--dockerfile", "Dockerfile.noblock"))
+
+    assert "Dockerfile.typo line 3: unknown instruction: RUNN" in typo
+    assert "%7B" not in typo and "BASE_IMAGE" not in typo  # no URL-encoded build args
+    assert "Dockerfile.latin1 is not UTF-8 text" in latin
+    assert "Dockerfile.noblock declares no ARG LARA_VERSION in its last stage" in no_block
+    assert docker_client.images.list(name=f"{app.name}/app") == []
+
+
+@pytest.mark.docker
+@REAL_CLI
+def test_ctrl_c_during_a_build_exits_130_with_one_line(
+    app: App, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    app.repo.write("Dockerfile.slow", DOCKERFILE.replace("RUN echo", "RUN sleep 30 && echo"))
+    proc = subprocess.Popen(
+        [str(INVOKE), "build", "--only", "app", "--no-cache", "--dockerfile", "Dockerfile.slow"],
+        cwd=app.path,
+        env=app.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    seen = ""
+    while "sleep 30" not in seen and time.monotonic() < deadline:
+        time.sleep(0.5)
+        seen = " ".join(
+            " ".join(c.attrs["Config"].get("Cmd") or []) for c in docker_client.containers.list()
+        )
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    line = one_error(done, code=130)
+    assert line.startswith("interrupted: the app image build stopped at step")
+    assert docker_client.images.list(name=f"{app.name}/app") == []

@@ -12,11 +12,17 @@ import threading
 import time
 
 import docker
+import docker.errors
 import pytest
 
 from buildtools.config.schema import ServiceConfig, SmokeConfig
 from buildtools.engine import ports, stack, stack_parts, stack_probe
 from buildtools.errors import BuildToolsError
+from tests.fixtures.bad_input import (
+    REAL_CLI,
+    App,
+    one_error,
+)
 from tests.fixtures.sidecar import project_settings
 
 CFG = SmokeConfig(
@@ -177,3 +183,24 @@ def test_a_sidecar_without_bash_is_said_at_once_not_after_the_smoke_timeout(
     message = str(caught.value)
     assert "the sidecar image has no bash" in message and "did not answer" not in message
     assert "\n" not in message
+
+
+# --- bad input (tests/fixtures/bad_input.py) ---
+
+
+@pytest.mark.docker
+@REAL_CLI
+def test_down_never_removes_a_container_it_did_not_start(
+    app: App, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    prefix = f"lbt-foreign-{secrets.token_hex(3)}"
+    foreign = docker_client.containers.run(
+        base_image, ["sleep", "600"], name=f"{prefix}-app", detach=True
+    )
+    try:
+        line = one_error(app.invoke("down", "--name", prefix))
+        assert f"a container named {prefix}-app exists and was not started by invoke up" in line
+        foreign.reload()
+        assert foreign.status == "running"
+    finally:
+        foreign.remove(force=True)

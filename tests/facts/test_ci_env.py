@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from buildtools.errors import BuildToolsError
 from buildtools.facts.ci_env import CIContext, detect
+from tests.fixtures.bad_input import (
+    TRAVIS_MAIN,
+    App,
+    changes_nothing_and_fails_in_one_line,
+    fails_in_one_line,
+    goes_on_with_a_warning,
+    nothing,
+    row_id,
+    rows,
+)
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -224,3 +236,89 @@ def test_contradictory_ci_variables_are_refused_naming_both(env: dict, names: tu
     with pytest.raises(BuildToolsError) as caught:
         detect(env)
     assert all(name in str(caught.value) for name in names), str(caught.value)
+
+
+# --- bad input (tests/fixtures/bad_input.py) ---
+
+# A CI variable that cannot become a tag: (case, task args, environment, invoke.yaml extra lines,
+# the error line must contain)
+ONE_LINE_FAILURES = [
+    (
+        "a line break in a CI variable",
+        ["version"],
+        {"GITHUB_ACTIONS": "TRUE", "GITHUB_REF": "refs/heads/a\nLARA_TAG=evil"},
+        "",
+        "GITHUB_REF='refs/heads/a\\nLARA_TAG=evil' holds a control character",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "extra", "expected"), rows(ONE_LINE_FAILURES))
+def test_bad_input_is_one_line_and_a_non_zero_exit(
+    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
+) -> None:
+    fails_in_one_line(app, args, env, extra, expected)
+
+
+# Issue 18: CI variables that contradict each other. Each row changes nothing
+# (tests/fixtures/bad_input.py):
+# (case, set-up (returns extra env; CWD runs the task elsewhere, {OLD} is put into the args),
+#  task args, environment, invoke.yaml extra lines, the error line holds, it must not hold)
+INTEGRITY_FAILURES = [
+    (
+        "18: Travis and GitHub at once",
+        nothing,
+        ["version"],
+        {**TRAVIS_MAIN, "GITHUB_ACTIONS": "true", "GITHUB_REF": "refs/heads/main"},
+        "",
+        "two CI services run this build: TRAVIS='true' and GITHUB_ACTIONS='true'",
+        None,
+    ),
+    (
+        "18: a tag build that is also a pull request",
+        nothing,
+        ["version"],
+        {"TRAVIS": "true", "TRAVIS_TAG": "v1.0.0", "TRAVIS_PULL_REQUEST": "5"},
+        "",
+        "TRAVIS_TAG='v1.0.0' and TRAVIS_PULL_REQUEST=5 both set",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "setup", "args", "env", "extra", "expected", "forbidden"),
+    INTEGRITY_FAILURES,
+    ids=[row_id(row) for row in INTEGRITY_FAILURES],
+)
+def test_integrity_failures_are_one_line_and_change_nothing(
+    app: App,
+    case: str,
+    setup: Callable[[App], dict[str, str]],
+    args: list[str],
+    env: dict[str, str],
+    extra: str,
+    expected: str,
+    forbidden: str | None,
+) -> None:
+    changes_nothing_and_fails_in_one_line(app, setup, args, env, extra, expected, forbidden)
+
+
+# A CI variable that is ignored: (case, task args, environment, invoke.yaml extra lines, the warning
+# holds)
+DOUBTFUL = [
+    (
+        "ignored GITHUB_REF",
+        ["version"],
+        {"GITHUB_ACTIONS": "true", "GITHUB_REF": "garbage"},
+        "",
+        "GITHUB_REF='garbage' is not refs/heads/",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "extra", "warning"), rows(DOUBTFUL))
+def test_doubtful_input_goes_on_with_a_warning(
+    app: App, args: list[str], env: dict[str, str], extra: str, warning: str | None
+) -> None:
+    goes_on_with_a_warning(app, args, env, extra, warning)

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from buildtools.errors import BuildToolsError
 from buildtools.facts import gitinfo
+from tests.fixtures.bad_input import (
+    INVOKE,
+    NO_ENGINE,
+    REAL_CLI,
+    App,
+    app_yaml,
+    changes_nothing_and_fails_in_one_line,
+    row_id,
+)
 from tests.fixtures.git import GitRepo, fast_import_repo, git_env
 
 
@@ -269,3 +280,107 @@ def test_the_cli_without_git_prints_one_line_and_fails(repo: GitRepo, tmp_path: 
         "error: git is not installed (no git command on PATH) (fix: install git (Debian: "
         "apt-get install git), or pass --commit (with --branch or --tag) to build without git)"
     ]
+
+
+# --- bad input (tests/fixtures/bad_input.py) ---
+
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="giving a checkout away needs root")
+
+
+def _inside_another_checkout(app: App) -> dict[str, str]:
+    inner = app.path / "src" / "lara"
+    inner.mkdir(parents=True)
+    (inner / "tasks.py").write_text("from buildtools.tasks import ns  # noqa: F401\n")
+    (inner / "invoke.yaml").write_text(app_yaml(app.name))
+    return {"CWD": str(inner)}
+
+
+def _bare_clone(app: App) -> dict[str, str]:
+    bare = app.path.parent / "bare.git"
+    app.repo.git("clone", "-q", "--bare", str(app.path), str(bare))
+    return {"INVOKE_BUILDTOOLS_REPO": str(bare)}
+
+
+def _owned_by_another_user(app: App) -> dict[str, str]:
+    for path in [app.path, *app.path.rglob("*")]:
+        os.lchown(path, 12345, 12345)
+    return {}
+
+
+# Issue 18: checkouts git cannot build from. Each row changes nothing (tests/fixtures/bad_input.py):
+# (case, set-up (returns extra env; CWD runs the task elsewhere, {OLD} is put into the args),
+#  task args, environment, invoke.yaml extra lines, the error line holds, it must not hold)
+INTEGRITY_FAILURES = [
+    pytest.param(
+        "4: an app folder inside another repository",
+        _inside_another_checkout,
+        ["release", "--dry-run"],
+        {},
+        "",
+        "is not a git checkout of its own: it is inside the checkout",
+        None,
+        marks=REAL_CLI,
+    ),
+    pytest.param(
+        "16: a checkout owned by another user",
+        _owned_by_another_user,
+        ["version"],
+        {},
+        "",
+        "it is owned by another user (git's safe.directory check) (fix: if you trust it: git "
+        "config --global --add safe.directory",
+        "no commits",
+        marks=[AS_ROOT, REAL_CLI],
+    ),
+    (
+        "16: a bare repository",
+        _bare_clone,
+        ["version"],
+        {},
+        "",
+        "is a bare git repository: it has no working tree to build",
+        "fsck",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "setup", "args", "env", "extra", "expected", "forbidden"),
+    INTEGRITY_FAILURES,
+    ids=[row_id(row) for row in INTEGRITY_FAILURES],
+)
+def test_integrity_failures_are_one_line_and_change_nothing(
+    app: App,
+    case: str,
+    setup: Callable[[App], dict[str, str]],
+    args: list[str],
+    env: dict[str, str],
+    extra: str,
+    expected: str,
+    forbidden: str | None,
+) -> None:
+    changes_nothing_and_fails_in_one_line(app, setup, args, env, extra, expected, forbidden)
+
+
+@REAL_CLI
+def test_a_tag_missing_from_a_shallow_clone_keeps_the_clones_depth(app: App) -> None:
+    """8: a `--depth 10 --no-tags` clone (as CI makes) stays 10 deep after the tag is fetched."""
+    for n in range(15):
+        app.repo.commit(f"work {n}")
+    app.repo.tag("v1.1.0")
+    dest = app.path.parent / "ci-clone"
+    app.repo.git("clone", "-q", "--depth=10", "--no-tags", f"file://{app.path}", str(dest))
+    clone = GitRepo(dest, dict(app.repo.env))
+    assert clone.git("rev-list", "--count", "HEAD") == "10"
+    env = {"TRAVIS": "true", "TRAVIS_TAG": "v1.1.0", "TRAVIS_BRANCH": "v1.1.0"}
+    done = subprocess.run(
+        [str(INVOKE), "version", "--format", "json"],
+        cwd=dest,
+        env={**app.env, **NO_ENGINE, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"] == "1.1.0"
+    assert clone.git("rev-list", "--count", "HEAD") == "10"

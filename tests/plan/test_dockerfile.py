@@ -10,6 +10,13 @@ from buildtools.config import schema
 from buildtools.errors import BuildToolsError
 from buildtools.plan.dockerfile import ERROR, WARNING, instructions, parse, problems, stages
 from buildtools.release import build
+from tests.fixtures.bad_input import (
+    NO_ENGINE,
+    App,
+    fails_in_one_line,
+    goes_on_with_a_warning,
+    rows,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -229,3 +236,79 @@ def test_check_app_dockerfile_returns_warnings_and_prefers_the_flag(tmp_path: Pa
         "at line 3: every new commit rebuilds it (fix: move the ARG LARA_* lines, and what "
         "uses them, below line 3)"
     ]
+
+
+# --- bad input (tests/fixtures/bad_input.py): the app's Dockerfile ---
+
+# An app Dockerfile without the metadata block: (case, task args, environment, invoke.yaml extra
+# lines, the error line must contain)
+ONE_LINE_FAILURES = [
+    (
+        "no metadata block in the app Dockerfile",
+        ["build", "--only", "app"],
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.noblock"},
+        "",
+        "Dockerfile.noblock declares no ARG LARA_VERSION in its last stage (fix: add these lines "
+        "at its end: ARG LARA_VERSION / ENV LARA_IMAGE_VERSION=$LARA_VERSION",
+    ),
+    (
+        "no metadata block, in a dry run",
+        ["build", "--dry-run"],
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.noblock"},
+        "",
+        "Dockerfile.noblock declares no ARG LARA_VERSION in its last stage",
+    ),
+    (
+        "no metadata block, in CI",
+        ["ci"],
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.noblock"},
+        "",
+        "Dockerfile.noblock declares no ARG LARA_VERSION in its last stage",
+    ),
+    (
+        "no metadata block, through --dockerfile",
+        ["build", "--dockerfile", "Dockerfile.noblock"],
+        NO_ENGINE,
+        "",
+        "Dockerfile.noblock declares no ARG LARA_VERSION in its last stage",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "extra", "expected"),
+    rows(ONE_LINE_FAILURES, real={"no metadata block in the app Dockerfile"}),
+)
+def test_bad_input_is_one_line_and_a_non_zero_exit(
+    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
+) -> None:
+    fails_in_one_line(app, args, env, extra, expected)
+
+
+# A metadata block that busts the cache: (case, task args, environment, invoke.yaml extra lines, the
+# warning holds)
+DOUBTFUL = [
+    (
+        "metadata block too early",
+        ["build", "--dry-run"],
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.early"},
+        "",
+        "Dockerfile.early declares the build metadata (ARG LARA_*) at line 3, before RUN at "
+        "line 4: every new commit rebuilds it (fix: move the ARG LARA_* lines, and what uses "
+        "them, below line 4)",
+    ),
+    (
+        "sidecar only",
+        ["build", "--dry-run", "--only", "nginx"],  # the sidecar's Dockerfile is ours
+        {**NO_ENGINE, "INVOKE_BUILDTOOLS_APP_DOCKERFILE": "Dockerfile.noblock"},
+        "",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "extra", "warning"), rows(DOUBTFUL))
+def test_doubtful_input_goes_on_with_a_warning(
+    app: App, args: list[str], env: dict[str, str], extra: str, warning: str | None
+) -> None:
+    goes_on_with_a_warning(app, args, env, extra, warning)

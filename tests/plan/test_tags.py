@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from collections.abc import Callable
 
 import pytest
 import semver
@@ -16,6 +18,7 @@ from buildtools.facts.buildinfo import BuildInfo
 from buildtools.facts.read import gather
 from buildtools.plan import metadata, validate
 from buildtools.plan.tags import (
+    VALID_TAG,
     ImageTag,
     branch_tag,
     is_release_lookalike,
@@ -23,6 +26,13 @@ from buildtools.plan.tags import (
     plan,
     prefixed,
     sanitize,
+)
+from tests.fixtures.bad_input import (
+    NO_ENGINE,
+    App,
+    app_yaml,
+    changes_nothing_and_fails_in_one_line,
+    row_id,
 )
 from tests.fixtures.git import GitRepo
 
@@ -451,3 +461,171 @@ def test_a_long_branch_cache_tag_is_shortened_with_a_hash() -> None:
     a, b = prefixed("cache-app-", branch_a), prefixed("cache-app-", branch_b)
     assert len(a) == len(b) == 128 and a != b
     assert DOCKER_TAG.match(a) and a.startswith("cache-app-xxx")
+
+
+# --- bad input (tests/fixtures/bad_input.py): names that cannot be tags as they are ---
+
+
+def _long_release_tag(app: App) -> dict[str, str]:
+    app.repo.tag("v2.0.0-" + "a" * 130)
+    return {}
+
+
+def _long_plain_tag(app: App) -> dict[str, str]:
+    app.repo.tag("deploy-" + "b" * 125)
+    return {}
+
+
+# Issue 18: git tags too long for Docker. Each row changes nothing (tests/fixtures/bad_input.py):
+# (case, set-up (returns extra env; CWD runs the task elsewhere, {OLD} is put into the args),
+#  task args, environment, invoke.yaml extra lines, the error line holds, it must not hold)
+INTEGRITY_FAILURES = [
+    (
+        "7: a release tag too long for Docker",
+        _long_release_tag,
+        ["build", "--dry-run"],
+        {},
+        "",
+        "would be the Docker tag of 136 characters; Docker allows at most 128",
+        None,
+    ),
+    (
+        "7: a plain git tag too long for Docker",
+        _long_plain_tag,
+        ["version"],
+        {},
+        "",
+        "Docker allows at most 128",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "setup", "args", "env", "extra", "expected", "forbidden"),
+    INTEGRITY_FAILURES,
+    ids=[row_id(row) for row in INTEGRITY_FAILURES],
+)
+def test_integrity_failures_are_one_line_and_change_nothing(
+    app: App,
+    case: str,
+    setup: Callable[[App], dict[str, str]],
+    args: list[str],
+    env: dict[str, str],
+    extra: str,
+    expected: str,
+    forbidden: str | None,
+) -> None:
+    changes_nothing_and_fails_in_one_line(app, setup, args, env, extra, expected, forbidden)
+
+
+# A name that would pose as another kind of tag gets a prefix saying its kind, before anything
+# is built: (case, set-up git commands, environment, invoke.yaml extra, expected image tags
+# with {sha}, a tag that must not be among them).
+POSING_NAMES = [
+    (
+        "2: a git tag named latest on a feature branch",
+        [["checkout", "-q", "-b", "feature/x"], ["tag", "latest"]],
+        {},
+        "",
+        ["tag-latest", "sha-{sha}"],
+        "latest",
+    ),
+    (
+        "2: a git tag named 1.2",
+        [["tag", "1.2"]],
+        {},
+        "",
+        ["tag-1.2", "sha-{sha}"],
+        "1.2",
+    ),
+    (
+        "2: a git tag named like the release branch",
+        [["tag", "main"]],
+        {},
+        "",
+        ["tag-main", "sha-{sha}"],
+        "main",
+    ),
+    (
+        "2: a branch named edge, every branch released",
+        [["checkout", "-q", "-b", "edge"]],
+        {"INVOKE_BUILDTOOLS_RELEASE_BRANCHES": "*"},
+        "",
+        ["sha-{sha}", "branch-edge"],
+        "edge",
+    ),
+    (
+        "2: a branch named like a PR tag",
+        [["checkout", "-q", "-b", "pr-5"]],
+        {"INVOKE_BUILDTOOLS_RELEASE_BRANCHES": "*"},
+        "",
+        ["sha-{sha}", "branch-pr-5"],
+        "pr-5",
+    ),
+    (
+        "2: a branch named like a stage cache",
+        [["checkout", "-q", "-b", "cache-app-master"]],
+        {"INVOKE_BUILDTOOLS_RELEASE_BRANCHES": "*"},
+        "",
+        ["sha-{sha}", "branch-cache-app-master"],
+        "cache-app-master",
+    ),
+    (
+        "7: a 120-character branch",
+        [["checkout", "-q", "-b", "feature/" + "c" * 120]],
+        {},
+        "",
+        None,
+        None,
+    ),
+    (
+        "18: a non-ASCII branch",
+        [["checkout", "-q", "-b", "\u0444\u0438\u0447\u0430"]],
+        {},
+        "",
+        None,
+        None,
+    ),
+    (
+        "18: a Docker Hub branch named like a version, git has other tags",
+        [["tag", "v1.0.0", "HEAD"], ["commit", "-q", "--allow-empty", "-m", "next"]],
+        {"SOURCE_BRANCH": "1.2.0", "SOURCE_COMMIT": "{head}"},
+        "",
+        ["sha-{sha}", "branch-1.2.0"],
+        "1.2.0",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "commands", "env", "extra", "expected", "never"),
+    POSING_NAMES,
+    ids=[row_id(row) for row in POSING_NAMES],
+)
+def test_names_posing_as_another_kind_get_a_prefix_before_anything_is_built(
+    app: App,
+    case: str,
+    commands: list[list[str]],
+    env: dict[str, str],
+    extra: str,
+    expected: list[str] | None,
+    never: str | None,
+) -> None:
+    for command in commands:
+        app.repo.git(*command)
+    head = app.repo.head()
+    env = {key: value.replace("{head}", head) for key, value in env.items()}
+    done = app.invoke(
+        "build", "--dry-run", "--json", env={**NO_ENGINE, **env}, yaml=app_yaml(app.name, extra)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    plans = json.loads(done.stdout)
+    app_plan = next(plan for plan in plans if plan["name"] == "app")
+    app_tags = [ref.rpartition(":")[2] for ref in app_plan["tags"]]
+    assert all(VALID_TAG.match(tag) and len(tag) <= 128 for tag in app_tags), app_tags
+    if expected is not None:
+        assert app_tags == [tag.format(sha=head[:7]) for tag in expected]
+    if never is not None:
+        assert never not in app_tags
