@@ -8,8 +8,8 @@ never serve assets, as LARA: see :mod:`buildtools.sidecar.rails_assets`).
 
 ``invoke nginx.config`` prints :func:`render_config`. The entrypoint writes
 :func:`render_upstream`'s line again at container start from ``APP_UPSTREAM``
-(buildtools/sidecar/docker-entrypoint.sh). Pure: values are checked by
-:mod:`buildtools.config.nginx_checks`; nothing here reads the engine or files.
+(buildtools/sidecar/docker-entrypoint.sh). Pure: values are checked as their keys declare
+(:mod:`buildtools.config.keys`); nothing here reads the engine or files.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from buildtools.config.nginx_checks import (
     check_asset_prefixes,
     check_server_names,
-    check_settings,
     check_trusted_proxies,
     check_upstream,
 )
-from buildtools.config.schema import NginxConfig
+from buildtools.config.schema import NginxConfig, check_nginx
 
 # Cache-Control of fingerprinted and other assets after "public" (anonymous requests) or "private"
 # (requests with Authorization: a shared cache, a CDN's too, must not keep what the app answered).
@@ -338,7 +337,7 @@ def render_config(cfg: NginxConfig, layout: Layout = IMAGE_LAYOUT) -> str:
     resolved it from the app image first
     (:func:`buildtools.sidecar.asset_fallback.resolve_asset_fallback`).
     """
-    check_settings(cfg)
+    check_nginx(cfg)
     lo = layout
     short = f"max-age={cfg.short_max_age}"
     # A buffered access log costs one write per 32k instead of one per request (most of the
