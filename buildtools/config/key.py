@@ -113,9 +113,11 @@ class Kind:
         if allowed:
             return None
         leaf = key.rpartition(".")[2]
+        # Text kinds take no other type: quoting keeps what was meant (title: '2024').
+        fix = f"quote it: {leaf}: '{as_text(value)}'" if not self.file_types else ""
         return BuildToolsError(
             f"config key {SECTION}.{key} is {value!r}, {_type_name(value)}, not {self.expected}",
-            f"quote it: {leaf}: '{as_text(value)}'",
+            fix or f"set it to {self.expected}",
         )
 
 
