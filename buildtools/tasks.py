@@ -54,7 +54,7 @@ def settings(c: Context) -> schema.Settings:
     from buildtools.plan import validate
 
     checked = validate.check(schema.load(invokefiles.section(c.config), project_root(c)))
-    unread = validate.env_warnings(os.environ)  # invoke drops them silently
+    unread = schema.env_warnings(os.environ)  # invoke drops them silently
     return dataclasses.replace(checked, warnings=checked.warnings + unread) if unread else checked
 
 
@@ -235,9 +235,10 @@ def build(
     import json as jsonlib
 
     from buildtools.cli import output
+    from buildtools.config import checks
     from buildtools.engine import connect
     from buildtools.facts.read import Run
-    from buildtools.plan import metadata, validate
+    from buildtools.plan import metadata
     from buildtools.release import build as builder
     from buildtools.release import pipeline, progress
 
@@ -252,7 +253,7 @@ def build(
         text = None if only == "nginx" else builder.read_app_dockerfile(cfg, paths["dockerfile"])
         output.warnings(builder.check_app_dockerfile(cfg, only, paths["dockerfile"], text))
         if only in ("", "app"):
-            validate.check_context(paths["context"] or cfg.app.context, bool(context))
+            checks.check_context(paths["context"] or cfg.app.context, bool(context))
         if dry_run:
             plan = builder.dry_run_plan(cfg, meta, only, dockerfile_text=text, **paths)
             print(jsonlib.dumps(plan, indent=2) if json else output.plan_text(plan))
@@ -458,7 +459,6 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
     import json as jsonlib
 
     from buildtools.cli import output
-    from buildtools.plan import validate
     from buildtools.release import build as builder
     from buildtools.release import pipeline
 
@@ -468,7 +468,7 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
         text = builder.read_app_dockerfile(cfg)  # once for the whole run, before the engine
         output.warnings(builder.check_app_dockerfile(cfg, dockerfile_text=text))
         if not no_smoke:
-            validate.check_smoke_env(cfg, os.environ)
+            schema.check_smoke_env(cfg, os.environ)
         result = pipeline.ci(
             cfg,
             os.environ,
@@ -484,5 +484,5 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
 
 ns = Collection(bases, version, build, up, down, compose, release, ci, bench)
 ns.add_collection(Collection("nginx", nginx_config))
-# The defaults, defined once (buildtools/schema.py): an app's invoke.yaml holds only changes.
+# The defaults, declared once (buildtools/config/keys.py): an app's invoke.yaml holds only changes.
 ns.configure({schema.SECTION: schema.defaults()})

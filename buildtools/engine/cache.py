@@ -127,15 +127,9 @@ def registries(settings: Settings) -> list[Registry]:
     named in ``release.registries``; none when neither names one (nobody asked)."""
     if not settings.cache_pull:
         return []
-    if not settings.cache_registries:
-        return [parse_registry(entry) for entry in settings.release.registries]
-    try:
-        return [parse_registry(entry) for entry in settings.cache_registries]
-    except BuildToolsError as exc:
-        raise BuildToolsError(
-            f"config key buildtools.cache.registries: {exc.problem}",
-            "list registries as host[:port], e.g. ghcr.io,registry.example.org:5000",
-        ) from None
+    # Both keys' entries were checked when the settings were loaded.
+    entries = settings.cache_registries or settings.release.registries
+    return [parse_registry(entry) for entry in entries]
 
 
 def local_sources(client: docker.DockerClient, repository: str) -> list[str]:

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import semver
 
+from buildtools.config.keys import default_of
 from buildtools.errors import BuildToolsError
 from buildtools.facts.buildinfo import BuildInfo
 from buildtools.facts.versions import docker_version, parse_version
@@ -53,7 +54,8 @@ _INVALID_RUN = re.compile(r"[^A-Za-z0-9_.-]+")
 _RELEASE_LOOKALIKE = re.compile(r"^(latest|v?\d+(\.\d+){0,2})$", re.IGNORECASE)
 _HASH_LENGTH = 8
 _SHORT_SHA = re.compile(r"[0-9a-f]{7,40}")
-SHA_PREFIX = "sha-"
+# The commit tag's prefix when none is given: the tags.sha_prefix key's default.
+SHA_PREFIX: str = default_of("tags.sha_prefix")  # type: ignore[assignment]
 # Prefixes that say what kind of build a tag belongs to, besides the commit's ``sha_prefix``:
 # a pull request, a stage cache, a git tag that is no version, a branch that needed one.
 KIND_PREFIXES = ("pr-", "cache-", "tag-", "branch-")

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import requests
 
+from buildtools.config.keys import default_of
 from buildtools.registry.failures import TransientError, Unreachable
 
 T = TypeVar("T")
@@ -26,12 +27,13 @@ T = TypeVar("T")
 class RetryPolicy:
     """Exponential backoff with jitter: retry ``n`` waits between half and all of
     ``min(max_delay, base_delay * 2**n)``, or the registry's ``Retry-After`` if longer (but
-    never more than ``max_delay``). ``retries`` counts the attempts after the first.
+    never more than ``max_delay``). ``retries`` counts the attempts after the first. The
+    defaults are the ``release.retr*`` keys' own.
     """
 
-    retries: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 30.0
+    retries: int = default_of("release.retries")  # type: ignore[assignment]
+    base_delay: float = default_of("release.retry_base_delay")  # type: ignore[assignment]
+    max_delay: float = default_of("release.retry_max_delay")  # type: ignore[assignment]
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
     random: Callable[[], float] = field(default=random.random, repr=False, compare=False)
 

@@ -12,16 +12,16 @@ app is told about each request, :mod:`buildtools.sidecar.nginx_proxy`.
 
 ``invoke nginx.config`` prints :func:`render_config`. The entrypoint writes
 :func:`render_upstream`'s line again at container start from ``APP_UPSTREAM``
-(buildtools/sidecar/docker-entrypoint.sh). Pure: values are checked by
-:mod:`buildtools.config.nginx_checks`; nothing here reads the engine or files.
+(buildtools/sidecar/docker-entrypoint.sh). Pure: values are checked as their keys declare
+(:mod:`buildtools.config.keys`); nothing here reads the engine or files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from buildtools.config.nginx_checks import check_settings, check_upstream
-from buildtools.config.schema import NginxConfig
+from buildtools.config.nginx_checks import check_upstream
+from buildtools.config.schema import NginxConfig, check_nginx
 from buildtools.sidecar.nginx_proxy import forwarding
 from buildtools.sidecar.nginx_servers import servers
 
@@ -73,7 +73,7 @@ def render_config(cfg: NginxConfig, layout: Layout = IMAGE_LAYOUT) -> str:
     resolved it from the app image first
     (:func:`buildtools.sidecar.asset_fallback.resolve_asset_fallback`).
     """
-    check_settings(cfg)
+    check_nginx(cfg)
     lo = layout
     short = f"max-age={cfg.short_max_age}"
     # A buffered access log costs one write per 32k instead of one per request (most of the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from buildtools.config import nginx_checks
+from buildtools.config import schema
 from buildtools.errors import BuildToolsError
 from tests.fixtures.bad_input import (
     App,
@@ -53,7 +53,7 @@ from tests.fixtures.sidecar import nginx_settings
 )
 def test_bad_values_are_refused_with_the_key_to_fix(change, words):
     with pytest.raises(BuildToolsError) as refused:
-        nginx_checks.check_settings(nginx_settings(**change))
+        schema.check_nginx(nginx_settings(**change))
     assert words in str(refused.value)
     assert refused.value.fix
     assert "\n" not in str(refused.value)

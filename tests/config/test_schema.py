@@ -335,6 +335,13 @@ ONE_LINE_FAILURES = [
         "buildtools.release.retries = '-1' is not a whole number of at least 0",
     ),
     (
+        "a number where a name belongs, in invoke.yaml",
+        ["version"],
+        {},
+        "  title: 2024\n",
+        "config key buildtools.title is 2024, a number, not text (fix: quote it: title: '2024')",
+    ),
+    (
         "a section that is not one",
         ["version"],
         {},
