@@ -195,6 +195,12 @@ NGINX_KEYS = (
         "below)",
     ),
     _nginx(
+        "source_maps",
+        Flag(),
+        False,
+        "serve `*.map` files (source maps show the app's original code); off: 404",
+    ),
+    _nginx(
         "gzip_pages",
         Flag(),
         False,

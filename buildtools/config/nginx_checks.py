@@ -87,11 +87,14 @@ def check_trusted_proxies(proxies: tuple[str, ...]) -> tuple[Network, ...]:
     networks = []
     for proxy in proxies:
         try:
+            if "%" in proxy:  # Python takes a scope ID (fe80::1%eth0), nginx does not
+                raise ValueError(proxy)
             network = ipaddress.ip_network(proxy)
         except ValueError:
             raise BuildToolsError(
                 f"{SECTION}.nginx.trusted_proxies entry {proxy!r} is not an address or network",
-                "list the proxies' addresses or CIDRs without host bits, e.g. 10.0.0.0/8,192.0.2.7",
+                "list the proxies' addresses or CIDRs without host bits or scope IDs, e.g. "
+                "10.0.0.0/8,192.0.2.7,2001:db8::/32",
             ) from None
         if network.prefixlen == 0:
             raise BuildToolsError(

@@ -170,6 +170,7 @@ class NginxConfig:
     trusted_proxies: tuple[str, ...]
     asset_fallback: str
     gzip_pages: bool
+    source_maps: bool
 
 
 @dataclass(frozen=True)

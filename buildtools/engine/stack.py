@@ -249,7 +249,11 @@ def up(
             name=stack.sidecar,
             network=stack.network,
             labels=owner,
-            environment={"APP_UPSTREAM": f"{stack.app}:{APP_PORT}"},
+            # X-Cache-Status where people look at the stack (invoke up), not in a smoke test.
+            environment={
+                "APP_UPSTREAM": f"{stack.app}:{APP_PORT}",
+                "LARA_CACHE_STATUS": "on" if publish else "off",
+            },
             ports={f"{SIDECAR_PORT}/tcp": (bind, host_port)} if publish else {},
             detach=True,
         )

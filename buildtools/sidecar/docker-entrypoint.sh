@@ -2,7 +2,8 @@
 # Entrypoint of the LARA nginx sidecar.
 #
 # Checks APP_UPSTREAM (host:port of the app) as the build checks buildtools.nginx.upstream
-# (buildtools.config.nginx_checks.check_upstream), writes it into the file nginx.conf includes, then runs the
+# (buildtools.config.nginx_checks.check_upstream) and LARA_CACHE_STATUS (on or off: the
+# X-Cache-Status header), writes both into the file nginx.conf includes, then runs the
 # command (nginx by default; `docker run IMAGE nginx -t` checks the config). The app does not
 # have to be up: nginx resolves the name per request through the configured resolver.
 # Every refusal is one line on stderr and a non-zero exit.
@@ -18,6 +19,7 @@ fail() {
     exit "$code"
 }
 
+upstream_line=""
 if [ -n "${APP_UPSTREAM:-}" ]; then
     # grep checks line by line: a value with a line break could pass with one good line and
     # carry directives on the others, so it is refused before grep sees it.
@@ -38,13 +40,30 @@ if [ -n "${APP_UPSTREAM:-}" ]; then
     if [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
         fail 64 "APP_UPSTREAM='$APP_UPSTREAM' has port $port, not 1-65535 (e.g. app:3000)"
     fi
-    wanted="map \"\" \$lara_upstream { default \"$APP_UPSTREAM\"; }"
+    upstream_line="map \"\" \$lara_upstream { default \"$APP_UPSTREAM\"; }"
+else
+    # No APP_UPSTREAM: the one the image was built with stays.
+    upstream_line=$(grep -m1 '^map "" \$lara_upstream ' "$UPSTREAM_CONF" 2>/dev/null || true)
+fi
+
+# X-Cache-Status on responses: off unless asked (invoke up asks); the access log always says.
+case "${LARA_CACHE_STATUS:-off}" in
+    on | 1 | true | yes) shown=1 ;;
+    off | 0 | false | no | "") shown=0 ;;
+    *) fail 64 "LARA_CACHE_STATUS='$LARA_CACHE_STATUS' is neither on nor off" ;;
+esac
+
+if [ -n "$upstream_line" ]; then
+    wanted=$(printf '%s\n%s\n%s' \
+        "# Written by the entrypoint from APP_UPSTREAM and LARA_CACHE_STATUS." \
+        "$upstream_line" \
+        "map \"\" \$lara_cache_status_shown { default \"$shown\"; }")
     # Leave the file alone when it already says so (works with a read-only root filesystem).
-    if ! grep -qxF "$wanted" "$UPSTREAM_CONF" 2>/dev/null; then
-        if ! { printf '# Written by the entrypoint from APP_UPSTREAM.\n%s\n' "$wanted" \
-            > "$UPSTREAM_CONF"; } 2>/dev/null; then
-            fail 73 "cannot write $UPSTREAM_CONF as $(id -un) for APP_UPSTREAM='$APP_UPSTREAM'" \
-                "(mount a writable volume at /etc/nginx/lara, or keep the built-in upstream)"
+    if [ "$(cat "$UPSTREAM_CONF" 2>/dev/null)" != "$wanted" ]; then
+        if ! { printf '%s\n' "$wanted" > "$UPSTREAM_CONF"; } 2>/dev/null; then
+            fail 73 "cannot write $UPSTREAM_CONF as $(id -un) for APP_UPSTREAM='${APP_UPSTREAM:-}'" \
+                "LARA_CACHE_STATUS='${LARA_CACHE_STATUS:-}' (mount a writable volume at" \
+                "/etc/nginx/lara, or keep the built-in values)"
         fi
     fi
 fi

@@ -57,12 +57,16 @@ class Layout:
 IMAGE_LAYOUT = Layout()
 
 
-def render_upstream(upstream: str) -> str:
-    """The line nginx.conf includes to learn the app's address (the entrypoint rewrites it)."""
+def render_upstream(upstream: str, cache_status: bool = False) -> str:
+    """The file nginx.conf includes for what the container's environment sets at start: the
+    app's address (``APP_UPSTREAM``) and whether responses show ``X-Cache-Status``
+    (``LARA_CACHE_STATUS``, off unless asked: ``invoke up`` asks). The entrypoint rewrites it
+    with the same bytes (buildtools/sidecar/docker-entrypoint.sh)."""
     check_upstream(upstream)
     return (
-        "# Written by the entrypoint from APP_UPSTREAM.\n"
+        "# Written by the entrypoint from APP_UPSTREAM and LARA_CACHE_STATUS.\n"
         f'map "" $lara_upstream {{ default "{upstream}"; }}\n'
+        f'map "" $lara_cache_status_shown {{ default "{int(cache_status)}"; }}\n'
     )
 
 
@@ -159,6 +163,32 @@ http {{
     map $upstream_status $lara_not_200 {{
         200     0;
         default 1;
+    }}
+    # What the app keeps private is not stored, nor made public: Cache-Control private or
+    # no-store, or a Vary on anything but Accept-Encoding (one stored answer for all would be
+    # another client's).
+    map $upstream_http_cache_control $lara_app_private {{
+        "~*(?:^|[,\\s])(?:private|no-store)(?:$|[,=\\s])"  1;
+        default 0;
+    }}
+    map $upstream_http_vary $lara_varies {{
+        ""                          0;
+        "~*^\\s*accept-encoding\\s*$" 0;
+        default                     1;
+    }}
+    map $lara_app_private $lara_cache_control_app_fingerprinted {{
+        1       $upstream_http_cache_control;
+        default $lara_cache_control_fingerprinted;
+    }}
+    map $lara_app_private $lara_cache_control_app_short {{
+        1       $upstream_http_cache_control;
+        default $lara_cache_control_short;
+    }}
+    # X-Cache-Status only where the container asks for it (LARA_CACHE_STATUS=on: invoke up);
+    # the access log always has it.
+    map $lara_cache_status_shown $lara_cache_status {{
+        1       $upstream_cache_status;
+        default "";
     }}
     # Cache-Control by status, the same for files from disk and from the app: errors and
     # redirects under asset paths are never kept by browsers or CDNs.

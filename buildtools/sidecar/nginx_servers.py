@@ -51,14 +51,18 @@ def _cached(indent: str, valid: str) -> str:
         f"proxy_cache_valid 200 {valid};",
         "# Only 200s without Set-Cookie are stored: a 404 during a deploy must not stick. A",
         "# request with Authorization always asks the app, and its answer is never stored.",
+        "# One host's answer is never another's: the key is scheme, Host and URI (and whether",
+        "# the answer is compressed). What the app keeps private or varies is never stored.",
+        'proxy_cache_key "$scheme://$host$request_uri $lara_accept_gzip";',
         "proxy_cache_bypass $http_authorization;",
-        "proxy_no_cache $lara_not_200 $upstream_http_set_cookie $http_authorization;",
+        "proxy_no_cache $lara_not_200 $upstream_http_set_cookie $http_authorization",
+        "               $lara_app_private $lara_varies;",
         "proxy_cache_lock on;",
         "proxy_cache_lock_timeout 10s;",
         "proxy_cache_use_stale error timeout updating http_500 http_502 http_503 http_504;",
         "proxy_cache_background_update on;",
         "proxy_cache_revalidate on;",
-        "add_header X-Cache-Status $upstream_cache_status always;",
+        "add_header X-Cache-Status $lara_cache_status always;",
     ]
     return "".join(f"{indent}{line}\n" for line in lines)
 
@@ -78,13 +82,13 @@ def _site(cfg: NginxConfig, root: str, listen: str, names: str) -> str:
         location @fingerprinted_from_app {{
             gzip on;
 {proxy(i3, cached=True)}{_cached(i3, "365d")}\
-            add_header Cache-Control $lara_cache_control_fingerprinted always;
+            add_header Cache-Control $lara_cache_control_app_fingerprinted always;
 {_security_headers(i3)}        }}
 
         location @asset_from_app {{
             gzip on;
 {proxy(i3, cached=True)}{_cached(i3, f"{cfg.short_max_age}s")}\
-            add_header Cache-Control $lara_cache_control_short always;
+            add_header Cache-Control $lara_cache_control_app_short always;
 {_security_headers(i3)}        }}
 """
     upload_location = ""
@@ -121,13 +125,16 @@ def _site(cfg: NginxConfig, root: str, listen: str, names: str) -> str:
         listen {listen};
         server_name {names};
         root {root};
+        # A symlink in public/ never serves what it points to (a file outside the image's
+        # public/, a secret): the path under the root must be symlink-free.
+        disable_symlinks on from=$document_root;
 {_security_headers(i2)}
 {_health(i2)}
         # Hidden files (.sprockets-manifest-*.json, ...) are not published.
         location ~ "/\\.(?!well-known(?:/|$))" {{
             return 404;
         }}
-{upload_location}{asset_location}
+{_source_maps(cfg)}{upload_location}{asset_location}
         location / {{
             try_files $uri @app;
         }}
@@ -136,6 +143,17 @@ def _site(cfg: NginxConfig, root: str, listen: str, names: str) -> str:
 {i3 + "gzip on;  # nginx.gzip_pages" + chr(10) if cfg.gzip_pages else ""}\
 {proxy(i3, cached=False)}        }}
     }}
+"""
+
+
+def _source_maps(cfg: NginxConfig) -> str:
+    if cfg.source_maps:
+        return ""
+    return """
+        # Source maps show the app's original code: not served unless nginx.source_maps.
+        location ~ "\\.map$" {
+            return 404;
+        }
 """
 
 

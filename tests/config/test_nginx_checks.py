@@ -48,6 +48,9 @@ from tests.fixtures.sidecar import nginx_settings
         ({"trusted_proxies": ("lb.internal",)}, "trusted_proxies"),
         ({"trusted_proxies": ("0.0.0.0/0",)}, "trusts every client"),
         ({"trusted_proxies": ("10.0.0.0/8;",)}, "trusted_proxies"),
+        # Python takes a scope ID; nginx refuses what it renders to (fe80::1%eth0/128).
+        ({"trusted_proxies": ("fe80::1%eth0",)}, "trusted_proxies entry 'fe80::1%eth0'"),
+        ({"trusted_proxies": ("fe80::%1/64",)}, "trusted_proxies entry 'fe80::%1/64'"),
         ({"asset_fallback": "fetch"}, "asset_fallback"),
     ],
 )

@@ -335,15 +335,21 @@ def test_cached_locations_share_no_cookies_and_keep_only_200s():
             "$lara_not_200",
             "$upstream_http_set_cookie",
             "$http_authorization",
+            "$lara_app_private",
+            "$lara_varies",
         ]
+        # One host's answer is never another's (the default key is the app's address and URI).
+        key = location.one("proxy_cache_key").args[0]
+        assert key.startswith("$scheme://$host$request_uri")
         assert location.one("proxy_cache_bypass").args == ["$http_authorization"]
         assert location.one("proxy_cache_valid").args[0] == "200"
         assert location.one("proxy_cache_lock").args == ["on"]
         assert "error" in location.one("proxy_cache_use_stale").args
-        assert ["X-Cache-Status", "$upstream_cache_status", "always"] in location.values(
-            "add_header"
-        )
-    assert maps(nginx_settings())["$lara_not_200"] == {"200": "0", "default": "1"}
+        # X-Cache-Status only where the container asks for it (LARA_CACHE_STATUS, invoke up).
+        assert ["X-Cache-Status", "$lara_cache_status", "always"] in location.values("add_header")
+    found = maps(nginx_settings())
+    assert found["$lara_not_200"] == {"200": "0", "default": "1"}
+    assert found["$lara_cache_status"] == {"1": "$upstream_cache_status", "default": ""}
     cache_path = (
         parse(nginx_conf.render_config(nginx_settings())).one("http").one("proxy_cache_path")
     )
@@ -396,8 +402,23 @@ def test_cache_control_is_immutable_only_for_fingerprinted_200s():
     ],
 )
 def test_fingerprinted_names(path, fingerprinted):
-    server = server_of(nginx_settings())
+    server = server_of(nginx_settings(source_maps=True))  # a .map is an asset like the others
     assert (route(server, path) is asset_locations(server)[0]) is fingerprinted
+
+
+def test_source_maps_are_a_404_before_any_asset_location_unless_configured():
+    path = f"/assets/application.js-{HEX64}.map"
+    for server in (server_of(nginx_settings()), server_of(nginx_settings(asset_fallback="404"))):
+        found = route(server, path)
+        assert found is not None and found.values("return") == [["404"]]
+    assert route(server_of(nginx_settings()), f"/assets/application-{HEX64}.js").args[1] != (
+        "\\.map$"
+    )
+
+
+def test_public_is_served_without_following_symlinks():
+    server = server_of(nginx_settings())
+    assert server.one("disable_symlinks").args == ["on", "from=$document_root"]
 
 
 def test_the_fingerprint_regex_takes_linear_time():
@@ -464,9 +485,11 @@ def test_upstream_and_resolver_come_from_the_config():
     cfg = nginx_settings(upstream="web:8080", resolver="10.0.0.2", resolver_valid="2s")
     http = parse(nginx_conf.render_config(cfg)).one("http")
     assert http.one("resolver").args == ["10.0.0.2", "valid=2s", "ipv6=off"]
-    upstream = parse(nginx_conf.render_upstream(cfg.upstream)).one("map")
-    assert upstream.args == ["", "$lara_upstream"]
-    assert upstream.one("default").args == ["web:8080"]
+    written = {m.args[1]: m for m in parse(nginx_conf.render_upstream(cfg.upstream)).all("map")}
+    assert written["$lara_upstream"].one("default").args == ["web:8080"]
+    assert written["$lara_cache_status_shown"].one("default").args == ["0"]  # production: off
+    shown = parse(nginx_conf.render_upstream(cfg.upstream, cache_status=True)).all("map")
+    assert shown[1].one("default").args == ["1"]
 
 
 # ---- nginx.server_names: other hosts never reach the app ----
