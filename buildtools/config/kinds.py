@@ -43,6 +43,25 @@ def refuse(
     )
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_NAMES = {"\n": "a line break", "\r": "a carriage return", "\x00": "a NUL byte"}
+
+
+def one_line(key: str, text: str) -> str:
+    """``text`` if it holds no control character. A line break or NUL in a build arg, an
+    environment entry or a name would reach a Dockerfile's ARG, a container's environment or
+    nginx.conf as more than the one value it looks like. The value is not shown (smoke.env may
+    hold a password)."""
+    if found := _CONTROL.search(text):
+        what = _CONTROL_NAMES.get(found.group(), f"the control character {found.group()!r}")
+        raise BuildToolsError(
+            f"config key {SECTION}.{key} holds {what} (character {found.start() + 1} of its "
+            "value): a value is one line",
+            f"write it on one line, entries separated by commas (invoke.yaml or {env_name(key)})",
+        )
+    return text
+
+
 def as_text(value: Any) -> Any:
     """A config value as the text an environment variable would give (``true``, ``5``), so
     invoke keeps an ``INVOKE_BUILDTOOLS_*`` override as the string it is and loading parses
@@ -297,7 +316,7 @@ class Key:
         else:
             if isinstance(raw, Mapping | list | tuple):
                 raise refuse(self.name, raw, "a single value")
-            text = "" if raw is None else str(as_text(raw)).strip()
+            text = one_line(self.name, "" if raw is None else str(as_text(raw)).strip())
             value = self.kind.parse(self.name, text, root)
         self.validate(value, raw)
         return value

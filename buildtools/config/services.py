@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from buildtools.config import checks
-from buildtools.config.kinds import SECTION, refuse, split_list
+from buildtools.config.kinds import SECTION, one_line, refuse, split_list
 from buildtools.errors import BuildToolsError
 
 
@@ -43,7 +43,7 @@ def _text(service: Mapping[str, Any], where: str, leaf: str) -> str:
     value = service.get(leaf)
     if isinstance(value, Mapping | list | tuple):
         raise refuse(f"{where}.{leaf}", value, "a single value")
-    return "" if value is None else str(value).strip()
+    return one_line(f"{where}.{leaf}", "" if value is None else str(value).strip())
 
 
 def parse(key: str, services: Any) -> tuple[ServiceConfig, ...]:

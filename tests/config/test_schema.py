@@ -446,3 +446,28 @@ def test_any_string_in_any_config_key_is_a_setting_or_one_line(key: str, value: 
         validate.check(schema.load(section, ROOT))
     except BuildToolsError as exc:
         assert "\n" not in str(exc) and exc.problem
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "what"),
+    [
+        ({"app": {"build_args": "A=1\nB=2"}}, "app.build_args", "a line break"),
+        ({"nginx": {"build_args": "A=x\0y"}}, "nginx.build_args", "a NUL byte"),
+        ({"smoke": {"env": "DB_HOST=db\rX=1"}}, "smoke.env", "a carriage return"),
+        ({"smoke": {"path": "/notes\x1b[2J"}}, "smoke.path", "the control character '\\x1b'"),
+        (
+            {"smoke": {"services": {"db": {"image": "m", "env": "MARIADB_PASSWORD=a\nb"}}}},
+            "smoke.services.db.env",
+            "a line break",
+        ),
+    ],
+)
+def test_a_line_break_or_nul_in_a_value_is_refused_naming_the_key(section, key, what):
+    """Each would reach a Dockerfile's ARG, a container's environment or nginx.conf as more
+    than the one value it looks like. The value is not repeated: it may hold a password."""
+    with pytest.raises(BuildToolsError) as refused:
+        schema.load(schema.merged(section), ROOT)
+    message = str(refused.value)
+    assert message.startswith(f"config key buildtools.{key} holds {what} (character ")
+    assert "\n" not in message and "\0" not in message and "\r" not in message
+    assert "=a" not in message and "x\0y" not in message
