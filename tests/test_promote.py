@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import testbed
+from buildtools.registry.credentials import variable_names
 from tests.fixtures import invoke_cli
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
@@ -279,6 +280,12 @@ def test_a_dry_run_says_what_it_would_promote_and_puts_nothing(
     assert f"would promote {registry.host} {setup['nginx']}:{setup['sha']} {digest}" in (
         done.stdout
     )
+    # Where the login goes, before anything is put (#27 item 2): htpasswd, so the registry.
+    user_var, pass_var = variable_names(registry.host)
+    assert (
+        f"credentials for {registry.host} ({user_var}/{pass_var}) go to "
+        f"http://{registry.host} (Basic auth, every request)"
+    ) in done.stdout.splitlines()
     assert sorted(registry.tags(setup["app"])) == [setup["sha"]]
 
 
