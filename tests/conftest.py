@@ -39,6 +39,7 @@ pytest_plugins = [
     "tests.fixtures.bad_input",
     "tests.fixtures.publish",
     "tests.fixtures.deployment",
+    "tests.fixtures.hostile_registry",
 ]
 
 # Every fixture that talks to the engine builds on one of these (base_image, app_image,

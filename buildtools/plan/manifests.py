@@ -9,8 +9,9 @@ is not the pushed one. Pure: the bytes come from :mod:`buildtools.registry.clien
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
+
+from buildtools.plan.shapes import BadDocument, load
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -34,11 +35,15 @@ def parse_manifest(body: bytes, content_type: str = "") -> Manifest:
     media_type = content_type.split(";")[0].strip()
     config = None
     try:
-        parsed = json.loads(body)
-        media_type = parsed.get("mediaType") or media_type
-        config = (parsed.get("config") or {}).get("digest")
-    except (ValueError, AttributeError):
-        pass
+        parsed = load(body, "manifest")
+    except BadDocument:
+        parsed = None
+    if isinstance(parsed, dict):
+        if isinstance(parsed.get("mediaType"), str):
+            media_type = parsed["mediaType"] or media_type
+        descriptor = parsed.get("config")
+        if isinstance(descriptor, dict) and isinstance(descriptor.get("digest"), str):
+            config = descriptor["digest"]
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
     return Manifest(digest, media_type, config, len(body))
 
@@ -46,7 +51,9 @@ def parse_manifest(body: bytes, content_type: str = "") -> Manifest:
 def config_labels(body: bytes) -> dict[str, str]:
     """The labels in an image config blob (empty if it has none or is not one)."""
     try:
-        labels = (json.loads(body).get("config") or {}).get("Labels") or {}
-    except (ValueError, AttributeError):
+        parsed = load(body, "image config")
+    except BadDocument:
         return {}
+    inner = parsed.get("config") if isinstance(parsed, dict) else None
+    labels = (inner.get("Labels") if isinstance(inner, dict) else None) or {}
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}

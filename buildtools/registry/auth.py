@@ -5,21 +5,25 @@
 credentials and a repository scope, once per scope: a push token also reads tags and
 manifests, so no token is fetched twice. A refused login is an :class:`AuthError` at once,
 never retried; the password appears in no message.
+
+The realm is the registry's word, so it is checked before the credentials go there: only an
+https realm, or an http one when the registry itself is spoken to over plain HTTP (loopback,
+or configured ``http://``). :meth:`RegistryLogin.sent_to` says where they went.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
+import urllib.parse
 from collections.abc import Iterable
 
-import requests
-
 from buildtools.config.registry_address import Registry
+from buildtools.plan import shapes
 from buildtools.registry.credentials import Credentials
 from buildtools.registry.failures import AuthError, CredentialsMissing, RegistryError
-from buildtools.registry.retry import network_failure, raise_if_transient
+from buildtools.registry.retry import raise_if_transient
+from buildtools.registry.transport import Exchange, Refused, origin, show
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]+))')
 
@@ -39,7 +43,7 @@ def token_access(token: str) -> list[dict] | None:
     if len(parts) != 3:
         return None
     try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        payload = shapes.load(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)), "")
     except (ValueError, TypeError):
         return None
     access = payload.get("access") if isinstance(payload, dict) else None
@@ -82,15 +86,14 @@ class RegistryLogin:
         self,
         registry: Registry,
         credentials: Credentials | None,
-        session: requests.Session,
-        timeout: float,
+        exchange: Exchange,
     ) -> None:
         self.registry = registry
         self.credentials = credentials
-        self._session = session
-        self._timeout = timeout
+        self._exchange = exchange
         self._basic = False
         self._tokens: dict[str, str] = {}
+        self._realms: set[str] = set()  # token servers the credentials were sent to
 
     def __repr__(self) -> str:
         return f"RegistryLogin({self.registry.name!r}, credentials={self.credentials!r})"
@@ -103,11 +106,24 @@ class RegistryLogin:
     def secrets(self) -> list[str]:
         return [self.credentials.password] if self.credentials else []
 
+    def sent_to(self) -> list[str]:
+        """Where the credentials went: the registry with every request (Basic), or each token
+        server asked for a token (bearer); empty when anonymous or before a login."""
+        if self.credentials is None:
+            return []
+        found = [f"{self.registry.url} (Basic auth, every request)"] if self._basic else []
+        return found + [f"{realm} (bearer token server)" for realm in sorted(self._realms)]
+
+    def _basic_header(self) -> dict[str, str]:
+        if self.credentials is None:
+            return {}
+        raw = f"{self.credentials.username}:{self.credentials.password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
     def header(self, scope: str) -> dict[str, str]:
         """The ``Authorization`` header for a request needing ``scope`` (none if not known)."""
         if self._basic and self.credentials is not None:
-            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+            return self._basic_header()
         token = self._tokens.get(scope) or next(
             (t for have, t in self._tokens.items() if scope_covers(have, scope)), None
         )
@@ -146,22 +162,44 @@ class RegistryLogin:
             "check the username and the password or access token in those variables",
         )
 
-    def _fetch_token(self, params: dict[str, str], scope: str) -> str:
-        realm = params.get("realm")
-        if not realm:
+    def _realm(self, params: dict[str, str]) -> str:
+        """The challenge's realm, if the credentials may go there: https, or http only when
+        the registry itself is spoken to over plain HTTP."""
+        realm = params.get("realm", "")
+        where = origin(realm)
+        if where is None:
             raise RegistryError(
-                f"registry {self.registry.name} asked for a bearer token without a realm",
+                f"registry {self.registry.name} asked for a bearer token from "
+                f"{realm[:100]!r}, which is not an http(s) URL",
                 "report this registry's WWW-Authenticate header",
             )
+        if where[0] == "http" and self.registry.scheme != "http":
+            raise Refused(
+                f"registry {self.registry.name} asked for a bearer token from {show(where)} "
+                "over plain HTTP: the credentials are not sent there",
+                "serve the registry's token endpoint over https (or, on a network you trust, "
+                f"configure the registry as http://{self.registry.api_host})",
+            )
+        return urllib.parse.urlsplit(realm)._replace(query="", fragment="").geturl()
+
+    def _fetch_token(self, params: dict[str, str], scope: str) -> str:
+        realm = params.get("realm", "")
+        checked = self._realm(params)
         query: list[tuple[str, str]] = []
         if params.get("service"):
             query.append(("service", params["service"]))
         query.extend(("scope", s) for s in (scope or params.get("scope", "")).split() if s)
-        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
-        try:
-            resp = self._session.get(realm, params=query, auth=auth, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise network_failure(exc, "token request: ") from None
+        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+        if self.credentials is not None:
+            self._realms.add(checked)
+        resp = self._exchange.send(
+            "GET",
+            url.rstrip("?"),
+            credentials_for=origin(realm),
+            credentials=self._basic_header(),
+            headers={},
+            subject="token answer",
+        )
         raise_if_transient(resp, "token request: ")
         if resp.status_code in (401, 403) and self.credentials is not None:
             raise self.wrong_credentials()
@@ -171,9 +209,8 @@ class RegistryLogin:
                 "check the registry's status page",
             )
         try:
-            body = resp.json()
-            return str(body.get("token") or body["access_token"])
-        except (ValueError, KeyError, AttributeError):
+            return shapes.token_of(shapes.load(resp.content, "token answer"))
+        except shapes.BadDocument:
             raise RegistryError(
                 f"registry {self.registry.name}: token response has no token",
                 "check the registry's status page",

@@ -5,152 +5,38 @@ whether the registry needs a login and accepts ours (before anything is pushed),
 release tags it already has (so a backport does not move ``latest``), and which manifest
 each tag points at afterwards (so a reported digest is the one the registry serves).
 
-Each request is authenticated by :mod:`buildtools.registry.auth` and retried by
-:mod:`buildtools.registry.retry`; every error it raises has the password redacted.
+Each request is made by :mod:`buildtools.registry.session` (authenticated, retried,
+credentials only to the configured origin, answers within size limits, the password
+redacted). Nothing a registry serves is trusted: a manifest or blob asked for by digest must
+hash to it, a tag's manifest to its ``Docker-Content-Digest``, and JSON must have the
+shape :mod:`buildtools.plan.shapes` expects.
 """
 
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
-import requests
-
-from buildtools.config.registry_address import Registry
 from buildtools.errors import BuildToolsError
 from buildtools.facts.versions import ascending, semver_tags
+from buildtools.plan import shapes
 from buildtools.plan.manifests import ACCEPT, Manifest, config_labels, parse_manifest
-from buildtools.registry.auth import RegistryLogin, pull_scope, push_scope
-from buildtools.registry.credentials import Credentials
+from buildtools.registry import checks
+from buildtools.registry.auth import pull_scope, push_scope
 from buildtools.registry.failures import AuthError, CredentialsMissing, RegistryError
-from buildtools.registry.retry import RetryPolicy, network_failure, raise_if_transient
+from buildtools.registry.session import RegistrySession
+from buildtools.registry.transport import (
+    CONFIG_LIMIT,
+    MANIFEST_LIMIT,
+    Answer,
+)
 
-USER_AGENT = "lara-buildtools (registry API client)"
 TAGS_PAGE = 100
 
 
-class RegistryClient:
+class RegistryClient(RegistrySession):
     """HTTP API v2 of one registry, with its credentials (None: anonymous)."""
-
-    def __init__(
-        self,
-        registry: Registry,
-        credentials: Credentials | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float = 30.0,
-        on_retry: Callable[[str, int, float, str], None] | None = None,
-    ) -> None:
-        """``on_retry(what, attempt, delay, reason)`` is told before each wait."""
-        self.registry = registry
-        self.credentials = credentials
-        self.retry = retry or RetryPolicy()
-        self.timeout = timeout
-        self.on_retry = on_retry
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
-        # HTTP/1.1 defaults, sent by requests on every request: the connection is kept alive
-        # and anything is accepted without them (a promotion makes two dozen requests).
-        for default in ("Connection", "Accept"):
-            self._session.headers.pop(default, None)
-        self._login = RegistryLogin(registry, credentials, self._session, timeout)
-
-    def __repr__(self) -> str:
-        return f"RegistryClient({self.registry.name!r}, credentials={self.credentials!r})"
-
-    # -- one request, authenticated and retried --
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        scope: str,
-        headers: dict[str, str],
-        data: bytes | None = None,
-    ) -> requests.Response:
-        url = path if path.startswith(("http://", "https://")) else self.registry.url + path
-        # Credentials only ever go to the registry itself, whatever a Link header points at.
-        own = urllib.parse.urlsplit(url).netloc == self.registry.api_host
-        for answered in (False, True):  # again once after answering an auth challenge
-            try:
-                resp = self._session.request(
-                    method,
-                    url,
-                    headers={**headers, **(self._login.header(scope) if own else {})},
-                    data=data,
-                    timeout=self.timeout,
-                    allow_redirects=True,
-                )
-            except requests.RequestException as exc:
-                raise network_failure(exc) from None
-            raise_if_transient(resp)
-            challenge = resp.headers.get("WWW-Authenticate", "")
-            if resp.status_code == 401 and not answered and self._login.answer(challenge, scope):
-                continue
-            break
-        if resp.status_code == 401:
-            raise self._login.refused()
-        if resp.status_code == 403:
-            who = f"user {self.credentials.username!r}" if self.credentials else "anonymous users"
-            where = urllib.parse.urlsplit(url).path
-            raise AuthError(
-                f"registry {self.registry.name} denied {who} access ({method} {where})",
-                "give that user push access to the repository",
-            )
-        return resp
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        scope: str = "",
-        headers: dict[str, str] | None = None,
-        data: bytes | None = None,
-    ) -> requests.Response:
-        """One API request, authenticated and retried; 401/403 raise, other statuses return.
-
-        ``data`` is sent whole with every attempt: only requests that may be repeated (a blob
-        or manifest named by its digest, a fresh upload session) carry one."""
-        url = path if path.startswith(("http://", "https://")) else self.registry.url + path
-        what = f"{method} {url.split('?')[0]}"
-        try:
-            return self.retry.run(
-                lambda: self._send(method, path, scope, headers or {}, data),
-                f"registry {self.registry.name} is unreachable: {what}",
-                self._notify(what),
-            )
-        except BuildToolsError as exc:
-            raise exc.redact(self._login.secrets()) from None
-
-    def _notify(self, what: str) -> Callable[[int, float, str], None] | None:
-        if self.on_retry is None:
-            return None
-        report = self.on_retry
-        return lambda attempt, delay, reason: report(what, attempt, delay, reason)
-
-    # -- what the release needs --
-
-    def _probe(self) -> requests.Response:
-        """``GET /v2/`` without credentials: 200 (open) or 401 with the auth challenge."""
-
-        def ping() -> requests.Response:
-            try:
-                resp = self._session.get(self.registry.url + "/v2/", timeout=self.timeout)
-            except requests.RequestException as exc:
-                raise network_failure(exc) from None
-            raise_if_transient(resp)
-            return resp
-
-        what = f"GET {self.registry.url}/v2/"
-        resp = self.retry.run(
-            ping, f"registry {self.registry.name} is unreachable: {what}", self._notify(what)
-        )
-        if resp.status_code in (200, 401):
-            return resp
-        raise RegistryError(
-            f"{self.registry.url}/v2/ answered HTTP {resp.status_code}: "
-            "not a Docker registry (API v2)",
-            "check the host and port in buildtools.release.registries",
-        )
 
     def check_access(self, repositories: Sequence[str]) -> None:
         """Fail now, before any push, if we cannot log in or may not push to ``repositories``.
@@ -211,10 +97,10 @@ class RegistryClient:
                 return found
             self._expect(resp, 200, f"tags of {name}")
             try:
-                found.extend(resp.json().get("tags") or [])
-            except (ValueError, AttributeError):
+                found.extend(shapes.tag_list(shapes.load(resp.content, "tag list")))
+            except shapes.BadDocument as exc:
                 raise RegistryError(
-                    f"registry {self.registry.name}: tags of {name} are not JSON",
+                    f"registry {self.registry.name}: tags of {name}: {exc}",
                     "check the registry's status page",
                 ) from None
             following = resp.links.get("next", {}).get("url")
@@ -232,38 +118,78 @@ class RegistryClient:
         """The labels in an image's config blob (empty for indexes or a config without any)."""
         if not manifest.config_digest:
             return {}
-        name = self.registry.api_name(repository)
-        resp = self.request("GET", f"/v2/{name}/blobs/{manifest.config_digest}", pull_scope(name))
-        self._expect(resp, 200, f"image config of {name}@{manifest.config_digest}")
-        return config_labels(resp.content)
+        return config_labels(self.config(repository, manifest.config_digest))
 
     def manifest_bytes(self, repository: str, reference: str) -> tuple[bytes, str] | None:
         """A manifest's exact bytes and its Content-Type, or None if there is none: promotion
-        rewrites them, and the digest is the SHA-256 of these bytes."""
+        rewrites them, and the digest is the SHA-256 of these bytes. At most 4 MiB, checked
+        against the digest asked for (or the tag's ``Docker-Content-Digest``) and for the
+        shape of every field the tools read."""
         resp = self._manifest_request("GET", repository, reference)
         if resp is None:
             return None
+        what = checks.subject("manifest", self.registry.api_name(repository), reference)
+        served = resp.headers.get("Docker-Content-Digest", "")
+        expected = reference if shapes.is_digest(reference) else served
+        checks.check_digest(self.registry.name, resp.content, expected, what)
+        checks.check_shape(self.registry.name, resp.content, shapes.manifest_problem, what)
         return resp.content, resp.headers.get("Content-Type", "")
 
-    def _manifest_request(
-        self, method: str, repository: str, reference: str
-    ) -> requests.Response | None:
+    def _manifest_request(self, method: str, repository: str, reference: str) -> Answer | None:
         """A manifest's GET or HEAD, with every media type accepted; None when it is not there."""
         name = self.registry.api_name(repository)
+        checks.check_reference(self.registry.name, name, reference, "manifest")
         resp = self.request(
-            method, f"/v2/{name}/manifests/{reference}", pull_scope(name), {"Accept": ACCEPT}
+            method,
+            f"/v2/{name}/manifests/{reference}",
+            pull_scope(name),
+            {"Accept": ACCEPT},
+            limit=MANIFEST_LIMIT,
+            subject=checks.subject("manifest", name, reference),
         )
         if resp.status_code == 404:
             return None
         self._expect(resp, 200, f"manifest {name}:{reference}")
         return resp
 
-    def blob(self, repository: str, digest: str) -> bytes:
-        """A blob's bytes (an image config: small)."""
+    def blob(self, repository: str, digest: str, limit: int = CONFIG_LIMIT) -> bytes:
+        """A small blob's bytes (an image config: at most 8 MiB), checked against ``digest``."""
         name = self.registry.api_name(repository)
-        resp = self.request("GET", f"/v2/{name}/blobs/{digest}", pull_scope(name))
-        self._expect(resp, 200, f"blob {name}@{digest}")
+        checks.check_reference(self.registry.name, name, digest, "blob")
+        what = checks.subject("blob", name, digest)
+        resp = self.request(
+            "GET", f"/v2/{name}/blobs/{digest}", pull_scope(name), limit=limit, subject=what
+        )
+        self._expect(resp, 200, what)
+        checks.check_digest(self.registry.name, resp.content, digest, what)
         return resp.content
+
+    def config(self, repository: str, digest: str) -> bytes:
+        """An image config blob, checked against its digest and for the shape of its fields."""
+        body = self.blob(repository, digest)
+        what = checks.subject("config", self.registry.api_name(repository), digest)
+        checks.check_shape(self.registry.name, body, shapes.config_problem, what)
+        return body
+
+    def copy_blob(self, repository: str, digest: str, dest: Path) -> int:
+        """A blob of any size (a layer) streamed into ``dest``, never held in memory, and
+        hashed as it streams; the bytes written. One that does not match ``digest`` is removed
+        and named in the error."""
+        name = self.registry.api_name(repository)
+        checks.check_reference(self.registry.name, name, digest, "blob")
+        what = checks.subject("blob", name, digest)
+        into = checks.DigestFile(dest, digest)
+        try:
+            resp = self.request(
+                "GET", f"/v2/{name}/blobs/{digest}", pull_scope(name), subject=what, sink=into.start
+            )
+        finally:
+            into.close()
+        self._expect(resp, 200, what)
+        if into.actual != digest:
+            dest.unlink(missing_ok=True)
+            raise checks.mismatch(self.registry.name, what, into.actual, digest)
+        return into.size
 
     def has_blob(self, repository: str, digest: str) -> bool:
         """Whether the repository holds the blob already (then it is not sent again)."""
@@ -335,18 +261,17 @@ class RegistryClient:
         if resp is None:
             return None
         digest = resp.headers.get("Docker-Content-Digest")
+        if digest and shapes.is_digest(reference) and digest != reference:
+            raise RegistryError(
+                f"registry {self.registry.name} names manifest "
+                f"{self.registry.api_name(repository)}@{reference} {digest}",
+                "something between here and the registry alters what it serves: check the "
+                "registry and any proxy in front of it",
+            )
         if digest:
             return digest
         found = self.manifest(repository, reference)
         return found.digest if found else None
-
-    def _expect(self, resp: requests.Response, status: int, what: str) -> None:
-        if resp.status_code != status:
-            detail = _error_code(resp)
-            raise RegistryError(
-                f"registry {self.registry.name}: {what} answered HTTP {resp.status_code}{detail}",
-                "check the repository name and the registry's status page",
-            )
 
 
 def registry_versions(clients: Iterable[RegistryClient], repositories: Iterable[str]) -> list[str]:
@@ -361,16 +286,3 @@ def registry_versions(clients: Iterable[RegistryClient], repositories: Iterable[
         for repository in repos:
             versions.update(semver_tags(client.tags(repository)))
     return ascending(versions)
-
-
-def _error_code(resp: requests.Response) -> str:
-    """The registry's own error codes (``MANIFEST_INVALID``…), never its free text: short and
-    free of anything a request carried."""
-    try:
-        errors = resp.json().get("errors") or []
-        codes = sorted(
-            {str(e.get("code")) for e in errors if isinstance(e, dict) and e.get("code")}
-        )
-    except (ValueError, AttributeError):
-        return ""
-    return f" ({', '.join(codes)})" if codes else ""

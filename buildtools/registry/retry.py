@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import requests
 
@@ -67,7 +67,17 @@ class RetryPolicy:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def raise_if_transient(resp: requests.Response, prefix: str = "") -> None:
+class Answered(Protocol):
+    """An HTTP answer as far as retries care: its status and headers."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def raise_if_transient(resp: Answered, prefix: str = "") -> None:
     """:class:`TransientError` for an answer worth retrying (HTTP 429 and 5xx)."""
     if resp.status_code == 429 or resp.status_code >= 500:
         raise TransientError(f"{prefix}HTTP {resp.status_code}", _retry_after(resp))
@@ -78,7 +88,7 @@ def network_failure(exc: requests.RequestException, prefix: str = "") -> Transie
     return TransientError(f"{prefix}{_network_reason(exc)}")
 
 
-def _retry_after(resp: requests.Response) -> float | None:
+def _retry_after(resp: Answered) -> float | None:
     value = resp.headers.get("Retry-After", "").strip()
     return float(value) if value.isdigit() else None
 

@@ -43,6 +43,20 @@ def secrets_of(found: Sequence[Target]) -> list[str]:
     return [t.credentials.password for t in found if t.credentials]
 
 
+def credential_routes(found: Sequence[Target]) -> list[str]:
+    """Where each registry's credentials go, as its preflight learnt (``--dry-run`` says
+    it): the registry itself (Basic), or the token server its challenge named (bearer)."""
+    lines = []
+    for target in found:
+        if target.credentials is None:
+            lines.append(f"credentials for {target.name}: none set, none sent")
+            continue
+        where = target.client.credentials_go_to()
+        to = "; ".join(where) or "nowhere: the registry asked for no login"
+        lines.append(f"credentials for {target.name} ({target.credentials.source}) go to {to}")
+    return lines
+
+
 def retry_policy(config: ReleaseConfig) -> RetryPolicy:
     return RetryPolicy(
         retries=max(0, config.retries),

@@ -347,6 +347,7 @@ def release_task(
         if not isinstance(attempted, str):
             for line in attempted.warnings[len(plan.meta.warnings) :] if warn else ():
                 warn(line)
+            attempted.credentials = targets.credential_routes(found) if dry_run else []
             return attempted
         fallback.append(f"not promoting: {attempted}; building the release instead")
         for line in fallback if warn else ():
@@ -370,6 +371,7 @@ def release_task(
     for line in result.warnings[len(plan.meta.warnings) :] if warn else ():
         warn(line)
     result.warnings.extend(fallback)
+    result.credentials = targets.credential_routes(found) if dry_run else []
     return result
 
 

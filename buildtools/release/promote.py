@@ -69,7 +69,9 @@ def changes(meta: Metadata, dockerfile_text: str) -> dict[str, Changes]:
 
 def read_source(client: RegistryClient, repository: str, tag: str) -> SourceImage | None:
     """The tested image as the registry serves it, with the child manifests and configs it
-    needs (an attestation is never read); None when the tag does not exist."""
+    needs (an attestation is never read); None when the tag does not exist. The client checks
+    each against the digest it is read by, and its shape: a registry that serves anything
+    else stops the release (:class:`buildtools.registry.failures.RegistryError`)."""
     found = client.manifest_bytes(repository, tag)
     if found is None:
         return None
@@ -81,7 +83,7 @@ def read_source(client: RegistryClient, repository: str, tag: str) -> SourceImag
             raise CannotPromote(f"its index lists {digest}, which the registry does not hold")
         children[digest] = child[0]
     source = SourceImage(body, content_type, children)
-    configs = {d: client.blob(repository, d) for d in manifest_rewrite.config_digests(source)}
+    configs = {d: client.config(repository, d) for d in manifest_rewrite.config_digests(source)}
     return dataclasses.replace(source, configs=configs)
 
 

@@ -152,6 +152,9 @@ class ReleaseResult:
     # A promoted release (buildtools.promote): per registry and image, the tested image it was
     # made from (source digest), the release image's digest and the bytes sent.
     promoted: list[dict[str, Any]] = field(default_factory=list)
+    # Where each registry's credentials go (buildtools.registry.targets.credential_routes):
+    # what a --dry-run tells before anything is pushed.
+    credentials: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         found = {
@@ -164,12 +167,14 @@ class ReleaseResult:
         }
         if self.promoted:
             found["promoted"] = list(self.promoted)
+        if self.credentials:
+            found["credentials"] = list(self.credentials)
         return found
 
     def text(self) -> str:
         """The human summary: one line per tag with what happened and its digest (after one
         line per promoted image saying what it was made from)."""
-        lines = []
+        lines = list(self.credentials)
         for p in self.promoted:
             verb = "would promote" if self.dry_run else "promoted"
             lines.append(

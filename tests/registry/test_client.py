@@ -2,7 +2,8 @@
 manifests and digests of images the docker SDK pushed, and the release versions it finds.
 
 Tag paging is checked against the in-process stand-in of :mod:`tests.fixtures.token_registry`,
-which pages the way Docker Hub and GHCR do.
+which pages the way Docker Hub and GHCR do; what a hostile registry serves (JSON of the wrong
+shape, bytes that are not their digest) against :mod:`tests.fixtures.hostile_registry`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import pytest
 
 import testbed
 from buildtools.errors import BuildToolsError
-from buildtools.plan.manifests import DOCKER_MANIFEST
+from buildtools.plan import manifest_rewrite
+from buildtools.plan.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from buildtools.registry.client import registry_versions
+from buildtools.release.promote import read_source
 from tests.fixtures.flaky_proxy import FlakyProxy
+from tests.fixtures.hostile_registry import HostileRegistry, Reply
 from tests.fixtures.registry_client import client_for, sdk_push
 from tests.fixtures.token_registry import TokenRegistry
 
@@ -134,3 +138,102 @@ def test_blobs_and_manifests_are_put_and_read_back_through_a_flaky_registry(
     }
     assert len(proxy.failed) == 2  # both PUTs failed once and were sent again
     assert client.manifest_bytes("lbt/put", "2.0.0") is None
+
+
+# -- what a registry serves is checked before it is used (#27 items 3 and 4) --
+
+CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
+DEEP = b"[" * 10_000 + b"]" * 10_000
+
+
+def _manifest(config_bytes: bytes, **changes: object) -> bytes:
+    descriptor = {
+        "mediaType": CONFIG_TYPE,
+        "size": len(config_bytes),
+        "digest": "sha256:" + hashlib.sha256(config_bytes).hexdigest(),
+    }
+    body = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "config": descriptor, "layers": []}
+    return json.dumps({**body, **changes}).encode()
+
+
+GOOD_CONFIG = b'{"config": {"Labels": {"org.opencontainers.image.revision": "abc"}}}'
+HOSTILE = {
+    "wrong types": (
+        _manifest(GOOD_CONFIG, config="sha256:abc", layers=5),
+        GOOD_CONFIG,
+        "manifest org/app:sha-abc is unusable: config is a string, not an object",
+    ),
+    "deep nesting": (DEEP, GOOD_CONFIG, "manifest org/app:sha-abc is unusable: its manifest is"),
+    "a path for a digest": (
+        json.dumps(
+            {
+                "mediaType": OCI_INDEX,
+                "manifests": [{"mediaType": OCI_MANIFEST, "digest": "../../_catalog", "size": 2}],
+            }
+        ).encode(),
+        GOOD_CONFIG,
+        "manifests[0].digest is a string, not a sha256 or sha512 digest",
+    ),
+    "a config of wrong types": (
+        _manifest(b'{"config": {"Labels": ["a"]}}'),
+        b'{"config": {"Labels": ["a"]}}',
+        "is unusable: config.Labels is a list, not an object",
+    ),
+    "a deeply nested config": (
+        _manifest(DEEP),
+        DEEP,
+        "is unusable: its config is nested too deeply",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
+def test_hostile_json_is_one_line_naming_the_registry_and_the_reference(
+    hostile: HostileRegistry, case: str
+) -> None:
+    """What promotion reads, served with the wrong types or 10,000 levels deep: one line
+    naming the registry and what it served, never AttributeError or RecursionError."""
+    manifest, config, expected = HOSTILE[case]
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    hostile.routes["/v2/org/app/manifests/sha-abc"] = lambda method, path: Reply(
+        200, {"Content-Type": DOCKER_MANIFEST}, manifest
+    )
+    hostile.routes[f"/v2/org/app/blobs/{config_digest}"] = lambda method, path: Reply(
+        200, body=config
+    )
+    client = client_for(f"https://{hostile.host}")
+
+    with pytest.raises(BuildToolsError) as failure:
+        source = read_source(client, "org/app", "sha-abc")
+        assert source is not None
+        manifest_rewrite.promote(source, manifest_rewrite.Changes({}))
+
+    message = str(failure.value)
+    assert message.startswith(f"registry {hostile.host}: "), message
+    assert expected in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "tags", [b'{"tags": {"1.0.0": 1}}', b'{"tags": [1, 2]}', b"[]", DEEP], ids=str
+)
+def test_a_hostile_tag_list_is_one_line(hostile: HostileRegistry, tags: bytes) -> None:
+    hostile.routes["/v2/org/app/tags/list"] = lambda method, path: Reply(200, body=tags)
+    with pytest.raises(BuildToolsError, match=f"^registry {hostile.host}: tags of org/app: "):
+        registry_versions([client_for(f"https://{hostile.host}")], ["org/app"])
+
+
+def test_a_tag_whose_bytes_are_not_the_digest_the_registry_names_is_refused(
+    hostile: HostileRegistry,
+) -> None:
+    manifest = _manifest(GOOD_CONFIG)
+    named = "sha256:" + hashlib.sha256(b"the manifest it claims").hexdigest()
+    hostile.routes["/v2/org/app/manifests/1.0.0"] = lambda method, path: Reply(
+        200, {"Content-Type": DOCKER_MANIFEST, "Docker-Content-Digest": named}, manifest
+    )
+    with pytest.raises(BuildToolsError) as failure:
+        client_for(f"https://{hostile.host}").manifest_bytes("org/app", "1.0.0")
+    assert str(failure.value).startswith(
+        f"registry {hostile.host} served manifest org/app:1.0.0 with bytes of digest "
+        f"sha256:{hashlib.sha256(manifest).hexdigest()}, not {named}"
+    )

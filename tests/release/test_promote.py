@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import testbed
+from buildtools.registry.credentials import variable_names
 from tests.fixtures import invoke_cli
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
@@ -279,6 +280,12 @@ def test_a_dry_run_says_what_it_would_promote_and_puts_nothing(
     assert f"would promote {registry.host} {setup['nginx']}:{setup['sha']} {digest}" in (
         done.stdout
     )
+    # Where the login goes, before anything is put (#27 item 2): htpasswd, so the registry.
+    user_var, pass_var = variable_names(registry.host)
+    assert (
+        f"credentials for {registry.host} ({user_var}/{pass_var}) go to "
+        f"http://{registry.host} (Basic auth, every request)"
+    ) in done.stdout.splitlines()
     assert sorted(registry.tags(setup["app"])) == [setup["sha"]]
 
 
@@ -402,6 +409,43 @@ def test_a_put_answered_with_another_digest_fails_before_any_floating_tag(
     assert "no floating tag was moved" in done.stderr
     for name in ("app", "nginx"):
         assert "latest" not in registry.tags(setup[name])
+
+
+@pytest.mark.parametrize("lie", ["child manifest", "config blob"])
+def test_bytes_that_are_not_their_digest_stop_the_promotion(
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any], lie: str
+) -> None:
+    """Promotion reads an index's child manifests and the image configs by digest: something
+    between here and the registry serves other bytes for one (#27 item 3). The release stops
+    with one line naming the registry and what it served, and puts no tag."""
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    for name in ("app", "nginx"):
+        writer.index_with_attestation(
+            setup[name], setup["sha"], master["labels"], env_of(master["buildargs"])
+        )
+    app = setup["app"]
+    asked = f"/v2/{app}/manifests/sha256:" if lie == "child manifest" else f"/v2/{app}/blobs/"
+    other = b'{"schemaVersion": 2, "config": {"Labels": {}}, "layers": []}'
+    proxy = FlakyProxy(
+        registry.host,
+        failures=1,
+        status=200,
+        body=other,
+        match=lambda method, path, agent: method == "GET" and path.startswith(asked),
+    ).start()
+    try:
+        done = invoke(repo, behind(proxy, setup, registry), "release")
+    finally:
+        proxy.stop()
+
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    kind = "manifest" if lie == "child manifest" else "blob"
+    assert f"registry {proxy.host} served {kind} {app}@sha256:" in done.stderr
+    assert f"with bytes of digest {sha(other)}, not sha256:" in done.stderr
+    assert len(proxy.failed) == 1
+    for name in ("app", "nginx"):
+        assert registry.tags(setup[name]) == [setup["sha"]]
 
 
 def test_one_read_back_per_repository_and_a_stale_one_fails(
