@@ -60,12 +60,14 @@ def main(argv: list[str]) -> int:
             # Ctrl-C or SIGTERM stops the docker-registry process too, which would outlive us.
             previous = stop_on_signals()
             reg = LocalRegistry(Path(tempfile.mkdtemp(prefix="lara-registry-"))).start()
-            secret = reg.root / "password"
-            secret.touch(mode=0o600)
-            secret.write_text(reg.password)
-            print(f"registry on {reg.url}, user {reg.username}; Ctrl-C stops it", flush=True)
-            print(f"password in {secret} (mode 600)", flush=True)
             try:
+                # Inside the try: a signal right after the lines are read (a script that reads
+                # them, then stops us) must still stop the registry, not kill us around it.
+                secret = reg.root / "password"
+                secret.touch(mode=0o600)
+                secret.write_text(reg.password)
+                print(f"registry on {reg.url}, user {reg.username}; Ctrl-C stops it", flush=True)
+                print(f"password in {secret} (mode 600)", flush=True)
                 reg.process.wait()
             except KeyboardInterrupt:
                 reg.stop()
