@@ -71,8 +71,8 @@ def app_spec(
 def stage_ref(repository: str, meta: Metadata, stage: str) -> str:
     """The local (and, at release, pushed) name of a stage's image: ``cache-<stage>-<branch>``,
     a name no release tag can have; builds without a branch use their commit tag."""
-    branch = meta.info.branch or meta.info.base_branch
-    suffix = tags.branch_tag(branch) if branch else meta.sha_tag
+    branch = meta.cache_branch
+    suffix = meta.branch_tag(branch) if branch else meta.sha_tag
     return f"{repository}:{tags.prefixed(cache.stage_prefix(stage), suffix)}"
 
 
