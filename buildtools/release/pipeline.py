@@ -70,6 +70,13 @@ PUSH_STAGE_CACHES = Step(
     ),
 )
 
+
+def would_run(task_steps: tuple[Step[Plan], ...], plan: Plan) -> list[str]:
+    """What ``--dry-run`` shows of the steps: how a run without it would take them."""
+    real = dataclasses.replace(plan, options=dataclasses.replace(plan.options, dry_run=False))
+    return ["steps without --dry-run:", *steps.listing(task_steps, real)]
+
+
 # --- invoke build ------------------------------------------------------------------------------
 
 BUILD_STEPS = (LOOK_UP_CACHE, BUILD)
@@ -99,7 +106,7 @@ class BuildResult:
         )
 
     def listing(self) -> list[str]:
-        return steps.listing(BUILD_STEPS, self.plan)
+        return would_run(BUILD_STEPS, self.plan)
 
 
 def build(run: Run, options: Options, session: Session) -> BuildResult:
@@ -165,7 +172,7 @@ class ReleaseRun:
     result: ReleaseResult
 
     def listing(self) -> list[str]:
-        return steps.listing(RELEASE_STEPS, self.plan)
+        return would_run(RELEASE_STEPS, self.plan)
 
 
 def release(
@@ -287,7 +294,7 @@ CI_STEPS = (
         ),
         loud=lambda plan: plan.promotion is None,
     ),
-    Step("release", _ci_release, lambda plan: _first(_promoted(plan), _not_released(plan))),
+    Step("push", _ci_release, lambda plan: _first(_promoted(plan), _not_released(plan))),
     PUSH_STAGE_CACHES,
 )
 

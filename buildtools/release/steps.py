@@ -123,9 +123,10 @@ def run(steps: Sequence[Step[P]], plan: P, session: Session, prefix: str = "") -
 
 
 def listing(steps: Sequence[Step[P]], plan: P) -> list[str]:
-    """One line per step: its name, and why it is skipped for this plan."""
+    """The steps as they would go for ``plan``: one line each, those that run and those
+    skipped with the reason."""
     lines = []
     for step in steps:
         reason = step.skip(plan)
-        lines.append(f"step   {step.name}" + (f" (skipped: {reason})" if reason else ""))
+        lines.append(f"  skip  {step.name}: {reason}" if reason else f"  run   {step.name}")
     return lines
