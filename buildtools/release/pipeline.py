@@ -128,7 +128,7 @@ PROMOTE = Step("promote", work.promote, _not_promoted)
 RELEASE_STEPS = (
     PROMOTE,
     Step(
-        "build what is missing",
+        "build",  # what is missing, or not this build's
         work.build_missing,
         lambda plan: _first(
             _promoted(plan),
