@@ -54,9 +54,10 @@ from buildtools.errors import BuildToolsError
 from buildtools.facts import buildinfo, read
 from buildtools.plan import metadata, push_order
 from buildtools.plan.manifests import DOCKER_MANIFEST
-from buildtools.registry import targets
 from buildtools.release import build as builder
 from buildtools.release import pipeline, publish
+from buildtools.release.prepare import Options, roles
+from buildtools.release.steps import Session
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -481,14 +482,14 @@ def release_once(
     pid = reg.process.pid if reg.process else 0
     cpu_before = cpu_seconds(pid)
     started = time.monotonic()
-    run = pipeline.Run.read(settings, env, buildinfo.Overrides())
-    found = pipeline.configured_targets(run, rec)
-    targets.preflight(found, pipeline.repositories(settings))
-    plan = pipeline.plan_release(run, found)
-    result = pipeline.publish(bench.client, settings, plan, reporter=rec)
+    session = Session(lambda line: None, rec, build_display=False, engine=bench.client)
+    done = pipeline.release(
+        settings, env, buildinfo.Overrides(), Options(promote=False), session, warn=False
+    )
+    result = done.result
     seconds = time.monotonic() - started
-    meta = plan.meta
-    local, _ = publish.local_images(bench.client, pipeline.roles(settings), meta)
+    meta = done.plan.meta
+    local, _ = publish.local_images(bench.client, roles(settings), meta)
     registry_cpu = cpu_seconds(pid) - cpu_before
     after = registry_blobs(reg.root)
     new = {d: s for d, s in after.items() if d not in before}
@@ -559,7 +560,7 @@ def case_push(bench: Bench, runs: int) -> tuple[list[Row], str]:
         f"first release: {len(first[-1]['pushed'])} layers `Pushed`"
     )
     cmd_first = (
-        "pipeline.plan_release + pipeline.publish (= invoke release) of commit N "
+        "pipeline.release without promotion (= invoke release --no-promote) of commit N "
         "(built before, not timed) to a fresh registry"
     )
     cmd_second = "the same for commit N+1 (metadata only), same registry"

@@ -1,28 +1,22 @@
 """invoke tasks: each is a few lines that call library functions.
 
 An app repository uses them with a one-line ``tasks.py`` (``from buildtools.tasks import ns``)
-and its own ``invoke.yaml``.
+and its own ``invoke.yaml``. Exit codes, error lines, pipes and ``--json`` are
+:mod:`buildtools.cli.process`'s; flags are checked by :mod:`buildtools.cli.flags`; the work is
+a pipeline of steps over one plan (:mod:`buildtools.release.pipeline`).
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import dataclasses
-import gc
 import os
-import re
-import signal
-import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from invoke import Collection, Context, task
-from invoke.exceptions import Exit
 
+from buildtools.cli import process
 from buildtools.config import invokefiles, schema
-from buildtools.errors import INTERRUPTED, BuildToolsError
+from buildtools.errors import BuildToolsError
 
 # --- invoke integration ------------------------------------------------------------------------
 # Defaults reach invoke once, as text (ns.configure at the end, schema.defaults). invoke reads
@@ -30,13 +24,7 @@ from buildtools.errors import INTERRUPTED, BuildToolsError
 # would be invoke's traceback is one line (invokefiles; public parts of invoke only).
 IMPORTED_FROM = invokefiles.importer_dir()
 invokefiles.check_project(IMPORTED_FROM)
-
-# At exit the interpreter's last garbage collections walk every object the imports made (invoke,
-# docker-py, GitPython): ~150 ms, more than a no-op build's engine work. Frozen first, they are
-# skipped; the process is ending, and its memory goes back to the system with it. atexit handlers
-# (temporary files, logging) run as before, and objects freed by reference counts still are.
-atexit.unregister(gc.freeze)  # once, also when this module is imported again
-atexit.register(gc.freeze)
+process.freeze_at_exit()
 
 
 def project_root(c: Context) -> Path:
@@ -58,104 +46,18 @@ def settings(c: Context) -> schema.Settings:
     return dataclasses.replace(checked, warnings=checked.warnings + unread) if unread else checked
 
 
-def overrides_from(branch: str, tag: str, commit: str):
-    """Task flags to buildinfo.Overrides; an empty flag means "ask CI and git"."""
-    from buildtools.facts import buildinfo, ci_env
+def facts(c: Context, branch: str = "", tag: str = "", commit: str = ""):
+    """This invocation's facts (settings, CI environment, git), read once."""
+    from buildtools.cli import flags
+    from buildtools.facts.read import Run
 
-    for flag, value in (("--branch", branch), ("--tag", tag), ("--commit", commit)):
-        if ci_env.has_control_character(value or ""):
-            raise BuildToolsError(
-                f"{flag} {value!r} holds a control character (a line break?)",
-                f"pass {flag} a plain name",
-            )
-    return buildinfo.Overrides(branch=branch or None, tag=tag or None, commit=commit or None)
+    return Run.read(settings(c), os.environ, flags.overrides(branch, tag, commit))
 
 
-_STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+def path(value: str) -> Path | None:
+    from buildtools.cli import flags
 
-
-def stack_name(value: str) -> str:
-    """``--name`` as the prefix of container and network names, or a one-line error."""
-    if not _STACK_NAME.fullmatch(value):
-        raise BuildToolsError(
-            f"--name {value!r} cannot start container names",
-            "use letters, digits, _ . and -, starting with a letter or digit",
-        )
-    return value
-
-
-def port_number(value: object) -> int:
-    """``--port`` as a TCP port, or a one-line error."""
-    text = str(value).strip()
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise BuildToolsError(f"--port {value!r} is not a port number", "pass 1 to 65535")
-    return int(text)
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def one_line(text: str) -> str:
-    """Error text as one plain line: colour codes (from build output) only on a terminal."""
-    text = " ".join(text.split("\n"))
-    return text if sys.stderr.isatty() else _ANSI.sub("", text)
-
-
-def _stdout_gone() -> bool:
-    """Whether nobody reads stdout any more (``invoke build --json | head -1`` after head
-    exited): a pipe whose reader closed reports POLLERR."""
-    import select
-
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends a task as Ctrl-C does, so the same cleanup runs and the same line says what
-    was left: it is how a CI cancels a job (GitLab, GitHub Actions), how `timeout` and
-    `docker stop` end one; by default it kills Python at once, leaving a smoke test's
-    containers and network on the engine and no word on a release's state. The previous
-    handler comes back afterwards (tasks also run in-process, e.g. in the tests)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
-@contextlib.contextmanager
-def reported() -> Iterator[None]:
-    """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback; and
-    Ctrl-C (or SIGTERM) into exit 130 with one line (the code that was interrupted says what
-    was left). A reader of stdout that stopped early (``| head``) ends the task quietly: it
-    has what it wanted, and the work itself was done."""
-    for name in ("stdout", "stderr"):
-        if getattr(sys, name) is None:
-            # Closed by the caller (`>&-`, `2>&-`): Python then has None there, and a print to
-            # a None stderr lands on stdout, in the JSON a script reads. Nowhere, instead.
-            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (the process's own)
-    try:
-        with _terminate_as_interrupt():
-            yield
-        sys.stdout.flush()  # here, not at exit, where a closed pipe is a traceback
-    except BrokenPipeError:
-        if not _stdout_gone():
-            raise
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise Exit(code=0) from None
-    except BuildToolsError as exc:
-        prefix = "" if exc.exit_code == INTERRUPTED else "error: "
-        raise Exit(one_line(f"{prefix}{exc}"), code=exc.exit_code) from None
-    except KeyboardInterrupt:
-        raise Exit("interrupted", code=INTERRUPTED) from None
+    return flags.path(value)
 
 
 @task(help={"suite": "Debian suite to bootstrap (default: the host's own)"})
@@ -164,37 +66,8 @@ def bases(c, suite=""):
     from buildtools.engine.bases import ensure_base_image
     from buildtools.engine.connect import connect
 
-    with reported():
-        cfg = settings(c)
-        print(ensure_base_image(connect(), cfg.bases_repository, suite=suite or None))
-
-
-@task(
-    help={
-        "format": "yaml (default), json or env (LARA_*=... shell lines)",
-        "branch": "the branch being built (replaces what CI and git say)",
-        "tag": "the git tag being built, e.g. v1.2.3 (replaces what CI and git say)",
-        "commit": "the commit being built; with it, no git checkout is needed",
-    }
-)
-def version(c, format="yaml", branch="", tag="", commit=""):
-    """Print what this build is (version.yml content) and why it gets its image tags."""
-    import sys
-
-    from buildtools.facts.read import Run
-    from buildtools.plan import metadata, versionfile
-
-    with reported():
-        versionfile.check_format(format)
-        meta = metadata.of_run(
-            Run.read(settings(c), os.environ, overrides_from(branch, tag, commit))
-        )
-        for image_tag in meta.tags:
-            kind = "floating" if image_tag.floating else "immutable"
-            print(f"tag {image_tag.name} ({kind}): {image_tag.reason}", file=sys.stderr)
-        for warning in meta.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        print(versionfile.render(meta.version_data(), format), end="")
+    with process.reported():
+        print(ensure_base_image(connect(), settings(c).bases_repository, suite=suite or None))
 
 
 REF_HELP = {
@@ -204,13 +77,29 @@ REF_HELP = {
 }
 
 
+@task(help={"format": "yaml (default), json or env (LARA_*=... shell lines)", **REF_HELP})
+def version(c, format="yaml", branch="", tag="", commit=""):
+    """Print what this build is (version.yml content) and why it gets its image tags."""
+    from buildtools.plan import metadata, versionfile
+
+    with process.reported():
+        versionfile.check_format(format)
+        meta = metadata.of_run(facts(c, branch, tag, commit))
+        for image_tag in meta.tags:
+            kind = "floating" if image_tag.floating else "immutable"
+            process.to_stderr(f"tag {image_tag.name} ({kind}): {image_tag.reason}")
+        for warning in meta.warnings:
+            process.to_stderr(f"warning: {warning}")
+        print(versionfile.render(meta.version_data(), format), end="")
+
+
 @task(
     help={
         "only": "build just one image: app or nginx (default: both, app first)",
         "context": "app build context (default: buildtools.app.context), e.g. a LARA checkout",
         "dockerfile": "app Dockerfile (default: buildtools.app.dockerfile)",
         "no-cache": "rebuild every layer",
-        "dry-run": "print images, tags, build args and labels; build nothing",
+        "dry-run": "print images, tags, build args, labels and the steps; build nothing",
         "json": "print the result as JSON on stdout (no progress display)",
         "quiet": "no progress display, only the summary",
         "verbose": "show every line the build prints",
@@ -232,66 +121,28 @@ def build(
     commit="",
 ):
     """Build the app image with its version info, then the nginx sidecar from it."""
-    import json as jsonlib
-
     from buildtools.cli import output
-    from buildtools.config import checks
-    from buildtools.engine import connect
-    from buildtools.facts.read import Run
-    from buildtools.plan import metadata
-    from buildtools.release import build as builder
-    from buildtools.release import pipeline, progress
+    from buildtools.release import pipeline
+    from buildtools.release.prepare import Options
 
-    with reported():
-        cfg = settings(c)
-        meta = metadata.of_run(Run.read(cfg, os.environ, overrides_from(branch, tag, commit)))
-        output.warnings(meta.warnings)
-        paths = {
-            "dockerfile": Path(dockerfile).resolve() if dockerfile else None,
-            "context": Path(context).resolve() if context else None,
-        }
-        text = None if only == "nginx" else builder.read_app_dockerfile(cfg, paths["dockerfile"])
-        output.warnings(builder.check_app_dockerfile(cfg, only, paths["dockerfile"], text))
-        if only in ("", "app"):
-            checks.check_context(paths["context"] or cfg.app.context, bool(context))
+    with process.reported():
+        flags = Options(only, path(dockerfile), path(context), no_cache, dry_run)
+        done = pipeline.build(
+            facts(c, branch, tag, commit),
+            flags,
+            process.session(as_json=json, quiet=quiet, verbose=verbose),
+        )
         if dry_run:
-            plan = builder.dry_run_plan(cfg, meta, only, dockerfile_text=text, **paths)
-            print(jsonlib.dumps(plan, indent=2) if json else output.plan_text(plan))
-            return
-        client = connect.connect()
-        reporter = None if (json or quiet) else progress.BuildProgress(verbose=verbose)
-        try:
-            built = pipeline.build_images(
-                client,
-                cfg,
-                meta,
-                os.environ,
-                say=lambda line: print(line, file=sys.stderr),
-                reporter=reporter,
-                only=only,
-                nocache=no_cache,
-                dockerfile_text=text,
-                **paths,
+            process.show(
+                json, done.specs, lambda: output.dry_run_text(done.specs(), done.listing())
             )
-        finally:
-            if reporter:
-                reporter.close()
-        if json:
-            print(jsonlib.dumps([b.as_dict() for b in built], indent=2))
-        else:
-            output.build_summary(built, meta)
-
-
-def built_refs(c: Context, branch: str, tag: str, commit: str) -> tuple[str, str, str]:
-    """Local app and sidecar refs for this checkout's metadata, and its commit."""
-    from buildtools.facts.read import Run
-    from buildtools.plan import metadata
-
-    cfg = settings(c)
-    meta = metadata.of_run(Run.read(cfg, os.environ, overrides_from(branch, tag, commit)))
-    app = meta.local_refs(cfg.app.repository)[0]
-    sidecar = meta.local_refs(cfg.nginx.image.repository)[0]
-    return app, sidecar, meta.info.commit
+            return
+        built = done.built
+        process.show(
+            json,
+            lambda: [b.as_dict() for b in built],
+            lambda: output.build_summary(list(built), done.plan.meta),
+        )
 
 
 @task(
@@ -303,17 +154,21 @@ def built_refs(c: Context, branch: str, tag: str, commit: str) -> tuple[str, str
 )
 def up(c, port="", name="lara", branch="", tag="", commit=""):
     """Run the images built for this commit: app + nginx sidecar, and print the URL."""
+    from buildtools.cli import flags
     from buildtools.engine import connect, stack
+    from buildtools.plan import metadata
     from buildtools.release import build as builder
 
-    with reported():
-        host_port = port_number(port or 8080)
-        stack_name(name)
-        app, sidecar, _ = built_refs(c, branch, tag, commit)
+    with process.reported():
+        host_port, name = flags.port_number(port or 8080), flags.stack_name(name)
+        run = facts(c, branch, tag, commit)
+        meta, cfg = metadata.of_run(run), run.settings
+        app, sidecar = (
+            meta.local_refs(r)[0] for r in (cfg.app.repository, cfg.nginx.image.repository)
+        )
         client = connect.connect()
         builder.existing_image(client, app, "app")
         builder.existing_image(client, sidecar, "nginx")
-        cfg = settings(c)
         running = stack.up(
             client, app, sidecar, name=name, port=host_port, cfg=cfg.smoke, env=os.environ
         )
@@ -324,10 +179,11 @@ def up(c, port="", name="lara", branch="", tag="", commit=""):
 @task(help={"name": "name prefix given to `invoke up` (default: lara)"})
 def down(c, name="lara"):
     """Stop and remove what `invoke up` started."""
+    from buildtools.cli import flags
     from buildtools.engine import connect, stack
 
-    with reported():
-        checked = stack_name(name)  # bad input is one line, with or without an engine
+    with process.reported():
+        checked = flags.stack_name(name)  # bad input is one line, with or without an engine
         stack.down(connect.connect(), checked)
 
 
@@ -341,16 +197,16 @@ def down(c, name="lara"):
 )
 def compose(c, port="", tag="", digest=False, swarm=False):
     """Print a Compose file for this build's pair and the smoke test's services."""
+    from buildtools.cli import flags
     from buildtools.engine import compose as composer
     from buildtools.engine import stack_parts
-    from buildtools.facts.read import Run
     from buildtools.plan import metadata
     from buildtools.registry import targets
 
-    with reported():
-        host_port = port_number(port or 8080)
-        cfg = settings(c)
-        meta = metadata.of_run(Run.read(cfg, os.environ, overrides_from("", "", "")))
+    with process.reported():
+        host_port = flags.port_number(port or 8080)
+        run = facts(c)
+        cfg, meta = run.settings, metadata.of_run(run)
         name = composer.choose_tag(meta.tags, tag)
         target = targets.configured(cfg.release, os.environ)[0]
         pair = [
@@ -362,18 +218,14 @@ def compose(c, port="", tag="", digest=False, swarm=False):
         data = composer.document(
             cfg.smoke, *pair, host_port, stack_parts.APP_PORT, stack_parts.SIDECAR_PORT, swarm=swarm
         )
-        secrets = composer.secret_names(cfg.smoke)
+        info, secrets = meta.info, composer.secret_names(cfg.smoke)
         print(
             composer.render(
-                data,
-                title=cfg.title,
-                version=meta.info.version,
-                commit=meta.info.commit,
-                secrets=secrets,
-                swarm=swarm,
+                data, title=cfg.title, version=info.version, commit=info.commit,
+                secrets=secrets, swarm=swarm,
             ),
             end="",
-        )
+        )  # fmt: skip
 
 
 @task(name="config")
@@ -381,13 +233,13 @@ def nginx_config(c):
     """Print the nginx.conf the sidecar image is built with (from buildtools.sidecar.nginx_conf)."""
     from buildtools.sidecar import nginx_conf
 
-    with reported():
+    with process.reported():
         print(nginx_conf.render_config(settings(c).nginx), end="")
 
 
 @task(
     help={
-        "dry-run": "list every push (registry, repository, tag) and push nothing",
+        "dry-run": "list every push (registry, repository, tag) and the steps; push nothing",
         "json": "print the result as JSON on stdout (no progress display)",
         "force": "overwrite exact release tags that already hold other content",
         "no-promote": "build and push even when the registries hold this commit's sha- images",
@@ -398,23 +250,20 @@ def release(
     c, dry_run=False, json=False, force=False, branch="", tag="", commit="", no_promote=False
 ):
     """Push the app and nginx images with every policy tag to every registry, verified."""
-    import json as jsonlib
-
-    from buildtools.cli import output
+    from buildtools.cli import flags
     from buildtools.release import pipeline
+    from buildtools.release.prepare import Options
 
-    with reported():
-        result = pipeline.release_task(
-            settings(c),
-            os.environ,
-            overrides_from(branch, tag, commit),
-            force=force,
-            dry_run=dry_run,
-            quiet=json,
-            warn=None if json else lambda line: output.warnings([line]),
-            promote=not no_promote,
+    with process.reported():
+        flags_given = flags.overrides(branch, tag, commit)
+        options = Options(dry_run=dry_run, force=force, promote=not no_promote)
+        session = process.session(as_json=json)
+        done = pipeline.release(
+            settings(c), os.environ, flags_given, options, session, warn=not json
         )
-        print(jsonlib.dumps(result.as_dict(), indent=2) if json else result.text())
+        if dry_run and not json:
+            process.to_stderr("\n".join(done.listing()))
+        process.show(json, done.result.as_dict, done.result.text)
 
 
 @task(
@@ -428,7 +277,7 @@ def release(
 )
 def bench(c, only=0, runs=3, cold_runs=2, duration=5):
     """Measure what the tool is for against baselines; write benchmarks/RESULTS.md."""
-    with reported():
+    with process.reported():
         try:
             from benchmarks import run as benchmarks
         except ModuleNotFoundError as exc:
@@ -456,33 +305,18 @@ def bench(c, only=0, runs=3, cold_runs=2, duration=5):
 )
 def ci(c, json=False, no_smoke=False, no_promote=False):
     """For CI: build, smoke-test app + sidecar, and release only release branches and tags."""
-    import json as jsonlib
-
-    from buildtools.cli import output
-    from buildtools.release import build as builder
     from buildtools.release import pipeline
+    from buildtools.release.prepare import Options
 
-    with reported():
-        say = (lambda line: print(line, file=sys.stderr)) if json else print
-        cfg = settings(c)
-        text = builder.read_app_dockerfile(cfg)  # once for the whole run, before the engine
-        output.warnings(builder.check_app_dockerfile(cfg, dockerfile_text=text))
-        if not no_smoke:
-            schema.check_smoke_env(cfg, os.environ)
-        result = pipeline.ci(
-            cfg,
-            os.environ,
-            quiet=json,
-            say=say,
-            smoke_test=not no_smoke,
-            dockerfile_text=text,
-            promote=not no_promote,
-        )
-        if json:
-            print(jsonlib.dumps(result, indent=2))
+    with process.reported():
+        options = Options(smoke_test=not no_smoke, promote=not no_promote)
+        say = process.to_stderr if json else process.to_stdout
+        session = process.session(as_json=json, say=say)
+        done = pipeline.ci(settings(c), os.environ, options, session, quiet=json)
+        process.show(json, done.as_dict, lambda: None)
 
 
 ns = Collection(bases, version, build, up, down, compose, release, ci, bench)
 ns.add_collection(Collection("nginx", nginx_config))
-# The defaults, declared once (buildtools/config/keys.py): an app's invoke.yaml holds only changes.
+# The defaults, defined once (buildtools/config/schema.py): an app's invoke.yaml holds only changes.
 ns.configure({schema.SECTION: schema.defaults()})

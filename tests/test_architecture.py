@@ -17,7 +17,9 @@ import yaml
 import testbed
 from buildtools.config import schema
 from buildtools.facts import ci_env, gitinfo
-from buildtools.release import pipeline
+from buildtools.release import pipeline, progress
+from buildtools.release.prepare import Options
+from buildtools.release.steps import Session
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo, git_env, init_repo
 from tests.fixtures.registry import login_env, repos
@@ -259,7 +261,8 @@ def test_ci_on_a_tag_build_reads_git_once_and_logs_in_once(
     git_reads = counting(monkeypatch, gitinfo, "read")
     ci_reads = counting(monkeypatch, ci_env, "detect")
     try:
-        result = pipeline.ci(settings, env, quiet=True, say=lambda line: None)
+        session = Session(lambda line: None, progress.QuietReporter(), build_display=False)
+        result = pipeline.ci(settings, env, Options(), session, quiet=True).as_dict()
     finally:
         proxy.stop()
         for image in docker_client.images.list():

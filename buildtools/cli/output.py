@@ -1,4 +1,4 @@
-"""Human-readable output of the tasks: plans, summaries, warnings (JSON is printed by the tasks)."""
+"""Human-readable output of the tasks: dry runs, summaries, warnings (JSON: cli.process)."""
 
 from __future__ import annotations
 
@@ -19,17 +19,19 @@ def warnings(lines: Iterable[str]) -> None:
         print(f"warning: {line}", file=sys.stderr)
 
 
-def plan_text(plans: list[dict[str, Any]]) -> str:
-    """--dry-run text: one block per image with its tags, build args and labels."""
+def dry_run_text(specs: list[dict[str, Any]], steps: Iterable[str] = ()) -> str:
+    """--dry-run text: one block per image with its tags, build args and labels, then the
+    task's steps with the reason each is skipped."""
     out: list[str] = []
-    for plan in plans:
-        out.append(f"{plan['name']} image (would build {plan['dockerfile']} in {plan['context']})")
-        out.extend(f"  tag    {tag}" for tag in plan["tags"])
-        for key, value in plan["buildargs"].items():
+    for spec in specs:
+        out.append(f"{spec['name']} image (would build {spec['dockerfile']} in {spec['context']})")
+        out.extend(f"  tag    {tag}" for tag in spec["tags"])
+        for key, value in spec["buildargs"].items():
             shown = value if "\n" not in value else f"<{value.count(chr(10))} lines of YAML>"
             out.append(f"  arg    {key}={shown}")
-        out.extend(f"  label  {key}={value}" for key, value in plan["labels"].items())
-        out.extend(f"  cache  {ref}" for ref in plan.get("cache_candidates", []))
+        out.extend(f"  label  {key}={value}" for key, value in spec["labels"].items())
+        out.extend(f"  cache  {ref}" for ref in spec.get("cache_candidates", []))
+    out.extend(steps)
     return "\n".join(out)
 
 

@@ -6,7 +6,7 @@ looked up in the configured registries (the first that has any), pulled, and han
 builder as ``cache_from``: this commit's ``sha-`` tag, this branch's tag, each release
 branch's tag, then the highest release (``cache.from``, an ordered list of tag templates).
 
-:func:`plan` is pure (what ``--dry-run`` shows); :func:`resolve` talks to the registries and
+:func:`candidates` is pure (what ``--dry-run`` shows); :func:`resolve` talks to the registries and
 the engine. A registry that is down, refuses, or has none of the sources is one warning line
 and a cold build, never a failed build.
 
@@ -49,12 +49,9 @@ class Candidate:
     reason: str
 
 
-def _branch_tag(branch: str) -> str:
-    return tags.branch_tag(branch)
-
-
 def candidates(settings: Settings, meta: Metadata, prefix: str = "") -> list[Candidate]:
-    """The tags to look for, best first, from ``cache.from`` (pure).
+    """The tags to look for, best first, from ``cache.from`` (pure). Branch tags are the ones
+    the release pushes for that branch (:meth:`Metadata.branch_tag`), so a lookup finds them.
 
     ``prefix`` names a multi-stage build's stage images (``cache-<stage>-``): they exist only
     per branch, so ``{sha}`` and ``{release}`` give nothing for them.
@@ -71,13 +68,13 @@ def candidates(settings: Settings, meta: Metadata, prefix: str = "") -> list[Can
             if not prefix:
                 add(meta.sha_tag, f"this commit {info.short_commit}")
         elif template == "{branch}":
-            branch = info.branch or info.base_branch
+            branch = meta.cache_branch
             if branch:
-                add(tags.prefixed(prefix, _branch_tag(branch)), f"branch {branch}")
+                add(tags.prefixed(prefix, meta.branch_tag(branch)), f"branch {branch}")
         elif template == "{release_branches}":
             for branch in settings.release.branches:
                 if not any(ch in branch for ch in "*?["):
-                    add(tags.prefixed(prefix, _branch_tag(branch)), f"release branch {branch}")
+                    add(tags.prefixed(prefix, meta.branch_tag(branch)), f"release branch {branch}")
         elif template == "{release}":
             stable = [v for v in map(parse_version, info.known_versions) if v and not v.prerelease]
             if stable and not prefix:

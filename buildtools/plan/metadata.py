@@ -1,31 +1,31 @@
 """A build's Docker tags, OCI labels and version.yml: pure functions of its BuildInfo.
 
-Planning reads nothing: after the registries told which releases exist, a task re-plans with
-those versions added, without reading git or the CI environment again.
+Making them reads nothing: after the registries told which releases exist, a task makes them
+again with those versions added, without reading git or the CI environment again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from buildtools.config.schema import Settings
 from buildtools.facts.buildinfo import BuildInfo
-from buildtools.plan import labels, tags, versionfile
-from buildtools.plan.tags import ImageTag
+from buildtools.plan import labels, versionfile
+from buildtools.plan.tags import ImageTag, TagPolicy
 
 
 @dataclass(frozen=True)
 class Metadata:
-    """A build's facts, Docker tags, OCI labels and warnings: what build and release use."""
+    """A build's facts, Docker tags, OCI labels and warnings: what build and release use, and
+    the policy the tags came from, which also names the build's cache and stage images."""
 
     info: BuildInfo
     tags: tuple[ImageTag, ...]
     labels: Mapping[str, str]
     warnings: tuple[str, ...]
-    # buildtools.tags.sha_prefix: names the local image of a build the policy gives no tag.
-    sha_prefix: str = tags.SHA_PREFIX
+    policy: TagPolicy = field(default_factory=TagPolicy)
 
     @property
     def tag_names(self) -> list[str]:
@@ -34,7 +34,17 @@ class Metadata:
     @property
     def sha_tag(self) -> str:
         """This commit's immutable tag (``sha-abc1234``), also for builds the policy tags not."""
-        return tags.sha_tag_name(self.info.commit, self.sha_prefix)
+        return self.policy.sha_tag(self.info.commit)
+
+    @property
+    def cache_branch(self) -> str | None:
+        """The branch whose images this build reuses and whose stage images it makes: its own,
+        else (a pull request) the branch it targets."""
+        return self.info.branch or self.info.base_branch
+
+    def branch_tag(self, branch: str) -> str:
+        """The tag a build of ``branch`` is pushed under (:meth:`TagPolicy.branch_tag`)."""
+        return self.policy.branch_tag(branch)
 
     def local_refs(self, repository: str) -> tuple[str, ...]:
         """Local image references, one per tag (``sha-<commit>``, with the configured prefix,
@@ -48,7 +58,11 @@ class Metadata:
         return versionfile.as_dict(self.info, self.tags)
 
 
-def plan(
+def policy_of(settings: Settings) -> TagPolicy:
+    return TagPolicy(settings.sha_prefix, settings.extra_tags, settings.pull_request_tags)
+
+
+def of_info(
     settings: Settings,
     info: BuildInfo,
     warnings: Iterable[str] = (),
@@ -59,21 +73,14 @@ def plan(
     ``known_versions`` (e.g. tags already in the registry) add to git's when deciding whether
     ``1.2``, ``1`` and ``latest`` move.
     """
-    tag_plan = tags.plan(
-        info,
-        known_versions=known_versions,
-        extra=settings.extra_tags,
-        pull_requests=settings.pull_request_tags,
-        sha_prefix=settings.sha_prefix,
-    )
-    oci = labels.oci_labels(info, settings.title, settings.source_url, tag_plan.tags)
-    return Metadata(
-        info, tag_plan.tags, oci, tuple(warnings) + tag_plan.warnings, settings.sha_prefix
-    )
+    policy = policy_of(settings)
+    chosen = policy.choose(info, known_versions)
+    oci = labels.oci_labels(info, settings.title, settings.source_url, chosen.tags)
+    return Metadata(info, chosen.tags, oci, tuple(warnings) + chosen.warnings, policy)
 
 
 class Facts(Protocol):
-    """What a plan is made of: one task's settings, BuildInfo and warnings
+    """What a build's metadata is made of: one task's settings, BuildInfo and warnings
     (:class:`buildtools.facts.read.Run`)."""
 
     settings: Settings
@@ -82,5 +89,5 @@ class Facts(Protocol):
 
 
 def of_run(run: Facts, known_versions: tuple[str, ...] | list[str] = ()) -> Metadata:
-    """The plan of one task invocation's facts, with the releases the registries hold."""
-    return plan(run.settings, run.info, run.warnings, known_versions)
+    """The metadata of one task invocation's facts, with the releases the registries hold."""
+    return of_info(run.settings, run.info, run.warnings, known_versions)

@@ -29,8 +29,10 @@ a hash of the name, so every branch gets a tag and two such branches never share
 ``sha-`` is the default of ``sha_prefix`` (``buildtools.tags.sha_prefix``; LARA's GitHub
 workflow tags ``git-<7 hex>``).
 
-Tags are ordered immutable first, then floating. Warnings are returned by :func:`plan`, for the
-task to show.
+Tags are ordered immutable first, then floating. Warnings are returned by :func:`choose`, for
+the task to show. :class:`TagPolicy` holds the settings the choice depends on: its
+:meth:`TagPolicy.branch_tag` is the one place a branch's tag is made, for the release tags, the
+cache lookups and the stage images alike.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import semver
 
@@ -82,7 +84,7 @@ class ImageTag:
 
 
 @dataclass(frozen=True)
-class TagPlan:
+class TagChoice:
     """The tags of a build plus what the user should know about them."""
 
     tags: tuple[ImageTag, ...]
@@ -171,9 +173,12 @@ def poses_as_other_kind(name: str, sha_prefix: str = SHA_PREFIX) -> bool:
 
 
 def _branch_name_tag(
-    branch: str, sha_prefix: str = SHA_PREFIX, floating: Iterable[str] = ()
+    branch: str, sha_prefix: str, extra: Mapping[str, Sequence[str]]
 ) -> tuple[str, str | None]:
+    """A branch's tag and, when it had to be ``branch-<name>``, the warning saying why. Other
+    branches' extra floating tags are taken (a branch's own extra tags may repeat its name)."""
     name = sanitize(branch)
+    floating = [n for b, names in extra.items() if b != branch for n in names]
     taken = {n.lower() for n in (*FLOATING_NAMES, *floating)}
     if poses_as_other_kind(name, sha_prefix) or name.lower() in taken:
         safe = sanitize(f"branch-{branch}")
@@ -181,9 +186,25 @@ def _branch_name_tag(
     return name, None
 
 
-def branch_tag(branch: str, sha_prefix: str = SHA_PREFIX, floating: Iterable[str] = ()) -> str:
-    """The Docker tag a branch's builds get (what its cache and stage images are found by)."""
-    return _branch_name_tag(branch, sha_prefix, floating)[0]
+@dataclass(frozen=True)
+class TagPolicy:
+    """The settings that decide a build's tags (``buildtools.tags``): extra floating tags per
+    branch, whether pull requests get ``pr-N``, and the commit tag's prefix."""
+
+    sha_prefix: str = SHA_PREFIX
+    extra: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    pull_requests: bool = False
+
+    def branch_tag(self, branch: str) -> str:
+        """The floating tag a build of ``branch`` gets: the one name the release pushes, the
+        cache is looked up by and the stage images carry (never worked out elsewhere)."""
+        return _branch_name_tag(branch, self.sha_prefix, self.extra)[0]
+
+    def sha_tag(self, commit: str) -> str:
+        return sha_tag_name(commit, self.sha_prefix)
+
+    def choose(self, info: BuildInfo, known_versions: Iterable[str] = ()) -> TagChoice:
+        return choose(info, known_versions, self.extra, self.pull_requests, self.sha_prefix)
 
 
 def _too_long(tag: str, name: str) -> BuildToolsError:
@@ -214,13 +235,13 @@ def _sha_tag(info: BuildInfo, prefix: str) -> ImageTag:
     return ImageTag(sha_tag_name(info.commit, prefix), False, f"commit {short}")
 
 
-def plan(
+def choose(
     info: BuildInfo,
     known_versions: Iterable[str] = (),
     extra: Mapping[str, Sequence[str]] | None = None,
     pull_requests: bool = False,
     sha_prefix: str = SHA_PREFIX,
-) -> TagPlan:
+) -> TagChoice:
     """The tags for ``info`` and any warnings, without logging them.
 
     ``known_versions`` (e.g. from the registry) add to the versions git knows
@@ -230,8 +251,6 @@ def plan(
     extra_versions = list(known_versions)
     warnings: list[str] = []
     tags: list[ImageTag] = []
-    # Other branches' floating tags (a branch's own extra tags may repeat its name).
-    floating = [n for b, names in (extra or {}).items() if b != info.branch for n in names]
     if info.tag:
         version = parse_version(info.tag)
         if version is None:
@@ -265,7 +284,7 @@ def plan(
     else:
         tags.append(_sha_tag(info, sha_prefix))
         if info.branch:
-            name, warning = _branch_name_tag(info.branch, sha_prefix, floating)
+            name, warning = _branch_name_tag(info.branch, sha_prefix, extra or {})
             tags.append(ImageTag(name, True, f"branch {info.branch}"))
             warnings.extend([warning] if warning else [])
             for extra_tag in (extra or {}).get(info.branch, ()):
@@ -284,4 +303,4 @@ def plan(
                 f"{MAX_LENGTH} of A-Z a-z 0-9 _ . -, not starting with . or -",
                 "rename what it comes from (branch, tag or buildtools.tags.extra)",
             )
-    return TagPlan(tuple(unique.values()), tuple(warnings))
+    return TagChoice(tuple(unique.values()), tuple(warnings))

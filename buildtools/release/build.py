@@ -71,8 +71,8 @@ def app_spec(
 def stage_ref(repository: str, meta: Metadata, stage: str) -> str:
     """The local (and, at release, pushed) name of a stage's image: ``cache-<stage>-<branch>``,
     a name no release tag can have; builds without a branch use their commit tag."""
-    branch = meta.info.branch or meta.info.base_branch
-    suffix = tags.branch_tag(branch) if branch else meta.sha_tag
+    branch = meta.cache_branch
+    suffix = meta.branch_tag(branch) if branch else meta.sha_tag
     return f"{repository}:{tags.prefixed(cache.stage_prefix(stage), suffix)}"
 
 
@@ -280,7 +280,7 @@ def existing_image(client: docker.DockerClient, ref: str, name: str) -> str:
         ) from None
 
 
-def dry_run_plan(
+def dry_run_specs(
     settings: Settings,
     meta: Metadata,
     only: str = "",
@@ -289,29 +289,29 @@ def dry_run_plan(
 ) -> list[dict]:
     """What would be built, for --dry-run: image, tags, build args (none secret), labels."""
     wanted = check_only(only)
-    plans = []
+    specs = []
     if "app" in wanted:
         for stage in stage_specs(settings, meta, dockerfile_text=dockerfile_text, **app_args):
             prefix = cache.stage_prefix(stage.target)
-            plans.append(
+            specs.append(
                 {
                     **stage.as_dict(),
                     "cache_candidates": cache_candidates(settings, meta, "app", prefix),
                 }
             )
-        plan = app_spec(settings, meta, **app_args).as_dict()
-        plans.append({**plan, "cache_candidates": cache_candidates(settings, meta, "app")})
+        spec = app_spec(settings, meta, **app_args).as_dict()
+        specs.append({**spec, "cache_candidates": cache_candidates(settings, meta, "app")})
     if "nginx" in wanted:
         app_ref = meta.local_refs(settings.app.repository)[0]
         spec = nginx_spec(settings.nginx, meta, app_ref, settings.nginx.image.context)
-        plans.append(
+        specs.append(
             {
                 **spec.as_dict(),
                 "dockerfile": str(settings.nginx.image.dockerfile),
                 "cache_candidates": cache_candidates(settings, meta, "nginx"),
             }
         )
-    return plans
+    return specs
 
 
 def cache_candidates(settings: Settings, meta: Metadata, image: str, prefix: str = "") -> list[str]:

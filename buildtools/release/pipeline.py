@@ -1,385 +1,214 @@
-"""The tasks' orchestration: read the facts once, plan once, then build and release.
+"""The tasks as ordered steps over one plan: facts -> plan -> steps -> result.
 
-One task invocation reads git and the CI environment once (:meth:`Run.read`). When the build
-is to be released, the registries are checked (reachable, login accepted) and asked which
-releases they hold *before* the first build step, and that one :class:`Plan` is what the images
-are built with (version.yml's ``image_tags``, the labels) and what is pushed. Building what is
-missing before a release happens here, above both :mod:`buildtools.release.build` and
-:mod:`buildtools.release.publish`, which know nothing of each other.
+One task invocation reads git and the CI environment once (:meth:`Run.read`), makes its
+:class:`~buildtools.release.prepare.Plan` once (for a release, after every registry was checked
+and asked which releases it holds), then runs its steps (:mod:`buildtools.release.steps`) in
+order; each step's outcome is a value, and the task's result is made from them at the end.
+Like goreleaser's pipeline, a step says for itself why it is skipped, so ``--dry-run`` lists
+the steps as they would run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
-
+from buildtools.config import schema
 from buildtools.config.schema import Settings
-from buildtools.engine import build_spec, cache, connect
-from buildtools.errors import BuildToolsError
+from buildtools.engine.build_spec import BuiltImage
 from buildtools.facts.buildinfo import BuildInfo, Overrides
 from buildtools.facts.read import Run
-from buildtools.plan import metadata, push_order
-from buildtools.plan.dockerfile import stages as dockerfile_stages
-from buildtools.plan.metadata import Metadata
+from buildtools.registry import targets
 from buildtools.release import build as builder
-from buildtools.release import progress
-from buildtools.release.progress import PushReporter
+from buildtools.release import prepare, steps, work
+from buildtools.release.prepare import Options, Plan
+from buildtools.release.steps import Outcomes, Session, Step
 
-# Releasing, its registries and the smoke test are imported where they are used: `invoke build`
-# runs none of them, and each of its runs would import them for nothing.
 if TYPE_CHECKING:
-    from buildtools.plan.release_rule import Decision
-    from buildtools.registry.targets import Target
-    from buildtools.release import publish
+    from buildtools.release.publish import ReleaseResult
 
 
-def cache_sources(
-    client: docker.DockerClient,
-    settings: Settings,
-    meta: Metadata,
-    env: Mapping[str, str],
-    say: Callable[[str], None],
-    only: str = "",
-    dockerfile_text: str = "",
-) -> tuple[dict[str, tuple[str, ...]], list[cache.Resolved]]:
-    """Pull earlier images of both repositories (and of the app's stages) from the registries
-    (see :mod:`buildtools.engine.cache`) and add the newest local ones: each build's ``cache_from``.
-    ``dockerfile_text`` is the app Dockerfile, read once by the task."""
-    found: dict[str, tuple[str, ...]] = {}
-    resolved: list[cache.Resolved] = []
-    wanted: list[tuple[str, str, str]] = []
-    for name, repository in roles(settings):
-        if only and only != name:
-            continue
-        wanted.append((name, repository, ""))
-        if name == "app":
-            for stage in dockerfile_stages(dockerfile_text):
-                wanted.append((f"app:{stage}", repository, cache.stage_prefix(stage)))
-    for name, repository, prefix in wanted:
-        pulled = cache.resolve(
-            client, settings, meta, env, repository, name, prefix=prefix, say=say
-        )
-        resolved.append(pulled)
-        # Nothing pulled: no cache_from, so the engine's own cache serves as always and the
-        # local images need no listing (a tenth of a second on a busy engine).
-        local = cache.local_sources(client, repository) if pulled.refs else []
-        found[name] = cache.sources(pulled, local)
-    return found, resolved
+def _dry_run(plan: Plan) -> str | None:
+    return "dry run" if plan.options.dry_run else None
 
 
-def credit_cache(
-    client: docker.DockerClient,
-    settings: Settings,
-    built: list[build_spec.BuiltImage],
-    resolved: list[cache.Resolved],
-) -> list[build_spec.BuiltImage]:
-    """Each built image with the pulled source that served its steps (for the summary)."""
-    reasons = {ref: why for r in resolved for ref, why in r.reasons.items()}
-    bases = {"app": settings.app.base_image, "nginx": settings.nginx.image.base_image}
-    bases.update({b.name: settings.app.base_image for b in built if b.name.startswith("app:")})
-    credited = []
-    for image in built:
-        refs = [ref for r in resolved if r.image == image.name for ref in r.refs]
-        steps = cache.served(client, image.id, bases.get(image.name, ""), refs) if refs else {}
-        entries = tuple((ref, reasons.get(ref, ""), n) for ref, n in steps.items())
-        credited.append(dataclasses.replace(image, cache=entries))
-    return credited
+def _not_promoted(plan: Plan) -> str | None:
+    if plan.promotion is not None:
+        return None
+    if plan.not_promoting is not None:
+        return f"not promoting: {plan.not_promoting}"
+    if not plan.releases:
+        return "nothing is released"
+    return "promotion is off (--no-promote or buildtools.release.promote)"
 
 
-def build_images(
-    client: docker.DockerClient,
-    settings: Settings,
-    meta: Metadata,
-    env: Mapping[str, str],
-    *,
-    say: Callable[[str], None],
-    reporter: build_spec.BuildReporter | None = None,
-    pulled: list[cache.Resolved] | None = None,
-    dockerfile_text: str | None = None,
-    **options: Any,
-) -> list[build_spec.BuiltImage]:
-    """Pull cache sources, build (app, then sidecar), and credit the sources; ``pulled``, when
-    given, receives what was pulled (for `invoke ci --json`: the bytes a fresh runner fetched).
-    ``dockerfile_text``: the app Dockerfile as the task read it (read here when not given)."""
-    nocache = bool(options.get("nocache"))
-    only = options.get("only", "")
-    if only != "nginx" and dockerfile_text is None:
-        dockerfile_text = builder.read_app_dockerfile(settings, options.get("dockerfile"))
-    found, resolved = (
-        ({}, [])
-        if nocache
-        else cache_sources(client, settings, meta, env, say, only, dockerfile_text or "")
-    )
-    if pulled is not None:
-        pulled.extend(resolved)
-    built = builder.build_all(
-        client,
-        settings,
-        meta,
-        reporter=reporter,
-        cache_from=found,
-        dockerfile_text=dockerfile_text,
-        **options,
-    )
-    return credit_cache(client, settings, built, resolved)
+def _promoted(plan: Plan) -> str | None:
+    return "promoted this commit's tested images: nothing built" if plan.promotion else None
 
 
-def repositories(settings: Settings) -> list[str]:
-    return [settings.app.repository, settings.nginx.image.repository]
+def _first(*reasons: str | None) -> str | None:
+    return next((reason for reason in reasons if reason is not None), None)
 
 
-def roles(settings: Settings) -> list[tuple[str, str]]:
-    return [("app", settings.app.repository), ("nginx", settings.nginx.image.repository)]
+LOOK_UP_CACHE = Step(
+    "look up cache",
+    work.look_up_cache,
+    lambda plan: _first(
+        _promoted(plan), _dry_run(plan), "--no-cache" if plan.options.nocache else None
+    ),
+)
+BUILD = Step("build", work.build_images, lambda plan: _first(_promoted(plan), _dry_run(plan)))
+PUSH_STAGE_CACHES = Step(
+    "push stage caches",
+    work.push_stage_caches,
+    lambda plan: _first(
+        _promoted(plan),
+        _dry_run(plan),
+        None if plan.releases else "nothing is released",
+        None if plan.branch_build else "not a branch build: stage caches are a branch's",
+    ),
+)
+
+
+def would_run(task_steps: tuple[Step[Plan], ...], plan: Plan) -> list[str]:
+    """What ``--dry-run`` shows of the steps: how a run without it would take them."""
+    real = dataclasses.replace(plan, options=dataclasses.replace(plan.options, dry_run=False))
+    return ["steps without --dry-run:", *steps.listing(task_steps, real)]
+
+
+# --- invoke build ------------------------------------------------------------------------------
+
+BUILD_STEPS = (LOOK_UP_CACHE, BUILD)
 
 
 @dataclass(frozen=True)
-class Plan:
-    """A task's one plan, made before any engine work: what is built and what is published
-    both come from ``meta``. ``targets`` are the registries to push to, already checked
-    (reachable, login accepted) and asked which releases they hold; empty when nothing is
-    released. ``notes`` say why a release build will not push."""
+class BuildResult:
+    """`invoke build`'s plan and its steps' outcomes: the images built (none in a dry run)."""
 
-    meta: Metadata
-    targets: tuple[Target, ...] = ()
-    notes: tuple[str, ...] = ()
-    # The tags each registry held per repository when the plan was made (read once).
-    tag_lists: targets.TagLists = dataclasses.field(default_factory=dict)
+    plan: Plan
+    done: Outcomes
 
     @property
-    def releases(self) -> bool:
-        return bool(self.targets)
+    def built(self) -> tuple[BuiltImage, ...]:
+        return self.done["build"] or ()
 
-
-def configured_targets(run: Run, reporter: PushReporter | None = None) -> list[Target]:
-    from buildtools.registry import targets
-
-    on_retry = reporter.retry if reporter is not None else None
-    return targets.configured(run.settings.release, run.env, on_retry=on_retry)
-
-
-def plan_release(run: Run, found: Sequence[Target]) -> Plan:
-    """The release plan from registries already checked: the tags planned with the versions
-    they hold (a backport must not move ``latest``). Nothing is pushed or tagged."""
-    from buildtools.registry import targets
-
-    lists = targets.tag_lists(found, repositories(run.settings))
-    return Plan(metadata.of_run(run, targets.versions_in(lists)), tuple(found), tag_lists=lists)
-
-
-def plan_ci(run: Run, decision: Decision, reporter: PushReporter, smoke_test: bool) -> Plan:
-    """`invoke ci`'s plan before the first build step: for a release, check every registry and
-    read its releases now, so a wrong password fails in seconds and the images carry exactly
-    the tags that are pushed. A registry that asks for a login this build has no credentials
-    for: a pull request (a fork's) builds without pushing; a tag build fails; a release
-    branch builds and says loudly that nothing is released."""
-    from buildtools.registry import targets
-
-    if not decision.release:
-        return Plan(metadata.of_run(run))
-    found = configured_targets(run, reporter)
-    missing = targets.check(found, repositories(run.settings))
-    if not missing:
-        return plan_release(run, found)
-    info = run.info
-    error = targets.missing_error(missing)
-    kind = "registry" if len(missing) == 1 else "registries"
-    names = f"{kind} {', '.join(m.registry for m in missing)}"
-    done = "built and tested" if smoke_test else "built (smoke test skipped)"
-    if info.pull_request is not None:
-        note = (
-            f"not releasing: {names} asks for a login and this build has no credentials for "
-            f"it (normal for pull requests from forks); the images are {done}, not pushed"
+    def specs(self) -> list[dict[str, Any]]:
+        """What the dry run shows: each image's tags, build args, labels and cache sources."""
+        plan, options = self.plan, self.plan.options
+        return builder.dry_run_specs(
+            plan.settings,
+            plan.meta,
+            options.only,
+            dockerfile_text=plan.dockerfile_text,
+            dockerfile=options.dockerfile,
+            context=options.context,
         )
-        return Plan(metadata.of_run(run), notes=(note,))
-    if info.tag:
-        raise BuildToolsError(
-            f"tag {info.tag} cannot be released: {error.problem}", error.fix
-        ) from None
-    note = (
-        f"NOT RELEASED: release branch {info.branch} is not pushed: {error.problem}; "
-        f"the images are {done} only (fix: {error.fix})"
-    )
-    return Plan(metadata.of_run(run), notes=(note,))
+
+    def listing(self) -> list[str]:
+        return would_run(BUILD_STEPS, self.plan)
 
 
-def publish(
-    client: docker.DockerClient,
-    settings: Settings,
-    plan: Plan,
-    *,
-    force: bool = False,
-    dry_run: bool = False,
-    reporter: PushReporter | None = None,
-    build_reporter: Any = None,
-    dockerfile_text: str | None = None,
-) -> publish.ReleaseResult:
-    """Release the images built for this build (this commit, clean, this version), building
-    them first from the same plan when they are missing or not this build's."""
-    from buildtools.registry import targets
-    from buildtools.release import publish
+def build(run: Run, options: Options, session: Session) -> BuildResult:
+    """`invoke build`: the plan (its warnings said first), then the build steps."""
+    plan = prepare.for_build(run, options)
+    for line in plan.warnings:
+        session.warn(line)
+    return BuildResult(plan, steps.run(BUILD_STEPS, plan, session))
 
+
+# --- invoke release ----------------------------------------------------------------------------
+
+
+def _push(plan: Plan, done: Outcomes, session: Session) -> ReleaseResult:
+    return work.push(plan, done["build"] or plan.local, session)
+
+
+PROMOTE = Step("promote", work.promote, _not_promoted)
+RELEASE_STEPS = (
+    PROMOTE,
+    Step(
+        "build",  # what is missing, or not this build's
+        work.build_missing,
+        lambda plan: _first(
+            _promoted(plan),
+            _dry_run(plan),
+            None
+            if any(image.image_id is None for image in plan.local)
+            else "this build's images are on the engine",
+        ),
+    ),
+    Step("push", _push, _promoted),
+    PUSH_STAGE_CACHES,
+)
+
+
+def released(plan: Plan, done: Outcomes, *after: str) -> ReleaseResult | None:
+    """The release the steps made (None when nothing was released): the promotion's, or the
+    pushes with the stage caches, with every warning in the order it arose; ``after``: lines
+    said before the steps that belong to the result too."""
+    promoted: ReleaseResult | None = done.get("promote")
+    pushed: ReleaseResult | None = done.get("push")
     meta = plan.meta
-    found, passed_over = publish.local_images(client, roles(settings), meta)
-    if not dry_run and any(image.image_id is None for image in found):
-        dockerfile_text = dockerfile_text or builder.read_app_dockerfile(settings)
-        builder.build_all(
-            client, settings, meta, reporter=build_reporter, dockerfile_text=dockerfile_text
+    # A dry run says where each registry's credentials would go, before anything is sent.
+    routes = targets.credential_routes(plan.targets) if plan.options.dry_run else []
+    if promoted is not None:
+        warnings = [*meta.warnings, *promoted.warnings]
+        return dataclasses.replace(
+            promoted, version=meta.info.version, warnings=warnings, credentials=routes
         )
-        found, _ = publish.local_images(client, roles(settings), meta)
-    result = publish.push_all(
-        client,
-        found,
-        meta.tags,
-        plan.targets,
-        retry=targets.retry_policy(settings.release),
-        force=force,
-        dry_run=dry_run,
-        reporter=reporter,
-        expected=publish.Expected.of(meta),
-    )
-    if not dry_run:
-        stages = dockerfile_stages(dockerfile_text or builder.read_app_dockerfile(settings))
-        result.pushes.extend(push_stage_caches(client, settings, plan, stages, reporter))
-    result.version = meta.info.version
-    result.warnings = [*meta.warnings, *passed_over, *result.warnings]
-    return result
-
-
-def push_stage_caches(
-    client: docker.DockerClient,
-    settings: Settings,
-    plan: Plan,
-    stages: Sequence[str],
-    reporter: PushReporter | None,
-) -> list[push_order.Push]:
-    """The app's stage images, pushed as ``cache-<stage>-<branch>`` for the next fresh runner
-    (branch builds only; never a release tag)."""
-    from buildtools.registry import targets
-    from buildtools.release import publish
-
-    meta = plan.meta
-    if not (meta.info.branch and not meta.info.tag):
-        return []
-    pushes: list[push_order.Push] = []
-    for stage in stages:
-        ref = builder.stage_ref(settings.app.repository, meta, stage)
-        try:
-            image_id = client.images.get(ref).id
-        except docker.errors.ImageNotFound:
-            continue
-        tag = ref.rpartition(":")[2]
-        stage_image = push_order.ReleaseImage(f"app:{stage}", settings.app.repository, image_id)
-        done = publish.push_all(
-            client,
-            [stage_image],
-            [(tag, True)],
-            plan.targets,
-            retry=targets.retry_policy(settings.release),
-            reporter=reporter,
-        )
-        pushes.extend(done.pushes)
-    return pushes
-
-
-def try_promote(
-    settings: Settings,
-    plan: Plan,
-    dockerfile_text: str,
-    *,
-    force: bool = False,
-    dry_run: bool = False,
-    reporter: PushReporter | None = None,
-) -> publish.ReleaseResult | str:
-    """The release promoted from this commit's tested ``sha-`` images (no engine: see
-    :mod:`buildtools.release.promote`), or the one line saying why it is built instead."""
-    from buildtools.release import promote as promoter
-
-    return promoter.attempt(
-        settings,
-        plan.meta,
-        plan.targets,
-        dockerfile_text,
-        force=force,
-        dry_run=dry_run,
-        reporter=reporter,
-        tag_lists=plan.tag_lists,
+    if pushed is None:
+        return None
+    return dataclasses.replace(
+        pushed,
+        pushes=[*pushed.pushes, *(done.get("push stage caches") or ())],
+        version=meta.info.version,
+        warnings=[*meta.warnings, *plan.passed_over, *pushed.warnings, *after],
+        credentials=routes,
     )
 
 
-def release_task(
-    settings: Settings,
-    env: Mapping[str, str],
-    overrides: Overrides | None,
-    *,
-    force: bool = False,
-    dry_run: bool = False,
-    quiet: bool = False,
-    warn: Callable[[str], None] | None = None,
-    promote: bool = True,
-) -> publish.ReleaseResult:
+@dataclass(frozen=True)
+class ReleaseRun:
+    """`invoke release`'s plan, its steps' outcomes and the release they made."""
+
+    plan: Plan
+    done: Outcomes
+    result: ReleaseResult
+
+    def listing(self) -> list[str]:
+        return would_run(RELEASE_STEPS, self.plan)
+
+
+def release(
+    settings: Settings, env: Mapping[str, str], overrides: Overrides | None, options: Options,
+    session: Session, warn: bool = True,
+) -> ReleaseRun:  # fmt: skip
     """`invoke release`: refuse what may not be released, check the registries and plan once,
     then promote this commit's tested images when every registry holds them (no engine), or
-    else (and only then) build what is missing and push, all from that plan."""
-    from buildtools.plan.release_rule import check_pull_request_release, check_releasable
-    from buildtools.registry import targets
-
-    run = Run.read(settings, env, overrides)
-    check_releasable(run.info, settings.release)
-    check_pull_request_release(settings.release, settings.pull_request_tags)
-    reporter = progress.QuietReporter() if quiet else progress.LineReporter()
-    found = configured_targets(run, reporter)
-    targets.preflight(found, repositories(settings))
-    plan = plan_release(run, found)
-    for line in plan.meta.warnings if warn else ():
-        warn(line)
-    fallback: list[str] = []
-    text: str | None = None  # read once: promotion and a fallback build both need it
-    if promote and settings.release.promote == "auto":
-        text = builder.read_app_dockerfile(settings)
-        attempted = try_promote(
-            settings, plan, text, force=force, dry_run=dry_run, reporter=reporter
-        )
-        if not isinstance(attempted, str):
-            for line in attempted.warnings[len(plan.meta.warnings) :] if warn else ():
-                warn(line)
-            attempted.credentials = targets.credential_routes(found) if dry_run else []
-            return attempted
-        fallback.append(f"not promoting: {attempted}; building the release instead")
-        for line in fallback if warn else ():
-            warn(line)
-    client = connect.connect()
-    build_progress = None if quiet else progress.BuildProgress()
-    try:
-        result = publish(
-            client,
-            settings,
-            plan,
-            force=force,
-            dry_run=dry_run,
-            reporter=reporter,
-            build_reporter=build_progress,
-            dockerfile_text=text,
-        )
-    finally:
-        if build_progress:
-            build_progress.close()
-    for line in result.warnings[len(plan.meta.warnings) :] if warn else ():
-        warn(line)
-    result.warnings.extend(fallback)
-    result.credentials = targets.credential_routes(found) if dry_run else []
-    return result
+    else (and only then) build what is missing and push, all from that plan. ``warn``: say
+    the warnings as they arise (they are in the result too)."""
+    plan = prepare.for_release(Run.read(settings, env, overrides), options, session)
+    fallback = (
+        [f"not promoting: {plan.not_promoting}; building the release instead"]
+        if plan.not_promoting is not None
+        else []
+    )
+    for line in [*plan.warnings, *fallback] if warn else ():
+        session.warn(line)  # before the engine is asked: promotion needs none
+    plan = prepare.with_local_images(plan, session)
+    done = steps.run(RELEASE_STEPS, plan, session)
+    result = released(plan, done, *fallback)
+    assert result is not None  # a release plan always promotes or pushes
+    promoted: ReleaseResult | None = done["promote"]
+    later = promoted.warnings if promoted else [*plan.passed_over, *done["push"].warnings]
+    for line in later if warn else ():
+        session.warn(line)
+    return ReleaseRun(plan, done, result)
 
 
-def describe_cache(image: build_spec.BuiltImage) -> str:
-    """One line: steps rebuilt and where the cached ones came from."""
-    rebuilt = image.steps - image.cached_steps
-    served = "; ".join(f"{n} steps from {ref} ({why})" for ref, why, n in image.cache)
-    return f"{rebuilt} of {image.steps} steps rebuilt" + (f", {served}" if served else "")
+# --- invoke ci ---------------------------------------------------------------------------------
 
 
 def describe(info: BuildInfo) -> str:
@@ -395,122 +224,150 @@ def describe(info: BuildInfo) -> str:
     return f"{info.ci or 'no CI'} build of {ref} at {info.short_commit}"
 
 
+def _ci_promote(plan: Plan, done: Outcomes, session: Session) -> ReleaseResult:
+    result = work.promote(plan, done, session)
+    sha = plan.meta.sha_tag
+    tested = (
+        f"no smoke test here (invoke ci smoke-tested them before it pushed {sha})"
+        if plan.options.smoke_test
+        else "no smoke test (--no-smoke)"
+    )
+    session.say(f"ci: promoted the {sha} images to the release tags: nothing built, {tested}")
+    for line in result.warnings:
+        session.say(f"ci: {line}")
+    return result
+
+
+def _ci_build(plan: Plan, done: Outcomes, session: Session) -> tuple[BuiltImage, ...]:
+    built = work.build_images(plan, done, session)
+    for image in built:
+        session.say(f"ci: {image.name}: {work.describe_cache(image)}")
+    return built
+
+
+def _smoke_test(plan: Plan, done: Outcomes, session: Session) -> dict[str, Any]:
+    from buildtools.engine import stack
+
+    info = plan.run.info
+    by_name = {b.name: b.tags[0] for b in done["build"]}
+    passed = stack.smoke(
+        session.client(),
+        by_name["app"],
+        by_name["nginx"],
+        info.version,
+        stack.run_name("lara-ci", info.commit),
+        cfg=plan.settings.smoke,
+        env=plan.run.env,
+        say=session.say,
+    )
+    asset = f"; {passed['asset']} comes from the sidecar, immutable" if passed["asset"] else ""
+    session.say(
+        f"ci: smoke test passed: GET {passed['path']} through the sidecar shows "
+        f"{passed['expected']!r}{asset} ({info.short_commit})"
+    )
+    return passed
+
+
+def _ci_release(plan: Plan, done: Outcomes, session: Session) -> ReleaseResult:
+    from buildtools.plan.release_rule import REFUSE
+
+    if plan.decision is not None and plan.decision.outcome == REFUSE:
+        raise plan.decision.error()  # built and tested; refused where it would be pushed
+    return work.push(plan, work.release_images(plan, done["build"]), session)
+
+
+def _not_released(plan: Plan) -> str | None:
+    from buildtools.plan.release_rule import REFUSE
+
+    decision = plan.decision
+    if plan.releases or (decision is not None and decision.outcome == REFUSE):
+        return None
+    return plan.notes[0] if plan.notes else decision.reason if decision else "not a release"
+
+
+CI_STEPS = (
+    Step("promote", _ci_promote, _not_promoted),
+    LOOK_UP_CACHE,
+    Step("build", _ci_build, _promoted),
+    Step(
+        "smoke test",
+        _smoke_test,
+        lambda plan: _first(
+            _promoted(plan),
+            None
+            if plan.options.smoke_test
+            else "SMOKE TEST SKIPPED (--no-smoke): the images were built but never started",
+        ),
+        loud=lambda plan: plan.promotion is None,
+    ),
+    Step("push", _ci_release, lambda plan: _first(_promoted(plan), _not_released(plan))),
+    PUSH_STAGE_CACHES,
+)
+
+
+@dataclass(frozen=True)
+class CiResult:
+    """`invoke ci`'s plan and its steps' outcomes; :meth:`as_dict` is its ``--json``."""
+
+    plan: Plan
+    done: Outcomes
+
+    @property
+    def released(self) -> ReleaseResult | None:
+        return released(self.plan, self.done)
+
+    def as_dict(self) -> dict[str, Any]:
+        plan, done = self.plan, self.done
+        decision = plan.decision
+        reason = decision.reason if decision else ""
+        if not plan.releases and plan.notes:
+            reason = plan.notes[0]
+        lookup: work.CacheSources | None = done.get("look up cache")
+        result = self.released
+        return {
+            "build": describe(plan.run.info),
+            "decision": {"release": plan.releases, "reason": reason},
+            "images": [b.as_dict() for b in done["build"] or ()],
+            "cache_sources": [r.as_dict() for r in lookup.pulled] if lookup else [],
+            "released": result.as_dict() if result else None,
+        }
+
+
 def ci(
-    settings: Settings,
-    env: Mapping[str, str],
-    *,
-    quiet: bool = False,
-    say: Callable[[str], None] = print,
-    smoke_test: bool = True,
-    dockerfile_text: str | None = None,
-    promote: bool = True,
-) -> dict[str, Any]:
+    settings: Settings, env: Mapping[str, str], options: Options, session: Session,
+    dockerfile_text: str | None = None, quiet: bool = False,
+) -> CiResult:  # fmt: skip
     """`invoke ci`: decide, check the registries and plan once, then build both images,
     smoke-test them together and release that plan if the rule says so. Git and the CI
-    environment are read once; each registry is checked once, before any engine work."""
-    from buildtools.engine import stack
-    from buildtools.plan.release_rule import REFUSE, check_pull_request_release, decide
+    environment are read once; each registry is checked once, before any engine work.
+    ``dockerfile_text``: the app Dockerfile, if the task read it already; ``quiet``: the
+    release's summary is not said (it is in the result)."""
+    from buildtools.plan.release_rule import check_pull_request_release, decide
 
+    text = dockerfile_text or builder.read_app_dockerfile(settings)  # before the engine
+    for line in builder.check_app_dockerfile(settings, dockerfile_text=text):
+        session.warn(line)
+    if options.smoke_test:
+        schema.check_smoke_env(settings, env)
     run = Run.read(settings, env)
-    if smoke_test:
+    if options.smoke_test:
         # Labelled so before the smoke test runs: true of every registry copy, since nothing
         # is pushed unless it passed (a local copy is never released by another task).
         run = dataclasses.replace(run, info=dataclasses.replace(run.info, smoke_gated=True))
-    info = run.info
     check_pull_request_release(settings.release, settings.pull_request_tags)
-    decision = decide(info, settings.release)
-    steps = ["build", "smoke test" if smoke_test else "NO smoke test"]
-    steps += ["release"] if decision.release else []
-    say(f"ci: {describe(info)}: {', '.join(steps)} ({decision.reason})")
-    push_reporter = progress.QuietReporter() if quiet else progress.LineReporter()
-    plan = plan_ci(run, decision, push_reporter, smoke_test)
+    decision = decide(run.info, settings.release)
+    planned = ["build", "smoke test" if options.smoke_test else "NO smoke test"]
+    planned += ["release"] if decision.release else []
+    session.say(f"ci: {describe(run.info)}: {', '.join(planned)} ({decision.reason})")
+    plan = prepare.for_ci(run, decision, options, session, text)
     for note in plan.notes:
-        say(f"ci: {note}")
-    dockerfile_text = dockerfile_text or builder.read_app_dockerfile(settings)
-    meta = plan.meta
-    if plan.releases and promote and settings.release.promote == "auto":
-        attempted = try_promote(settings, plan, dockerfile_text, reporter=push_reporter)
-        if isinstance(attempted, str):
-            say(f"ci: not promoting: {attempted}; building")
-        else:
-            tested = (
-                f"no smoke test here (invoke ci smoke-tested them before it pushed {meta.sha_tag})"
-                if smoke_test
-                else "no smoke test (--no-smoke)"
-            )
-            say(
-                f"ci: promoted the {meta.sha_tag} images to the release tags: nothing built, "
-                f"{tested}"
-            )
-            for line in attempted.warnings[len(meta.warnings) :]:
-                say(f"ci: {line}")
-            if not quiet:
-                say(attempted.text())
-            return {
-                "build": describe(info),
-                "decision": {"release": True, "reason": decision.reason},
-                "images": [],
-                "cache_sources": [],
-                "released": attempted.as_dict(),
-            }
-    client = connect.connect()
-    reporter = None if quiet else progress.BuildProgress()
-    pulled: list[cache.Resolved] = []
-    try:
-        built = build_images(
-            client,
-            settings,
-            meta,
-            env,
-            say=say,
-            reporter=reporter,
-            pulled=pulled,
-            dockerfile_text=dockerfile_text,
-        )
-    finally:
-        if reporter:
-            reporter.close()
-    for image in built:
-        say(f"ci: {image.name}: {describe_cache(image)}")
-    by_name = {b.name: b.tags[0] for b in built}
-    app, sidecar = by_name["app"], by_name["nginx"]
-    if smoke_test:
-        passed = stack.smoke(
-            client,
-            app,
-            sidecar,
-            info.version,
-            stack.run_name("lara-ci", info.commit),
-            cfg=settings.smoke,
-            env=env,
-            say=say,
-        )
-        asset = f"; {passed['asset']} comes from the sidecar, immutable" if passed["asset"] else ""
-        say(
-            f"ci: smoke test passed: GET {passed['path']} through the sidecar shows "
-            f"{passed['expected']!r}{asset} ({info.short_commit})"
-        )
-    else:
-        say("ci: SMOKE TEST SKIPPED (--no-smoke): the images were built but never started")
-    released = plan.releases
-    reason = decision.reason if released or not plan.notes else plan.notes[0]
-    result: dict[str, Any] = {
-        "build": describe(info),
-        "decision": {"release": released, "reason": reason},
-        "images": [b.as_dict() for b in built],
-        "cache_sources": [r.as_dict() for r in pulled],
-        "released": None,
-    }
-    if decision.outcome == REFUSE:
-        raise decision.error()
-    if not released:
-        for note in plan.notes:  # said first; said again last, where a CI log is read
-            say(f"ci: {note}")
-        return result
-    published = publish(
-        client, settings, plan, reporter=push_reporter, dockerfile_text=dockerfile_text
-    )
-    result["released"] = published.as_dict()
-    if not quiet:
-        say(published.text())
+        session.say(f"ci: {note}")
+    if plan.not_promoting is not None:
+        session.say(f"ci: not promoting: {plan.not_promoting}; building")
+    done = steps.run(CI_STEPS, plan, session)
+    result = CiResult(plan, done)
+    for note in plan.notes:  # said first; said again last, where a CI log is read
+        session.say(f"ci: {note}")
+    if result.released is not None and not quiet:
+        session.say(result.released.text())
     return result

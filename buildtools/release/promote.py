@@ -1,5 +1,6 @@
 """The registry edge of promotion: release this commit's tested ``sha-`` images under the
-release tags without an engine, or say in one line why a build is needed instead.
+release tags without an engine, or say in one line why a build is needed instead
+(:class:`CannotPromote`, raised by :func:`prepare`).
 
 For every registry and both images it reads the ``sha-`` manifest and configs once, checks
 they are this commit's clean build (:meth:`buildtools.release.publish.Expected.tested`), has
@@ -44,7 +45,7 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Promotion:
     """A promotion ready to run: every image of every registry, and the pushes in order."""
 
     candidates: tuple[Candidate, ...]
@@ -98,7 +99,7 @@ def release_tags(meta: Metadata) -> list[ImageTag]:
     return [t for t in meta.tags if t.name != meta.sha_tag]
 
 
-def plan(
+def prepare(
     settings: Settings,
     meta: Metadata,
     found: Sequence[Target],
@@ -106,9 +107,9 @@ def plan(
     *,
     force: bool = False,
     tag_lists: TagLists | None = None,
-) -> Plan:
-    """The promotion of this release on every registry, or :class:`CannotPromote` with the
-    reason a build is needed (one registry or image short is enough: all or nothing).
+) -> Promotion:
+    """The promotion of this release on every registry (reads only), or :class:`CannotPromote`
+    with the reason a build is needed (one registry or image short is enough: all or nothing).
     ``tag_lists``: the tags each registry holds, as the release plan read them (read here
     for a repository they lack)."""
     if not found:
@@ -156,7 +157,7 @@ def plan(
         candidates.extend(mine)
     # One order over every registry, as one plan gives: immutable tags first.
     ordered = sorted(pushes, key=lambda p: p.floating)
-    return Plan(tuple(candidates), tuple(ordered), source_tag, tuple(warnings))
+    return Promotion(tuple(candidates), tuple(ordered), source_tag, tuple(warnings))
 
 
 def survey(
@@ -264,13 +265,13 @@ def upload(candidate: Candidate) -> int:
 
 def execute(
     found: Sequence[Target],
-    planned: Plan,
+    planned: Promotion,
     *,
     settings: Settings,
     dry_run: bool = False,
     reporter: PushReporter | None = None,
 ) -> publish.ReleaseResult:
-    """Upload and put the planned promotion (``dry_run``: only say what it would do)."""
+    """Upload and put the prepared promotion (``dry_run``: only say what it would do)."""
     sent: dict[tuple[str, str], int] = {}
     if not dry_run:
         for candidate in planned.candidates:
@@ -306,25 +307,3 @@ def execute(
     return publish.ReleaseResult(
         list(pushes), dry_run=dry_run, warnings=list(planned.warnings), promoted=promoted
     )
-
-
-def attempt(
-    settings: Settings,
-    meta: Metadata,
-    found: Sequence[Target],
-    dockerfile_text: str,
-    *,
-    force: bool = False,
-    dry_run: bool = False,
-    reporter: PushReporter | None = None,
-    tag_lists: TagLists | None = None,
-) -> publish.ReleaseResult | str:
-    """The promoted release, or the one-line reason a build is needed."""
-    try:
-        planned = plan(settings, meta, found, dockerfile_text, force=force, tag_lists=tag_lists)
-    except CannotPromote as exc:
-        return exc.why
-    result = execute(found, planned, settings=settings, dry_run=dry_run, reporter=reporter)
-    result.version = meta.info.version
-    result.warnings = [*meta.warnings, *result.warnings]
-    return result

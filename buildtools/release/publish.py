@@ -143,8 +143,10 @@ def _where(pushes: Sequence[Push], done: int, failed: Push) -> str:
     return f" (after {done} of {len(pushes)} tags; {moved})"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReleaseResult:
+    """What a release did (or, ``dry_run``, would do): every push in order, and what to say."""
+
     pushes: list[Push]
     dry_run: bool
     version: str | None = None

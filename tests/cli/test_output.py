@@ -12,7 +12,7 @@ from buildtools.cli import output
 from buildtools.config import schema
 from buildtools.engine.build_spec import BuiltImage
 from buildtools.facts.buildinfo import BuildInfo
-from buildtools.plan.metadata import Metadata, plan
+from buildtools.plan.metadata import Metadata, of_info
 from tests.fixtures.project import ROOT
 
 SHA = "0123abc4567890def0123abc4567890def012345"
@@ -29,7 +29,7 @@ def log_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def long_branch_build() -> tuple[Metadata, str, list[BuiltImage]]:
     """A build of a long branch name: its image reference is longer than 80 columns."""
     branch = "feature/" + "a-rather-long-branch-name-" * 3
-    meta = plan(
+    meta = of_info(
         schema.load(schema.merged({}), ROOT),
         BuildInfo(version="0.0.0", commit=SHA, branch=branch),
     )
@@ -102,7 +102,7 @@ def test_off_a_terminal_the_summary_is_plain_columns_and_rich_is_never_imported(
 def test_on_a_terminal_rich_draws_the_table() -> None:
     from rich.console import Console
 
-    meta = plan(schema.load(schema.merged({}), ROOT), BuildInfo(version="1.2.3", commit=SHA))
+    meta = of_info(schema.load(schema.merged({}), ROOT), BuildInfo(version="1.2.3", commit=SHA))
     built = [BuiltImage("app", "sha256:" + "a" * 64, ("lara/app:1.2.3",), 10**8, 20, 19, 3.2)]
     out = io.StringIO()
     output.build_summary(

@@ -25,7 +25,7 @@ import testbed
 from buildtools.config import schema
 from buildtools.engine import cache, images, stack
 from buildtools.facts.buildinfo import BuildInfo
-from buildtools.plan.metadata import plan
+from buildtools.plan.metadata import of_info
 from buildtools.release import build
 from tests.fixtures.git import GitRepo, git_env, init_repo
 from tests.fixtures.project import ROOT, copy_into
@@ -59,13 +59,13 @@ def settings(**cache_keys: object) -> schema.Settings:
 )
 def test_cache_candidates_are_best_first(facts: dict, expected: list[str]) -> None:
     cfg = settings()
-    meta = plan(cfg, BuildInfo(version="0", commit=SHA, **facts))
+    meta = of_info(cfg, BuildInfo(version="0", commit=SHA, **facts))
     assert [c.tag for c in cache.candidates(cfg, meta)] == expected
 
 
 def test_cache_candidates_follow_the_templates_and_stage_prefixes() -> None:
     cfg = settings(**{"from": "edge,{branch}"})
-    meta = plan(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
+    meta = of_info(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
     assert [c.tag for c in cache.candidates(cfg, meta)] == ["edge", "master"]
     staged = cache.candidates(cfg, meta, cache.stage_prefix("assets"))
     assert [c.tag for c in staged] == ["cache-assets-edge", "cache-assets-master"]
@@ -88,7 +88,7 @@ def test_cache_candidates_follow_the_templates_and_stage_prefixes() -> None:
 def test_only_registries_the_user_named_are_asked_for_cache(keys: dict, asked: list) -> None:
     cfg = schema.load(schema.merged(keys), ROOT)
     assert [registry.name for registry in cache.registries(cfg)] == asked
-    meta = plan(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
+    meta = of_info(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
     shown = build.cache_candidates(cfg, meta, "app")  # what --dry-run lists
     assert bool(shown) == bool(asked)
     if asked:
@@ -129,7 +129,7 @@ def test_a_cache_lookup_asks_each_registry_once_and_says_one_warning() -> None:
     try:
         names = ",".join(b.host for b in busy)
         cfg = schema.load(schema.merged({"cache": {"registries": names}}), ROOT)
-        meta = plan(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
+        meta = of_info(cfg, BuildInfo(version="0", commit=SHA, branch="master"))
         said: list[str] = []
         found = cache.resolve(None, cfg, meta, {}, "lbt/app", "app", say=said.append)  # type: ignore[arg-type]
     finally:

@@ -269,7 +269,7 @@ def test_collect(scenario, expected, repo: GitRepo, tmp_path: Path) -> None:
     assert info.dirty == version.endswith("+dirty")
     if tag != "prod-2024":  # a non-semver tag is its own version
         semver.Version.parse(info.version)  # every other version is valid semver
-    names = [t.name for t in tags.plan(info, extra={"master": ("edge",)}).tags]
+    names = [t.name for t in tags.choose(info, extra={"master": ("edge",)}).tags]
     assert names == [name.format(sha=build.head[:7]) for name in image_tags]
 
 

@@ -20,10 +20,10 @@ from buildtools.plan import metadata, validate
 from buildtools.plan.tags import (
     VALID_TAG,
     ImageTag,
-    branch_tag,
+    TagPolicy,
+    choose,
     is_release_lookalike,
     parse_version,
-    plan,
     prefixed,
     sanitize,
 )
@@ -46,7 +46,7 @@ def info(**fields) -> BuildInfo:
 
 def compute(*args, **kwargs) -> list[ImageTag]:
     """The tags alone (the warnings are tested on their own)."""
-    return list(plan(*args, **kwargs).tags)
+    return list(choose(*args, **kwargs).tags)
 
 
 def collect(path, env):  # type: ignore[no-untyped-def]
@@ -232,7 +232,7 @@ SHA_PREFIXES = [
     ids=[case[0] for case in SHA_PREFIXES],
 )
 def test_sha_prefix(fields: dict, prefix: str, expected: list[str]) -> None:
-    tags = plan(info(**fields), extra={"master": ["edge"]}, sha_prefix=prefix).tags
+    tags = choose(info(**fields), extra={"master": ["edge"]}, sha_prefix=prefix).tags
     assert names(list(tags)) == expected
     sha = [t for t in tags if t.name.startswith(prefix) and t.name.endswith("0123abc")]
     assert all(t.floating is False and t.protected is False for t in sha)
@@ -245,7 +245,7 @@ def test_sha_prefix(fields: dict, prefix: str, expected: list[str]) -> None:
 )
 def test_local_refs_use_the_configured_prefix(tmp_path, fields: dict, ref: str) -> None:
     settings = schema.load(schema.merged({"tags": {"sha_prefix": "git-"}}), tmp_path)
-    assert metadata.plan(settings, info(**fields)).local_refs("lara/app")[0] == ref
+    assert metadata.of_info(settings, info(**fields)).local_refs("lara/app")[0] == ref
 
 
 @given(prefix=st.text(alphabet="abvV019_.-", max_size=8))
@@ -255,7 +255,7 @@ def test_every_accepted_sha_prefix_makes_valid_commit_tags(prefix: str) -> None:
     except BuildToolsError:
         return
     for commit in (SHA, "1234567" + SHA[7:], "0000000" + SHA[7:]):
-        tags = plan(info(commit=commit, branch="main"), sha_prefix=prefix).tags
+        tags = choose(info(commit=commit, branch="main"), sha_prefix=prefix).tags
         assert DOCKER_TAG.match(tags[0].name) and tags[0].name.startswith(prefix)
         assert not is_release_lookalike(tags[0].name)
         assert tags[0].name != tags[1].name
@@ -275,12 +275,12 @@ def test_extra_tags_are_sanitized_and_deduplicated() -> None:
 
 
 def test_warnings() -> None:
-    assert plan(info(tag="v1.0.0")).warnings == ()
-    assert "not a semantic version" in plan(info(tag="release-7")).warnings[0]
-    assert "pull request #5" in plan(info(pull_request=5)).warnings[0]
-    assert "uncommitted" in plan(info(branch="x", dirty=True)).warnings[-1]
-    assert "shallow" in plan(info(tag="v1.0.0", shallow=True)).warnings[0]
-    assert plan(info(tag="v1.0.0", shallow=True), known_versions=["1.0.0"]).warnings == ()
+    assert choose(info(tag="v1.0.0")).warnings == ()
+    assert "not a semantic version" in choose(info(tag="release-7")).warnings[0]
+    assert "pull request #5" in choose(info(pull_request=5)).warnings[0]
+    assert "uncommitted" in choose(info(branch="x", dirty=True)).warnings[-1]
+    assert "shallow" in choose(info(tag="v1.0.0", shallow=True)).warnings[0]
+    assert choose(info(tag="v1.0.0", shallow=True), known_versions=["1.0.0"]).warnings == ()
 
 
 def test_backport_in_a_real_repository(repo: GitRepo) -> None:
@@ -450,14 +450,14 @@ def test_non_ascii_names_get_distinct_tags() -> None:
 def test_a_git_tag_too_long_for_docker_is_refused_before_anything() -> None:
     long_release = "v2.0.0-" + "a" * 130
     with pytest.raises(BuildToolsError, match="would be the Docker tag of 136 characters"):
-        plan(info(tag=long_release))
+        choose(info(tag=long_release))
     with pytest.raises(BuildToolsError, match="Docker allows at most 128"):
-        plan(info(tag="deploy-" + "b" * 125))
+        choose(info(tag="deploy-" + "b" * 125))
 
 
 def test_a_long_branch_cache_tag_is_shortened_with_a_hash() -> None:
-    branch_a = branch_tag("x" * 120 + "a")
-    branch_b = branch_tag("x" * 120 + "b")
+    branch_a = TagPolicy().branch_tag("x" * 120 + "a")
+    branch_b = TagPolicy().branch_tag("x" * 120 + "b")
     a, b = prefixed("cache-app-", branch_a), prefixed("cache-app-", branch_b)
     assert len(a) == len(b) == 128 and a != b
     assert DOCKER_TAG.match(a) and a.startswith("cache-app-xxx")

@@ -28,8 +28,10 @@ from buildtools.facts.read import Run
 from buildtools.plan import push_order
 from buildtools.plan.release_rule import check_pull_request_release, check_releasable, decide
 from buildtools.registry import targets
-from buildtools.release import pipeline, progress, publish
+from buildtools.release import pipeline, prepare, progress, publish
 from buildtools.release.pipeline import describe
+from buildtools.release.prepare import Options
+from buildtools.release.steps import Session
 from tests.fixtures.git import GitRepo
 from tests.fixtures.registry import login_env, repos, served_digest
 
@@ -188,6 +190,11 @@ def example_settings(repo: GitRepo, registry_host: str) -> tuple[schema.Settings
     return schema.load(section, ROOT), app_repo, nginx_repo
 
 
+def quiet_session() -> Session:
+    """The steps' session of `invoke ci --json`, saying nothing."""
+    return Session(lambda _: None, progress.QuietReporter(), build_display=False)
+
+
 def travis_tag(repo: GitRepo, tag: str) -> dict[str, str]:
     return {
         "TRAVIS": "true",
@@ -230,9 +237,9 @@ def test_a_backport_built_by_ci_carries_exactly_the_tags_it_pushes(
     repo.tag("v1.4.9")
     try:
         result = pipeline.ci(
-            settings, {**travis_tag(repo, "v1.4.9"), **env}, quiet=True, say=lambda _: None,
-            smoke_test=False,
-        )  # fmt: skip
+            settings, {**travis_tag(repo, "v1.4.9"), **env}, Options(smoke_test=False),
+            quiet_session(), quiet=True,
+        ).as_dict()  # fmt: skip
         baked = docker_client.containers.run(
             f"{app_repo}:1.4.9", ["cat", "/lara/config/version.yml"], remove=True
         )
@@ -339,7 +346,7 @@ def test_a_release_build_without_credentials_says_so_before_building(
     decision = decide(run.info, settings.release)
     assert decision.release
 
-    plan = pipeline.plan_ci(run, decision, progress.QuietReporter(), smoke_test=smoke)
+    plan = prepare.for_ci(run, decision, Options(smoke_test=smoke), quiet_session(), "")
 
     assert not plan.releases and plan.targets == ()
     assert note in plan.notes[0] and (smoke or "tested" not in plan.notes[0])
@@ -391,7 +398,8 @@ def test_a_registry_that_asks_for_no_login_is_released_to_without_credentials(
            "TRAVIS_PULL_REQUEST": "false"}  # fmt: skip
     run = Run.read(settings, env)
 
-    plan = pipeline.plan_ci(run, decide(run.info, settings.release), progress.QuietReporter(), True)
+    decision = decide(run.info, settings.release)
+    plan = prepare.for_ci(run, decision, Options(), quiet_session(), "FROM scratch\n")
 
     assert plan.releases and plan.notes == ()
     assert [t.name for t in plan.targets] == [open_registry]

@@ -1,0 +1,47 @@
+"""Task flags as values, or a one-line error: what the user typed, checked before any work."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from buildtools.errors import BuildToolsError
+from buildtools.facts import ci_env
+from buildtools.facts.buildinfo import Overrides
+
+
+def overrides(branch: str, tag: str, commit: str) -> Overrides:
+    """``--branch``, ``--tag`` and ``--commit``; an empty flag means "ask CI and git"."""
+    for flag, value in (("--branch", branch), ("--tag", tag), ("--commit", commit)):
+        if ci_env.has_control_character(value or ""):
+            raise BuildToolsError(
+                f"{flag} {value!r} holds a control character (a line break?)",
+                f"pass {flag} a plain name",
+            )
+    return Overrides(branch=branch or None, tag=tag or None, commit=commit or None)
+
+
+def path(value: str) -> Path | None:
+    """A path flag, absolute (relative to the working directory); empty: not given."""
+    return Path(value).resolve() if value else None
+
+
+_STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def stack_name(value: str) -> str:
+    """``--name`` as the prefix of container and network names, or a one-line error."""
+    if not _STACK_NAME.fullmatch(value):
+        raise BuildToolsError(
+            f"--name {value!r} cannot start container names",
+            "use letters, digits, _ . and -, starting with a letter or digit",
+        )
+    return value
+
+
+def port_number(value: object) -> int:
+    """``--port`` as a TCP port, or a one-line error."""
+    text = str(value).strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise BuildToolsError(f"--port {value!r} is not a port number", "pass 1 to 65535")
+    return int(text)

@@ -1,0 +1,132 @@
+"""The process around a task: exit codes, error lines, signals, pipes, closed descriptors,
+``--json`` and where lines go, so that each task in ``tasks.py`` is a few lines.
+
+Kept light: ``tasks.py`` imports it at start-up, before any task runs (no docker, no rich).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import gc
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from invoke.exceptions import Exit
+
+from buildtools.errors import INTERRUPTED, BuildToolsError
+
+
+def freeze_at_exit() -> None:
+    """At exit the interpreter's last garbage collections walk every object the imports made
+    (invoke, docker-py, GitPython): ~150 ms, more than a no-op build's engine work. Frozen
+    first, they are skipped; the process is ending, and its memory goes back to the system
+    with it. atexit handlers (temporary files, logging) run as before, and objects freed by
+    reference counts still are. Registered once, however often this is called."""
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def one_line(text: str) -> str:
+    """Error text as one plain line: colour codes (from build output) only on a terminal."""
+    text = " ".join(text.split("\n"))
+    return text if sys.stderr.isatty() else _ANSI.sub("", text)
+
+
+def _stdout_gone() -> bool:
+    """Whether nobody reads stdout any more (``invoke build --json | head -1`` after head
+    exited): a pipe whose reader closed reports POLLERR."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a task as Ctrl-C does, so the same cleanup runs and the same line says what
+    was left: it is how a CI cancels a job (GitLab, GitHub Actions), how `timeout` and
+    `docker stop` end one; by default it kills Python at once, leaving a smoke test's
+    containers and network on the engine and no word on a release's state. The previous
+    handler comes back afterwards (tasks also run in-process, e.g. in the tests)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback; and
+    Ctrl-C (or SIGTERM) into exit 130 with one line (the code that was interrupted says what
+    was left). A reader of stdout that stopped early (``| head``) ends the task quietly: it
+    has what it wanted, and the work itself was done."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            # Closed by the caller (`>&-`, `2>&-`): Python then has None there, and a print to
+            # a None stderr lands on stdout, in the JSON a script reads. Nowhere, instead.
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (the process's own)
+    try:
+        with _terminate_as_interrupt():
+            yield
+        sys.stdout.flush()  # here, not at exit, where a closed pipe is a traceback
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise Exit(code=0) from None
+    except BuildToolsError as exc:
+        prefix = "" if exc.exit_code == INTERRUPTED else "error: "
+        raise Exit(one_line(f"{prefix}{exc}"), code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise Exit("interrupted", code=INTERRUPTED) from None
+
+
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def to_stdout(line: str) -> None:
+    print(line)
+
+
+def warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
+
+
+def show(as_json: bool, data: Callable[[], Any], text: Callable[[], str | None]) -> None:
+    """A task's result on stdout: ``data()`` as JSON for scripts (``--json``), else
+    ``text()`` for people (None: the task has shown it already)."""
+    if as_json:
+        print(json.dumps(data(), indent=2))
+        return
+    shown = text()
+    if shown is not None:
+        print(shown)
+
+
+def session(*, as_json: bool = False, quiet: bool = False, verbose: bool = False, say=to_stderr):
+    """The steps' :class:`~buildtools.release.steps.Session` for a task's output mode: with
+    ``--json`` (or ``--quiet``) no progress display, and pushes only counted, not drawn."""
+    from buildtools.release import progress
+    from buildtools.release.steps import Session
+
+    reporter = progress.QuietReporter() if as_json else progress.LineReporter()
+    return Session(say, reporter, warn, build_display=not (as_json or quiet), verbose=verbose)
