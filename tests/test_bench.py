@@ -12,21 +12,19 @@ from types import ModuleType
 import pytest
 
 from benchmarks import report
-from benchmarks.report import PERCENT, TIMES, Measure, Results, Row
-from benchmarks.run import (
-    ROOT,
+from benchmarks.case5_fresh_runner import dockerfile_steps_from
+from benchmarks.case7_no_op import cli_build
+from benchmarks.harness import ROOT, StepRecorder
+from benchmarks.registries import (
     Layer,
-    StepRecorder,
-    cli_build,
     distinct_bytes,
-    dockerfile_steps_from,
     history_step,
     manifest_layers,
     own_layers,
-    parse_wrk,
     registry_blobs,
-    wrk_command,
 )
+from benchmarks.report import PERCENT, TIMES, Measure, Results, Row
+from benchmarks.wrk import parse_wrk, wrk_command
 from buildtools.errors import BuildToolsError
 
 
