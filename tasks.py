@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from invoke import Collection, Context, task
 
-from buildtools import tasks as library
+from buildtools.tasks import ns as library_ns
+from buildtools.tasks import reported, settings
 
 
 @task(
@@ -24,11 +25,11 @@ from buildtools import tasks as library
 )
 def bench(c: Context, only: int = 0, runs: int = 3, cold_runs: int = 2, duration: int = 5) -> None:
     """Measure what the tool is for against baselines; write benchmarks/RESULTS.md."""
-    with library.reported():
+    with reported():
         from benchmarks import run
 
         run.main(
-            library.settings(c),
+            settings(c),
             only=int(only),
             runs=int(runs),
             cold_runs=int(cold_runs),
@@ -50,4 +51,4 @@ def with_tasks(base: Collection, *extra: object) -> Collection:
     return ns
 
 
-ns = with_tasks(library.ns, bench)
+ns = with_tasks(library_ns, bench)
