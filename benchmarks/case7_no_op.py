@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.commands import invoke_command, timed
+from benchmarks.commands import invoke_command, timed, timed_with_cpu
 from benchmarks.harness import ROOT, Bench, log
 from benchmarks.report import (
     TIMES,
@@ -52,15 +51,6 @@ def no_op_env(bench: Bench) -> dict[str, str]:
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": bench.settings.app.repository,
         "DOCKER_BUILDKIT": "0",
     }
-
-
-def timed_with_cpu(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Wall time of the process, and the CPU time (user + system) it and its children used:
-    on a busy machine the wall time waits for the CPU, the CPU time says what the tool did."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall = timed(cmd, cwd, env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def case_no_op(bench: Bench, runs: int) -> tuple[list[Row], str]:

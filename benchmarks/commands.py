@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -28,6 +29,15 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
             f"`{' '.join(cmd)}` failed: {(done.stderr or done.stdout).strip()[-300:]}", ""
         )
     return seconds
+
+
+def timed_with_cpu(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall time of the process, and the CPU time (user + system) it and its children used:
+    on a busy machine the wall time waits for the CPU, the CPU time says what the tool did."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = timed(cmd, cwd, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 # A Travis push build of master (as tests/test_cache.py): a release branch, so `invoke ci`
