@@ -8,7 +8,7 @@ other task (and case 4's and 7's timings of them) pays nothing for it.
 
 from __future__ import annotations
 
-from invoke import Collection, Context, task
+from invoke import Collection, Context, Task, task
 
 from buildtools.tasks import ns as library_ns
 from buildtools.tasks import reported, settings
@@ -37,7 +37,7 @@ def bench(c: Context, only: int = 0, runs: int = 3, cold_runs: int = 2, duration
         )
 
 
-def with_tasks(base: Collection, *extra: object) -> Collection:
+def with_tasks(base: Collection, *extra: Task) -> Collection:
     """A new collection holding ``base``'s tasks, sub-collections and configuration plus
     ``extra``: the library's own collection is left as app repositories import it."""
     ns = Collection()
