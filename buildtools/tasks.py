@@ -16,7 +16,6 @@ from invoke import Collection, Context, task
 
 from buildtools.cli import process
 from buildtools.config import invokefiles, schema
-from buildtools.errors import BuildToolsError
 
 # --- invoke integration ------------------------------------------------------------------------
 # Defaults reach invoke once, as text (ns.configure at the end, schema.defaults). invoke reads
@@ -268,36 +267,6 @@ def release(
 
 @task(
     help={
-        "only": "run one case: 1 rebuild, 2 re-release, 3 sidecar throughput, 4 overhead, "
-        "5 fresh CI runner, 6 image sizes, 7 no-op build and version, 8 promotion",
-        "runs": "runs per figure, reported as medians (default: 3; case 4 runs at least 5)",
-        "cold-runs": "cold (no-cache) app builds in case 1 (default: 2; each takes ~30 s)",
-        "duration": "seconds per wrk run in case 3 (default: 5)",
-    }
-)
-def bench(c, only=0, runs=3, cold_runs=2, duration=5):
-    """Measure what the tool is for against baselines; write benchmarks/RESULTS.md."""
-    with process.reported():
-        try:
-            from benchmarks import run as benchmarks
-        except ModuleNotFoundError as exc:
-            if exc.name != "benchmarks":
-                raise
-            raise BuildToolsError(
-                "the benchmarks are not importable here",
-                "run invoke bench in a lara-buildtools checkout (benchmarks/ beside tasks.py)",
-            ) from None
-        benchmarks.main(
-            settings(c),
-            only=int(only),
-            runs=int(runs),
-            cold_runs=int(cold_runs),
-            duration=int(duration),
-        )
-
-
-@task(
-    help={
         "json": "print the outcome as JSON on stdout (progress and decisions go to stderr)",
         "no-smoke": "skip the smoke test (says so loudly): build and release only",
         "no-promote": "build a release even when the registries hold this commit's sha- images",
@@ -316,7 +285,7 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
         process.show(json, done.as_dict, lambda: None)
 
 
-ns = Collection(bases, version, build, up, down, compose, release, ci, bench)
+ns = Collection(bases, version, build, up, down, compose, release, ci)
 ns.add_collection(Collection("nginx", nginx_config))
 # The defaults, defined once (buildtools/config/schema.py): an app's invoke.yaml holds only changes.
 ns.configure({schema.SECTION: schema.defaults()})

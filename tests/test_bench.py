@@ -5,26 +5,26 @@ No timing is asserted here: the benchmarks themselves run with `invoke bench`.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from benchmarks import report
-from benchmarks.report import PERCENT, TIMES, Measure, Results, Row
-from benchmarks.run import (
-    ROOT,
+from benchmarks.case5_fresh_runner import dockerfile_steps_from
+from benchmarks.case7_no_op import cli_build
+from benchmarks.harness import ROOT, StepRecorder
+from benchmarks.registries import (
     Layer,
-    StepRecorder,
-    cli_build,
     distinct_bytes,
-    dockerfile_steps_from,
     history_step,
     manifest_layers,
     own_layers,
-    parse_wrk,
     registry_blobs,
-    wrk_command,
 )
+from benchmarks.report import PERCENT, TIMES, Measure, Results, Row
+from benchmarks.wrk import parse_wrk, wrk_command
 from buildtools.errors import BuildToolsError
 
 
@@ -213,10 +213,37 @@ def test_registry_blobs_reads_the_storage_directory(tmp_path: Path):
     assert registry_blobs(tmp_path / "missing") == {}
 
 
-def test_bench_is_an_invoke_task():
-    from buildtools.tasks import ns
+def repository_tasks() -> ModuleType:
+    """This checkout's own tasks.py, loaded under a name of its own (``tasks`` is the app's)."""
+    spec = importlib.util.spec_from_file_location("repository_tasks", ROOT / "tasks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    assert "bench" in ns.task_names
+
+def test_bench_is_this_repositorys_task_and_not_the_packages():
+    from buildtools.tasks import ns as library
+
+    ns = repository_tasks().ns
+    assert "bench" in ns.task_names and "bench" not in library.task_names
+    # Every task of the library, with the same defaults: the checkout runs what apps run.
+    assert set(library.task_names) | {"bench"} == set(ns.task_names)
+    assert ns.configuration() == library.configuration()
+    assert ns["version"] is library["version"]
+
+
+def test_bench_names_the_cases_it_has(monkeypatch: pytest.MonkeyPatch):
+    """--only with a case that does not exist is one line naming those that do, before the
+    engine is asked for anything."""
+    from benchmarks import run
+    from buildtools.config import schema
+
+    monkeypatch.setattr(run.testbed, "ensure_engine", lambda: pytest.fail("engine asked"))
+    with pytest.raises(BuildToolsError) as caught:
+        run.main(schema.load(schema.merged({}), ROOT), only=9)
+    assert caught.value.problem == "there is no benchmark case 9"
+    assert "1 (rebuild)" in caught.value.fix and "8 (promotion)" in caught.value.fix
 
 
 def test_manifest_layers_match_each_layer_to_its_build_step():

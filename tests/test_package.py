@@ -1,9 +1,11 @@
-"""lara-buildtools stands alone: installed as an app installs it (a wheel, not this checkout in
-editable mode) into a fresh venv, it runs an app repository's tasks with nothing of this
-repository at hand, and nothing it installs imports the test harness or a test-only tool.
+"""lara-buildtools stands alone: its wheel, installed as an app installs it (not this checkout
+in editable mode) into a fresh venv, runs an app repository's tasks with nothing of this
+repository at hand; it ships only the package (no benchmarks, tests or test harness, and no
+task that needs them), and nothing it installs imports the harness or a test-only tool.
 
-The install uses uv from where ``scripts/venv`` keeps it (seconds, from uv's cache); it builds
-from a copy of this working tree, so the build's ``build/`` and ``*.egg-info`` stay out of it.
+The build and the install use uv from where ``scripts/venv`` keeps it (seconds, from uv's
+cache); the wheel is built from a copy of this working tree, so the build's ``build/`` and
+``*.egg-info`` stay out of it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DISTRIBUTION = "lara-buildtools"
 # Where scripts/venv installs uv.
 UV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lara-buildtools/uv/bin/uv"
-# This repository's own folders that must never be imported by what is installed.
-HARNESS = {"testbed", "tests"}
-# The `bench` task imports the benchmarks lazily and, outside a checkout, stops with one line
-# saying to run it there (test_bench_outside_a_checkout_says_where_to_run_it).
-CHECKOUT_ONLY = {"benchmarks"}
+# This repository's own folders: never shipped, never imported by what is installed (the
+# `bench` task that runs the benchmarks is the checkout's own tasks.py's, not the package's).
+HARNESS = {"benchmarks", "testbed", "tests"}
 
 APP_DOCKERFILE = """\
 FROM debian:bookworm-slim
@@ -71,6 +72,7 @@ buildtools:
 class Installed:
     venv: Path
     site_packages: Path
+    wheel: Path
 
     def bin(self, name: str) -> str:
         return str(self.venv / "bin" / name)
@@ -82,7 +84,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """The package installed from a copy of this working tree into a new venv, not editable."""
+    """The wheel built from a copy of this working tree, installed into a new, empty venv."""
     if not UV.is_file():
         unavailable("uv", FileNotFoundError(f"{UV} (bash scripts/venv installs it)"))
     work = tmp_path_factory.mktemp("package")
@@ -97,11 +99,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         if (ROOT / name).is_file():  # a deleted, not yet committed file is still listed
             (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, source / name)
-    venv = work / "venv"
+    venv, dist = work / "venv", work / "dist"
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    python = ["--python", sys.executable]
+    build = [str(UV), "build", "-q", "--wheel", *python, "--out-dir", str(dist), str(source)]
+    done = run(build, work, env)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = dist.glob("*.whl")
     for args in (
-        [str(UV), "venv", "-q", "--python", sys.executable, str(venv)],
-        [str(UV), "pip", "install", "-q", "--python", str(venv / "bin/python"), str(source)],
+        [str(UV), "venv", "-q", *python, str(venv)],
+        [str(UV), "pip", "install", "-q", "--python", str(venv / "bin/python"), str(wheel)],
     ):
         done = run(args, work, env)
         assert done.returncode == 0, done.stderr
@@ -110,7 +117,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         work,
         env,
     )
-    return Installed(venv, Path(purelib.stdout.strip()))
+    return Installed(venv, Path(purelib.stdout.strip()), wheel)
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +169,22 @@ def test_the_app_uses_the_installed_package_and_no_harness(installed, app):
     assert {"sidecar/Dockerfile", "py.typed"} <= shipped
 
 
+def test_the_wheel_holds_only_the_package(installed):
+    """What the wheel carries at its top level: the package and its metadata, nothing of the
+    checkout's benchmarks, tests or harness (nor a stray top-level module)."""
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        names = wheel.namelist()
+    top = {name.split("/")[0] for name in names}
+    assert {name for name in top if not name.endswith(".dist-info")} == {"buildtools"}, top
+    assert "buildtools/tasks.py" in names and "buildtools/sidecar/Dockerfile" in names
+
+
 def test_invoke_list_names_the_tasks(invoke):
     listed = invoke("--list").stdout.split()
     for task in ("bases", "build", "ci", "down", "release", "up", "version", "nginx.config"):
         assert task in listed
+    # `bench` measures this repository; an app has no benchmarks to run.
+    assert "bench" not in listed
 
 
 def test_invoke_version_describes_the_apps_commit(invoke, app):
@@ -195,13 +214,6 @@ def test_invoke_build_dry_run_plans_both_images_from_the_package(invoke, install
 
 def test_invoke_bases_help_shows_its_option(invoke):
     assert "--suite=STRING" in invoke("bases", "--help").stdout
-
-
-def test_bench_outside_a_checkout_says_where_to_run_it(invoke):
-    done = invoke("bench", ok=False)
-    assert done.returncode == 1
-    assert "error: the benchmarks are not importable here" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
 
 
 # ---- what the installed files import ----
@@ -289,7 +301,7 @@ def test_the_installed_files_import_only_their_requirements(installed, tmp_path)
     test_only = (import_names(extras, sys.executable, tmp_path) | HARNESS) - runtime
     assert {"pytest", "hypothesis", "bcrypt"} <= test_only
     bad, unknown = undeclared_imports(
-        installed.site_packages / "buildtools", {"buildtools", *runtime, *CHECKOUT_ONLY}, test_only
+        installed.site_packages / "buildtools", {"buildtools", *runtime}, test_only
     )
     assert bad == {}, f"installed modules import test-only code: {bad}"
     assert unknown == {}, f"installed modules import what the package does not require: {unknown}"
