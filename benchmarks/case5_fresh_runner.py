@@ -238,8 +238,8 @@ def case_fresh_runner(bench: Bench, runs: int) -> tuple[list[Row], str]:
     note = (
         f"A temporary git repository holds a copy of this checkout (tests/fixtures/project.py "
         f"`copy_into`). Its first commit is released by `invoke ci` (a Travis push build of "
-        f"master, as in tests/engine/test_cache.py) from the main engine to a local htpasswd registry "
-        f"(testbed.LocalRegistry: tags {', '.join(tags)}; {seed_seconds:.0f} s, not counted). "
+        f"master, as in tests/engine/test_cache.py) from the main engine to a local htpasswd "
+        f"registry (testbed.LocalRegistry: tags {', '.join(tags)}; {seed_seconds:.0f} s, not counted). "
         "A second commit changes only a file outside both build contexts. Each measured run "
         "copies that registry's storage into a new registry, starts a new testbed.FreshEngine "
         "(an empty dockerd) and loads only the base image into it "
