@@ -105,7 +105,7 @@ class Push:
 Current = Mapping[tuple[str, str, str], Manifest | None]
 
 
-def plan(
+def pushes(
     images: Sequence[ReleaseImage],
     tags: Iterable[TagLike | tuple[str, bool]],
     registries: Sequence[Registry],

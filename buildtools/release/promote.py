@@ -151,7 +151,7 @@ def prepare(
         images = [ReleaseImage(c.image, c.repository, c.promoted.image_id) for c in mine]
         current = survey(target, mine, [t.name for t in tags], tag_lists or {})
         try:
-            pushes.extend(push_order.plan(images, tags, [target.registry], current, force=force))
+            pushes.extend(push_order.pushes(images, tags, [target.registry], current, force=force))
         except BuildToolsError as exc:
             raise CannotPromote(exc.problem) from None
         candidates.extend(mine)

@@ -335,7 +335,7 @@ def push_all(
         images, tags, found, current, expected, None if dry_run else pusher
     )
     registries = [t.registry for t in found]
-    pushes = push_order.plan(images, tags, registries, current, force=force)
+    pushes = push_order.pushes(images, tags, registries, current, force=force)
     if dry_run:
         return ReleaseResult(pushes, dry_run=True, warnings=notes)
     executed = execute(client, pushes, found, retry=retry, reporter=reporter, pusher=pusher)

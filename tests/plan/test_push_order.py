@@ -18,7 +18,7 @@ from buildtools.plan.push_order import (
     UNCHANGED,
     Push,
     ReleaseImage,
-    plan,
+    pushes,
     tag_pairs,
 )
 from buildtools.release import publish
@@ -47,25 +47,25 @@ def test_tags_are_ordered_immutable_first_whatever_the_input_order() -> None:
 
 def test_a_tag_holding_this_image_is_unchanged_and_one_holding_another_is_refused() -> None:
     exact = [tags.ImageTag("1.0.0", False, "release", protected=True)]
-    same = plan([IMAGE], exact, [REGISTRY], held("1.0.0", IMAGE.image_id or ""))
+    same = pushes([IMAGE], exact, [REGISTRY], held("1.0.0", IMAGE.image_id or ""))
     assert [(p.action, p.verified) for p in same] == [(UNCHANGED, True)]
     other = held("1.0.0", "sha256:" + "2" * 64)
     with pytest.raises(BuildToolsError, match=re.escape("127.0.0.1:5000/lara/app:1.0.0")):
-        plan([IMAGE], exact, [REGISTRY], other)
-    assert [p.action for p in plan([IMAGE], exact, [REGISTRY], other, force=True)] == [OVERWRITE]
+        pushes([IMAGE], exact, [REGISTRY], other)
+    assert [p.action for p in pushes([IMAGE], exact, [REGISTRY], other, force=True)] == [OVERWRITE]
     # A (name, False) pair counts as protected too.
     with pytest.raises(BuildToolsError, match="refusing to overwrite"):
-        plan([IMAGE], [("sha-0123abc", False)], [REGISTRY], held("sha-0123abc", "sha256:x"))
+        pushes([IMAGE], [("sha-0123abc", False)], [REGISTRY], held("sha-0123abc", "sha256:x"))
 
 
 def test_nothing_to_push_is_one_line_naming_the_fix() -> None:
     with pytest.raises(BuildToolsError, match="nothing to release") as failure:
-        plan([IMAGE], [], [REGISTRY], {})
+        pushes([IMAGE], [], [REGISTRY], {})
     assert "invoke version" in str(failure.value)
 
 
 def test_a_planned_push_is_a_value_its_record_a_new_one() -> None:
-    (push,) = plan([IMAGE], [("1.0.0", False)], [REGISTRY], {})
+    (push,) = pushes([IMAGE], [("1.0.0", False)], [REGISTRY], {})
     assert (push.action, push.digest, push.verified, push.attempts) == (PUSH, None, False, 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         push.digest = "sha256:" + "3" * 64  # type: ignore[misc]
