@@ -278,3 +278,20 @@ def test_ci_on_a_tag_build_reads_git_once_and_logs_in_once(
     logins = [s for s in ours if s.path == "/v2/"]
     # One anonymous probe (does it need a login?) and one with the credentials: once per run.
     assert len(logins) == 2, [f"{s.method} {s.path}" for s in ours]
+
+
+def test_the_readme_folder_map_names_every_module_in_its_folder() -> None:
+    """The README's "How it is built" table is how a newcomer finds a job's module."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## How it is built", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        line.split("|")[1].strip().strip("`/"): line.split("|")[3]
+        for line in section.splitlines()
+        if line.startswith("| `")
+    }
+    folders = [folder for layer in LAYERS[1:-1] for folder in layer]
+    assert list(rows)[: len(folders)] == folders  # in the layers' order, lowest first
+    for module in MODULES:
+        folder, _, name = module.partition(".")
+        if name:
+            assert f"`{name}`" in rows[folder], f"README's map lacks {module}"
