@@ -55,6 +55,47 @@ def _stdout_gone() -> bool:
         return False
 
 
+class _ReaderMayLeave:
+    """A stdout or stderr whose reader may stop reading (``invoke build 2>&1 | head -1``): the
+    first write that finds the pipe closed sends the rest of the output to /dev/null, and the
+    task goes on to its own end, so its exit status is the build's, not a broken pipe's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _drain(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._drain()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drain()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _output_outlives_its_reader() -> Iterator[None]:
+    """sys.stdout and sys.stderr as :class:`_ReaderMayLeave` for the task, the originals
+    after it (their descriptors then point at /dev/null if the reader left)."""
+    original = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ReaderMayLeave(sys.stdout), _ReaderMayLeave(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = original
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM ends a task as Ctrl-C does, so the same cleanup runs and the same line says what
@@ -76,17 +117,17 @@ def _terminate_as_interrupt() -> Iterator[None]:
 def reported() -> Iterator[None]:
     """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback; and
     Ctrl-C (or SIGTERM) into exit 130 with one line (the code that was interrupted says what
-    was left). A reader of stdout that stopped early (``| head``) ends the task quietly: it
-    has what it wanted, and the work itself was done."""
+    was left). A reader of the output that stopped early (``| head``) does not stop the task:
+    the rest of its output goes nowhere and its exit status is its own."""
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
             # Closed by the caller (`>&-`, `2>&-`): Python then has None there, and a print to
             # a None stderr lands on stdout, in the JSON a script reads. Nowhere, instead.
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 (the process's own)
     try:
-        with _terminate_as_interrupt():
+        with _terminate_as_interrupt(), _output_outlives_its_reader():
             yield
-        sys.stdout.flush()  # here, not at exit, where a closed pipe is a traceback
+            sys.stdout.flush()  # here, not at exit, where a closed pipe is a traceback
     except BrokenPipeError:
         if not _stdout_gone():
             raise
