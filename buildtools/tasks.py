@@ -81,7 +81,7 @@ def version(c, format="yaml", branch="", tag="", commit=""):
     """Print what this build is (version.yml content) and why it gets its image tags."""
     from buildtools.plan import metadata, versionfile
 
-    with process.reported():
+    with process.reported(as_json=format == "json"):
         versionfile.check_format(format)
         meta = metadata.of_run(facts(c, branch, tag, commit))
         for image_tag in meta.tags:
@@ -124,7 +124,7 @@ def build(
     from buildtools.release import pipeline
     from buildtools.release.prepare import Options
 
-    with process.reported():
+    with process.reported(as_json=json):
         flags = Options(only, path(dockerfile), path(context), no_cache, dry_run)
         done = pipeline.build(
             facts(c, branch, tag, commit),
@@ -253,7 +253,7 @@ def release(
     from buildtools.release import pipeline
     from buildtools.release.prepare import Options
 
-    with process.reported():
+    with process.reported(as_json=json):
         flags_given = flags.overrides(branch, tag, commit)
         options = Options(dry_run=dry_run, force=force, promote=not no_promote)
         session = process.session(as_json=json)
@@ -277,7 +277,7 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
     from buildtools.release import pipeline
     from buildtools.release.prepare import Options
 
-    with process.reported():
+    with process.reported(as_json=json):
         options = Options(smoke_test=not no_smoke, promote=not no_promote)
         say = process.to_stderr if json else process.to_stdout
         session = process.session(as_json=json, say=say)

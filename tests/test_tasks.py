@@ -14,8 +14,10 @@ from tests.fixtures.bad_input import (
     INVOKE,
     NO_ENGINE,
     REAL_CLI,
+    TRAVIS_PR,
     App,
     fails_in_one_line,
+    one_error,
     rows,
 )
 
@@ -128,3 +130,23 @@ def test_a_closed_stdout_or_stderr_is_no_traceback_and_no_stray_line(app: App, c
         plans = json.loads(done.stdout.removesuffix("rc=0\n"))
         assert [plan["name"] for plan in plans] == ["app", "nginx"]
         assert "warning" not in done.stdout.split("rc=0")[0].split("]")[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "problem"),
+    [
+        (["build", "--json"], NO_ENGINE, "no Docker Engine answers at unix:///nonexistent"),
+        (["release", "--json", "--dry-run"], TRAVIS_PR, "refusing to release"),
+        (["ci", "--json"], {**TRAVIS_PR, **NO_ENGINE}, "no Docker Engine answers at unix:///"),
+        (["version", "--format", "json", "--commit", "xyz"], {}, "--commit 'xyz'"),
+    ],
+)
+def test_a_failed_json_task_says_why_in_json_on_stdout(app: App, args, env, problem) -> None:
+    """13: `--json` printed nothing on failure: a script read an empty stdout. It gets the
+    problem and the fix as an object, the exit status stays non-zero, stderr keeps its line."""
+    done = app.invoke(*args, env=env)
+    line = one_error(done)
+    error = json.loads(done.stdout)["error"]
+    assert problem in error["problem"], error
+    assert error["fix"] and error["exit_code"] == done.returncode == 1
+    assert line == f"error: {error['problem']} (fix: {error['fix']})"

@@ -113,12 +113,20 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+def json_error(exc: BuildToolsError) -> str:
+    """A failed ``--json`` task's stdout: a script reads the same problem and fix as the one
+    line on stderr, as an object it can tell from a result (``"error"`` at the top)."""
+    error = {"problem": exc.problem, "fix": exc.fix, "exit_code": exc.exit_code}
+    return json.dumps({"error": error}, indent=2)
+
+
 @contextlib.contextmanager
-def reported() -> Iterator[None]:
+def reported(as_json: bool = False) -> Iterator[None]:
     """Turn a BuildToolsError into a one-line message and a non-zero exit, no traceback; and
     Ctrl-C (or SIGTERM) into exit 130 with one line (the code that was interrupted says what
     was left). A reader of the output that stopped early (``| head``) does not stop the task:
-    the rest of its output goes nowhere and its exit status is its own."""
+    the rest of its output goes nowhere and its exit status is its own. ``as_json``: a
+    failure is also a JSON object on stdout (:func:`json_error`), never nothing."""
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
             # Closed by the caller (`>&-`, `2>&-`): Python then has None there, and a print to
@@ -134,9 +142,15 @@ def reported() -> Iterator[None]:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise Exit(code=0) from None
     except BuildToolsError as exc:
+        if as_json:
+            with contextlib.suppress(OSError, ValueError):
+                print(json_error(exc), flush=True)
         prefix = "" if exc.exit_code == INTERRUPTED else "error: "
         raise Exit(one_line(f"{prefix}{exc}"), code=exc.exit_code) from None
     except KeyboardInterrupt:
+        if as_json:
+            with contextlib.suppress(OSError, ValueError):
+                print(json_error(BuildToolsError("interrupted", exit_code=INTERRUPTED)), flush=True)
         raise Exit("interrupted", code=INTERRUPTED) from None
 
 
