@@ -333,6 +333,18 @@ class CiResult:
         }
 
 
+def intent(plan: Plan) -> str:
+    """What `invoke ci` will do for ``plan``, in a few words: the steps that will run."""
+    running = {step.name for step in CI_STEPS if step.skip(plan) is None}
+    if "promote" in running:
+        return "promote this commit's tested images (nothing to build), release"
+    planned = ["build"] if "build" in running else []
+    if planned:
+        planned.append("smoke test" if "smoke test" in running else "NO smoke test")
+    planned += ["release"] if "push" in running else []
+    return ", ".join(planned) or "nothing"
+
+
 def ci(
     settings: Settings, env: Mapping[str, str], options: Options, session: Session,
     dockerfile_text: str | None = None, quiet: bool = False,
@@ -356,10 +368,9 @@ def ci(
         run = dataclasses.replace(run, info=dataclasses.replace(run.info, smoke_gated=True))
     check_pull_request_release(settings.release, settings.pull_request_tags)
     decision = decide(run.info, settings.release)
-    planned = ["build", "smoke test" if options.smoke_test else "NO smoke test"]
-    planned += ["release"] if decision.release else []
-    session.say(f"ci: {describe(run.info)}: {', '.join(planned)} ({decision.reason})")
     plan = prepare.for_ci(run, decision, options, session, text)
+    # The first line: what this run will do, from the plan (a promotion builds nothing).
+    session.say(f"ci: {describe(run.info)}: {intent(plan)} ({decision.reason})")
     for note in plan.notes:
         session.say(f"ci: {note}")
     if plan.not_promoting is not None:

@@ -346,6 +346,7 @@ def test_ci_promotes_only_images_pushed_after_a_smoke_test(
         "without a smoke test; building"
     )
     assert line in done.stdout, done.stdout + done.stderr
+    assert ": build, smoke test, release (" in done.stdout.splitlines()[0]
     assert "ci: promoted" not in done.stdout
     # Building needs the engine this machine does not have here.
     assert done.returncode != 0 and "Traceback" not in done.stderr
@@ -364,6 +365,11 @@ def test_ci_promotes_images_pushed_after_a_smoke_test_and_they_keep_saying_so(
     done = invoke(repo, travis_tag(setup), "ci")
 
     assert done.returncode == 0, done.stdout + done.stderr
+    # 14: the first line says what the run does: it announced a build before it promoted.
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("ci: travis build of tag v1.2.3 at "), done.stdout
+    assert ": promote this commit's tested images (nothing to build), release (" in first
+    assert "build, smoke test" not in done.stdout
     assert "no smoke test here (invoke ci smoke-tested them before it pushed" in done.stdout
     for name in ("app", "nginx"):
         seen = skopeo_inspect(registry, f"{setup[name]}:1.2.3", tmp_path)
