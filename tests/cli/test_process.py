@@ -37,6 +37,7 @@ def test_a_failed_build_read_by_head_exits_as_the_build_failed(
     with exit 0: a CI step `invoke build | head` passed with no image built."""
     failing = DOCKERFILE.replace("RUN echo built", "RUN echo one && echo two && false && echo")
     status, first = build_into_head(app, failing)
+    assert first  # head got a line of the build
     assert status == 1
     assert docker_client.images.list(name=f"{app.name}/app") == []
 
