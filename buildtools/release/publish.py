@@ -246,7 +246,9 @@ class Expected:
             return why
         if labels.get(VERSION_LABEL) != self.version:
             return f"of version {labels.get(VERSION_LABEL) or 'unknown'}, not {self.version}"
-        if self.tags is not None and labels.get(TAGS_LABEL, "") != self.tags:
+        # A registry image is a release already made: the tags it lists are those it had
+        # then (latest, before a higher release came); only a local image must be this build.
+        if not in_registry and self.tags is not None and labels.get(TAGS_LABEL, "") != self.tags:
             have = labels.get(TAGS_LABEL) or "none"
             return f"built for the tags {have}, not {self.tags or 'none'}"
         if in_registry:
@@ -298,7 +300,7 @@ def finish_interrupted(
                 adopted = ReleaseImage(image.name, image.repository, image_id)
                 notes.append(
                     f"{ref}:{name} already holds this commit's {image.name} image (an earlier "
-                    "release was interrupted): finishing the release with that image"
+                    "release of it, finished or interrupted): releasing that image"
                 )
                 break
             if adopted is not image:
@@ -336,6 +338,8 @@ def push_all(
     )
     registries = [t.registry for t in found]
     pushes = push_order.pushes(images, tags, registries, current, force=force)
+    if pushes and all(p.action == UNCHANGED for p in pushes):
+        notes.append("every tag already points at this release's images: nothing to push")
     if dry_run:
         return ReleaseResult(pushes, dry_run=True, warnings=notes)
     executed = execute(client, pushes, found, retry=retry, reporter=reporter, pusher=pusher)

@@ -235,6 +235,45 @@ def test_an_interrupted_release_of_this_commit_finishes_without_force(
     assert app.served("2.3.0") == published
 
 
+def test_a_finished_release_run_again_after_a_newer_one_is_a_no_op_that_says_so(
+    docker_client: docker.DockerClient, app: AppRelease
+) -> None:
+    """27.15: 1.0.0 was released as the highest (its image lists latest among its tags), then
+    2.0.0; CI re-runs 1.0.0's release with a rebuild of the same commit. It was refused with
+    advice to delete the release tag: it finishes nothing, moves only 1.0.0's own tags (none
+    need it) and says the release was done already."""
+    env = app.login()
+    old, new = "4" * 40, "5" * 40
+    cfg = release_config(app.registry.host)
+    as_built = {**build_labels(old, "1.0.0"), publish.TAGS_LABEL: "1.0.0,1.0,1,latest"}
+    first = app.images("1.0.0", as_built)
+    do_release(docker_client, first, [("1.0.0", False), ("1.0", True), ("1", True),
+                                      ("latest", True)], env, app.registry.host)  # fmt: skip
+    newer = app.images("2.0.0", {**build_labels(new, "2.0.0"), publish.TAGS_LABEL: "2.0.0,2"})
+    do_release(docker_client, newer, [("2.0.0", False), ("2", True), ("latest", True)], env,
+               app.registry.host)  # fmt: skip
+    before = {name: app.served(name) for name in app.tags()}
+    docker_client.images.remove(first[0].image_id, force=True)
+    # The rebuild is labelled with the tags the policy gives 1.0.0 now that 2.0.0 exists.
+    rebuilt = app.images(
+        "1.0.0 again", {**build_labels(old, "1.0.0"), publish.TAGS_LABEL: "1.0.0,1.0,1"}
+    )
+
+    result = run_release(
+        docker_client,
+        rebuilt,
+        [("1.0.0", False), ("1.0", True), ("1", True)],
+        configured(cfg, env),
+        cfg,
+        expected=publish.Expected(old, "1.0.0", tags="1.0.0,1.0,1"),
+    )
+
+    assert {name: app.served(name) for name in app.tags()} == before
+    assert [p.action for p in result.pushes] == [publish.UNCHANGED] * 3
+    assert not any("delete" in line for line in result.warnings)
+    assert any("already holds this commit's app image" in line for line in result.warnings)
+
+
 @pytest.mark.parametrize(
     ("dirty", "version", "why"),
     [
