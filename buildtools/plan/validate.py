@@ -43,6 +43,15 @@ def check_sha_prefix(value: str) -> None:
     if tags.is_release_lookalike(tags.sha_tag_name("1234567", value)):
         what = "a prefix that keeps commit tags from looking like releases"
         raise refuse(key, value, what, "git-")
+    lower = value.lower()
+    other = [p for p in (*tags.KIND_PREFIXES, *tags.FLOATING_NAMES) if lower.startswith(p)]
+    if other:
+        raise BuildToolsError(
+            f"config key buildtools.tags.sha_prefix = {value!r} makes commit tags look like "
+            f"{other[0]!r} tags, another kind",
+            "choose a prefix of its own, such as sha- (the default) or git- "
+            "(invoke.yaml or INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX)",
+        )
 
 
 def check_cache_from(templates: tuple[str, ...]) -> None:
@@ -73,6 +82,18 @@ def check_extra_tags(extra: dict[str, tuple[str, ...]], sha_prefix: str) -> None
                     "which has no letter or digit",
                     "name the tag, e.g. master=edge",
                 ) from None
+            if tag.lower().startswith(sha_prefix.lower()) and not tags.poses_as_other_kind(
+                tag, ""
+            ):
+                # The extra tag is a fine name: the prefix is what makes them collide.
+                raise BuildToolsError(
+                    f"config key buildtools.tags.sha_prefix = {sha_prefix!r} starts the tag "
+                    f"{name!r} that buildtools.tags.extra gives branch {branch!r}: commit tags "
+                    f"({tags.sha_tag_name('1a2b3c4', sha_prefix)}) and that branch's tag could "
+                    "not be told apart",
+                    "choose a prefix no extra tag starts with, such as sha- (the default) or "
+                    "git- (invoke.yaml or INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX)",
+                )
             if tags.poses_as_other_kind(tag, sha_prefix):
                 prefixes = ", ".join((*tags.KIND_PREFIXES, sha_prefix))
                 raise BuildToolsError(

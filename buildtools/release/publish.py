@@ -183,16 +183,25 @@ class ReleaseResult:
                 f"{verb} {p['registry']} {p['repository']}:{p['source_tag']} "
                 f"{p['source_digest']} -> {p['digest']} ({p['bytes_sent']} bytes sent)"
             )
+        rows = []
         for p in self.pushes:
             if self.dry_run:
                 what = {PUSH: "would push", UNCHANGED: "unchanged", OVERWRITE: "would overwrite"}
                 state = what[p.action]
-                digest = p.previous or ""
+                digest = p.previous or "none"
             else:
                 state = "unchanged" if p.action == UNCHANGED else "pushed"
                 digest = p.digest or ""
             kind = "floating" if p.floating else "immutable"
-            lines.append(f"{state:<16} {p.registry:<22} {p.repository}:{p.tag} ({kind}) {digest}")
+            rows.append((state, p.registry, f"{p.repository}:{p.tag}", kind, digest))
+        if rows:
+            # Every column named: a dry run's digest is what the tag points at now.
+            digest = "DIGEST NOW" if self.dry_run else "DIGEST"
+            rows.insert(0, ("ACTION", "REGISTRY", "REPOSITORY:TAG", "KIND", digest))
+            widths = [max(len(row[i]) for row in rows) for i in range(4)]
+            for row in rows:
+                cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+                lines.append(" ".join([*cells, row[4]]).rstrip())
         return "\n".join(lines)
 
 

@@ -56,6 +56,29 @@ ONE_LINE_FAILURES = [
         "  tags:\n    sha_prefix: -git\n",
         "buildtools.tags.sha_prefix = '-git' is not the start of a Docker tag",
     ),
+    # 27.16: a prefix that collides with a floating tag blamed tags.extra (and its example).
+    (
+        "a sha prefix that is a floating tag",
+        ["build", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX": "edge"},
+        "",
+        "config key buildtools.tags.sha_prefix = 'edge' makes commit tags look like 'edge' tags",
+    ),
+    (
+        "a sha prefix that is a kind's prefix",
+        ["version"],
+        {"INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX": "pr-"},
+        "",
+        "config key buildtools.tags.sha_prefix = 'pr-' makes commit tags look like 'pr-' tags",
+    ),
+    (
+        "a sha prefix that starts an extra tag",
+        ["build", "--dry-run"],
+        {"INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX": "ed"},
+        "",
+        "config key buildtools.tags.sha_prefix = 'ed' starts the tag 'edge' that "
+        "buildtools.tags.extra gives branch 'master'",
+    ),
     (
         "a service named like the stack's own containers",
         ["build", "--dry-run"],

@@ -143,7 +143,8 @@ def test_release_of_a_tag_promotes_the_tested_images_without_an_engine(
         for tag in RELEASE_TAGS:
             body, digest = writer.read(repository, tag)
             digests.add(digest)
-            assert f"{repository}:{tag} (" in done.stdout and digest in done.stdout
+            (row,) = [line for line in done.stdout.splitlines() if f" {repository}:{tag} " in line]
+            assert row.split()[0] == "pushed" and row.split()[-1] == digest
             # The progress line counts what that tag's PUT sent: its manifest.
             size = f"{len(body)} B" if len(body) < 1000 else f"{len(body) / 1000:.1f} kB"
             assert f"  {tag}: {digest} ({size} sent, verified)" in done.stderr
@@ -286,6 +287,12 @@ def test_a_dry_run_says_what_it_would_promote_and_puts_nothing(
         f"credentials for {registry.host} ({user_var}/{pass_var}) go to "
         f"http://{registry.host} (Basic auth, every request)"
     ) in done.stdout.splitlines()
+    # 27.16: every column of the table is named; the digest is what the tag points at now.
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("ACTION"))
+    assert header.split() == ["ACTION", "REGISTRY", "REPOSITORY:TAG", "KIND", "DIGEST", "NOW"]
+    row = next(line for line in lines if f" {setup['app']}:1.2.3 " in line)
+    assert row.split()[0::4] == ["would", "immutable"] and row.split()[-1] == "none"
     assert sorted(registry.tags(setup["app"])) == [setup["sha"]]
 
 
