@@ -126,7 +126,9 @@ def test_dry_run_lists_every_push_and_touches_nothing(
     assert listed == {
         (observed.host, repo, name) for repo in (app_repo, nginx_repo) for name, _ in RELEASE_TAGS
     }
-    assert all(line.startswith("would push") for line in result.text().splitlines())
+    header, *table = result.text().splitlines()
+    assert header.split() == ["ACTION", "REGISTRY", "REPOSITORY:TAG", "KIND", "DIGEST", "NOW"]
+    assert all(line.startswith("would push") for line in table)
     assert writes(observed) == []
     assert fast_registry.tags(app_repo) == [] and fast_registry.tags(nginx_repo) == []
     assert sorted(t for i in docker_client.images.list() for t in i.tags) == local_before
