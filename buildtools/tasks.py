@@ -189,7 +189,8 @@ def down(c, name="lara"):
 @task(
     help={
         "port": "host port the sidecar publishes (default: 8080)",
-        "tag": "image tag to name (default: the first exact tag this build pushes)",
+        "tag": "the Docker image tag to name, one this build pushes (e.g. 1.2.3 or sha-0123abc;"
+        " default: the first exact one); unlike the other tasks' --tag, not a git tag",
         "digest": "pin both images by the digest the registry serves for that tag",
         "swarm": "for docker stack deploy: depends_on as names only (Swarm refuses conditions)",
     }

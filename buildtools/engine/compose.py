@@ -92,8 +92,11 @@ def choose_tag(tags: Sequence[ImageTag], wanted: str = "") -> str:
             "run it on a release branch or a git tag (invoke version shows the tags)",
         )
     if wanted and wanted not in names:
+        # A git tag (v1.2.3) is the release; its image tag drops the v (1.2.3).
+        release = wanted[1:] if wanted[:1] in "vV" and wanted[1:] in names else None
+        hint = f" (--tag names an image tag: the release {wanted} is {release})" if release else ""
         raise BuildToolsError(
-            f"--tag {wanted!r} is not a tag this build pushes",
+            f"--tag {wanted!r} is not an image tag this build pushes{hint}",
             f"pass one of {', '.join(names)}",
         )
     return wanted or names[0]

@@ -166,6 +166,16 @@ def test_the_tag_is_the_first_exact_one_or_one_the_build_pushes() -> None:
         compose.choose_tag(())
 
 
+def test_a_git_tag_for_the_image_tag_is_refused_naming_the_image_tag() -> None:
+    """27.17: --tag of the other tasks is the git tag (v1.2.3); here it is an image tag."""
+    with pytest.raises(BuildToolsError) as refused:
+        compose.choose_tag(RELEASE_TAGS, "v1.2.3")
+    assert refused.value.problem == (
+        "--tag 'v1.2.3' is not an image tag this build pushes (--tag names an image tag: "
+        "the release v1.2.3 is 1.2.3)"
+    )
+
+
 def test_pinning_names_the_digest_the_registry_gave_for_that_tag() -> None:
     digest = "sha256:" + "ab" * 32
     asked: list[tuple[str, str]] = []
@@ -227,7 +237,7 @@ def test_invoke_compose_refuses_a_tag_the_build_does_not_push_in_one_line(repo: 
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"error: --tag 'nope' is not a tag this build pushes (fix: pass one of "
+        f"error: --tag 'nope' is not an image tag this build pushes (fix: pass one of "
         f"sha-{repo.head()[:7]}, master, edge)"
     ]
 
