@@ -66,7 +66,12 @@ def bases(c, suite=""):
     from buildtools.engine.connect import connect
 
     with process.reported():
-        print(ensure_base_image(connect(), settings(c).bases_repository, suite=suite or None))
+        client = connect()
+        ref = ensure_base_image(client, settings(c).bases_repository, suite=suite or None)
+        print(ref)
+        # The digest of what was made (its image ID: an import is in no registry), as a pin.
+        repository = ref.rsplit(":", 1)[0]
+        process.to_stderr(f"pin it: base_image: {repository}@{client.images.get(ref).id}")
 
 
 REF_HELP = {

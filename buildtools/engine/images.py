@@ -10,6 +10,7 @@ with is read by :mod:`buildtools.engine.build_stream`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -81,15 +82,42 @@ def context_archive(
     )
 
 
-def ensure_base(client: docker.DockerClient, image: str, config_key: str) -> None:
-    """Fail early and clearly when the base image is neither local nor pullable."""
-    connect.ensure_image(
-        client,
-        image,
-        "base image",
+def repository_of(reference: str) -> str:
+    """``host:5000/lara/app:1.0@sha256:…`` -> ``host:5000/lara/app``."""
+    name = reference.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    return f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+
+
+def ensure_base(client: docker.DockerClient, image: str, config_key: str) -> str:
+    """The reference to build on for the configured base ``image``, or one line saying why
+    there is none (checked before the first step).
+
+    A base pinned by digest (``name@sha256:…``) is the registry's manifest digest when the
+    engine pulled it; a base made on this machine (``invoke bases``: imported, never in a
+    registry) has only its image ID, which ``invoke bases`` prints as that digest. Such a pin
+    builds on that very image, by ID, when it is tagged in the named repository here."""
+    fix = (
         f"make it with `invoke bases`, `docker load` it, or set {config_key} to an image "
-        "this engine can pull",
+        "this engine can pull"
     )
+    name, _, digest = image.partition("@")
+    if digest:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.get(image)
+            return image
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            local = client.images.get(digest)
+            wanted = repository_of(name)
+            if any(repository_of(tag) == wanted for tag in local.tags):
+                return local.id
+            raise BuildToolsError(
+                f"{config_key} = {image}: this engine's image {digest[:19]}… is not one of "
+                f"{wanted}'s (it is {', '.join(local.tags) or 'untagged'})",
+                f"pin the digest `invoke bases` printed for {wanted}, or name that image",
+            )
+    connect.ensure_image(client, image, "base image", fix)
+    return image
 
 
 def label_value(text: str) -> str:

@@ -82,9 +82,7 @@ def check_extra_tags(extra: dict[str, tuple[str, ...]], sha_prefix: str) -> None
                     "which has no letter or digit",
                     "name the tag, e.g. master=edge",
                 ) from None
-            if tag.lower().startswith(sha_prefix.lower()) and not tags.poses_as_other_kind(
-                tag, ""
-            ):
+            if tag.lower().startswith(sha_prefix.lower()) and not tags.poses_as_other_kind(tag, ""):
                 # The extra tag is a fine name: the prefix is what makes them collide.
                 raise BuildToolsError(
                     f"config key buildtools.tags.sha_prefix = {sha_prefix!r} starts the tag "

@@ -171,6 +171,22 @@ def check_app_dockerfile(
     return [str(problem) for problem in found]
 
 
+def resolved_bases(
+    client: docker.DockerClient, settings: Settings, wanted: Sequence[str]
+) -> Settings:
+    """``settings`` with each wanted base image as the engine will build on it (a pin by
+    digest may be an image ID here), checked before the first step: a missing sidecar base
+    found after the app image was built would leave one image new and the other not."""
+    app, nginx = settings.app, settings.nginx
+    if "app" in wanted and app.base_image:
+        found = images.ensure_base(client, app.base_image, "buildtools.app.base_image")
+        app = dataclasses.replace(app, base_image=found)
+    if "nginx" in wanted and nginx.image.base_image:
+        found = images.ensure_base(client, nginx.image.base_image, "buildtools.nginx.base_image")
+        nginx = dataclasses.replace(nginx, image=dataclasses.replace(nginx.image, base_image=found))
+    return dataclasses.replace(settings, app=app, nginx=nginx)
+
+
 def build_all(
     client: docker.DockerClient,
     settings: Settings,
@@ -199,6 +215,7 @@ def build_all(
         with tempfile.TemporaryDirectory(prefix="lara-sidecar-check-") as tmp:
             image.sidecar_context(settings.nginx, Path(tmp))
     chosen = builder or images.builder(client)
+    settings = resolved_bases(client, settings, wanted)
     sources = cache_from or {}
     built: list[build_spec.BuiltImage] = []
     tagged: list[tuple[build_spec.BuiltImage, tuple[str, ...]]] = []
@@ -228,12 +245,6 @@ def build_all(
         nocache=nocache,
         cache_from=app_sources,
     )
-    # Both base images before the first step: a missing sidecar base found after the app
-    # image was built would leave one image new and the other not.
-    if "app" in wanted and settings.app.base_image:
-        images.ensure_base(client, settings.app.base_image, "buildtools.app.base_image")
-    if "nginx" in wanted and settings.nginx.image.base_image:
-        images.ensure_base(client, settings.nginx.image.base_image, "buildtools.nginx.base_image")
     if "app" in wanted:
         for stage in stages:
             built.append(build_untagged(stage))

@@ -146,3 +146,48 @@ def test_ctrl_c_during_a_build_exits_130_with_one_line(
     line = one_error(done, code=130)
     assert line.startswith("interrupted: the app image build stopped at step")
     assert docker_client.images.list(name=f"{app.name}/app") == []
+
+
+@pytest.mark.docker
+@REAL_CLI
+def test_a_base_pinned_by_the_digest_invoke_bases_prints_builds_on_that_image(
+    app: App, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    """27.19: `invoke bases` says the digest of what it made; `base_image: name@sha256:…` then
+    builds on exactly that image (a local import has no registry digest: the engine took the
+    pin for a Docker Hub name and failed to pull it)."""
+    made = subprocess.run(
+        [str(INVOKE), "bases"], cwd=app.path, env=app.env, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    (pin_line,) = [line for line in made.stderr.splitlines() if line.startswith("pin it: ")]
+    pinned = pin_line.removeprefix("pin it: base_image: ")
+    assert pinned == f"lara-buildtools/debian@{docker_client.images.get(base_image).id}"
+    app.repo.write("Dockerfile.pinned", DOCKERFILE.replace("RUN echo built", "RUN echo pinned"))
+    env = {"INVOKE_BUILDTOOLS_APP_BASE_IMAGE": pinned}
+
+    done = app.invoke("build", "--only", "app", "--dockerfile", "Dockerfile.pinned", env=env)
+
+    assert done.returncode == 0, done.stderr
+    (built,) = docker_client.images.list(name=f"{app.name}/app")
+    base_layers = docker_client.images.get(base_image).attrs["RootFS"]["Layers"]
+    assert built.attrs["RootFS"]["Layers"][: len(base_layers)] == base_layers
+    docker_client.images.remove(built.id, force=True)
+
+
+@pytest.mark.docker
+def test_a_pinned_base_of_another_repository_or_digest_is_one_line_before_any_step(
+    app: App, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    image_id = docker_client.images.get(base_image).id
+    for pinned, words in (
+        (f"lara/elsewhere@{image_id}", "is not one of lara/elsewhere's (it is "),
+        ("lara-buildtools/debian@sha256:" + "0" * 64, "base image lara-buildtools/debian@"),
+    ):
+        done = app.invoke(
+            "build", "--only", "app", env={"INVOKE_BUILDTOOLS_APP_BASE_IMAGE": pinned}
+        )
+        line = one_error(done)
+        assert words in line and "buildtools.app.base_image" in line
+        assert "Step 1/" not in done.stderr
+    assert docker_client.images.list(name=f"{app.name}/app") == []
