@@ -177,6 +177,8 @@ def up(c, port="", name="lara", branch="", tag="", commit=""):
             client, app, sidecar, name=name, port=host_port, cfg=cfg.smoke, env=os.environ
         )
         print(f"LARA: {running.url}{cfg.smoke.path}")
+        if running.note:
+            process.warn(running.note)
         print(f"logs: docker logs {running.app} / docker logs {running.sidecar}; stop: invoke down")
 
 

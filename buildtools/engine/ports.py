@@ -10,6 +10,10 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
+import docker
+import docker.errors
+import requests
+
 from buildtools.config.registry_address import is_loopback
 
 LOCAL_SCHEMES = ("", "unix", "npipe", "fd")
@@ -23,6 +27,37 @@ def engine_host(docker_host: str | None) -> str:
     if parts.scheme in LOCAL_SCHEMES or not parts.hostname:
         return "127.0.0.1"
     return f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+
+
+# Where this machine's own engine answers when DOCKER_HOST names none.
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+
+def engine_is_here(
+    client: docker.DockerClient, docker_host: str | None, local: str = DEFAULT_SOCKET
+) -> bool:
+    """Whether the ports the engine publishes on its loopback are this machine's loopback.
+
+    The text of DOCKER_HOST alone cannot tell: ``tcp://127.0.0.1:2375`` may be an SSH tunnel
+    or a forwarded port to another machine's engine. A unix socket's engine is taken as here
+    (as the Docker CLI does), one at another host's address as elsewhere; one at a loopback
+    address is here only when it is the very engine this machine's own socket (``local``)
+    answers: the same ID (the machine's engine key) and the same data root."""
+    if urlsplit(docker_host or "").scheme in LOCAL_SCHEMES:
+        return True
+    if not is_loopback(engine_host(docker_host)):
+        return False
+    try:
+        mine = _identity(docker.DockerClient(base_url=local, timeout=10))
+        theirs = _identity(client)
+    except (docker.errors.DockerException, requests.RequestException, OSError):
+        return False
+    return all(mine) and mine == theirs
+
+
+def _identity(client: docker.DockerClient) -> tuple[str, str]:
+    info = client.info()
+    return str(info.get("ID") or ""), str(info.get("DockerRootDir") or "")
 
 
 def publish_address(docker_host: str | None) -> str:

@@ -23,9 +23,10 @@ import docker
 import docker.errors
 import requests
 
+from buildtools.config.registry_address import is_loopback
 from buildtools.config.schema import ServiceConfig, SmokeConfig
 from buildtools.engine import connect
-from buildtools.engine.ports import engine_host, free_port, publish_address
+from buildtools.engine.ports import engine_host, engine_is_here, free_port, publish_address
 from buildtools.engine.stack_parts import APP_PORT, SIDECAR_PORT, Stack
 from buildtools.engine.stack_probe import check, wait_for
 from buildtools.errors import INTERRUPTED, BuildToolsError, redact_text
@@ -241,9 +242,13 @@ def up(
             detach=True,
         )
         docker_host = env.get("DOCKER_HOST")
-        bind = publish_address(docker_host)
-        # On this machine the port is chosen here (see free_port); a remote engine picks its own.
-        host_port = port or (free_port() if bind == "127.0.0.1" else None)
+        here = publish and engine_is_here(client, docker_host)
+        # A loopback DOCKER_HOST that is not this machine's engine (a tunnel): its own
+        # loopback, reached through a forwarded port; anywhere else, every address.
+        tunnel = publish and not here and is_loopback(engine_host(docker_host))
+        bind = "127.0.0.1" if here or tunnel else publish_address(docker_host)
+        # On this machine the port is chosen here (see free_port); another engine picks its own.
+        host_port = port or (free_port() if here else None)
         sidecar = client.containers.run(
             nginx_image,
             name=stack.sidecar,
@@ -266,8 +271,16 @@ def up(
                 f"see docker logs {stack.sidecar}",
             )
         if publish:
-            url = f"http://{engine_host(docker_host)}:{published[0]['HostPort']}"
-            stack = Stack(name, url)
+            host_port = published[0]["HostPort"]
+            url = f"http://{engine_host(docker_host)}:{host_port}"
+            note = (
+                f"the engine at {docker_host} is not this machine's (a tunnel or a forwarded "
+                f"port): port {host_port} is on its host's loopback; forward it too "
+                f"(ssh -L {host_port}:127.0.0.1:{host_port} …) to open the URL"
+                if tunnel
+                else ""
+            )
+            stack = Stack(name, url, note)
         wait_for(client, stack, cfg.path, cfg.timeout)
     except BuildToolsError:
         if not keep_failed:

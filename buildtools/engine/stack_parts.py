@@ -18,6 +18,8 @@ SIDECAR_PORT = 80
 class Stack:
     name: str
     url: str
+    # What a person must do before the URL answers (an engine behind a tunnel), or "".
+    note: str = ""
 
     @property
     def network(self) -> str:

@@ -7,6 +7,7 @@ one commit at once on one engine."""
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import threading
 import time
@@ -15,6 +16,7 @@ import docker
 import docker.errors
 import pytest
 
+import testbed
 from buildtools.config.schema import ServiceConfig, SmokeConfig
 from buildtools.engine import ports, stack, stack_parts, stack_probe
 from buildtools.errors import BuildToolsError
@@ -24,6 +26,7 @@ from tests.fixtures.bad_input import (
     one_error,
 )
 from tests.fixtures.sidecar import project_settings
+from tests.fixtures.tunnel import Tunnel
 
 CFG = SmokeConfig(
     env=("DB_HOST=db", "DATABASE_URL"),
@@ -204,3 +207,28 @@ def test_down_never_removes_a_container_it_did_not_start(
         assert foreign.status == "running"
     finally:
         foreign.remove(force=True)
+
+
+@pytest.mark.docker
+def test_an_engine_behind_a_loopback_port_is_here_only_if_it_is_this_machines(
+    docker_client: docker.DockerClient, fresh_engine: testbed.FreshEngine
+) -> None:
+    """27.10: tcp://127.0.0.1:N was taken for this machine's engine by its text: an SSH tunnel
+    to another machine's engine then published `invoke up`'s port on that machine's loopback
+    and printed a URL on this one's, where nothing answered. Asked by its ID instead."""
+    main_socket = (os.environ.get("DOCKER_HOST") or ports.DEFAULT_SOCKET).removeprefix("unix://")
+    to_main = Tunnel(main_socket)
+    # Another engine (the fresh one: its own data root; on another machine, its own ID too).
+    to_other = Tunnel(fresh_engine.host.removeprefix("unix://"))
+    try:
+        main = docker.DockerClient(base_url=to_main.host, timeout=30)
+        other = docker.DockerClient(base_url=to_other.host, timeout=30)
+        local = f"unix://{main_socket}"
+        assert ports.engine_is_here(main, to_main.host, local) is True
+        assert ports.engine_is_here(other, to_other.host, local) is False
+        # The text alone still decides where it can: a socket here, an address elsewhere.
+        assert ports.engine_is_here(other, fresh_engine.host, local) is True
+        assert ports.engine_is_here(main, "tcp://10.213.0.6:2375", local) is False
+    finally:
+        to_main.close()
+        to_other.close()
