@@ -32,6 +32,7 @@ from buildtools.config import schema
 from buildtools.registry.credentials import variable_names
 from tests.fixtures.bad_input import NO_ENGINE, one_error
 from tests.fixtures.git import GitRepo, git_env, init_repo
+from tests.fixtures.held_images import discard, local_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -236,11 +237,9 @@ def image_prefix(docker_client: docker.DockerClient) -> Iterator[str]:
     keeps the parent layers: they are the classic builder's cache for the next run."""
     prefix = f"lbtadopt{secrets.token_hex(3)}"
     yield prefix
-    for image in docker_client.images.list():
-        for ref in image.tags:
-            if ref.startswith(f"{prefix}/") or f"/{prefix}/" in ref:
-                with contextlib.suppress(docker.errors.APIError):
-                    docker_client.images.remove(ref, noprune=True)
+    for _, ref in local_tags(docker_client):
+        if ref.startswith(f"{prefix}/") or f"/{prefix}/" in ref:
+            discard(docker_client, ref, prune=False)
 
 
 @pytest.mark.docker

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import json
 import os
@@ -22,6 +21,7 @@ from buildtools.release.prepare import Options
 from buildtools.release.steps import Session
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo, git_env, init_repo
+from tests.fixtures.held_images import discard, local_tags
 from tests.fixtures.registry import login_env, repos
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,11 +265,9 @@ def test_ci_on_a_tag_build_reads_git_once_and_logs_in_once(
         result = pipeline.ci(settings, env, Options(), session, quiet=True).as_dict()
     finally:
         proxy.stop()
-        for image in docker_client.images.list():
-            for ref in image.tags:
-                if ref.startswith((f"{app_repo}:", f"{nginx_repo}:")):
-                    with contextlib.suppress(docker.errors.APIError):
-                        docker_client.images.remove(ref, force=True)
+        for _, ref in local_tags(docker_client):
+            if ref.startswith((f"{app_repo}:", f"{nginx_repo}:")):
+                discard(docker_client, ref)
 
     assert result["released"]["version"] == "5.0.0"
     assert fast_registry.tags(app_repo) == ["5", "5.0", "5.0.0", "latest", f"sha-{commit[:7]}"]

@@ -9,6 +9,7 @@ import docker
 import pytest
 
 from tests.fixtures.bad_input import DOCKERFILE, INVOKE, REAL_CLI, App
+from tests.fixtures.held_images import discard
 
 
 def build_into_head(app: App, dockerfile: str) -> tuple[int, str]:
@@ -52,5 +53,4 @@ def test_a_build_read_by_head_still_finishes(
     assert status == 0 and first
     built = docker_client.images.list(name=f"{app.name}/app")
     assert built, "the build stopped when its reader left"
-    for image in built:
-        docker_client.images.remove(image.id, force=True)
+    discard(docker_client, *(image.id for image in built))

@@ -28,6 +28,7 @@ from buildtools.facts.buildinfo import BuildInfo
 from buildtools.plan.metadata import of_info
 from buildtools.release import build
 from tests.fixtures.git import GitRepo, git_env, init_repo
+from tests.fixtures.held_images import discard
 from tests.fixtures.project import ROOT, copy_into
 from tests.fixtures.services import unavailable
 
@@ -164,8 +165,7 @@ def test_the_source_holding_most_steps_is_credited_with_them(
         assert cache.served(docker_client, longer, base_image, [missing, shorter]) == {shorter: 1}
     finally:
         for image_id in reversed(made):
-            with contextlib.suppress(docker.errors.APIError):
-                docker_client.images.remove(image_id, force=True)
+            discard(docker_client, image_id)
 
 
 # --- on a fresh engine ----------------------------------------------------------------------
@@ -291,14 +291,14 @@ def test_a_fresh_runner_rebuilds_only_the_metadata_steps(
     assert smoke["expected"] == version and smoke["asset"]
     for image in ("app", "nginx"):
         for ref in docker_client.images.list(name=f"{name}/{image}"):
-            docker_client.images.remove(ref.id, force=True)
+            discard(docker_client, ref.id)
 
 
 @pytest.mark.docker
 def test_a_cache_registry_that_is_down_means_a_cold_build_and_one_warning(
-    project: GitRepo, fresh: testbed.FreshEngine
+    project: GitRepo, fresh: testbed.FreshEngine, closed_port: int
 ) -> None:
-    closed = f"127.0.0.1:{testbed.free_port()}"
+    closed = f"127.0.0.1:{closed_port}"
     env = {
         "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": closed,
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": f"lbtcold{secrets.token_hex(3)}/app",
@@ -366,4 +366,4 @@ def test_a_multi_stage_app_caches_each_stage_on_a_fresh_runner(
     assert set(fast_registry.tags(f"{name}/app")) == set(tags) | {f"sha-{commit[:7]}"}
     for image in ("app", "nginx"):
         for found in docker_client.images.list(name=f"{name}/{image}"):
-            docker_client.images.remove(found.id, force=True)
+            discard(docker_client, found.id)

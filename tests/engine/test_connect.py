@@ -13,9 +13,7 @@ import docker
 import docker.errors
 import pytest
 
-import testbed
 from buildtools.engine.connect import connect, ensure_image
-from buildtools.engine.ports import free_port
 from buildtools.errors import BuildToolsError
 from tests.fixtures.bad_input import (
     REAL_CLI,
@@ -35,8 +33,10 @@ def test_engine_error_names_the_fix(monkeypatch):
     assert "(no such file or directory)" in message  # the system's words, not urllib3's reprs
 
 
-def test_an_engine_that_does_not_answer_is_named_with_the_system_reason(monkeypatch):
-    host, reason = f"tcp://127.0.0.1:{free_port()}", "connection refused"  # nothing listens
+def test_an_engine_that_does_not_answer_is_named_with_the_system_reason(
+    monkeypatch, closed_port: int
+):
+    host, reason = f"tcp://127.0.0.1:{closed_port}", "connection refused"  # nothing listens
     monkeypatch.setenv("DOCKER_HOST", host)
     with pytest.raises(BuildToolsError) as caught:
         connect()
@@ -73,8 +73,9 @@ def test_a_present_image_is_used_as_it_is(docker_client: docker.DockerClient, ba
 
 def test_an_image_neither_here_nor_pullable_is_one_line_naming_who_needs_it(
     docker_client: docker.DockerClient,
+    closed_port: int,
 ):
-    image = f"127.0.0.1:{free_port()}/nope/db:1"  # nothing listens there: the pull fails
+    image = f"127.0.0.1:{closed_port}/nope/db:1"  # nothing listens there: the pull fails
     with pytest.raises(BuildToolsError) as caught:
         ensure_image(docker_client, image, "service db: image", "build it first")
     message = str(caught.value)
@@ -147,14 +148,14 @@ def test_a_context_naming_the_engine_connects(monkeypatch, tmp_path, docker_clie
 @pytest.mark.docker
 @REAL_CLI
 def test_a_missing_sidecar_base_image_is_found_before_the_app_is_built(
-    app: App, docker_client: docker.DockerClient, base_image: str
+    app: App, docker_client: docker.DockerClient, base_image: str, closed_port: int
 ) -> None:
     """17: found after the app image was built, it left one image new and the other not."""
-    missing = f"127.0.0.1:{testbed.free_port()}/lbt-missing/base:1"  # nothing answers there
+    missing = f"127.0.0.1:{closed_port}/lbt-missing/base:1"  # nothing answers there
     env = {
         "INVOKE_BUILDTOOLS_NGINX_BASE_IMAGE": missing,
         "INVOKE_BUILDTOOLS_CACHE_PULL": "false",
-        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": f"127.0.0.1:{testbed.free_port()}",
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": f"127.0.0.1:{closed_port}",
     }
     done = app.invoke("build", env=env)
     line = one_error(done)

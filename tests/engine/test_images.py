@@ -22,6 +22,7 @@ from tests.fixtures.bad_input import (
     one_error,
     rows,
 )
+from tests.fixtures.held_images import discard
 
 
 def test_labels_arrive_verbatim_in_a_single_step(docker_client, base_image, tmp_path):
@@ -54,7 +55,7 @@ def test_labels_arrive_verbatim_in_a_single_step(docker_client, base_image, tmp_
         assert len(label_steps) == 1
         assert built.steps == 4  # ARG, FROM, RUN, then the one LABEL step
     finally:
-        docker_client.images.remove(ref, force=True)
+        discard(docker_client, ref)
 
 
 @pytest.mark.parametrize(
@@ -135,10 +136,12 @@ def test_ctrl_c_during_a_build_exits_130_with_one_line(
     )
     deadline = time.monotonic() + 60
     seen = ""
-    while "sleep 30" not in seen and time.monotonic() < deadline:
+    # The step's own command: another test's container may run `sleep 300` meanwhile.
+    while "sleep 30 && echo built" not in seen and time.monotonic() < deadline:
         time.sleep(0.5)
         seen = " ".join(
-            " ".join(c.attrs["Config"].get("Cmd") or []) for c in docker_client.containers.list()
+            " ".join(c.attrs["Config"].get("Cmd") or [])
+            for c in docker_client.containers.list(ignore_removed=True)  # others' come and go
         )
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -172,7 +175,7 @@ def test_a_base_pinned_by_the_digest_invoke_bases_prints_builds_on_that_image(
     (built,) = docker_client.images.list(name=f"{app.name}/app")
     base_layers = docker_client.images.get(base_image).attrs["RootFS"]["Layers"]
     assert built.attrs["RootFS"]["Layers"][: len(base_layers)] == base_layers
-    docker_client.images.remove(built.id, force=True)
+    discard(docker_client, built.id)
 
 
 @pytest.mark.docker

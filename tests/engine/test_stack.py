@@ -25,6 +25,7 @@ from tests.fixtures.bad_input import (
     App,
     one_error,
 )
+from tests.fixtures.held_images import discard
 from tests.fixtures.sidecar import project_settings
 from tests.fixtures.tunnel import Tunnel
 
@@ -182,7 +183,7 @@ def test_a_sidecar_without_bash_is_said_at_once_not_after_the_smoke_timeout(
         assert time.monotonic() - started < 10
     finally:
         sidecar.remove(force=True)
-        docker_client.images.remove(image.id, force=True)
+        discard(docker_client, image.id)
     message = str(caught.value)
     assert "the sidecar image has no bash" in message and "did not answer" not in message
     assert "\n" not in message

@@ -8,7 +8,6 @@ closed port, a wrong password, and a proxy that answers 503 in front of the real
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import os
@@ -29,6 +28,7 @@ from buildtools.registry.credentials import variable_names
 from buildtools.release import progress
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
+from tests.fixtures.held_images import discard, local_tags
 from tests.fixtures.publish import (
     RELEASE_TAGS,
     AppRelease,
@@ -86,7 +86,7 @@ def test_release_pushes_both_images_with_every_tag_and_the_digests_are_the_serve
     manifest_puts = [w.rsplit("/", 1)[1] for w in writes(observed) if "/manifests/" in w]
     assert manifest_puts == ["1.2.3", "sha-0123abc"] * 2 + ["1.2", "1", "latest"] * 2
     # The registry-qualified local tags made for the push are gone again.
-    leftovers = [t for i in docker_client.images.list() for t in i.tags if observed.host in t]
+    leftovers = [t for _, t in local_tags(docker_client) if observed.host in t]
     assert leftovers == []
 
 
@@ -118,7 +118,14 @@ def test_dry_run_lists_every_push_and_touches_nothing(
     images = image_pair(make_image)
     app_repo, nginx_repo = (image.repository for image in images)
     env = login_env(observed.host, fast_registry.username, fast_registry.password)
-    local_before = sorted(t for i in docker_client.images.list() for t in i.tags)
+
+    def own_tags() -> list[str]:  # this test's: other tests tag and untag meanwhile
+        ours = {image.image_id for image in images}
+        every = local_tags(docker_client)
+        return sorted(t for i, t in every if i in ours or app_repo in t or nginx_repo in t)
+
+    local_before = own_tags()
+    assert local_before  # the images' own tags
 
     result = do_release(docker_client, images, RELEASE_TAGS, env, observed.host, dry_run=True)
 
@@ -131,7 +138,7 @@ def test_dry_run_lists_every_push_and_touches_nothing(
     assert all(line.startswith("would push") for line in table)
     assert writes(observed) == []
     assert fast_registry.tags(app_repo) == [] and fast_registry.tags(nginx_repo) == []
-    assert sorted(t for i in docker_client.images.list() for t in i.tags) == local_before
+    assert own_tags() == local_before  # no registry-qualified tag is made
 
 
 def test_two_registries_get_every_tag(
@@ -321,5 +328,4 @@ def test_a_release_of_a_posing_name_leaves_the_registrys_tags_as_they_were(
         assert set(after) - set(before[repository]) == {pushed, meta.sha_tag}
     for repository in (app_repo, nginx_repo):
         for ref in meta.local_refs(repository):
-            with contextlib.suppress(docker.errors.APIError):
-                docker_client.images.remove(ref)
+            discard(docker_client, ref)

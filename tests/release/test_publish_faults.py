@@ -44,9 +44,9 @@ def app(fast_registry: testbed.LocalRegistry, make_image: Callable[..., str]) ->
 
 
 def test_registry_down_is_retried_then_a_clear_error(
-    docker_client: docker.DockerClient, make_image: Callable[..., str]
+    docker_client: docker.DockerClient, make_image: Callable[..., str], closed_port: int
 ) -> None:
-    closed = f"127.0.0.1:{testbed.free_port()}"  # nothing listens there
+    closed = f"127.0.0.1:{closed_port}"  # nothing listens there
     app_repo, _ = repos()
     images = [ReleaseImage("app", app_repo, make_image("app"))]
     env = login_env(closed, "someone", "secret-" + secrets.token_hex(4))

@@ -176,13 +176,13 @@ def test_release_task_wrong_password_error_shows_neither_password(
     ],
 )
 def test_release_task_refuses_unreleasable_builds_before_touching_a_registry(
-    repo: GitRepo, setup: str, env: dict[str, str], reason: str
+    repo: GitRepo, setup: str, env: dict[str, str], reason: str, closed_port: int
 ) -> None:
     if setup == "dirty":
         repo.write("history.txt", "uncommitted\n")
     elif setup == "feature":
         repo.branch("feature/x")
-    closed = f"127.0.0.1:{testbed.free_port()}"  # a registry contact would fail differently
+    closed = f"127.0.0.1:{closed_port}"  # a registry contact would fail differently
     env = {**env, "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": closed}
 
     done, _ = run_release_task(repo.path, env, "--dry-run", secret="unused-secret")
