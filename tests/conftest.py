@@ -13,6 +13,7 @@ which also catches a fixture asked for at run time (``request.getfixturevalue``)
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import held_images
 from tests.fixtures.engine_guard import FIX, EngineGuard
 
 # Bytecode caches (gitignored): with PYTHONDONTWRITEBYTECODE, set on these machines and many CI
@@ -52,6 +54,19 @@ def pytest_configure(config: pytest.Config) -> None:
     global _guard
     directory = Path(tempfile.mkdtemp(prefix="lbt-engine-guard-"))
     _guard = EngineGuard(directory, os.environ.get("DOCKER_HOST"))
+    if not hasattr(config, "workerinput"):  # the run's first process; xdist workers inherit it
+        held = f"{held_images.HELD_PREFIX}-{secrets.token_hex(4)}.txt"
+        os.environ[held_images.HELD_FILE] = str(Path(tempfile.gettempdir()) / held)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run's first process, once every worker is done: delete the images tests held."""
+    if hasattr(session.config, "workerinput"):
+        return
+    failed = held_images.remove_held(held_images.held_file())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if failed and reporter is not None:
+        reporter.write_line(f"held images not deleted: {'; '.join(failed)}", yellow=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

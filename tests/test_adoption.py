@@ -31,6 +31,7 @@ import yaml
 from buildtools import config
 from buildtools.credentials import variable_names
 from tests.fixtures.git import GitRepo, git_env, init_repo
+from tests.fixtures.held_images import discard
 from tests.test_bad_input import NO_ENGINE, one_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,8 +240,7 @@ def image_prefix(docker_client: docker.DockerClient) -> Iterator[str]:
     for image in docker_client.images.list():
         for ref in image.tags:
             if ref.startswith(f"{prefix}/") or f"/{prefix}/" in ref:
-                with contextlib.suppress(docker.errors.APIError):
-                    docker_client.images.remove(ref, noprune=True)
+                discard(docker_client, ref, prune=False)
 
 
 @pytest.mark.docker

@@ -10,6 +10,7 @@ import tarfile
 import pytest
 
 from buildtools import asset_fallback
+from tests.fixtures.held_images import discard
 from tests.fixtures.sidecar import TEST_REPOSITORY
 
 pytestmark = pytest.mark.docker
@@ -74,4 +75,4 @@ def test_asset_fallback_auto_is_resolved_from_the_app_image(
         assert asset_fallback.resolve_asset_fallback(explicit, docker_client, rails.id) is explicit
     finally:
         for image in (served, rails):
-            docker_client.images.remove(image.id, force=True)
+            discard(docker_client, image.id)

@@ -9,7 +9,6 @@ marked ``real_cli`` run the console script in a child process, at least one of e
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -33,6 +32,7 @@ from buildtools import config, facts, tags, validate
 from buildtools.errors import BuildToolsError
 from tests.fixtures import invoke_cli
 from tests.fixtures.git import GitRepo, git_env, init_repo
+from tests.fixtures.held_images import discard
 
 ROOT = Path(__file__).resolve().parents[1]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
@@ -1273,8 +1273,7 @@ def test_a_release_of_a_posing_name_leaves_the_registrys_tags_as_they_were(
         assert set(after) - set(before[repository]) == {pushed, meta.sha_tag}
     for repository in (app_repo, nginx_repo):
         for ref in meta.local_refs(repository):
-            with contextlib.suppress(docker.errors.APIError):
-                docker_client.images.remove(ref)
+            discard(docker_client, ref)
 
 
 def test_a_mistyped_service_key_is_a_warning_naming_the_service_key(app: App) -> None:

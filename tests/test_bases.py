@@ -4,6 +4,7 @@ mirror and suite, slim, and remade when its recipe changes."""
 from __future__ import annotations
 
 from buildtools import bases
+from tests.fixtures.held_images import discard
 
 
 def test_base_image_uses_the_hosts_own_debian_mirror(docker_client, base_image):
@@ -44,4 +45,4 @@ def test_a_base_from_an_older_recipe_is_not_current(docker_client, base_image, t
         assert not bases.base_is_current(old)
         assert bases.base_is_current(docker_client.images.get(base_image))
     finally:
-        docker_client.images.remove(old.id, force=True)
+        discard(docker_client, old.id)

@@ -6,7 +6,6 @@ git repository (INVOKE_BUILDTOOLS_REPO) so two builds can differ only in their m
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 import requests
 
 from tests.fixtures.git import git_env, init_repo
+from tests.fixtures.held_images import discard
 from tests.fixtures.services import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +70,7 @@ def two_builds(docker_client, base_image, tmp_path_factory):
     yield builds
     for b in builds:
         for ref in b["built"]["tags"]:
-            with contextlib.suppress(docker.errors.ImageNotFound):
-                docker_client.images.remove(ref, force=True)
+            discard(docker_client, ref)
 
 
 def test_metadata_only_rebuild_reuses_every_earlier_layer(docker_client, two_builds):

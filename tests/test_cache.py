@@ -26,6 +26,7 @@ from buildtools import build, cache, config, images, stack
 from buildtools.buildinfo import BuildInfo
 from buildtools.metadata import plan
 from tests.fixtures.git import GitRepo, git_env, init_repo
+from tests.fixtures.held_images import discard
 from tests.fixtures.project import ROOT, copy_into
 from tests.fixtures.services import unavailable
 
@@ -162,8 +163,7 @@ def test_the_source_holding_most_steps_is_credited_with_them(
         assert cache.served(docker_client, longer, base_image, [missing, shorter]) == {shorter: 1}
     finally:
         for image_id in reversed(made):
-            with contextlib.suppress(docker.errors.APIError):
-                docker_client.images.remove(image_id, force=True)
+            discard(docker_client, image_id)
 
 
 # --- on a fresh engine ----------------------------------------------------------------------
@@ -289,7 +289,7 @@ def test_a_fresh_runner_rebuilds_only_the_metadata_steps(
     assert smoke["expected"] == version and smoke["asset"]
     for image in ("app", "nginx"):
         for ref in docker_client.images.list(name=f"{name}/{image}"):
-            docker_client.images.remove(ref.id, force=True)
+            discard(docker_client, ref.id)
 
 
 @pytest.mark.docker
@@ -364,4 +364,4 @@ def test_a_multi_stage_app_caches_each_stage_on_a_fresh_runner(
     assert set(fast_registry.tags(f"{name}/app")) == set(tags) | {f"sha-{commit[:7]}"}
     for image in ("app", "nginx"):
         for found in docker_client.images.list(name=f"{name}/{image}"):
-            docker_client.images.remove(found.id, force=True)
+            discard(docker_client, found.id)

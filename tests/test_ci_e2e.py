@@ -27,6 +27,7 @@ from tests.fixtures.ci_files import (
     travis_event,
 )
 from tests.fixtures.ci_run import fresh_clone, make_project, run_commands, with_credentials
+from tests.fixtures.held_images import discard
 from tests.fixtures.services import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ def remove_this_runs_images(docker_client):
     for image in docker_client.images.list():
         for ref in image.tags:
             if ref.split("/")[0].endswith(RUN_ID) or f"/lara-e2e-{RUN_ID}/" in ref:
-                docker_client.images.remove(ref, force=True)
+                discard(docker_client, ref)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def version_of_pushed(docker_client, registry, provider: str, tag: str) -> dict:
         with running_app(docker_client, image.id) as url:
             return requests.get(f"{url}/version.json", timeout=5).json()
     finally:
-        docker_client.images.remove(f"{repository}:{tag}", force=False)
+        discard(docker_client, f"{repository}:{tag}")
 
 
 # provider: (its commands, how deep it clones, its variables for an event)
@@ -163,4 +164,4 @@ def test_docker_hub_hook_passes_source_branch_and_commit(
         assert data["ci"] == "dockerhub"
         assert {k: data[k] for k in expected} == expected
     finally:
-        docker_client.images.remove(image_name, force=True)
+        discard(docker_client, image_name)

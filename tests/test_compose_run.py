@@ -8,7 +8,6 @@ version and a row read from MariaDB. Everything started is removed, also on fail
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import json
 import os
@@ -30,6 +29,7 @@ from buildtools import compose, images, sidecar_build, stack
 from buildtools.config import SmokeConfig
 from buildtools.errors import BuildToolsError
 from tests.fixtures.git import GitRepo
+from tests.fixtures.held_images import discard
 from tests.fixtures.registry import login_env
 from tests.fixtures.registry_client import sdk_push
 from tests.fixtures.services import unavailable
@@ -92,8 +92,7 @@ def pair(
         yield Pair(app, sidecar, version)
     finally:
         for ref in (sidecar.ref, app.ref):
-            with contextlib.suppress(docker.errors.APIError):
-                docker_client.images.remove(ref, noprune=True)
+            discard(docker_client, ref, prune=False)
 
 
 def smoke_config(mariadb_image: str) -> SmokeConfig:
@@ -210,8 +209,7 @@ def test_docker_compose_runs_what_invoke_compose_prints_pinned_by_digest(
     finally:
         run(*command, "down", "--volumes", "--remove-orphans", "--timeout", "2", env=pulling_config)
         for ref in released:
-            with contextlib.suppress(docker.errors.APIError):
-                docker_client.images.remove(ref, noprune=True)
+            discard(docker_client, ref, prune=False)
     left = docker_client.containers.list(
         all=True, filters={"label": f"com.docker.compose.project={project}"}
     )

@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from buildtools import images
+from tests.fixtures.held_images import discard
 
 
 def test_labels_arrive_verbatim_in_a_single_step(docker_client, base_image, tmp_path):
@@ -39,7 +40,7 @@ def test_labels_arrive_verbatim_in_a_single_step(docker_client, base_image, tmp_
         assert len(label_steps) == 1
         assert built.steps == 4  # ARG, FROM, RUN, then the one LABEL step
     finally:
-        docker_client.images.remove(ref, force=True)
+        discard(docker_client, ref)
 
 
 @pytest.mark.parametrize(

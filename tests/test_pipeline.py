@@ -28,6 +28,7 @@ from buildtools.errors import BuildToolsError
 from buildtools.facts import Run
 from buildtools.pipeline import describe
 from tests.fixtures.git import GitRepo
+from tests.fixtures.held_images import discard
 from tests.fixtures.registry import login_env, repos, served_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,8 +200,7 @@ def remove_images(client: docker.DockerClient, *repositories: str) -> None:
     for image in client.images.list():
         for ref in image.tags:
             if ref.startswith(tuple(f"{r}:" for r in repositories)):
-                with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(ref, force=True)
+                discard(client, ref)
 
 
 @pytest.mark.docker

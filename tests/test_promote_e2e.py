@@ -17,6 +17,7 @@ import pytest
 
 import testbed
 from tests.fixtures.git import git_env, init_repo
+from tests.fixtures.held_images import discard
 from tests.fixtures.project import copy_into
 from tests.fixtures.registry_images import RegistryWriter, skopeo_inspect
 
@@ -52,7 +53,7 @@ def cleanup(docker_client: docker.DockerClient):
     for image in docker_client.images.list():
         for ref in image.tags:
             if f"lara-promote-{RUN_ID}/" in ref:
-                docker_client.images.remove(ref, force=True)
+                discard(docker_client, ref)
 
 
 def test_a_tag_on_a_released_commit_is_promoted_not_built(

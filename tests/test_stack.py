@@ -17,6 +17,7 @@ import pytest
 from buildtools import stack
 from buildtools.config import ServiceConfig, SmokeConfig
 from buildtools.errors import BuildToolsError
+from tests.fixtures.held_images import discard
 from tests.fixtures.sidecar import project_settings
 
 CFG = SmokeConfig(
@@ -173,7 +174,7 @@ def test_a_sidecar_without_bash_is_said_at_once_not_after_the_smoke_timeout(
         assert time.monotonic() - started < 10
     finally:
         sidecar.remove(force=True)
-        docker_client.images.remove(image.id, force=True)
+        discard(docker_client, image.id)
     message = str(caught.value)
     assert "the sidecar image has no bash" in message and "did not answer" not in message
     assert "\n" not in message

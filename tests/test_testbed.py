@@ -21,6 +21,7 @@ import requests
 
 import testbed
 from testbed.engines import NETNS_DIR
+from tests.fixtures.held_images import discard
 from tests.fixtures.services import BASES_REPOSITORY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def test_build_push_and_read_back_through_the_registry_api(
         assert head.status_code == 200
         assert head.headers["Docker-Content-Digest"] == pushed
     finally:
-        docker_client.images.remove(image.id, force=True)
+        discard(docker_client, image.id)
 
 
 def test_missing_engine_fails_in_ci_instead_of_skipping(tmp_path):
