@@ -68,6 +68,19 @@ REMOTE_PORT = 2375
 ENGINE_PROGRAMS = {"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2"}
 
 
+def slot_order() -> list[int]:
+    """Where an engine looks for a free slot: from 0, or under pytest-xdist from the start of
+    this worker's share of the slots (gw1 of 2 from slot 4), wrapping round. A slot is taken
+    by a lock either way; the shares keep a worker's engines off another's slots while they
+    are free for a moment, such as the slot of an engine a test killed and then asks for."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.isdigit() and count.isdigit() and int(count) > 0):
+        return list(range(FRESH_SLOTS))
+    start = int(worker) * FRESH_SLOTS // int(count) % FRESH_SLOTS
+    return [*range(start, FRESH_SLOTS), *range(start)]
+
+
 def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if check and done.returncode != 0:
@@ -182,10 +195,10 @@ class FreshEngine:
         return self
 
     def _take_slot(self) -> None:
-        """The lowest free slot, or the one asked for (``slot=``): what a crashed owner of it
-        left is removed first either way."""
+        """The first free slot of :func:`slot_order`, or the one asked for (``slot=``): what a
+        crashed owner of it left is removed first either way."""
         asked = [self.slot] if self.slot >= 0 else []
-        for slot in asked or range(FRESH_SLOTS):
+        for slot in asked or slot_order():
             lock = (self.root / f"{FRESH_PREFIX}{slot}.lock").open("a")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import subprocess
@@ -33,9 +34,15 @@ class LocalRegistry:
     username: str = field(default_factory=lambda: "ci-" + secrets.token_hex(4))
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     process: subprocess.Popen | None = None
+    chosen_port: bool = False  # the port was free_port's: another may be tried
 
     def __post_init__(self) -> None:
-        self.port = self.port or free_port(self.address)
+        if not self.port:
+            self.port, self.chosen_port = free_port(self.address), True
+
+    @property
+    def realm(self) -> str:
+        return f"lara-buildtools-{self.username}"
 
     @property
     def host(self) -> str:
@@ -46,6 +53,21 @@ class LocalRegistry:
         return f"http://{self.host}"
 
     def start(self, wait: float = 30.0) -> LocalRegistry:
+        """Start it; a port of free_port's that someone else bound first (a registry of a
+        parallel test, between free_port and our bind) is given up for another."""
+        for _ in range(3):
+            if self._start(wait):
+                return self
+            if not self.chosen_port or self.process is None or self.process.poll() is None:
+                break
+            self.port = free_port(self.address)
+        self.stop()
+        raise BuildToolsError(
+            f"docker-registry did not start on {self.host}",
+            f"see its log in {self.root / 'registry.log'}",
+        )
+
+    def _start(self, wait: float) -> bool:
         import bcrypt  # test extra: only the testbed makes htpasswd files
 
         if not shutil.which("docker-registry"):
@@ -63,7 +85,9 @@ class LocalRegistry:
                 "delete": {"enabled": True},
             },
             "http": {"addr": self.host, "secret": secrets.token_hex(16)},
-            "auth": {"htpasswd": {"realm": "lara-buildtools", "path": str(htpasswd)}},
+            # A realm of its own: a 401 naming it is this registry answering on the port, not
+            # another one that bound it first.
+            "auth": {"htpasswd": {"realm": self.realm, "path": str(htpasswd)}},
         }
         config_file = self.root / "config.yml"
         config_file.write_text(yaml.safe_dump(config))
@@ -75,20 +99,15 @@ class LocalRegistry:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        log.close()
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                if requests.get(f"{self.url}/v2/", timeout=2).status_code == 401:
-                    return self
-            except requests.exceptions.ConnectionError:
-                time.sleep(0.2)
-        self.stop()
-        raise BuildToolsError(
-            f"docker-registry did not start on {self.host}",
-            f"see its log in {self.root / 'registry.log'}",
-        )
+        while time.monotonic() < deadline and self.process.poll() is None:
+            with contextlib.suppress(requests.exceptions.ConnectionError):
+                answer = requests.get(f"{self.url}/v2/", timeout=2)
+                if self.realm in answer.headers.get("WWW-Authenticate", ""):
+                    return True
+            time.sleep(0.05)
+        return False
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

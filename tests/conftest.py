@@ -38,6 +38,7 @@ pytest_plugins = [
     "tests.fixtures.token_registry",
     "tests.fixtures.sidecar",
     "tests.fixtures.flaky_proxy",
+    "tests.fixtures.ports",
 ]
 
 # Every fixture that talks to the engine builds on one of these (base_image, app_image,

@@ -380,9 +380,9 @@ FAILURES = [
     ),
 )
 def test_bad_input_is_one_line_and_a_non_zero_exit(
-    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
+    app: App, args: list[str], env: dict[str, str], extra: str, expected: str, closed_port: int
 ) -> None:
-    closed = f"127.0.0.1:{testbed.free_port()}"  # any registry contact would fail otherwise
+    closed = f"127.0.0.1:{closed_port}"  # any registry contact would fail otherwise
     env = {"INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": closed, **env}
     done = app.invoke(*args, env=env, yaml=app_yaml(app.name, extra))
     line = one_error(done)
@@ -992,6 +992,7 @@ def test_integrity_failures_are_one_line_and_change_nothing(
     extra: str,
     expected: str,
     forbidden: str | None,
+    closed_port: int,
 ) -> None:
     given = setup(app)
     cwd = Path(given.pop("CWD", app.path))
@@ -999,7 +1000,7 @@ def test_integrity_failures_are_one_line_and_change_nothing(
     args = [arg.replace("{OLD}", old) for arg in args]
     (app.path / "invoke.yaml").write_text(app_yaml(app.name, extra))
     before = _git_state(app.repo)
-    closed = f"127.0.0.1:{testbed.free_port()}"
+    closed = f"127.0.0.1:{closed_port}"
     full_env = {
         **app.env,
         **NO_ENGINE,
@@ -1290,14 +1291,14 @@ def test_a_mistyped_service_key_is_a_warning_naming_the_service_key(app: App) ->
 @pytest.mark.docker
 @REAL_CLI
 def test_a_missing_sidecar_base_image_is_found_before_the_app_is_built(
-    app: App, docker_client: docker.DockerClient, base_image: str
+    app: App, docker_client: docker.DockerClient, base_image: str, closed_port: int
 ) -> None:
     """17: found after the app image was built, it left one image new and the other not."""
-    missing = f"127.0.0.1:{testbed.free_port()}/lbt-missing/base:1"  # nothing answers there
+    missing = f"127.0.0.1:{closed_port}/lbt-missing/base:1"  # nothing answers there
     env = {
         "INVOKE_BUILDTOOLS_NGINX_BASE_IMAGE": missing,
         "INVOKE_BUILDTOOLS_CACHE_PULL": "false",
-        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": f"127.0.0.1:{testbed.free_port()}",
+        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": f"127.0.0.1:{closed_port}",
     }
     done = app.invoke("build", env=env)
     line = one_error(done)

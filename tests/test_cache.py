@@ -294,9 +294,9 @@ def test_a_fresh_runner_rebuilds_only_the_metadata_steps(
 
 @pytest.mark.docker
 def test_a_cache_registry_that_is_down_means_a_cold_build_and_one_warning(
-    project: GitRepo, fresh: testbed.FreshEngine
+    project: GitRepo, fresh: testbed.FreshEngine, closed_port: int
 ) -> None:
-    closed = f"127.0.0.1:{testbed.free_port()}"
+    closed = f"127.0.0.1:{closed_port}"
     env = {
         "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": closed,
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": f"lbtcold{secrets.token_hex(3)}/app",

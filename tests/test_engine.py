@@ -10,7 +10,6 @@ import pytest
 
 from buildtools.engine import connect, ensure_image
 from buildtools.errors import BuildToolsError
-from buildtools.stack import free_port
 
 
 def test_engine_error_names_the_fix(monkeypatch):
@@ -24,8 +23,10 @@ def test_engine_error_names_the_fix(monkeypatch):
     assert "(no such file or directory)" in message  # the system's words, not urllib3's reprs
 
 
-def test_an_engine_that_does_not_answer_is_named_with_the_system_reason(monkeypatch):
-    host, reason = f"tcp://127.0.0.1:{free_port()}", "connection refused"  # nothing listens
+def test_an_engine_that_does_not_answer_is_named_with_the_system_reason(
+    monkeypatch, closed_port: int
+):
+    host, reason = f"tcp://127.0.0.1:{closed_port}", "connection refused"  # nothing listens
     monkeypatch.setenv("DOCKER_HOST", host)
     with pytest.raises(BuildToolsError) as caught:
         connect()
@@ -62,8 +63,9 @@ def test_a_present_image_is_used_as_it_is(docker_client: docker.DockerClient, ba
 
 def test_an_image_neither_here_nor_pullable_is_one_line_naming_who_needs_it(
     docker_client: docker.DockerClient,
+    closed_port: int,
 ):
-    image = f"127.0.0.1:{free_port()}/nope/db:1"  # nothing listens there: the pull fails
+    image = f"127.0.0.1:{closed_port}/nope/db:1"  # nothing listens there: the pull fails
     with pytest.raises(BuildToolsError) as caught:
         ensure_image(docker_client, image, "service db: image", "build it first")
     message = str(caught.value)

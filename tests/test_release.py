@@ -354,9 +354,9 @@ def test_generic_travis_variables_work_for_a_single_registry(
 
 
 def test_registry_down_is_retried_then_a_clear_error(
-    docker_client: docker.DockerClient, make_image: Callable[..., str]
+    docker_client: docker.DockerClient, make_image: Callable[..., str], closed_port: int
 ) -> None:
-    closed = f"127.0.0.1:{testbed.free_port()}"  # nothing listens there
+    closed = f"127.0.0.1:{closed_port}"  # nothing listens there
     app_repo, _ = repos()
     images = [ReleaseImage("app", app_repo, make_image("app"))]
     env = login_env(closed, "someone", "secret-" + secrets.token_hex(4))
@@ -800,13 +800,13 @@ def test_release_task_wrong_password_error_shows_neither_password(
     ],
 )
 def test_release_task_refuses_unreleasable_builds_before_touching_a_registry(
-    repo: GitRepo, setup: str, env: dict[str, str], reason: str
+    repo: GitRepo, setup: str, env: dict[str, str], reason: str, closed_port: int
 ) -> None:
     if setup == "dirty":
         repo.write("history.txt", "uncommitted\n")
     elif setup == "feature":
         repo.branch("feature/x")
-    closed = f"127.0.0.1:{testbed.free_port()}"  # a registry contact would fail differently
+    closed = f"127.0.0.1:{closed_port}"  # a registry contact would fail differently
     env = {**env, "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": closed}
 
     done, _ = run_release_task(repo.path, env, "--dry-run", secret="unused-secret")

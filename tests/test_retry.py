@@ -130,8 +130,8 @@ def test_a_registry_that_keeps_failing_is_unreachable_after_the_retries(
     assert len(proxy.failed) == 3 and len(sleeps) == 2
 
 
-def test_closed_port_is_unreachable_after_the_retries() -> None:
-    closed = f"127.0.0.1:{testbed.free_port()}"
+def test_closed_port_is_unreachable_after_the_retries(closed_port: int) -> None:
+    closed = f"127.0.0.1:{closed_port}"
     sleeps: list[float] = []
     with pytest.raises(Unreachable) as failure:
         client_for(closed, "u", "p", retries=2, sleeps=sleeps).check_access(["lara/app"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import testbed
 from buildtools import targets
 from buildtools.config import ReleaseConfig
 from buildtools.errors import BuildToolsError
@@ -29,9 +28,11 @@ def test_the_preflight_retries_briefly_and_pushes_keep_the_full_policy() -> None
     assert targets.preflight_retry(short) == short  # never longer than the user asked
 
 
-def test_a_registry_that_does_not_answer_fails_the_preflight_with_short_waits() -> None:
+def test_a_registry_that_does_not_answer_fails_the_preflight_with_short_waits(
+    closed_port: int,
+) -> None:
     """A closed port on this machine (nothing listens: a real connection refused)."""
-    closed = f"127.0.0.1:{testbed.free_port()}"
+    closed = f"127.0.0.1:{closed_port}"
     waits: list[float] = []
     found = targets.configured(
         release_config(closed), {}, on_retry=lambda what, n, wait, why: waits.append(wait)
