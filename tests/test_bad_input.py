@@ -623,7 +623,8 @@ def test_ctrl_c_during_a_build_exits_130_with_one_line(
     )
     deadline = time.monotonic() + 60
     seen = ""
-    while "sleep 30" not in seen and time.monotonic() < deadline:
+    # The step's own command: another test's container may run `sleep 300` meanwhile.
+    while "sleep 30 && echo built" not in seen and time.monotonic() < deadline:
         time.sleep(0.5)
         seen = " ".join(
             " ".join(c.attrs["Config"].get("Cmd") or []) for c in docker_client.containers.list()

@@ -784,7 +784,8 @@ def test_sidecar_follows_the_app_to_a_new_address_without_restarting(
 
         marker = f"/health?after-restart={secrets.token_hex(4)}"
         wait_for(lambda: sidecar.get(marker).status_code == 200, "the app at its new address", 30)
-        assert marker in app.logs(stdout=True, stderr=False).decode()
+        # The app logs a request once it has answered it: its line may come after the 200.
+        wait_for(lambda: marker in app_log(app), "the request at the new address in the app's log")
 
         sidecar.container.reload()
         assert sidecar.container.attrs["State"]["StartedAt"] == started
