@@ -31,7 +31,7 @@ import yaml
 from buildtools import config
 from buildtools.credentials import variable_names
 from tests.fixtures.git import GitRepo, git_env, init_repo
-from tests.fixtures.held_images import discard
+from tests.fixtures.held_images import discard, local_tags
 from tests.test_bad_input import NO_ENGINE, one_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,10 +237,9 @@ def image_prefix(docker_client: docker.DockerClient) -> Iterator[str]:
     keeps the parent layers: they are the classic builder's cache for the next run."""
     prefix = f"lbtadopt{secrets.token_hex(3)}"
     yield prefix
-    for image in docker_client.images.list():
-        for ref in image.tags:
-            if ref.startswith(f"{prefix}/") or f"/{prefix}/" in ref:
-                discard(docker_client, ref, prune=False)
+    for _, ref in local_tags(docker_client):
+        if ref.startswith(f"{prefix}/") or f"/{prefix}/" in ref:
+            discard(docker_client, ref, prune=False)
 
 
 @pytest.mark.docker

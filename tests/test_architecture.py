@@ -17,7 +17,7 @@ import testbed
 from buildtools import ci, config, gitinfo, pipeline
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo, git_env, init_repo
-from tests.fixtures.held_images import discard
+from tests.fixtures.held_images import discard, local_tags
 from tests.fixtures.registry import login_env, repos
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,10 +218,9 @@ def test_ci_on_a_tag_build_reads_git_once_and_logs_in_once(
         result = pipeline.ci(settings, env, quiet=True, say=lambda line: None)
     finally:
         proxy.stop()
-        for image in docker_client.images.list():
-            for ref in image.tags:
-                if ref.startswith((f"{app_repo}:", f"{nginx_repo}:")):
-                    discard(docker_client, ref)
+        for _, ref in local_tags(docker_client):
+            if ref.startswith((f"{app_repo}:", f"{nginx_repo}:")):
+                discard(docker_client, ref)
 
     assert result["released"]["version"] == "5.0.0"
     assert fast_registry.tags(app_repo) == ["5", "5.0", "5.0.0", "latest", f"sha-{commit[:7]}"]

@@ -627,7 +627,8 @@ def test_ctrl_c_during_a_build_exits_130_with_one_line(
     while "sleep 30 && echo built" not in seen and time.monotonic() < deadline:
         time.sleep(0.5)
         seen = " ".join(
-            " ".join(c.attrs["Config"].get("Cmd") or []) for c in docker_client.containers.list()
+            " ".join(c.attrs["Config"].get("Cmd") or [])
+            for c in docker_client.containers.list(ignore_removed=True)  # others' come and go
         )
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

@@ -27,7 +27,7 @@ from tests.fixtures.ci_files import (
     travis_event,
 )
 from tests.fixtures.ci_run import fresh_clone, make_project, run_commands, with_credentials
-from tests.fixtures.held_images import discard
+from tests.fixtures.held_images import discard, local_tags
 from tests.fixtures.services import running_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +38,9 @@ RUN_ID = uuid.uuid4().hex[:8]
 def remove_this_runs_images(docker_client):
     """The CI runs tag their images locally (lara-e2e-<run>/..., lara-hub-<run>/...)."""
     yield
-    for image in docker_client.images.list():
-        for ref in image.tags:
-            if ref.split("/")[0].endswith(RUN_ID) or f"/lara-e2e-{RUN_ID}/" in ref:
-                discard(docker_client, ref)
+    for _, ref in local_tags(docker_client):
+        if ref.split("/")[0].endswith(RUN_ID) or f"/lara-e2e-{RUN_ID}/" in ref:
+            discard(docker_client, ref)
 
 
 @pytest.fixture(scope="module")

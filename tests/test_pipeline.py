@@ -28,7 +28,7 @@ from buildtools.errors import BuildToolsError
 from buildtools.facts import Run
 from buildtools.pipeline import describe
 from tests.fixtures.git import GitRepo
-from tests.fixtures.held_images import discard
+from tests.fixtures.held_images import discard, local_tags
 from tests.fixtures.registry import login_env, repos, served_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,10 +197,9 @@ def travis_tag(repo: GitRepo, tag: str) -> dict[str, str]:
 
 
 def remove_images(client: docker.DockerClient, *repositories: str) -> None:
-    for image in client.images.list():
-        for ref in image.tags:
-            if ref.startswith(tuple(f"{r}:" for r in repositories)):
-                discard(client, ref)
+    for _, ref in local_tags(client):
+        if ref.startswith(tuple(f"{r}:" for r in repositories)):
+            discard(client, ref)
 
 
 @pytest.mark.docker
@@ -294,7 +293,7 @@ def test_ci_that_cannot_push_fails_in_seconds_before_any_build_step(
     assert len(errors) == 1 and expected in errors[0] and wrong not in errors[0]
     assert done.stderr.strip().splitlines()[-1] == errors[0]
     assert "step" not in done.stdout + done.stderr  # no build step printed
-    assert [t for i in docker_client.images.list() for t in i.tags if app_repo in t] == []
+    assert [t for _, t in local_tags(docker_client) if app_repo in t] == []
     assert fast_registry.tags(app_repo) == []
 
 

@@ -17,7 +17,7 @@ import pytest
 
 import testbed
 from tests.fixtures.git import git_env, init_repo
-from tests.fixtures.held_images import discard
+from tests.fixtures.held_images import discard, local_tags
 from tests.fixtures.project import copy_into
 from tests.fixtures.registry_images import RegistryWriter, skopeo_inspect
 
@@ -50,10 +50,9 @@ def invoke(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
 @pytest.fixture
 def cleanup(docker_client: docker.DockerClient):
     yield
-    for image in docker_client.images.list():
-        for ref in image.tags:
-            if f"lara-promote-{RUN_ID}/" in ref:
-                discard(docker_client, ref)
+    for _, ref in local_tags(docker_client):
+        if f"lara-promote-{RUN_ID}/" in ref:
+            discard(docker_client, ref)
 
 
 def test_a_tag_on_a_released_commit_is_promoted_not_built(

@@ -33,6 +33,7 @@ from buildtools.pushplan import ReleaseImage
 from buildtools.targets import configured, known_versions, preflight, retry_policy
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
+from tests.fixtures.held_images import local_tags
 from tests.fixtures.registry import (
     login_env,
     release_config,
@@ -196,7 +197,7 @@ def test_release_pushes_both_images_with_every_tag_and_the_digests_are_the_serve
     manifest_puts = [w.rsplit("/", 1)[1] for w in writes(observed) if "/manifests/" in w]
     assert manifest_puts == ["1.2.3", "sha-0123abc"] * 2 + ["1.2", "1", "latest"] * 2
     # The registry-qualified local tags made for the push are gone again.
-    leftovers = [t for i in docker_client.images.list() for t in i.tags if observed.host in t]
+    leftovers = [t for _, t in local_tags(docker_client) if observed.host in t]
     assert leftovers == []
 
 
@@ -231,7 +232,7 @@ def test_dry_run_lists_every_push_and_touches_nothing(
 
     def local_tags() -> list[str]:  # this test's: other tests tag and untag meanwhile
         ours = {image.image_id for image in images}
-        every = ((i.id, t) for i in docker_client.images.list() for t in i.tags)
+        every = local_tags(docker_client)
         return sorted(t for i, t in every if i in ours or app_repo in t or nginx_repo in t)
 
     local_before = local_tags()
