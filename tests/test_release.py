@@ -230,12 +230,12 @@ def test_dry_run_lists_every_push_and_touches_nothing(
     app_repo, nginx_repo = (image.repository for image in images)
     env = login_env(observed.host, fast_registry.username, fast_registry.password)
 
-    def local_tags() -> list[str]:  # this test's: other tests tag and untag meanwhile
+    def own_tags() -> list[str]:  # this test's: other tests tag and untag meanwhile
         ours = {image.image_id for image in images}
         every = local_tags(docker_client)
         return sorted(t for i, t in every if i in ours or app_repo in t or nginx_repo in t)
 
-    local_before = local_tags()
+    local_before = own_tags()
     assert local_before  # the images' own tags
 
     result = do_release(docker_client, images, RELEASE_TAGS, env, observed.host, dry_run=True)
@@ -247,7 +247,7 @@ def test_dry_run_lists_every_push_and_touches_nothing(
     assert all(line.startswith("would push") for line in result.text().splitlines())
     assert writes(observed) == []
     assert fast_registry.tags(app_repo) == [] and fast_registry.tags(nginx_repo) == []
-    assert local_tags() == local_before  # no registry-qualified tag is made
+    assert own_tags() == local_before  # no registry-qualified tag is made
 
 
 def test_two_registries_get_every_tag(
