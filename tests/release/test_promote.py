@@ -551,3 +551,24 @@ def test_a_promotion_stopped_by_sigterm_says_what_was_left_and_a_rerun_finishes(
     assert again.returncode == 0, again.stderr
     for name in ("app", "nginx"):
         assert sorted(registry.tags(setup[name])) == sorted([*RELEASE_TAGS, setup["sha"]])
+
+
+def test_a_promotion_run_again_is_a_no_op_that_says_so(
+    registry: testbed.LocalRegistry, repo: GitRepo, setup: dict[str, Any]
+) -> None:
+    """27.15: a restarted release (or CI job) of a tag already promoted moves nothing, exits 0
+    and says so; it never advises deleting a tag."""
+    writer: RegistryWriter = setup["writer"]
+    master = setup["master"]
+    for name in ("app", "nginx"):
+        writer.image(setup[name], master["labels"], env_of(master["buildargs"]), tag=setup["sha"])
+    first = invoke(repo, setup["env"], "release")
+    assert first.returncode == 0, first.stderr
+    served = {t: writer.read(setup["app"], t)[1] for t in registry.tags(setup["app"])}
+
+    again = invoke(repo, setup["env"], "release")
+
+    assert again.returncode == 0, again.stderr
+    assert "every tag already points at this release's images: nothing to push" in again.stderr
+    assert "delete" not in again.stdout + again.stderr
+    assert {t: writer.read(setup["app"], t)[1] for t in registry.tags(setup["app"])} == served
