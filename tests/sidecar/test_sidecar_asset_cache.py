@@ -16,10 +16,10 @@ from tests.fixtures.deployment import (
     access_log_of,
     add_asset,
     digest_name,
+    echo_requests,
     public_files,
 )
 from tests.fixtures.sidecar import (
-    app_log,
     app_requests,
     render_nginx_conf,
     wait_for,
@@ -167,7 +167,7 @@ def test_an_asset_requested_with_authorization_is_never_stored_nor_served_to_oth
         third = sidecar.get(path, auth=("bob", "s3cret"))
         assert third.headers["X-Cache-Status"] == "BYPASS"
         assert "Authorization: Basic " in third.text
-    assert app_log(deployment.echo).count(f"GET {path} ") == 4
+    assert echo_requests(deployment, path) == 4
 
 
 def test_uploads_are_never_cached_and_keep_the_apps_headers(deployment):
@@ -182,7 +182,7 @@ def test_uploads_are_never_cached_and_keep_the_apps_headers(deployment):
         assert response.status_code == 200
         assert "X-Cache-Status" not in response.headers
         assert "Cache-Control" not in response.headers  # the app's (the echo server sends none)
-    assert app_log(deployment.echo).count(f"GET {path} ") == 2
+    assert echo_requests(deployment, path) == 2
 
 
 def test_a_proxied_text_asset_is_gzipped_but_an_app_page_is_not(deployment):
