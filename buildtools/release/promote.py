@@ -93,6 +93,26 @@ def source_labels(source: SourceImage) -> list[dict[str, str]]:
     return [config_labels(body) for body in source.configs.values()]
 
 
+def already_released(
+    source: SourceImage, changes: manifest_rewrite.Changes
+) -> manifest_rewrite.Promoted | None:
+    """``source`` itself when it already says everything the release would write (a branch
+    build's ``sha-`` image is its release; a re-run of a finished one): its tags then get that
+    very manifest, and a re-run moves nothing. None when it must be rewritten."""
+    labels = source_labels(source)
+    if not labels or any(
+        found.get(key) != value for found in labels for key, value in changes.labels.items()
+    ):
+        return None
+    configs = list(source.configs)
+    return manifest_rewrite.Promoted(
+        source.digest,
+        source.manifest,
+        source.media_type,
+        config_digest=configs[0] if len(configs) == 1 and not source.manifests else None,
+    )
+
+
 def release_tags(meta: Metadata) -> list[ImageTag]:
     """The tags a promotion puts: every release tag but the ``sha-`` one, which stays on the
     tested image."""
@@ -143,7 +163,9 @@ def prepare(
                 if expected.unsmoked(labels) is not None:
                     raise CannotPromote(f"{ref} was pushed without a smoke test")
             try:
-                promoted = manifest_rewrite.promote(source, made[name])
+                promoted = already_released(source, made[name]) or manifest_rewrite.promote(
+                    source, made[name]
+                )
             except CannotPromote as exc:
                 raise CannotPromote(f"{ref}: {exc.why}") from None
             warnings.extend(f"{ref}: {line}" for line in promoted.warnings)

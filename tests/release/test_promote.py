@@ -6,6 +6,7 @@ skopeo, a client that is not ours, reads what was put."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -572,3 +573,25 @@ def test_a_promotion_run_again_is_a_no_op_that_says_so(
     assert "every tag already points at this release's images: nothing to push" in again.stderr
     assert "delete" not in again.stdout + again.stderr
     assert {t: writer.read(setup["app"], t)[1] for t in registry.tags(setup["app"])} == served
+
+
+def test_an_image_that_already_says_what_the_release_writes_is_released_as_it_is() -> None:
+    """Hostile pass: `invoke release` run again on a branch rewrote the branch build's own
+    sha- image (a new version.yml layer: a new digest) and moved `main` to it. An image whose
+    labels already say everything the release writes is its release: same manifest, same
+    digest; any label that differs still means a rewrite."""
+    from buildtools.plan.manifest_rewrite import Changes, SourceImage
+    from buildtools.release.promote import already_released
+
+    labels = {"org.opencontainers.image.version": "0.1.0-main.1", "org.x.tags": "main"}
+    config = json.dumps({"config": {"Labels": labels}}).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps({"config": {"digest": config_digest}, "layers": []}).encode()
+    source = SourceImage(manifest, DOCKER_MANIFEST, configs={config_digest: config})
+
+    same = already_released(source, Changes(labels=dict(labels)))
+    assert same is not None
+    assert (same.digest, same.manifest, same.blobs) == (source.digest, manifest, ())
+    assert same.image_id == config_digest
+    other = {**labels, "org.opencontainers.image.version": "1.0.0"}
+    assert already_released(source, Changes(labels=other)) is None
