@@ -3,15 +3,16 @@ task fails the same way."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 import requests
-from docker.context import ContextAPI
-from docker.context.config import get_current_context_name
 
 from buildtools.errors import BuildToolsError
 
@@ -39,34 +40,55 @@ class CertPathClient(docker.DockerClient):
         self.api = _CertPathAPIClient(*args, **kwargs)
 
 
+def _config_dir(env: Mapping[str, str]) -> Path:
+    """The Docker CLI's folder: ``DOCKER_CONFIG``, else ``~/.docker``."""
+    return Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker")
+
+
+def _current_context(env: Mapping[str, str]) -> tuple[str, str]:
+    """(name, where it was named) of the context the Docker CLI would use."""
+    if env.get("DOCKER_CONTEXT"):
+        return env["DOCKER_CONTEXT"], "DOCKER_CONTEXT"
+    try:
+        config = json.loads((_config_dir(env) / "config.json").read_text())
+    except (OSError, ValueError):
+        return "default", ""
+    name = config.get("currentContext") if isinstance(config, dict) else None
+    return (name, "the Docker CLI's config.json") if isinstance(name, str) else ("default", "")
+
+
 def context_env(env: Mapping[str, str]) -> dict[str, str]:
     """The ``DOCKER_*`` variables the Docker CLI's current context stands for, when
     ``DOCKER_HOST`` does not name the engine (the CLI's order: ``DOCKER_HOST``, then
-    ``DOCKER_CONTEXT``, then ``currentContext`` in its config.json). A context's TLS files are
-    laid out as ``DOCKER_CERT_PATH`` wants them. Empty for the default context."""
+    ``DOCKER_CONTEXT``, then ``currentContext`` in its config.json). Read from the CLI's own
+    folder (``DOCKER_CONFIG`` or ~/.docker) as the CLI lays it out, never from the working
+    directory; a context's TLS files are laid out as ``DOCKER_CERT_PATH`` wants them."""
     if env.get("DOCKER_HOST"):
         return {}
-    name = env.get("DOCKER_CONTEXT") or get_current_context_name()
+    name, where = _current_context(env)
     if not name or name == "default":
         return {}
-    where = "DOCKER_CONTEXT" if env.get("DOCKER_CONTEXT") else "the Docker CLI's config.json"
+    key = hashlib.sha256(name.encode()).hexdigest()
+    contexts = _config_dir(env) / "contexts"
     try:
-        context = ContextAPI.get_context(name)
-    except docker.errors.DockerException as exc:
+        meta = json.loads((contexts / "meta" / key / "meta.json").read_text())
+        endpoint = meta["Endpoints"]["docker"]
+        host = endpoint["Host"]
+    except FileNotFoundError:
+        raise BuildToolsError(
+            f"{where} names the Docker context {name!r}, which does not exist",
+            "`docker context ls` lists the contexts; or set DOCKER_HOST to the engine's address",
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BuildToolsError(
             f"{where} names the Docker context {name!r}, which cannot be read ({exc})",
             "fix it with `docker context inspect`, or set DOCKER_HOST to the engine's address",
         ) from None
-    if context is None or not context.Host:
-        raise BuildToolsError(
-            f"{where} names the Docker context {name!r}, which does not exist",
-            "`docker context ls` lists the contexts; or set DOCKER_HOST to the engine's address",
-        )
-    found = {"DOCKER_HOST": context.Host}
-    tls = context.TLSConfig
-    if tls is not None and tls.ca_cert:
-        found["DOCKER_CERT_PATH"] = os.path.dirname(tls.ca_cert)
-        if tls.verify:
+    found = {"DOCKER_HOST": str(host)}
+    tls = contexts / "tls" / key / "docker"
+    if (tls / "ca.pem").is_file():
+        found["DOCKER_CERT_PATH"] = str(tls)
+        if not endpoint.get("SkipTLSVerify"):
             found["DOCKER_TLS_VERIFY"] = "1"
     return found
 

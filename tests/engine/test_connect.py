@@ -3,6 +3,7 @@ an image checked to be present (or pullable) before anything needs it."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -164,3 +165,31 @@ def test_a_missing_sidecar_base_image_is_found_before_the_app_is_built(
     assert "buildtools.nginx.base_image" in line
     assert docker_client.images.list(name=f"{app.name}/app") == []
     assert "app image" not in line
+
+
+def test_a_context_is_read_from_the_clis_folder_only_never_the_working_directory(
+    monkeypatch, tmp_path
+):
+    """Hostile pass: with no config.json beside them (a fresh DOCKER_CONFIG after `docker
+    context create`), contexts were looked up in ./contexts: missed, and a repository that
+    ships a contexts/ folder could point the engine (and the push credentials) elsewhere."""
+    cli, trap = tmp_path / "cli", tmp_path / "checkout"
+    cli.mkdir()
+    make_context(cli, "good", "unix:///nonexistent/good.sock")  # no config.json written
+    assert not (cli / "config.json").exists()
+    key = hashlib.sha256(b"good").hexdigest()
+    planted = trap / "contexts" / "meta" / key
+    planted.mkdir(parents=True)
+    endpoints = {"docker": {"Host": "tcp://127.0.0.1:9"}}
+    (planted / "meta.json").write_text(json.dumps({"Name": "good", "Endpoints": endpoints}))
+    monkeypatch.chdir(trap)
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("DOCKER_CONTEXT", "good")
+    monkeypatch.setenv("DOCKER_CONFIG", str(cli))
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    assert "no Docker Engine answers at unix:///nonexistent/good.sock" in str(caught.value)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "empty"))  # the CLI knows no "good"
+    with pytest.raises(BuildToolsError) as caught:
+        connect()
+    assert "names the Docker context 'good', which does not exist" in str(caught.value)
