@@ -43,8 +43,17 @@ def refuse(
     )
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_NAMES = {"\n": "a line break", "\r": "a carriage return", "\x00": "a NUL byte"}
+# C0 and C1 controls, Unicode line and paragraph separators, and bidirectional overrides: each
+# would reach a label, an ARG or a log as something other than the one line it looks like.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_NAMES = {
+    "\n": "a line break",
+    "\r": "a carriage return",
+    "\x00": "a NUL byte",
+    "\x85": "a line break (NEL)",
+    "\u2028": "a line break (U+2028)",
+    "\u2029": "a line break (U+2029)",
+}
 
 
 def one_line(key: str, text: str) -> str:
@@ -57,7 +66,8 @@ def one_line(key: str, text: str) -> str:
         raise BuildToolsError(
             f"config key {SECTION}.{key} holds {what} (character {found.start() + 1} of its "
             "value): a value is one line",
-            f"write it on one line, entries separated by commas (invoke.yaml or {env_name(key)})",
+            f"write it on one line (a list's entries separated by commas) (invoke.yaml or "
+            f"{env_name(key)})",
         )
     return text
 

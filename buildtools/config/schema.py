@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import typing
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -247,6 +248,14 @@ def _service_key_typo(key: str) -> str | None:
     return ".".join(parts[:3] + near[:1]) if near else ".".join(parts[:3]) + ".image"
 
 
+def shown(name: str) -> str:
+    """A key or variable name as a warning may print it: any control character escaped (a
+    name is the user's text too; ESC in it would drive the terminal)."""
+    return "".join(
+        repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in name
+    )
+
+
 def unknown_keys(section: Mapping[str, Any]) -> list[str]:
     """Warnings for keys no code reads (a typo silently keeps the default otherwise)."""
     known = set(KNOWN_KEYS) | {k.rpartition(".")[0] for k in KNOWN_KEYS}
@@ -261,7 +270,7 @@ def unknown_keys(section: Mapping[str, Any]) -> list[str]:
             continue
         near = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
         hint = f" (did you mean {SECTION}.{near[0]}?)" if near else ""
-        found.append(f"unknown config key {SECTION}.{key} is ignored{hint}")
+        found.append(f"unknown config key {shown(f'{SECTION}.{key}')} is ignored{hint}")
     return found
 
 
@@ -276,7 +285,7 @@ def env_warnings(env: Mapping[str, str]) -> tuple[str, ...]:
             continue
         near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.8)
         hint = f" (did you mean {near[0]}?)" if near else ""
-        found.append(f"environment variable {name} sets no config key and is ignored{hint}")
+        found.append(f"environment variable {shown(name)} sets no config key and is ignored{hint}")
     return tuple(found)
 
 

@@ -177,3 +177,27 @@ def test_an_unknown_key_and_variable_are_one_line_naming_the_nearest_key() -> No
         "environment variable INVOKE_BUILDTOOLS_RELEASE_RETRYS sets no config key and is "
         "ignored (did you mean INVOKE_BUILDTOOLS_RELEASE_RETRIES?)",
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "what"),
+    [
+        ("LARA\x9b31mX", "the control character '\\x9b'"),  # C1: a terminal's 8-bit CSI
+        ("LARA\x85X", "a line break (NEL)"),
+        ("LARA\u2028X", "a line break (U+2028)"),
+        ("LARA\u202eX", "the control character '\\u202e'"),  # right-to-left override
+    ],
+)
+def test_a_c1_control_unicode_line_break_or_bidi_override_is_refused(value: str, what: str):
+    """Hostile pass: only C0 controls were refused; these reached the image's title label."""
+    with pytest.raises(BuildToolsError) as refused:
+        schema.load(schema.merged({"title": value}), ROOT)
+    assert str(refused.value).startswith(f"config key buildtools.title holds {what} (character 5")
+
+
+def test_a_key_or_variable_name_with_a_control_character_is_shown_escaped():
+    """Hostile pass: a warning printed the name raw (ESC drove the terminal)."""
+    (warning,) = schema.env_warnings({"INVOKE_BUILDTOOLS_TI\x1b]0;x\x07TLE": "1"})
+    assert "INVOKE_BUILDTOOLS_TI\\x1b]0;x\\x07TLE" in warning and "\x1b" not in warning
+    (unknown,) = schema.unknown_keys({"ti\x1btle": "x"})
+    assert "buildtools.ti\\x1btle" in unknown and "\x1b" not in unknown
