@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Callable
 
 import pytest
 import semver
@@ -33,6 +32,7 @@ from tests.fixtures.bad_input import (
     app_yaml,
     changes_nothing_and_fails_in_one_line,
     row_id,
+    whole_rows,
 )
 from tests.fixtures.git import GitRepo
 
@@ -501,22 +501,9 @@ INTEGRITY_FAILURES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "setup", "args", "env", "extra", "expected", "forbidden"),
-    INTEGRITY_FAILURES,
-    ids=[row_id(row) for row in INTEGRITY_FAILURES],
-)
-def test_integrity_failures_are_one_line_and_change_nothing(
-    app: App,
-    case: str,
-    setup: Callable[[App], dict[str, str]],
-    args: list[str],
-    env: dict[str, str],
-    extra: str,
-    expected: str,
-    forbidden: str | None,
-) -> None:
-    changes_nothing_and_fails_in_one_line(app, setup, args, env, extra, expected, forbidden)
+@pytest.mark.parametrize("row", whole_rows(INTEGRITY_FAILURES))
+def test_integrity_failures_are_one_line_and_change_nothing(app: App, row: tuple) -> None:
+    changes_nothing_and_fails_in_one_line(app, *row)
 
 
 # A name that would pose as another kind of tag gets a prefix saying its kind, before anything
