@@ -20,8 +20,9 @@ from buildtools.plan.tags import (
     is_release_lookalike,
     parse_version,
 )
+from tests.fixtures.build_facts import collect
 from tests.fixtures.git import GitRepo
-from tests.fixtures.tag_policy import DOCKER_TAG, SHA, collect, compute, info, names
+from tests.fixtures.tag_policy import DOCKER_TAG, SHA, compute, info, names
 
 # Tag builds also get sha-<commit>: pushed with the exact version, before the floating tags.
 CASES = {
