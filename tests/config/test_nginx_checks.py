@@ -6,11 +6,7 @@ import pytest
 
 from buildtools.config import schema
 from buildtools.errors import BuildToolsError
-from tests.fixtures.bad_input import (
-    App,
-    fails_in_one_line,
-    whole_rows,
-)
+from tests.fixtures.bad_input import App, fails_in_one_line, whole_rows
 from tests.fixtures.sidecar import nginx_settings
 
 

@@ -7,11 +7,7 @@ import pytest
 
 from buildtools.config.registry_address import parse_registry
 from buildtools.errors import BuildToolsError
-from tests.fixtures.bad_input import (
-    App,
-    fails_in_one_line,
-    whole_rows,
-)
+from tests.fixtures.bad_input import App, fails_in_one_line, whole_rows
 
 
 @pytest.mark.parametrize(

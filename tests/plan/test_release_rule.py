@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.bad_input import (
-    NO_ENGINE,
-    TRAVIS_PR,
-    App,
-    fails_in_one_line,
-    whole_rows,
-)
+from tests.fixtures.bad_input import NO_ENGINE, TRAVIS_PR, App, fails_in_one_line, whole_rows
 
 # --- bad input (tests/fixtures/bad_input.py) ---
 

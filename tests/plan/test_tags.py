@@ -14,12 +14,7 @@ from hypothesis import strategies as st
 from buildtools.config import schema
 from buildtools.errors import BuildToolsError
 from buildtools.plan import metadata, validate
-from buildtools.plan.tags import (
-    ImageTag,
-    choose,
-    is_release_lookalike,
-    parse_version,
-)
+from buildtools.plan.tags import ImageTag, choose, is_release_lookalike, parse_version
 from tests.fixtures.build_facts import collect
 from tests.fixtures.git import GitRepo
 from tests.fixtures.tag_policy import DOCKER_TAG, SHA, compute, info, names

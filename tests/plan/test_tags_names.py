@@ -10,13 +10,7 @@ import json
 import pytest
 
 from buildtools.errors import BuildToolsError
-from buildtools.plan.tags import (
-    VALID_TAG,
-    TagPolicy,
-    choose,
-    prefixed,
-    sanitize,
-)
+from buildtools.plan.tags import VALID_TAG, TagPolicy, choose, prefixed, sanitize
 from tests.fixtures.bad_input import (
     NO_ENGINE,
     App,

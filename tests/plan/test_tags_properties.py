@@ -12,9 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from buildtools.errors import BuildToolsError
-from buildtools.plan.tags import (
-    sanitize,
-)
+from buildtools.plan.tags import sanitize
 from tests.fixtures.tag_policy import DOCKER_TAG, compute, info, names
 
 # Property tests
