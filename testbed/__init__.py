@@ -8,7 +8,9 @@ import it where the root is on ``sys.path`` (pytest's rootdir, invoke's tasks di
 
 from buildtools.engine.bases import ensure_base_image
 from buildtools.engine.ports import free_port
-from testbed.engines import FRESH_PREFIX, FreshEngine, ensure_engine
+from testbed.engines import ensure_engine
+from testbed.fresh import FreshEngine
+from testbed.fresh_host import FRESH_PREFIX
 from testbed.registry import LocalRegistry
 from testbed.services import ensure_service_image
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from buildtools.engine.bases import ensure_base_image
 from buildtools.errors import BuildToolsError
-from testbed.engines import FreshEngine, ensure_engine
+from testbed.engines import ensure_engine
+from testbed.fresh import FreshEngine
 from testbed.registry import LocalRegistry
 from testbed.services import ensure_service_image
 

@@ -41,6 +41,7 @@ pytest_plugins = [
     "tests.fixtures.ports",
     "tests.fixtures.bad_input",
     "tests.fixtures.publish",
+    "tests.fixtures.promotion",
     "tests.fixtures.deployment",
     "tests.fixtures.hostile_registry",
 ]

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 import testbed
-from testbed.engines import NETNS_DIR
+from testbed.fresh_host import NETNS_DIR
 from tests.fixtures.held_images import discard
 from tests.fixtures.services import BASES_REPOSITORY
 

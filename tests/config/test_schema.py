@@ -1,4 +1,7 @@
-"""Configuration comes from invoke's own system: invoke.yaml, overridable by env vars."""
+"""Configuration comes from invoke's own system: invoke.yaml, overridable by env vars.
+
+Values that are no setting are in test_schema_bad_input.py.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +11,16 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from buildtools.config import schema
 from buildtools.config.schema import split_list
 from buildtools.errors import BuildToolsError
 from buildtools.plan import validate
-from tests.fixtures.bad_input import (
-    TEXT,
-    App,
-    app_yaml,
-    changes_nothing_and_fails_in_one_line,
-    fails_in_one_line,
-    goes_on_with_a_warning,
-    nothing,
-    row_id,
-    rows,
-)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -206,7 +196,6 @@ SHA_PREFIXES = [
     ("prefix", "error"), [case[1:] for case in SHA_PREFIXES], ids=[c[0] for c in SHA_PREFIXES]
 )
 def test_sha_prefix_is_read_and_checked(prefix: str, error: str | None) -> None:
-    from buildtools.plan import validate
 
     settings = schema.load(schema.merged({"tags": {"sha_prefix": prefix}}), ROOT)
     assert settings.sha_prefix == prefix
@@ -299,175 +288,3 @@ def test_the_defaults_reach_invoke_as_text():
     assert all(isinstance(value, str) for value in leaves(schema.defaults()))
     assert schema.defaults()["git"]["untracked_is_dirty"] == "false"
     assert schema.load(schema.merged({}), ROOT) == schema.load(schema.merged(schema.DEFAULTS), ROOT)
-
-
-# --- bad input (tests/fixtures/bad_input.py): config keys read from invoke.yaml and INVOKE_* ---
-
-# A config value that is no setting: (case, task args, environment, invoke.yaml extra lines, the
-# error line must contain)
-ONE_LINE_FAILURES = [
-    (
-        "a boolean that is neither",
-        ["version"],
-        {"INVOKE_BUILDTOOLS_GIT_UNTRACKED_IS_DIRTY": "maybe"},
-        "",
-        "buildtools.git.untracked_is_dirty = 'maybe' is not true or false",
-    ),
-    (
-        "retries that are not a number",
-        ["version"],
-        {"INVOKE_BUILDTOOLS_RELEASE_RETRIES": "lots"},
-        "",
-        "buildtools.release.retries = 'lots' is not a whole number",
-    ),
-    (
-        "retries that are not a number, over a number in invoke.yaml",
-        ["version"],
-        {"INVOKE_BUILDTOOLS_RELEASE_RETRIES": "lots"},
-        "  release:\n    retries: 3\n",
-        "buildtools.release.retries = 'lots' is not a whole number",
-    ),
-    (
-        "negative retries",
-        ["version"],
-        {},
-        "  release:\n    retries: -1\n",
-        "buildtools.release.retries = '-1' is not a whole number of at least 0",
-    ),
-    (
-        "a number where a name belongs, in invoke.yaml",
-        ["version"],
-        {},
-        "  title: 2024\n",
-        "config key buildtools.title is 2024, a number, not text (fix: quote it: title: '2024')",
-    ),
-    (
-        "a section that is not one",
-        ["version"],
-        {},
-        "  git: 5\n",
-        "buildtools.git is 5, not a section of keys",
-    ),
-    (
-        "an empty sha prefix",
-        ["version"],
-        {"INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX": ""},
-        "",
-        "config key buildtools.tags.sha_prefix is empty",
-    ),
-]
-
-
-@pytest.mark.parametrize(("args", "env", "extra", "expected"), rows(ONE_LINE_FAILURES))
-def test_bad_input_is_one_line_and_a_non_zero_exit(
-    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
-) -> None:
-    fails_in_one_line(app, args, env, extra, expected)
-
-
-# A smoke service key. Each row changes nothing (tests/fixtures/bad_input.py):
-# (case, set-up (returns extra env; CWD runs the task elsewhere, {OLD} is put into the args),
-#  task args, environment, invoke.yaml extra lines, the error line holds, it must not hold)
-INTEGRITY_FAILURES = [
-    (
-        "17: a service key in error is named by its own path",
-        nothing,
-        ["version"],
-        {},
-        "  smoke:\n    services:\n      db:\n        image: [a, b]\n",
-        "config key buildtools.smoke.services.db.image = ['a', 'b'] is not a single value",
-        None,
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("case", "setup", "args", "env", "extra", "expected", "forbidden"),
-    INTEGRITY_FAILURES,
-    ids=[row_id(row) for row in INTEGRITY_FAILURES],
-)
-def test_integrity_failures_are_one_line_and_change_nothing(
-    app: App,
-    case: str,
-    setup: Callable[[App], dict[str, str]],
-    args: list[str],
-    env: dict[str, str],
-    extra: str,
-    expected: str,
-    forbidden: str | None,
-) -> None:
-    changes_nothing_and_fails_in_one_line(app, setup, args, env, extra, expected, forbidden)
-
-
-# A config key that does not exist: (case, task args, environment, invoke.yaml extra lines, the
-# warning holds)
-DOUBTFUL = [
-    (
-        "unknown key",
-        ["version"],
-        {},
-        "    upstreem: x:1\n  typo: 1\n",  # the first line goes on app_yaml's nginx section
-        "did you mean buildtools.nginx.upstream?",
-    ),
-]
-
-
-@pytest.mark.parametrize(("args", "env", "extra", "warning"), rows(DOUBTFUL))
-def test_doubtful_input_goes_on_with_a_warning(
-    app: App, args: list[str], env: dict[str, str], extra: str, warning: str | None
-) -> None:
-    goes_on_with_a_warning(app, args, env, extra, warning)
-
-
-def test_a_mistyped_service_key_is_a_warning_naming_the_service_key(app: App) -> None:
-    """17: `redy:` under a smoke service kept no readiness check, without a word."""
-    extra = "  smoke:\n    services:\n      db:\n        image: mariadb:11.2\n        redy: x\n"
-    done = app.invoke("version", yaml=app_yaml(app.name, extra))
-    assert done.returncode == 0, done.stderr
-    assert (
-        "warning: unknown config key buildtools.smoke.services.db.redy is ignored "
-        "(did you mean buildtools.smoke.services.db.ready?)"
-    ) in done.stderr
-
-
-# --- any string anywhere: one line, never a traceback ---
-
-
-@settings(max_examples=200, deadline=None)
-@given(key=st.sampled_from(schema.KNOWN_KEYS), value=TEXT)
-def test_any_string_in_any_config_key_is_a_setting_or_one_line(key: str, value: str) -> None:
-    section = schema.merged({})
-    node = section
-    *parents, leaf = key.split(".")
-    for part in parents:
-        node = node[part]
-    node[leaf] = value  # as an INVOKE_BUILDTOOLS_* variable gives it: a string
-    try:
-        validate.check(schema.load(section, ROOT))
-    except BuildToolsError as exc:
-        assert "\n" not in str(exc) and exc.problem
-
-
-@pytest.mark.parametrize(
-    ("section", "key", "what"),
-    [
-        ({"app": {"build_args": "A=1\nB=2"}}, "app.build_args", "a line break"),
-        ({"nginx": {"build_args": "A=x\0y"}}, "nginx.build_args", "a NUL byte"),
-        ({"smoke": {"env": "DB_HOST=db\rX=1"}}, "smoke.env", "a carriage return"),
-        ({"smoke": {"path": "/notes\x1b[2J"}}, "smoke.path", "the control character '\\x1b'"),
-        (
-            {"smoke": {"services": {"db": {"image": "m", "env": "MARIADB_PASSWORD=a\nb"}}}},
-            "smoke.services.db.env",
-            "a line break",
-        ),
-    ],
-)
-def test_a_line_break_or_nul_in_a_value_is_refused_naming_the_key(section, key, what):
-    """Each would reach a Dockerfile's ARG, a container's environment or nginx.conf as more
-    than the one value it looks like. The value is not repeated: it may hold a password."""
-    with pytest.raises(BuildToolsError) as refused:
-        schema.load(schema.merged(section), ROOT)
-    message = str(refused.value)
-    assert message.startswith(f"config key buildtools.{key} holds {what} (character ")
-    assert "\n" not in message and "\0" not in message and "\r" not in message
-    assert "=a" not in message and "x\0y" not in message

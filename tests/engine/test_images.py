@@ -20,7 +20,7 @@ from tests.fixtures.bad_input import (
     App,
     fails_in_one_line,
     one_error,
-    rows,
+    whole_rows,
 )
 from tests.fixtures.held_images import discard
 
@@ -94,11 +94,9 @@ ONE_LINE_FAILURES = [
 ]
 
 
-@pytest.mark.parametrize(("args", "env", "extra", "expected"), rows(ONE_LINE_FAILURES))
-def test_bad_input_is_one_line_and_a_non_zero_exit(
-    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
-) -> None:
-    fails_in_one_line(app, args, env, extra, expected)
+@pytest.mark.parametrize("row", whole_rows(ONE_LINE_FAILURES))
+def test_bad_input_is_one_line_and_a_non_zero_exit(app: App, row: tuple) -> None:
+    fails_in_one_line(app, *row)
 
 
 @pytest.mark.docker

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from buildtools.errors import BuildToolsError
@@ -15,8 +13,7 @@ from tests.fixtures.bad_input import (
     fails_in_one_line,
     goes_on_with_a_warning,
     nothing,
-    row_id,
-    rows,
+    whole_rows,
 )
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -253,11 +250,9 @@ ONE_LINE_FAILURES = [
 ]
 
 
-@pytest.mark.parametrize(("args", "env", "extra", "expected"), rows(ONE_LINE_FAILURES))
-def test_bad_input_is_one_line_and_a_non_zero_exit(
-    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
-) -> None:
-    fails_in_one_line(app, args, env, extra, expected)
+@pytest.mark.parametrize("row", whole_rows(ONE_LINE_FAILURES))
+def test_bad_input_is_one_line_and_a_non_zero_exit(app: App, row: tuple) -> None:
+    fails_in_one_line(app, *row)
 
 
 # Issue 18: CI variables that contradict each other. Each row changes nothing
@@ -286,22 +281,9 @@ INTEGRITY_FAILURES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "setup", "args", "env", "extra", "expected", "forbidden"),
-    INTEGRITY_FAILURES,
-    ids=[row_id(row) for row in INTEGRITY_FAILURES],
-)
-def test_integrity_failures_are_one_line_and_change_nothing(
-    app: App,
-    case: str,
-    setup: Callable[[App], dict[str, str]],
-    args: list[str],
-    env: dict[str, str],
-    extra: str,
-    expected: str,
-    forbidden: str | None,
-) -> None:
-    changes_nothing_and_fails_in_one_line(app, setup, args, env, extra, expected, forbidden)
+@pytest.mark.parametrize("row", whole_rows(INTEGRITY_FAILURES))
+def test_integrity_failures_are_one_line_and_change_nothing(app: App, row: tuple) -> None:
+    changes_nothing_and_fails_in_one_line(app, *row)
 
 
 # A CI variable that is ignored: (case, task args, environment, invoke.yaml extra lines, the warning
@@ -317,8 +299,6 @@ DOUBTFUL = [
 ]
 
 
-@pytest.mark.parametrize(("args", "env", "extra", "warning"), rows(DOUBTFUL))
-def test_doubtful_input_goes_on_with_a_warning(
-    app: App, args: list[str], env: dict[str, str], extra: str, warning: str | None
-) -> None:
-    goes_on_with_a_warning(app, args, env, extra, warning)
+@pytest.mark.parametrize("row", whole_rows(DOUBTFUL))
+def test_doubtful_input_goes_on_with_a_warning(app: App, row: tuple) -> None:
+    goes_on_with_a_warning(app, *row)

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from tests.fixtures.bad_input import (
     App,
     app_yaml,
     changes_nothing_and_fails_in_one_line,
-    row_id,
+    whole_rows,
 )
 from tests.fixtures.git import GitRepo, fast_import_repo, git_env
 
@@ -344,22 +343,9 @@ INTEGRITY_FAILURES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "setup", "args", "env", "extra", "expected", "forbidden"),
-    INTEGRITY_FAILURES,
-    ids=[row_id(row) for row in INTEGRITY_FAILURES],
-)
-def test_integrity_failures_are_one_line_and_change_nothing(
-    app: App,
-    case: str,
-    setup: Callable[[App], dict[str, str]],
-    args: list[str],
-    env: dict[str, str],
-    extra: str,
-    expected: str,
-    forbidden: str | None,
-) -> None:
-    changes_nothing_and_fails_in_one_line(app, setup, args, env, extra, expected, forbidden)
+@pytest.mark.parametrize("row", whole_rows(INTEGRITY_FAILURES))
+def test_integrity_failures_are_one_line_and_change_nothing(app: App, row: tuple) -> None:
+    changes_nothing_and_fails_in_one_line(app, *row)
 
 
 @REAL_CLI

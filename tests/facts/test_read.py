@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,8 +22,7 @@ from tests.fixtures.bad_input import (
     changes_nothing_and_fails_in_one_line,
     fails_in_one_line,
     nothing,
-    row_id,
-    rows,
+    whole_rows,
 )
 from tests.fixtures.git import GitRepo, git_env, init_repo
 
@@ -57,11 +55,9 @@ ONE_LINE_FAILURES = [
 ]
 
 
-@pytest.mark.parametrize(("args", "env", "extra", "expected"), rows(ONE_LINE_FAILURES))
-def test_bad_input_is_one_line_and_a_non_zero_exit(
-    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
-) -> None:
-    fails_in_one_line(app, args, env, extra, expected)
+@pytest.mark.parametrize("row", whole_rows(ONE_LINE_FAILURES))
+def test_bad_input_is_one_line_and_a_non_zero_exit(app: App, row: tuple) -> None:
+    fails_in_one_line(app, *row)
 
 
 def _older_commit_dirty(app: App) -> dict[str, str]:
@@ -121,22 +117,9 @@ INTEGRITY_FAILURES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "setup", "args", "env", "extra", "expected", "forbidden"),
-    INTEGRITY_FAILURES,
-    ids=[row_id(row) for row in INTEGRITY_FAILURES],
-)
-def test_integrity_failures_are_one_line_and_change_nothing(
-    app: App,
-    case: str,
-    setup: Callable[[App], dict[str, str]],
-    args: list[str],
-    env: dict[str, str],
-    extra: str,
-    expected: str,
-    forbidden: str | None,
-) -> None:
-    changes_nothing_and_fails_in_one_line(app, setup, args, env, extra, expected, forbidden)
+@pytest.mark.parametrize("row", whole_rows(INTEGRITY_FAILURES))
+def test_integrity_failures_are_one_line_and_change_nothing(app: App, row: tuple) -> None:
+    changes_nothing_and_fails_in_one_line(app, *row)
 
 
 def test_two_release_tags_on_one_commit_say_which_is_built(app: App) -> None:

@@ -15,7 +15,7 @@ from tests.fixtures.bad_input import (
     App,
     fails_in_one_line,
     goes_on_with_a_warning,
-    rows,
+    whole_rows,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -276,13 +276,10 @@ ONE_LINE_FAILURES = [
 
 
 @pytest.mark.parametrize(
-    ("args", "env", "extra", "expected"),
-    rows(ONE_LINE_FAILURES, real={"no metadata block in the app Dockerfile"}),
+    "row", whole_rows(ONE_LINE_FAILURES, real={"no metadata block in the app Dockerfile"})
 )
-def test_bad_input_is_one_line_and_a_non_zero_exit(
-    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
-) -> None:
-    fails_in_one_line(app, args, env, extra, expected)
+def test_bad_input_is_one_line_and_a_non_zero_exit(app: App, row: tuple) -> None:
+    fails_in_one_line(app, *row)
 
 
 # A metadata block that busts the cache: (case, task args, environment, invoke.yaml extra lines, the
@@ -307,8 +304,6 @@ DOUBTFUL = [
 ]
 
 
-@pytest.mark.parametrize(("args", "env", "extra", "warning"), rows(DOUBTFUL))
-def test_doubtful_input_goes_on_with_a_warning(
-    app: App, args: list[str], env: dict[str, str], extra: str, warning: str | None
-) -> None:
-    goes_on_with_a_warning(app, args, env, extra, warning)
+@pytest.mark.parametrize("row", whole_rows(DOUBTFUL))
+def test_doubtful_input_goes_on_with_a_warning(app: App, row: tuple) -> None:
+    goes_on_with_a_warning(app, *row)

@@ -5,13 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.bad_input import (
-    NO_ENGINE,
-    TRAVIS_PR,
-    App,
-    fails_in_one_line,
-    rows,
-)
+from tests.fixtures.bad_input import NO_ENGINE, TRAVIS_PR, App, fails_in_one_line, whole_rows
 
 # --- bad input (tests/fixtures/bad_input.py) ---
 
@@ -54,10 +48,7 @@ ONE_LINE_FAILURES = [
 
 
 @pytest.mark.parametrize(
-    ("args", "env", "extra", "expected"),
-    rows(ONE_LINE_FAILURES, real={"releasing pull requests without their tags (ci)"}),
+    "row", whole_rows(ONE_LINE_FAILURES, real={"releasing pull requests without their tags (ci)"})
 )
-def test_bad_input_is_one_line_and_a_non_zero_exit(
-    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
-) -> None:
-    fails_in_one_line(app, args, env, extra, expected)
+def test_bad_input_is_one_line_and_a_non_zero_exit(app: App, row: tuple) -> None:
+    fails_in_one_line(app, *row)

@@ -3,8 +3,6 @@ user would give it, through the real tasks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from tests.fixtures.bad_input import (
@@ -12,8 +10,7 @@ from tests.fixtures.bad_input import (
     changes_nothing_and_fails_in_one_line,
     fails_in_one_line,
     nothing,
-    row_id,
-    rows,
+    whole_rows,
 )
 
 # --- bad input (tests/fixtures/bad_input.py) ---
@@ -96,11 +93,9 @@ ONE_LINE_FAILURES = [
 ]
 
 
-@pytest.mark.parametrize(("args", "env", "extra", "expected"), rows(ONE_LINE_FAILURES))
-def test_bad_input_is_one_line_and_a_non_zero_exit(
-    app: App, args: list[str], env: dict[str, str], extra: str, expected: str
-) -> None:
-    fails_in_one_line(app, args, env, extra, expected)
+@pytest.mark.parametrize("row", whole_rows(ONE_LINE_FAILURES))
+def test_bad_input_is_one_line_and_a_non_zero_exit(app: App, row: tuple) -> None:
+    fails_in_one_line(app, *row)
 
 
 # Issue 18: settings checked before anything is built or pushed. Each row changes nothing
@@ -183,22 +178,9 @@ INTEGRITY_FAILURES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("case", "setup", "args", "env", "extra", "expected", "forbidden"),
-    INTEGRITY_FAILURES,
-    ids=[row_id(row) for row in INTEGRITY_FAILURES],
-)
-def test_integrity_failures_are_one_line_and_change_nothing(
-    app: App,
-    case: str,
-    setup: Callable[[App], dict[str, str]],
-    args: list[str],
-    env: dict[str, str],
-    extra: str,
-    expected: str,
-    forbidden: str | None,
-) -> None:
-    changes_nothing_and_fails_in_one_line(app, setup, args, env, extra, expected, forbidden)
+@pytest.mark.parametrize("row", whole_rows(INTEGRITY_FAILURES))
+def test_integrity_failures_are_one_line_and_change_nothing(app: App, row: tuple) -> None:
+    changes_nothing_and_fails_in_one_line(app, *row)
 
 
 def test_a_mistyped_invoke_buildtools_variable_is_a_warning_naming_the_key(app: App) -> None:

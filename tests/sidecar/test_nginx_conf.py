@@ -1,124 +1,32 @@
-"""The sidecar's nginx config as rendered from NginxConfig, read back as nginx would parse it.
+"""The sidecar's nginx config as rendered from NginxConfig, read back as nginx would parse it:
+the process, the proxied and cached locations, the headers, and ``invoke nginx.config``.
 
-Checks the parsed structure per location (not substrings), and runs the host's own nginx on
-the result with ``nginx -t``.
+Checks the parsed structure per location (not substrings; tests/fixtures/nginx_parse.py). The
+asset locations are in test_nginx_conf_assets.py, the hosts and proxies believed in
+test_nginx_conf_hosts.py, what nginx -t and gixy say of the result in test_nginx_conf_checked.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import getpass
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from buildtools.config.schema import NginxConfig
 from buildtools.errors import BuildToolsError
 from buildtools.sidecar import nginx_conf
-from tests.fixtures.services import unavailable
-from tests.fixtures.sidecar import ROOT, nginx_settings, project_settings
-
-IMMUTABLE = "max-age=31536000, immutable"
-HEX64 = "0123456789abcdef" * 4
-
-
-@dataclass
-class Directive:
-    name: str
-    args: list[str]
-    block: list[Directive] | None = None
-
-    def all(self, name: str) -> list[Directive]:
-        return [d for d in self.block or [] if d.name == name]
-
-    def one(self, name: str) -> Directive:
-        found = self.all(name)
-        assert len(found) == 1, f"{self.name} {self.args}: {len(found)} {name} directives"
-        return found[0]
-
-    def values(self, name: str) -> list[list[str]]:
-        return [d.args for d in self.all(name)]
-
-
-TOKEN = re.compile(
-    r"""\s+|\#[^\n]*|"((?:\\.|[^"\\])*)"|'((?:\\.|[^'\\])*)'|([{};])|([^\s{};"'\#]+)"""
+from tests.fixtures.nginx_parse import (
+    IMMUTABLE,
+    all_locations,
+    asset_locations,
+    locations,
+    maps,
+    parse,
+    server_of,
 )
-
-
-def parse(text: str) -> Directive:
-    """nginx config text to a tree of directives (quotes removed, comments dropped)."""
-    stack = [Directive("main", [], [])]
-    words: list[str] = []
-    pos = 0
-    while pos < len(text):
-        match = TOKEN.match(text, pos)
-        assert match, f"cannot tokenize at {text[pos : pos + 40]!r}"
-        pos = match.end()
-        double, single, punct, word = match.groups()
-        if double is not None or single is not None or word is not None:
-            words.append(next(g for g in (double, single, word) if g is not None))
-        elif punct == ";":
-            stack[-1].block.append(Directive(words[0], words[1:]))
-            words = []
-        elif punct == "{":
-            directive = Directive(words[0], words[1:], [])
-            stack[-1].block.append(directive)
-            stack.append(directive)
-            words = []
-        elif punct == "}":
-            assert not words, f"unterminated directive {words}"
-            stack.pop()
-    assert len(stack) == 1 and not words, "unbalanced braces"
-    return stack[0]
-
-
-def server_of(cfg: NginxConfig) -> Directive:
-    return parse(nginx_conf.render_config(cfg)).one("http").one("server")
-
-
-def locations(server: Directive) -> dict[str, Directive]:
-    return {" ".join(d.args): d for d in server.all("location")}
-
-
-def all_locations(block: Directive) -> list[Directive]:
-    """Every location in ``block``, nested ones after their parent."""
-    found = []
-    for location in block.all("location"):
-        found += [location, *all_locations(location)]
-    return found
-
-
-def asset_locations(server: Directive) -> tuple[Directive, Directive]:
-    """(fingerprinted, any other asset) regex locations, told apart by their Cache-Control."""
-    found = {}
-    for location in (loc for loc in all_locations(server) if loc.args[0] == "~"):
-        for name, value, *_ in location.values("add_header"):
-            if name == "Cache-Control":
-                found[value] = location
-    return found["$lara_cache_control_fingerprinted"], found["$lara_cache_control_short"]
-
-
-def route(block: Directive, uri: str) -> Directive | None:
-    """The regex location nginx picks for ``uri``: the first that matches, then its nested ones."""
-    for location in block.all("location"):
-        if location.args[0] == "~" and re.search(location.args[1], uri):
-            return route(location, uri) or location
-    return None
-
-
-def maps(cfg: NginxConfig) -> dict[str, dict[str, str]]:
-    """``map`` blocks by their variable: {source value: result}."""
-    http = parse(nginx_conf.render_config(cfg)).one("http")
-    return {d.args[1]: {e.name: " ".join(e.args) for e in d.block} for d in http.all("map")}
-
+from tests.fixtures.sidecar import ROOT, nginx_settings, project_settings
 
 # ---- pure: rendering and checking never load the engine's client ----
 
@@ -140,94 +48,6 @@ def test_rendering_and_checks_do_not_import_docker():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
-
-
-# ---- nginx itself accepts it ----
-
-
-@pytest.fixture
-def host_nginx() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
-    if not found:
-        unavailable("nginx on this host", FileNotFoundError("apt-get install nginx-light"))
-    return found
-
-
-def nginx_t(host_nginx: str, cfg: NginxConfig, tmp_path: Path) -> subprocess.CompletedProcess:
-    """``nginx -t`` of the config rendered for ``cfg`` with every path moved into tmp_path."""
-    layout = nginx_conf.Layout(
-        user=getpass.getuser(),
-        listen="127.0.0.1:18080",
-        pid=str(tmp_path / "nginx.pid"),
-        upstream_conf=str(tmp_path / "upstream.conf"),
-        public_root=str(tmp_path / "public"),
-        cache_dir=str(tmp_path / "cache"),
-        temp_dir=str(tmp_path / "temp"),
-    )
-    for folder in ("public", "temp"):
-        (tmp_path / folder).mkdir()
-    (tmp_path / "upstream.conf").write_text(nginx_conf.render_upstream(cfg.upstream))
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(nginx_conf.render_config(cfg, layout))
-    return subprocess.run(
-        [host_nginx, "-t", "-c", str(conf), "-p", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
-def test_default_config_passes_nginx_t_although_the_app_name_does_not_resolve(host_nginx, tmp_path):
-    # "app" is unknown to this host's DNS: nginx must not need it until a request comes.
-    done = nginx_t(host_nginx, nginx_settings(), tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "test is successful" in done.stderr
-
-
-def test_customised_config_passes_nginx_t(host_nginx, tmp_path):
-    cfg = nginx_settings(
-        upstream="10.1.2.3:8080",
-        asset_prefixes=("packs", "assets", "uploads/public"),
-        cache_size="200m",
-        cache_inactive="1h30m",
-        short_max_age=60,
-        client_max_body_size="20m",
-        proxy_read_timeout="90s",
-        proxy_connect_timeout="2s",
-        resolver="10.0.0.2 10.0.0.3:53",
-        resolver_valid="30s",
-        fingerprint_min_length=20,
-        gzip_pages=True,
-    )
-    done = nginx_t(host_nginx, cfg, tmp_path)
-    assert done.returncode == 0, done.stderr
-
-
-@pytest.mark.parametrize("asset_fallback", ["auto", "proxy", "404"])
-@pytest.mark.parametrize("trusted_proxies", [(), ("10.0.0.0/8", "192.0.2.7", "2001:db8::/32")])
-@pytest.mark.parametrize("server_names", [(), ("lara.example.org", "*.concord.org")])
-def test_every_combination_of_the_new_keys_passes_nginx_t(
-    host_nginx, tmp_path, server_names, trusted_proxies, asset_fallback
-):
-    cfg = nginx_settings(
-        server_names=server_names, trusted_proxies=trusted_proxies, asset_fallback=asset_fallback
-    )
-    done = nginx_t(host_nginx, cfg, tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "[warn]" not in done.stderr
-
-
-def test_nginx_t_fails_when_the_upstream_file_is_missing(host_nginx, tmp_path):
-    # The image's entrypoint writes it; without it nginx must refuse to start.
-    done = nginx_t(host_nginx, nginx_settings(), tmp_path)
-    assert done.returncode == 0
-    (tmp_path / "upstream.conf").unlink()
-    again = subprocess.run(
-        [host_nginx, "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
-    assert again.returncode != 0
 
 
 # ---- what the config says ----
@@ -377,99 +197,6 @@ def test_cache_control_is_immutable_only_for_fingerprinted_200s():
     assert found[scope] == {"": "public", "default": "private"}
 
 
-@pytest.mark.parametrize(
-    ("path", "fingerprinted"),
-    [
-        (f"/assets/application-{HEX64}.css", True),
-        (f"/assets/application-{HEX64}.css.gz", True),
-        (f"/assets/application-{HEX64}.js", True),
-        (f"/assets/fonts/icons-{HEX64[:32]}.woff2", True),
-        (f"/images/logo-{HEX64[:32]}.png", True),
-        (f"/assets/application.css-{HEX64}.map", True),
-        (f"/assets/{'x-' * 2000}application-{HEX64}.css", True),
-        ("/assets/logo-20201231.png", False),
-        (f"/assets/application-{HEX64[:31]}.css", False),
-        (f"/assets/application-{HEX64.upper()}.css", False),
-        (f"/assets/application-{HEX64}", False),
-        (f"/assets/{HEX64}/application.css", False),
-        ("/images/lara-logo.svg", False),
-        (f"/activities/application-{HEX64}.css", False),
-        (f"/assetsx/application-{HEX64}.css", False),
-        (f"/assets/application-{HEX64}.css/", False),
-        (f"/assets/x-{HEX64}.d/app.css", False),
-        # User uploads are never treated as assets, fingerprint-like names included.
-        (f"/system/paperclip/1/photo-{HEX64}.jpg", False),
-    ],
-)
-def test_fingerprinted_names(path, fingerprinted):
-    server = server_of(nginx_settings(source_maps=True))  # a .map is an asset like the others
-    assert (route(server, path) is asset_locations(server)[0]) is fingerprinted
-
-
-def test_source_maps_are_a_404_before_any_asset_location_unless_configured():
-    path = f"/assets/application.js-{HEX64}.map"
-    for server in (server_of(nginx_settings()), server_of(nginx_settings(asset_fallback="404"))):
-        found = route(server, path)
-        assert found is not None and found.values("return") == [["404"]]
-    assert route(server_of(nginx_settings()), f"/assets/application-{HEX64}.js").args[1] != (
-        "\\.map$"
-    )
-
-
-def test_public_is_served_without_following_symlinks():
-    server = server_of(nginx_settings())
-    assert server.one("disable_symlinks").args == ["on", "from=$document_root"]
-
-
-def test_the_fingerprint_regex_takes_linear_time():
-    # Python's re backtracks like PCRE: the old one-piece regex took quadratic time on this.
-    server = server_of(nginx_settings())
-    fingerprinted = asset_locations(server)[0].args[1]
-    timings = []
-    for n in (250, 2000):
-        uri = "/assets/" + ("-" + HEX64[:32] + ".") * n + "/x"
-        began = time.perf_counter()
-        assert route(server, uri) is not asset_locations(server)[0]
-        re.search(fingerprinted, uri)
-        timings.append(time.perf_counter() - began)
-    assert timings[1] < 8 * timings[0] + 0.01, timings  # 8x the length: 64x if quadratic
-
-
-@pytest.mark.parametrize(
-    ("path", "asset"),
-    [
-        ("/assets/anything.txt", True),
-        ("/swfs/old.swf", True),
-        ("/robots.txt", False),
-        ("/activities/1", False),
-        ("/assetsx/app.css", False),
-    ],
-)
-def test_asset_paths(path, asset):
-    server = server_of(nginx_settings())
-    assert (route(server, path) in asset_locations(server)) is asset
-
-
-def test_uploads_go_to_the_app_uncached_and_keep_its_cache_control():
-    server = server_of(nginx_settings())
-    uploads = route(server, "/system/uploads/1/photo.png")
-    assert uploads is not None and uploads.args[1] == "^/(?:system)/"
-    assert uploads.one("try_files").args == ["$uri", "@app"]
-    assert not uploads.all("add_header") and not uploads.all("location")
-    assert not locations(server)["@app"].all("proxy_cache")
-    # Without "system" among the prefixes there is no uploads location.
-    other = server_of(nginx_settings(asset_prefixes=("assets",)))
-    assert route(other, "/system/uploads/1/photo.png") is None
-
-
-def test_fingerprint_length_and_prefixes_come_from_the_config():
-    server = server_of(nginx_settings(asset_prefixes=("packs",), fingerprint_min_length=20))
-    fingerprinted = asset_locations(server)[0]
-    assert route(server, f"/packs/js/application-{HEX64[:20]}.js") is fingerprinted
-    assert route(server, f"/packs/js/application-{HEX64[:19]}.js") is not fingerprinted
-    assert route(server, f"/assets/application-{HEX64}.js") is None
-
-
 def test_health_and_hidden_files_never_reach_the_app():
     server = server_of(nginx_settings())
     health = locations(server)["= /nginx-health"]
@@ -490,166 +217,6 @@ def test_upstream_and_resolver_come_from_the_config():
     assert written["$lara_cache_status_shown"].one("default").args == ["0"]  # production: off
     shown = parse(nginx_conf.render_upstream(cfg.upstream, cache_status=True)).all("map")
     assert shown[1].one("default").args == ["1"]
-
-
-# ---- nginx.server_names: other hosts never reach the app ----
-
-
-def test_without_server_names_one_server_answers_every_host():
-    http = parse(nginx_conf.render_config(nginx_settings())).one("http")
-    (server,) = http.all("server")
-    assert server.one("listen").args == ["80", "default_server"]
-    assert server.one("server_name").args == ["_"]
-
-
-def test_with_server_names_a_default_server_refuses_other_hosts_but_answers_health():
-    cfg = nginx_settings(server_names=("LARA.example.org", "*.concord.org", "lara.example.org."))
-    default, site = parse(nginx_conf.render_config(cfg)).one("http").all("server")
-
-    assert default.one("listen").args == ["80", "default_server"]
-    assert default.one("server_name").args == ["_"]
-    refuse = locations(default)["/"]
-    assert refuse.one("return").args == ["421"]
-    assert not [d for d in default.block if d.name.startswith("proxy_")]
-    assert locations(default)["= /nginx-health"].one("return").args == ["200", "ok\\n"]
-
-    assert site.one("listen").args == ["80"]
-    assert site.one("server_name").args == ["lara.example.org", "*.concord.org"]
-    assert locations(site)["/"].one("try_files").args == ["$uri", "@app"]
-    assert "= /nginx-health" in locations(site)
-
-
-# ---- nginx.trusted_proxies: X-Forwarded-* believed only from them ----
-
-
-def test_without_trusted_proxies_forwarded_headers_come_from_the_connection():
-    http = parse(nginx_conf.render_config(nginx_settings())).one("http")
-    found = maps(nginx_settings())
-    assert not http.all("set_real_ip_from")
-    geo = http.one("geo")
-    assert geo.args == ["$realip_remote_addr", "$lara_trusted_proxy"]
-    assert {d.name: d.args for d in geo.block} == {"default": ["0"]}
-    # Whatever the client sends, an untrusted peer (0) gets the connection's values.
-    for variable in ("$lara_forwarded_for", "$lara_forwarded_proto", "$lara_forwarded_port"):
-        assert all(
-            key == "default" or key.startswith(("~^1:", "~*^1:", "1:")) for key in found[variable]
-        )
-    assert found["$lara_forwarded_for"]["default"] == "$realip_remote_addr"
-    assert found["$lara_forwarded_proto"]["default"] == "$scheme"
-    assert found["$lara_forwarded_port"]["default"] == "$server_port"
-    # No server_names to check a forwarded host against: never passed.
-    assert found["$lara_forwarded_host"] == {"default": ""}
-
-
-def test_trusted_proxies_feed_realip_and_the_trust_map():
-    cfg = nginx_settings(trusted_proxies=("10.0.0.0/8", "192.0.2.7", "2001:db8::/32"))
-    http = parse(nginx_conf.render_config(cfg)).one("http")
-    networks = ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]
-    assert [d.args[0] for d in http.all("set_real_ip_from")] == networks
-    assert http.one("real_ip_header").args == ["X-Forwarded-For"]
-    assert http.one("real_ip_recursive").args == ["on"]
-    geo = {d.name: d.args for d in http.one("geo").block}
-    assert geo == {"default": ["0"], **{network: ["1"] for network in networks}}
-
-
-def test_a_forwarded_port_is_passed_only_if_it_is_1_to_65535():
-    found = maps(nginx_settings(trusted_proxies=("10.0.0.0/8",)))["$lara_forwarded_port"]
-    (accepting,) = [key for key, value in found.items() if value == "$1"]
-
-    def passed(port: str) -> bool:
-        return re.fullmatch(accepting[1:], f"1:{port}") is not None
-
-    assert [p for p in ("1", "80", "443", "8443", "65535") if not passed(p)] == []
-    assert [p for p in ("0", "00080", "65536", "99999", "123456", "-1", "8o") if passed(p)] == []
-    assert all(passed(str(port)) for port in range(1, 65536))
-    # Anything else from a trusted proxy: the forwarded scheme's port.
-    assert found["~^1:"] == "$lara_proto_port"
-
-
-def test_a_forwarded_host_is_passed_only_from_a_trusted_proxy_naming_a_server_name():
-    cfg = nginx_settings(
-        trusted_proxies=("10.0.0.0/8",), server_names=("lara.example.org", "*.concord.org")
-    )
-    found = maps(cfg)
-    (name_regex,) = [key for key in found["$lara_forwarded_host_name"] if key.startswith("~")]
-    assert found["$lara_forwarded_host_name"][name_regex] == "$1"
-    for value, name in [
-        ("lara.example.org", "lara.example.org"),
-        ("lara.example.org:443", "lara.example.org"),
-        ("lara.example.org:99999", None),
-        ("evil.example, lara.example.org", "evil.example, lara.example.org"),
-        ("", None),
-    ]:
-        match = re.fullmatch(name_regex[1:], value)
-        assert (match[1] if match else None) == name, value
-    listed = found["$lara_forwarded_host_listed"]
-    assert listed == {
-        "hostnames": "",
-        "default": "0",
-        "lara.example.org": "1",
-        "*.concord.org": "1",
-    }
-    # Trusted (1) and listed (1): passed as sent; anything else: not passed.
-    assert found["$lara_forwarded_host"] == {"default": "", "11": "$http_x_forwarded_host"}
-
-
-def gixy(cfg: NginxConfig, tmp_path: Path) -> list:
-    """gixy-ng's findings (``--deep``: ReDoS analysis included) for the config of ``cfg``."""
-    found = shutil.which("gixy", path=str(Path(sys.executable).parent)) or shutil.which("gixy")
-    if not found:
-        unavailable("gixy-ng", FileNotFoundError("pip install 'gixy-ng[deep]' (test extras)"))
-    (tmp_path / "upstream.conf").write_text(nginx_conf.render_upstream(cfg.upstream))
-    conf = tmp_path / "nginx.conf"
-    layout = dataclasses.replace(
-        nginx_conf.IMAGE_LAYOUT, upstream_conf=str(tmp_path / "upstream.conf")
-    )
-    conf.write_text(nginx_conf.render_config(cfg, layout))
-    done = subprocess.run(
-        [found, "--deep", "-f", "json", str(conf)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
-@pytest.mark.parametrize(
-    "changes",
-    [
-        {},
-        {"asset_fallback": "404"},
-        {
-            "server_names": ("lara.example.org", "*.concord.org"),
-            "trusted_proxies": ("10.0.0.0/8", "2001:db8::/32"),
-            "asset_prefixes": ("packs", "assets", "uploads/public", "system"),
-            "fingerprint_min_length": 20,
-        },
-    ],
-    ids=["default", "404", "names-and-proxies"],
-)
-def test_gixy_deep_finds_nothing_in_the_rendered_config(changes, tmp_path):
-    assert gixy(nginx_settings(**changes), tmp_path) == []
-
-
-# ---- nginx.asset_fallback ----
-
-
-def test_asset_fallback_404_answers_missing_assets_without_the_app():
-    server = server_of(nginx_settings(asset_fallback="404"))
-    fingerprinted, other = asset_locations(server)
-    assert fingerprinted.one("try_files").args == ["$uri", "=404"]
-    assert other.one("try_files").args == ["$uri", "=404"]
-    assert [loc.args for loc in all_locations(server) if loc.all("proxy_pass")] == [["@app"]]
-    http = parse(nginx_conf.render_config(nginx_settings(asset_fallback="404"))).one("http")
-    assert not http.all("proxy_cache_path")
-
-
-def test_asset_fallback_auto_renders_as_proxy_until_resolved():
-    auto = nginx_conf.render_config(nginx_settings(asset_fallback="auto"))
-    proxy = nginx_conf.render_config(nginx_settings(asset_fallback="proxy"))
-    assert parse(auto) == parse(proxy)  # comments aside
-    assert "# asset_fallback: proxy (auto, not resolved against an app image)" in auto
 
 
 def test_new_keys_are_read_from_invoke_yaml_and_the_environment():
