@@ -179,7 +179,8 @@ def up(c, port="", name="lara", branch="", tag="", commit=""):
         print(f"LARA: {running.url}{cfg.smoke.path}")
         if running.note:
             process.warn(running.note)
-        print(f"logs: docker logs {running.app} / docker logs {running.sidecar}; stop: invoke down")
+        stop = "invoke down" if name == "lara" else f"invoke down --name {name}"
+        print(f"logs: docker logs {running.app} / docker logs {running.sidecar}; stop: {stop}")
 
 
 @task(help={"name": "name prefix given to `invoke up` (default: lara)"})

@@ -149,3 +149,16 @@ def test_a_failed_json_task_says_why_in_json_on_stdout(app: App, args, env, prob
     assert problem in error["problem"], error
     assert error["fix"] and error["exit_code"] == done.returncode == 1
     assert line == f"error: {error['problem']} (fix: {error['fix']})"
+
+
+@REAL_CLI
+def test_a_full_stdout_is_one_line_and_a_failure_not_a_traceback(app: App) -> None:
+    """Hostile pass: `invoke … >/dev/full` ended in an OSError traceback (ENOSPC)."""
+    done = in_bash(app, f"{INVOKE} build --dry-run --json >/dev/full; echo rc=$? >&2")
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[-1] == "rc=1"
+    assert lines[-2] == (
+        "error: the task's output could not be written to stdout (No space left on device) "
+        "(fix: free space where stdout goes, or send it elsewhere)"
+    )

@@ -62,6 +62,8 @@ class _ReaderMayLeave:
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        # Why the output could not be written (a full disk), said once the task ends.
+        self.failed: OSError | None = None
 
     def _drain(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -72,12 +74,18 @@ class _ReaderMayLeave:
             return self._stream.write(text)
         except BrokenPipeError:
             self._drain()
-            return len(text)
+        except OSError as exc:  # ENOSPC (>/dev/full), EIO: the output is lost, not the task
+            self.failed = self.failed or exc
+            self._drain()
+        return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
         except BrokenPipeError:
+            self._drain()
+        except OSError as exc:
+            self.failed = self.failed or exc
             self._drain()
 
     def __getattr__(self, name: str) -> Any:
@@ -89,11 +97,19 @@ def _output_outlives_its_reader() -> Iterator[None]:
     """sys.stdout and sys.stderr as :class:`_ReaderMayLeave` for the task, the originals
     after it (their descriptors then point at /dev/null if the reader left)."""
     original = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _ReaderMayLeave(sys.stdout), _ReaderMayLeave(sys.stderr)
+    out = _ReaderMayLeave(sys.stdout)
+    sys.stdout, sys.stderr = out, _ReaderMayLeave(sys.stderr)
     try:
         yield
+        sys.stdout.flush()
     finally:
         sys.stdout, sys.stderr = original
+    if out.failed is not None:
+        why = out.failed.strerror or out.failed
+        raise BuildToolsError(
+            f"the task's output could not be written to stdout ({why})",
+            "free space where stdout goes, or send it elsewhere",
+        )
 
 
 @contextlib.contextmanager

@@ -54,6 +54,21 @@ def check_sha_prefix(value: str) -> None:
         )
 
 
+def check_sha_prefix_against_branches(value: str, branches: tuple[str, ...]) -> None:
+    """A release branch whose name the prefix starts (``ma`` for ``main``) would have its tag
+    renamed ``branch-main`` to keep it apart from commit tags: the prefix is to blame."""
+    for branch in branches:
+        if any(c in branch for c in "*?[") or not branch.lower().startswith(value.lower()):
+            continue
+        raise BuildToolsError(
+            f"config key buildtools.tags.sha_prefix = {value!r} starts the release branch "
+            f"{branch!r} (buildtools.release.branches): its tag would be renamed "
+            f"branch-{branch} to keep it apart from commit tags",
+            "choose a prefix no release branch starts with, such as sha- (the default) or "
+            "git- (invoke.yaml or INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX)",
+        )
+
+
 def check_cache_from(templates: tuple[str, ...]) -> None:
     """Templates this build can fill in, and plain tags."""
     for template in templates:
@@ -123,7 +138,10 @@ class CrossCheck:
 # The tag policy's checks of a key, by the name the key's declaration gives, in the order
 # they run (the sha prefix first: the extra tags must not look like commit tags with it).
 POLICY_CHECKS: dict[str, Callable[[Settings], None]] = {
-    "check_sha_prefix": lambda s: check_sha_prefix(s.sha_prefix),
+    "check_sha_prefix": lambda s: (
+        check_sha_prefix(s.sha_prefix),
+        check_sha_prefix_against_branches(s.sha_prefix, s.release.branches),
+    ),
     "check_extra_tags": lambda s: check_extra_tags(dict(s.extra_tags), s.sha_prefix),
     "check_cache_from": lambda s: check_cache_from(s.cache_from),
 }

@@ -190,7 +190,10 @@ class ReleaseResult:
                 state = what[p.action]
                 digest = p.previous or "none"
             else:
-                state = "unchanged" if p.action == UNCHANGED else "pushed"
+                # "replaced": the tag pointed at other content before (a sha- tag of a build
+                # that was tested again, a floating tag); the JSON keeps the old digest.
+                moved = p.previous and p.previous != p.digest
+                state = "unchanged" if p.action == UNCHANGED else "replaced" if moved else "pushed"
                 digest = p.digest or ""
             kind = "floating" if p.floating else "immutable"
             rows.append((state, p.registry, f"{p.repository}:{p.tag}", kind, digest))

@@ -19,6 +19,8 @@ fail() {
     exit "$code"
 }
 
+newline_char='
+'
 upstream_line=""
 if [ -n "${APP_UPSTREAM:-}" ]; then
     # grep checks line by line: a value with a line break could pass with one good line and
@@ -47,7 +49,11 @@ else
 fi
 
 # X-Cache-Status on responses: off unless asked (invoke up asks); the access log always says.
-case "${LARA_CACHE_STATUS:-off}" in
+case "${LARA_CACHE_STATUS:-}" in
+    *"$newline_char"* | *"$(printf '\r')"*)
+        fail 64 "LARA_CACHE_STATUS has a line break; give on or off" ;;
+esac
+case "$(printf '%s' "${LARA_CACHE_STATUS:-off}" | tr '[:upper:]' '[:lower:]')" in
     on | 1 | true | yes) shown=1 ;;
     off | 0 | false | no | "") shown=0 ;;
     *) fail 64 "LARA_CACHE_STATUS='$LARA_CACHE_STATUS' is neither on nor off" ;;

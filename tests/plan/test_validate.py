@@ -69,6 +69,13 @@ ONE_LINE_FAILURES = [
         "config key buildtools.tags.sha_prefix = 'pr-' makes commit tags look like 'pr-' tags",
     ),
     (
+        "a sha prefix that starts a release branch",
+        ["version"],
+        {"INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX": "ma"},
+        "",
+        "config key buildtools.tags.sha_prefix = 'ma' starts the release branch 'master'",
+    ),
+    (
         "a sha prefix that starts an extra tag",
         ["build", "--dry-run"],
         {"INVOKE_BUILDTOOLS_TAGS_SHA_PREFIX": "ed"},

@@ -103,17 +103,22 @@ def test_x_cache_status_is_shown_only_where_asked(deployment, sidecar_image):
     assert f"GET {path} " in log and "cache=MISS" in log and "cache=HIT" in log
 
 
-def test_a_cache_status_neither_on_nor_off_is_one_line(docker_client, sidecar_image):
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("verbose", "lara-nginx: LARA_CACHE_STATUS='verbose' is neither on nor off"),
+        ("on\n", "lara-nginx: LARA_CACHE_STATUS has a line break; give on or off"),
+    ],
+)
+def test_a_cache_status_neither_on_nor_off_is_one_line(docker_client, sidecar_image, value, line):
     container = docker_client.containers.run(
         sidecar_image,
         detach=True,
         network_mode="none",
-        environment={"LARA_CACHE_STATUS": "verbose"},
+        environment={"LARA_CACHE_STATUS": value},
     )
     try:
         assert container.wait(timeout=30)["StatusCode"] == 64
-        assert container.logs(stdout=False, stderr=True).decode().splitlines() == [
-            "lara-nginx: LARA_CACHE_STATUS='verbose' is neither on nor off"
-        ]
+        assert container.logs(stdout=False, stderr=True).decode().splitlines() == [line]
     finally:
         container.remove(force=True)
