@@ -129,9 +129,14 @@ def test_release_task_on_a_tag_build_never_shows_the_password(
         for name in ("3.1.4", sha, "3.1", "3", "latest"):
             digest = served_digest(fast_registry, repository, name)
             assert f"{repository}:{name}" in text_run.stdout and digest in text_run.stdout
-    # The second run (--json) found everything in place: nothing pushed, quiet stderr.
+    # The second run (--json) found everything in place: nothing pushed, quiet stderr. Its
+    # sha- images already say all the release writes: they are the release as they are (no
+    # rewrite, nothing sent), and every release tag (all but sha-) is unchanged.
     data = json.loads(json_run.stdout)
-    assert data["version"] == "3.1.4" and data["pushed"] == 0 and data["unchanged"] == 10
+    assert data["version"] == "3.1.4" and data["pushed"] == 0 and data["unchanged"] == 8
+    assert {p["tag"] for p in data["pushes"]} == {"3.1.4", "3.1", "3", "latest"}
+    for promoted in data["promoted"]:
+        assert promoted["digest"] == promoted["source_digest"] and promoted["bytes_sent"] == 0
     assert "pushing" not in json_run.stderr
     for push in data["pushes"]:
         assert push["digest"] == served_digest(fast_registry, push["repository"], push["tag"])
