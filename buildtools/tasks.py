@@ -64,14 +64,15 @@ def bases(c, suite=""):
     """Make the local Debian base image with debootstrap (Docker Hub is not needed)."""
     from buildtools.engine.bases import ensure_base_image
     from buildtools.engine.connect import connect
+    from buildtools.engine.images import repository_of
 
     with process.reported():
         client = connect()
         ref = ensure_base_image(client, settings(c).bases_repository, suite=suite or None)
         print(ref)
         # The digest of what was made (its image ID: an import is in no registry), as a pin.
-        repository = ref.rsplit(":", 1)[0]
-        process.to_stderr(f"pin it: base_image: {repository}@{client.images.get(ref).id}")
+        pinned = f"{repository_of(ref)}@{client.images.get(ref).id}"
+        process.to_stderr(f"pin it: base_image: {pinned}")
 
 
 REF_HELP = {

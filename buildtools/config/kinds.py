@@ -45,7 +45,7 @@ def refuse(
 
 # C0 and C1 controls, Unicode line and paragraph separators, and bidirectional overrides: each
 # would reach a label, an ARG or a log as something other than the one line it looks like.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _CONTROL_NAMES = {
     "\n": "a line break",
     "\r": "a carriage return",
@@ -61,7 +61,7 @@ def one_line(key: str, text: str) -> str:
     environment entry or a name would reach a Dockerfile's ARG, a container's environment or
     nginx.conf as more than the one value it looks like. The value is not shown (smoke.env may
     hold a password)."""
-    if found := _CONTROL.search(text):
+    if found := CONTROL.search(text):
         what = _CONTROL_NAMES.get(found.group(), f"the control character {found.group()!r}")
         raise BuildToolsError(
             f"config key {SECTION}.{key} holds {what} (character {found.start() + 1} of its "

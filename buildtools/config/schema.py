@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import typing
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from buildtools.config.keys import CACHE_TEMPLATES, KEY, KEYS, SIDECAR_DIR, default_of
 from buildtools.config.kinds import (
+    CONTROL,
     ENV_PREFIX,
     FALSE,
     SECTION,
@@ -251,9 +251,7 @@ def _service_key_typo(key: str) -> str | None:
 def shown(name: str) -> str:
     """A key or variable name as a warning may print it: any control character escaped (a
     name is the user's text too; ESC in it would drive the terminal)."""
-    return "".join(
-        repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in name
-    )
+    return CONTROL.sub(lambda found: repr(found.group())[1:-1], name)
 
 
 def unknown_keys(section: Mapping[str, Any]) -> list[str]:

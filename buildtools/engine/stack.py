@@ -23,7 +23,6 @@ import docker
 import docker.errors
 import requests
 
-from buildtools.config.registry_address import is_loopback
 from buildtools.config.schema import ServiceConfig, SmokeConfig
 from buildtools.engine import connect
 from buildtools.engine.ports import engine_host, engine_is_here, free_port, publish_address
@@ -242,11 +241,11 @@ def up(
             detach=True,
         )
         docker_host = env.get("DOCKER_HOST")
+        bind = publish_address(docker_host)
         here = publish and engine_is_here(client, docker_host)
-        # A loopback DOCKER_HOST that is not this machine's engine (a tunnel): its own
-        # loopback, reached through a forwarded port; anywhere else, every address.
-        tunnel = publish and not here and is_loopback(engine_host(docker_host))
-        bind = "127.0.0.1" if here or tunnel else publish_address(docker_host)
+        # A loopback DOCKER_HOST that is not this machine's engine (a tunnel) still binds its
+        # own loopback, reached through a forwarded port: only the URL's note differs.
+        tunnel = publish and not here and bind == "127.0.0.1"
         # On this machine the port is chosen here (see free_port); another engine picks its own.
         host_port = port or (free_port() if here else None)
         sidecar = client.containers.run(
