@@ -42,19 +42,6 @@ def one_line(text: str) -> str:
     return text if sys.stderr.isatty() else _ANSI.sub("", text)
 
 
-def _stdout_gone() -> bool:
-    """Whether nobody reads stdout any more (``invoke build --json | head -1`` after head
-    exited): a pipe whose reader closed reports POLLERR."""
-    import select
-
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 class _ReaderMayLeave:
     """A stdout or stderr whose reader may stop reading (``invoke build 2>&1 | head -1``): the
     first write that finds the pipe closed sends the rest of the output to /dev/null, and the
@@ -72,21 +59,23 @@ class _ReaderMayLeave:
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except BrokenPipeError:
-            self._drain()
-        except OSError as exc:  # ENOSPC (>/dev/full), EIO: the output is lost, not the task
-            self.failed = self.failed or exc
-            self._drain()
+        except OSError as exc:
+            self._lost(exc)
         return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except BrokenPipeError:
-            self._drain()
         except OSError as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: OSError) -> None:
+        """The reader left (a broken pipe: fine, it has what it wanted) or the output cannot
+        be written (ENOSPC with >/dev/full, EIO: said when the task ends); the rest goes to
+        /dev/null either way, and the task goes on."""
+        if not isinstance(exc, BrokenPipeError):
             self.failed = self.failed or exc
-            self._drain()
+        self._drain()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -152,11 +141,6 @@ def reported(as_json: bool = False) -> Iterator[None]:
         with _terminate_as_interrupt(), _output_outlives_its_reader():
             yield
             sys.stdout.flush()  # here, not at exit, where a closed pipe is a traceback
-    except BrokenPipeError:
-        if not _stdout_gone():
-            raise
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise Exit(code=0) from None
     except BuildToolsError as exc:
         if as_json:
             with contextlib.suppress(OSError, ValueError):
