@@ -326,10 +326,7 @@ def execute(
         }
         for c in planned.candidates
     ]
-    warnings = list(planned.warnings)
-    if pushes and all(p.action == publish.UNCHANGED for p in pushes):
-        # A re-run (a restarted CI job of a branch or tag already released): nothing moves.
-        warnings.append("every tag already points at this release's images: nothing to push")
+    warnings = [*planned.warnings, *publish.nothing_moves(pushes)]
     return publish.ReleaseResult(
         list(pushes), dry_run=dry_run, warnings=warnings, promoted=promoted
     )

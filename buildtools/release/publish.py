@@ -321,6 +321,13 @@ def finish_interrupted(
     return result, notes
 
 
+def nothing_moves(pushes: Sequence[Push]) -> list[str]:
+    """The note for a release run again (a restarted CI job) whose every tag is in place."""
+    if pushes and all(p.action == UNCHANGED for p in pushes):
+        return ["every tag already points at this release's images: nothing to push"]
+    return []
+
+
 def push_all(
     client: docker.DockerClient | None,
     images: Sequence[ReleaseImage],
@@ -350,8 +357,7 @@ def push_all(
     )
     registries = [t.registry for t in found]
     pushes = push_order.pushes(images, tags, registries, current, force=force)
-    if pushes and all(p.action == UNCHANGED for p in pushes):
-        notes.append("every tag already points at this release's images: nothing to push")
+    notes.extend(nothing_moves(pushes))
     if dry_run:
         return ReleaseResult(pushes, dry_run=True, warnings=notes)
     executed = execute(client, pushes, found, retry=retry, reporter=reporter, pusher=pusher)
