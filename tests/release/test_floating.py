@@ -9,17 +9,26 @@ of the registry); the floating tags of the lower release that it would move back
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
+import yaml
 
 import testbed
+from buildtools.config import schema
 from buildtools.plan.push_order import HELD, Push
-from buildtools.release import progress
+from buildtools.release import pipeline, progress
+from buildtools.release.prepare import Options
+from buildtools.release.steps import Session
+from tests.fixtures.git import GitRepo
+from tests.fixtures.promotion import push_master_images
 from tests.fixtures.publish import AppRelease, do_release
-from tests.fixtures.registry import repos
+from tests.fixtures.registry import login_env, repos
+from tests.fixtures.registry_images import RegistryWriter
 
-pytestmark = [pytest.mark.docker, pytest.mark.registry]
+ROOT = Path(__file__).resolve().parents[2]
 
 SHA = "sha-0c0ffee"
 
@@ -43,12 +52,14 @@ class MeanwhileReporter(progress.QuietReporter):
     def __init__(self, immutable: int, meanwhile: Callable[[], None]) -> None:
         self.left = immutable
         self.meanwhile = meanwhile
+        self.happened = False
 
     def finish(self, push: Push) -> None:
         if not push.floating:
             self.left -= 1
             if self.left == 0:
                 self.meanwhile()
+                self.happened = True
 
 
 @pytest.fixture
@@ -56,6 +67,8 @@ def app(fast_registry: testbed.LocalRegistry, make_image: Callable[..., str]) ->
     return AppRelease(repos()[0], fast_registry, make_image)
 
 
+@pytest.mark.docker
+@pytest.mark.registry
 def test_a_higher_release_finished_meanwhile_keeps_latest_and_its_major(
     docker_client: docker.DockerClient, fast_registry: testbed.LocalRegistry, app: AppRelease
 ) -> None:
@@ -72,7 +85,7 @@ def test_a_higher_release_finished_meanwhile_keeps_latest_and_its_major(
         docker_client, backport, release_tags("1.2.4", SHA), env, host, reporter=reporter
     )
 
-    assert reporter.left == 0  # the other release did happen in between
+    assert reporter.happened  # the other release did happen in between
     assert app.served("latest") == app.served("1") == app.served("1.3.0")
     assert app.served("1.2") == app.served("1.2.4") != app.served("1.3.0")
     held = {p.tag: p.kept for p in result.pushes if p.action == HELD}
@@ -81,3 +94,36 @@ def test_a_higher_release_finished_meanwhile_keeps_latest_and_its_major(
     assert len(notes) == 2 and all("holds 1.3.0 now" in w for w in notes), result.warnings
     assert all("\n" not in w for w in notes)
     assert "kept" in result.text()
+
+
+@pytest.mark.registry
+def test_a_promotion_never_moves_latest_below_a_release_finished_meanwhile(
+    registry: testbed.LocalRegistry, repo: GitRepo, tagged: dict[str, Any]
+) -> None:
+    """The same through a promotion of v1.2.3 (no engine): 1.3.0 arrives, with its latest
+    and 1, after the plan and the exact tags, before the floating tags move."""
+    push_master_images(tagged)
+    writer: RegistryWriter = tagged["writer"]
+    section = schema.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
+    section["repo"] = str(repo.path)
+    section["app"]["repository"], section["nginx"]["repository"] = tagged["app"], tagged["nginx"]
+    section["release"]["registries"] = registry.host
+    settings = schema.load(section, ROOT)
+    env = login_env(registry.host, registry.username, registry.password)
+    higher: dict[str, str] = {}
+
+    def release_130() -> None:
+        for name in ("app", "nginx"):
+            for tag in ("1.3.0", "1", "latest"):
+                higher[name] = writer.image(tagged[name], {}, [], tag=tag)[1]
+
+    reporter = MeanwhileReporter(1, release_130)
+    session = Session(lambda line: None, reporter, build_display=False)
+    done = pipeline.release(settings, env, None, Options(), session, warn=False).result
+
+    assert done.promoted and reporter.happened
+    for name in ("app", "nginx"):
+        read = {tag: writer.read(tagged[name], tag)[1] for tag in ("1.2.3", "1.2", "1", "latest")}
+        assert read["latest"] == read["1"] == higher[name]
+        assert read["1.2"] == read["1.2.3"] != higher[name]
+    assert len([w for w in done.warnings if "not moved to 1.2.3" in w]) == 4, done.warnings
