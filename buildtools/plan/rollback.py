@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from buildtools.errors import BuildToolsError
 from buildtools.facts.versions import parse_version
 from buildtools.plan.inventory import MARKER_PREFIX, RELEASE_FLOATING, Marker
 from buildtools.plan.manifests import OCI_MANIFEST
 from buildtools.plan.shapes import BadDocument, load
+from buildtools.plan.tags import ImageTag
 
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
@@ -123,3 +124,29 @@ def held(tag_lists: Mapping[tuple[str, str], Iterable[str]]) -> dict[str, list[s
                     f"{registry}/{repository}"
                 )
     return found
+
+
+def hold(
+    tags: Sequence[ImageTag], held: Mapping[str, Sequence[str]], force: bool = False
+) -> tuple[tuple[ImageTag, ...], list[str]]:
+    """A release's tags without the floating ones a rollback marker holds, and a line for
+    each saying why; with ``force`` the tags stay (and the line says they move anyway)."""
+    kept, notes = [], []
+    for tag in tags:
+        where = held.get(tag.name) if tag.floating else None
+        if not where:
+            kept.append(tag)
+            continue
+        marker = f"{marker_tag(tag.name)} in {', '.join(sorted(where))}"
+        if force:
+            kept.append(tag)
+            notes.append(
+                f"{tag.name} was rolled back ({marker}): --force moves it anyway "
+                f"and clears the marker"
+            )
+        else:
+            notes.append(
+                f"{tag.name} was rolled back ({marker}): this release leaves it alone; "
+                f"`invoke rollback --clear {tag.name}` or `invoke release --force` moves it"
+            )
+    return tuple(kept), notes

@@ -302,7 +302,13 @@ def clear(
     """Remove ``tag``'s rollback markers everywhere (each by its own digest, only when it is
     one of ours): the next release moves the tag again."""
     rollback.check_floating(tag)
-    found = checked_targets(settings, env)
+    return clear_in(checked_targets(settings, env), settings, tag, dry_run=dry_run)
+
+
+def clear_in(
+    found: Sequence[Target], settings: Settings, tag: str, *, dry_run: bool = False
+) -> RollbackResult:
+    """:func:`clear` on registries already checked (a forced release clears what it moved)."""
     marker = rollback.marker_tag(tag)
     removed = []
     for r in read_all(found, settings):
