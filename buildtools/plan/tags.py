@@ -60,7 +60,7 @@ _SHORT_SHA = re.compile(r"[0-9a-f]{7,40}")
 SHA_PREFIX: str = default_of("tags.sha_prefix")  # type: ignore[assignment]
 # Prefixes that say what kind of build a tag belongs to, besides the commit's ``sha_prefix``:
 # a pull request, a stage cache, a git tag that is no version, a branch that needed one.
-KIND_PREFIXES = ("pr-", "cache-", "tag-", "branch-")
+KIND_PREFIXES = ("pr-", "cache-", "tag-", "branch-", "rollback-")
 # Floating tags of the default policy: a branch of this name would move them.
 FLOATING_NAMES = ("latest", "edge")
 # The commit tag is the prefix and this many hex digits of the commit.

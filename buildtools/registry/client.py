@@ -255,6 +255,27 @@ class RegistryClient(RegistrySession):
         self._expect(resp, 201, f"manifest {name}:{reference}")
         return resp.headers.get("Docker-Content-Digest") or None
 
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete a manifest by its digest (with every tag on it: the distribution spec's only
+        delete); False when it was not there. A registry that does not delete (``405``,
+        ``UNSUPPORTED``) is one line saying so."""
+        name = self.registry.api_name(repository)
+        checks.check_reference(self.registry.name, name, digest, "manifest")
+        if not shapes.is_digest(digest):
+            raise RegistryError(f"not a digest: {digest[:80]!r}", "delete manifests by digest")
+        resp = self.request("DELETE", f"/v2/{name}/manifests/{digest}", push_scope([name]))
+        if resp.status_code == 404:
+            return False
+        if resp.status_code == 405 or "UNSUPPORTED" in checks.error_code(resp):
+            raise RegistryError(
+                f"registry {self.registry.name} does not delete manifests "
+                f"({name}@{digest[:19]}…: HTTP {resp.status_code})",
+                "enable deletes (storage.delete.enabled: true for docker-registry) or delete "
+                "it with the registry's own web interface",
+            )
+        self._expect(resp, 202, f"delete of {name}@{digest}")
+        return True
+
     def digest(self, repository: str, reference: str) -> str | None:
         """The manifest digest of a tag, by HEAD (GET if the registry sends no digest)."""
         resp = self._manifest_request("HEAD", repository, reference)
