@@ -297,6 +297,8 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
 
 @task(
     help={
+        "image": "[host[:port]/]repository[:tag] or …@sha256:<hex>; no host: the first of "
+        "buildtools.release.registries",
         "key": "PEM public key to check with (default: buildtools.release.verify_key, else the "
         "signing key's public half)",
         "commit": "also require the provenance to name this commit",
