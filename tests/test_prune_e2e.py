@@ -69,8 +69,9 @@ def listed(reg: testbed.LocalRegistry, repository: str) -> set[str]:
 
 
 def inspect_ok(reg: testbed.LocalRegistry, repository: str, tag: str) -> bool:
-    done = skopeo("inspect", "--raw", "--tls-verify=false",
-                  "--creds", f"{reg.username}:{reg.password}", f"docker://{reg.host}/{repository}:{tag}")  # fmt: skip
+    where = f"docker://{reg.host}/{repository}:{tag}"
+    creds = f"{reg.username}:{reg.password}"
+    done = skopeo("inspect", "--raw", "--tls-verify=false", "--creds", creds, where)
     return done.returncode == 0
 
 
@@ -193,8 +194,9 @@ def test_a_registry_that_refuses_deletes_is_one_line_and_nothing_is_deleted_anyw
     done = scene.invoke("--yes", hosts=[fast_registry.host, no_delete_registry.host])
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"error: registry {no_delete_registry.host} refuses deletes (HTTP 405): nothing was deleted "
-        "(fix: set storage.delete.enabled: true in the registry's config and restart it, or leave "
+        f"error: registry {no_delete_registry.host} refuses deletes (HTTP 405): "
+        "nothing was deleted (fix: set storage.delete.enabled: true in the registry's config "
+        "and restart it, or leave "
         "this registry out (INVOKE_BUILDTOOLS_RELEASE_REGISTRIES))"
     ]
     assert listed(fast_registry, scene.app) == scene.keep[scene.app] | scene.delete

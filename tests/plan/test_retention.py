@@ -91,7 +91,8 @@ def test_signatures_and_caches_follow_their_image_and_branch() -> None:
     kept_image, gone_image = digest("kept"), digest("gone")
     sig = lambda d, kind: f"{d.replace(':', '-')}.{kind}"  # noqa: E731
     tags = {
-        "1.0.0": kept_image, sig(kept_image, "sig"): digest("s1"), sig(kept_image, "att"): digest("a1"),
+        "1.0.0": kept_image,
+        sig(kept_image, "sig"): digest("s1"), sig(kept_image, "att"): digest("a1"),
         "old-branch": gone_image, sig(gone_image, "sig"): digest("s2"),
         sig(digest("nothing"), "att"): digest("a3"),
         "cache-build-master": digest("c1"), "cache-build-old-branch": digest("c2"),
