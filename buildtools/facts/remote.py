@@ -24,7 +24,9 @@ SHORT = 7
 @dataclass(frozen=True)
 class Remote:
     """The remote's branches and, for each, its last commits (newest first, full hashes);
-    ``dates``: commit time of every commit the clone knows, by short hash."""
+    ``dates``: commit time of every commit the clone knows, by short hash.
+    :mod:`buildtools.release.prune` hands them to the plan as
+    :class:`buildtools.plan.retention.Remote`."""
 
     branches: Mapping[str, Sequence[str]]
     dates: Mapping[str, dt.datetime] = field(default_factory=dict)

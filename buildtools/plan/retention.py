@@ -26,7 +26,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from buildtools.facts.remote import Remote
 from buildtools.facts.versions import parse_version
 from buildtools.plan.tags import FLOATING_NAMES, SHA_LENGTH, TagPolicy
 
@@ -44,6 +43,16 @@ class Rules:
     keep_commits: int
     keep_days: int
     policy: TagPolicy = field(default_factory=TagPolicy)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The remote's branches and, for each, its last commits (newest first, full hashes);
+    ``dates``: when each commit git knows was made, by short hash. Plain values: the facts'
+    :class:`buildtools.facts.remote.Remote` read from git has the same fields."""
+
+    branches: Mapping[str, Sequence[str]]
+    dates: Mapping[str, dt.datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def rules_of(cfg: Settings) -> retention.Rules:
 def plan(
     cfg: Settings,
     found: Sequence[Target],
-    remote: remote_facts.Remote,
+    remote: retention.Remote,
     now: dt.datetime,
 ) -> list[Repository]:
     """Every repository of every registry read and decided; nothing changed."""
@@ -148,7 +148,8 @@ def run(
     found = targets.configured(cfg.release, env)
     repositories = [cfg.app.repository, cfg.nginx.image.repository]
     targets.preflight(found, repositories)
-    remote = remote_facts.read(cfg.repo, cfg.prune.remote, cfg.prune.keep_commits)
+    read = remote_facts.read(cfg.repo, cfg.prune.remote, cfg.prune.keep_commits)
+    remote = retention.Remote(read.branches, read.dates)
     repos = plan(cfg, found, remote, now or dt.datetime.now(dt.UTC))
     refused = check_deletes(repos)
     outcome = Outcome(repos, dry_run=not yes, refused=[str(r) for r in refused])

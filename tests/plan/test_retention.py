@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from buildtools.facts.remote import Remote
 from buildtools.plan import retention
+from buildtools.plan.retention import Remote
 from buildtools.plan.tags import TagPolicy
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
