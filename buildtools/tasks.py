@@ -76,8 +76,8 @@ def bases(c, suite=""):
 
 
 REF_HELP = {
-    "branch": "the branch being built (replaces what CI and git say)",
-    "tag": "the git tag being built, e.g. v1.2.3 (replaces what CI and git say)",
+    "branch": "the branch being built, one git says this commit is on (replaces CI and git)",
+    "tag": "the git tag being built, at this commit, e.g. v1.2.3 (replaces CI and git)",
     "commit": "the commit being built; with it, no git checkout is needed",
 }
 
@@ -314,7 +314,45 @@ def prune(c, yes=False, dry_run=False, json=False):
         process.show(json, done.as_dict, done.text)
 
 
-ns = Collection(bases, version, build, up, down, compose, release, ci, prune)
+@task(help={"json": "print the inventory as JSON on stdout"})
+def releases(c, json=False):
+    """List the releases both images have in every registry: digest, labelled commit and date,
+    signature and smoke-test tags, floating tags; sha-/branch tags counted; disagreements."""
+    from buildtools.release import rollback
+
+    with process.reported(as_json=json):
+        found = rollback.releases(settings(c), os.environ)
+        process.show(json, found.as_dict, found.text)
+
+
+@task(
+    help={
+        "dry-run": "show the move and the checks; change nothing",
+        "json": "print the outcome as JSON on stdout",
+        "clear": "remove TAG's rollback marker: the next release moves TAG again",
+    },
+    positional=["tag", "version"],
+)
+def rollback(c, tag, version="", dry_run=False, json=False, clear=False):
+    """Move a floating tag (latest, X, X.Y) of both images back to release VERSION in every
+    registry, or neither; marks it so the next release does not move it silently."""
+    from buildtools.errors import BuildToolsError
+    from buildtools.release import rollback as rolling
+
+    with process.reported(as_json=json):
+        cfg = settings(c)
+        if clear:
+            done = rolling.clear(cfg, os.environ, tag, dry_run=dry_run)
+        else:
+            if not version:
+                raise BuildToolsError(
+                    f"which release should {tag} go back to?", f"invoke rollback {tag} 1.2.3"
+                )
+            done = rolling.run(cfg, os.environ, tag, version, dry_run=dry_run)
+        process.show(json, done.as_dict, done.text)
+
+
+ns = Collection(bases, version, build, up, down, compose, release, ci, releases, rollback, prune)
 ns.add_collection(Collection("nginx", nginx_config))
 # The defaults, defined once (buildtools/config/schema.py): an app's invoke.yaml holds only changes.
 ns.configure({schema.SECTION: schema.defaults()})

@@ -38,7 +38,7 @@ NO_MANIFEST = "sha256:" + "0" * 64
 
 
 def delete_scope(api_name: str) -> str:
-    return f"repository:{api_name}:delete"
+    return f"repository:{api_name}:pull,push,delete"
 
 
 class DeletesRefused(RegistryError):
@@ -306,6 +306,8 @@ class RegistryClient(RegistrySession):
         registry does not delete through this API."""
         name = self.registry.api_name(repository)
         checks.check_reference(self.registry.name, name, digest, "manifest")
+        if not shapes.is_digest(digest):
+            raise RegistryError(f"not a digest: {digest[:80]!r}", "delete manifests by digest")
         if self.registry.is_hub:
             raise DeletesRefused(self.registry.name, "Docker Hub deletes only through its own API")
         resp = self.request("DELETE", f"/v2/{name}/manifests/{digest}", delete_scope(name))
