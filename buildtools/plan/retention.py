@@ -4,7 +4,8 @@ function of the tags, their digests and dates, and the remote's branches.
 The rules (README, *Keeping the registry tidy*):
 
 * an exact release (``1.2.3``, ``1.2.3-rc.1``), a floating release tag (``latest``, ``1``,
-  ``1.2``), a ``tags.extra`` tag and a ``tag-<name>`` git tag are always kept;
+  ``1.2``), a ``tags.extra`` tag, a ``tag-<name>`` git tag and a ``rollback-<tag>`` marker are
+  always kept;
 * a branch's tag is kept while the branch exists on the remote, and goes when it does not;
 * a commit tag (``sha-…``) is kept when its commit is among the last ``keep_commits`` of an
   existing branch, or is newer than ``keep_days``; ``pr-N`` is kept while newer than
@@ -27,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from buildtools.facts.versions import parse_version
+from buildtools.plan.inventory import MARKER_PREFIX
 from buildtools.plan.tags import FLOATING_NAMES, SHA_LENGTH, TagPolicy
 
 # cosign's tag scheme: the signature, attestation or SBOM of manifest sha256:<hex>.
@@ -161,6 +163,8 @@ def _first_pass(
         return True, "floating tag (tags.extra)"
     if tag.startswith("tag-"):
         return True, "git tag"
+    if tag.startswith(MARKER_PREFIX):
+        return True, "rollback marker (invoke rollback --clear removes it)"
     if FOLLOWER.match(tag) or tag.startswith("cache-"):
         return None, ""
     commit = commit_of(tag, rules)

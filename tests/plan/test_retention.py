@@ -38,7 +38,7 @@ REMOTE = Remote(
 
 def test_releases_floating_tags_and_git_tags_are_always_kept() -> None:
     tags = {t: digest(t) for t in ("1.2.3", "2.0.0-rc.1", "1.2.3_b.1", "1.2", "1", "latest",
-                                   "edge", "tag-nightly")}  # fmt: skip
+                                   "edge", "tag-nightly", "rollback-latest")}  # fmt: skip
     assert all(keep for keep, _ in decide(tags, REMOTE).values())
     assert decide(tags, REMOTE)["2.0.0-rc.1"] == (True, "release")
 
