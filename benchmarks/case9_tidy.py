@@ -111,13 +111,15 @@ def case_tidy(bench: Bench, runs: int) -> tuple[list[Row], str]:
                                 capture_output=True, text=True).stdout  # fmt: skip
         if " releases" in listed:
             ours["releases"] = [*invoke_command(), "releases"]
-        seconds: dict[str, list[float]] = {name: [] for name in ["skopeo", *ours]}
+        startup = [*invoke_command(), "--list"]  # Python and invoke start-up: the floor
+        seconds: dict[str, list[float]] = {name: [] for name in ["skopeo", "start-up", *ours]}
         requests: dict[str, list[int]] = {name: [] for name in ours}
         for n in range(runs):
             order = ["skopeo", *ours] if n % 2 == 0 else [*reversed(ours), "skopeo"]
             for name in order:
                 if name == "skopeo":
                     seconds[name].append(sum(timed(cmd, project, run_env) for cmd in skopeo))
+                    seconds["start-up"].append(timed(startup, project, run_env))
                     continue
                 before = access_lines(reg)
                 seconds[name].append(timed(ours[name], project, run_env))
@@ -143,6 +145,10 @@ def case_tidy(bench: Bench, runs: int) -> tuple[list[Row], str]:
                         Measure(seconds[name], "s", command, "time.perf_counter around it"),
                         baseline, "≤ 3x", median(seconds[name]) <= 3 * median(seconds["skopeo"]),
                         ratio_style=TIMES))  # fmt: skip
+    floor = Measure(seconds["start-up"], "s", "invoke --list")
+    what = "Diagnostic: `invoke --list` (Python and invoke start-up) / `skopeo list-tags`"
+    rows.append(Row("9s", what, floor, baseline, "none (the floor under 9at and 9bt)", None,
+                    ratio_style=TIMES))  # fmt: skip
     made_of = ", ".join(f"{b}: {c} commits" for b, c in BRANCHES.items())
     note = (
         f"A bare git remote made with git fast-import ({made_of}, "
