@@ -295,6 +295,25 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
         process.show(json, done.as_dict, lambda: None)
 
 
+@task(
+    help={
+        "yes": "delete what the rules say (default: a dry run that only lists it)",
+        "dry-run": "list what would be deleted and kept, and why (the default)",
+        "json": "print the decisions (and deletes) as JSON on stdout",
+    }
+)
+def prune(c, yes=False, dry_run=False, json=False):
+    """Delete sha-, pr- and branch tags no one needs, in every registry (a dry run unless --yes)."""
+    from buildtools.cli import flags
+    from buildtools.release import prune as pruner
+
+    with process.reported(as_json=json):
+        flags.one_of_yes_and_dry_run(yes, dry_run)
+        say = process.to_stderr if json else process.to_stdout
+        done = pruner.run(settings(c), os.environ, yes=yes, say=say, listing=not json)
+        process.show(json, done.as_dict, done.text)
+
+
 @task(help={"json": "print the inventory as JSON on stdout"})
 def releases(c, json=False):
     """List the releases both images have in every registry: digest, labelled commit and date,
@@ -356,7 +375,9 @@ def verify(c, image, key="", commit="", json=False):
         process.show(json, done.as_dict, done.text)
 
 
-ns = Collection(bases, version, build, up, down, compose, release, ci, releases, rollback, verify)
+ns = Collection(
+    bases, version, build, up, down, compose, release, ci, releases, rollback, prune, verify
+)
 ns.add_collection(Collection("nginx", nginx_config))
 # The defaults, defined once (buildtools/config/schema.py): an app's invoke.yaml holds only changes.
 ns.configure({schema.SECTION: schema.defaults()})

@@ -387,6 +387,27 @@ KEYS: tuple[Key, ...] = (
         field="cache_registries",
     ),
     Key(
+        "prune.keep_commits",
+        Count(0),
+        20,
+        "`invoke prune` keeps the `sha-` tags of this many last commits of each branch on the "
+        "remote",
+    ),
+    Key(
+        "prune.keep_days",
+        Count(0),
+        30,
+        "`invoke prune` keeps `sha-` and `pr-` tags newer than this many days",
+    ),
+    Key(
+        "prune.remote",
+        Text(),
+        "origin",
+        "the git remote whose branches `invoke prune` asks for (`git ls-remote`): tags of "
+        "branches gone from it are deleted",
+        checks.remote_name,
+    ),
+    Key(
         "bases.repository",
         Text(),
         "lara-buildtools/debian",

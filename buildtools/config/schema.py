@@ -195,6 +195,15 @@ class ReleaseConfig:
 
 
 @dataclass(frozen=True)
+class PruneConfig:
+    """What ``invoke prune`` keeps (``buildtools.prune.*``); ``PruneConfig()``: the defaults."""
+
+    keep_commits: int = default_of("prune.keep_commits")  # type: ignore[assignment]
+    keep_days: int = default_of("prune.keep_days")  # type: ignore[assignment]
+    remote: str = default_of("prune.remote")  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
 class SmokeConfig:
     """What the smoke test checks; ``SmokeConfig()`` is the defaults (the keys')."""
 
@@ -227,6 +236,8 @@ class Settings:
     smoke: SmokeConfig
     # Starts the commit tag (``sha-0123abc``); LARA's GitHub workflow uses ``git-``.
     sha_prefix: str
+    # What invoke prune keeps.
+    prune: PruneConfig = field(default_factory=PruneConfig)
     # Unknown keys and other things the user should know, said once by the task.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
