@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("facts",),
     ("plan",),
     ("registry",),
+    ("attest",),
     ("engine",),
     ("sidecar",),
     ("release",),

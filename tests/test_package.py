@@ -36,6 +36,8 @@ UV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lara-bu
 # This repository's own folders: never shipped, never imported by what is installed (the
 # `bench` task that runs the benchmarks is the checkout's own tasks.py's, not the package's).
 HARNESS = {"benchmarks", "testbed", "tests"}
+# Extras that are features of the package (imported lazily where used), not test tools.
+FEATURES = ("ssh", "attest")
 
 APP_DOCKERFILE = """\
 FROM debian:bookworm-slim
@@ -251,8 +253,10 @@ def import_names(requirement_names: set[str], python: str, cwd: Path) -> set[str
     return set(json.loads(done.stdout))
 
 
-def requirements(python: str, cwd: Path, extras: bool) -> set[str]:
-    """Normalised names of the distribution's requirements: the install's, or its extras'."""
+def requirements(python: str, cwd: Path, extras: bool, features: bool = False) -> set[str]:
+    """Normalised names of the distribution's requirements: the install's, or its extras'
+    (``features``: those of the :data:`FEATURES` extras, else of the others; never the
+    distribution itself, which the test extra names to pull in a feature's)."""
     script = (
         "import json\nfrom importlib import metadata\n"
         f"print(json.dumps(metadata.requires({DISTRIBUTION!r}) or []))\n"
@@ -263,12 +267,13 @@ def requirements(python: str, cwd: Path, extras: bool) -> set[str]:
     names = set()
     for line in json.loads(done.stdout):
         spec, _, marker = line.partition(";")
-        if ("extra ==" in marker) == extras:
+        feature = any(f'extra == "{extra}"' in marker for extra in FEATURES)
+        if ("extra ==" in marker) == extras and (not extras or feature == features):
             name = spec.strip().split("[")[0]
             for stop in "<>=!~ (":
                 name = name.split(stop)[0]
             names.add(name.lower().replace("_", "-").replace(".", "-"))
-    return names
+    return names - {DISTRIBUTION}
 
 
 def undeclared_imports(
@@ -300,8 +305,10 @@ def test_the_installed_files_import_only_their_requirements(installed, tmp_path)
     # anyway is not test-only.
     test_only = (import_names(extras, sys.executable, tmp_path) | HARNESS) - runtime
     assert {"pytest", "hypothesis", "bcrypt"} <= test_only
+    features = requirements(python, tmp_path, extras=True, features=True)
+    optional = import_names(features, sys.executable, tmp_path) - test_only
     bad, unknown = undeclared_imports(
-        installed.site_packages / "buildtools", {"buildtools", *runtime}, test_only
+        installed.site_packages / "buildtools", {"buildtools", *runtime, *optional}, test_only
     )
     assert bad == {}, f"installed modules import test-only code: {bad}"
     assert unknown == {}, f"installed modules import what the package does not require: {unknown}"
