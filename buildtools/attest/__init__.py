@@ -1,1 +1,1 @@
-"""Signing, provenance and SBOMs: what proves an image in the registry is what was built."""
+"""Signatures, provenance and SBOMs in the registry, in the formats cosign reads and writes."""

@@ -25,6 +25,7 @@ from buildtools.config.kinds import (
     Kind,
     Names,
     Number,
+    OptionalPath,
     Pairs,
     Section,
     Text,
@@ -247,6 +248,20 @@ RELEASE_KEYS = (
         "auto",
         "`auto`: a release of a commit whose `sha-` images every registry already holds "
         "promotes them (see *Promotion*); `never` (or YAML's `no`, `off`, `false`): always build",
+    ),
+    Key(
+        "release.signing_key",
+        OptionalPath(),
+        "",
+        "PEM ECDSA P-256 private key (or `cosign generate-key-pair`'s `cosign.key`) that signs "
+        "and attests what is pushed; empty: env `COSIGN_PRIVATE_KEY`, else nothing is signed. "
+        "Its password only from env `COSIGN_PASSWORD`",
+    ),
+    Key(
+        "release.verify_key",
+        OptionalPath(),
+        "",
+        "PEM public key that `invoke verify` checks with; empty: the signing key's public half",
     ),
 )
 

@@ -184,6 +184,9 @@ class ReleaseConfig:
     # Upper bound of one wait between retries (seconds), and "auto" or "never": the keys'.
     retry_max_delay: float = default_of("release.retry_max_delay")  # type: ignore[assignment]
     promote: str = default_of("release.promote")  # type: ignore[assignment]
+    # PEM keys (None: not configured); a private key's password never comes from the config.
+    signing_key: Path | None = None  # release.signing_key (empty: None)
+    verify_key: Path | None = None  # release.verify_key
 
     @property
     def registries_or_default(self) -> tuple[str, ...]:
