@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from buildtools.attest.keyring import Keys, load_keys
 from buildtools.config import checks
 from buildtools.config.schema import Settings
 from buildtools.errors import BuildToolsError
@@ -23,7 +24,6 @@ from buildtools.facts.read import Run
 from buildtools.plan import metadata
 from buildtools.plan.metadata import Metadata
 from buildtools.release import build as builder
-from buildtools.release.signing import Keys, load_keys
 from buildtools.release.steps import Session
 
 # Releasing and its registries are imported where they are used: `invoke build` needs none.
@@ -163,7 +163,7 @@ def for_release(run: Run, options: Options, session: Session) -> Plan:
     settings = run.settings
     check_releasable(run.info, settings.release)
     check_pull_request_release(settings.release, settings.pull_request_tags)
-    keys = load_keys(settings, run.env)  # an unusable key stops the release here
+    keys = load_keys(settings.release, run.env)  # an unusable key stops the release here
     found = checked_targets(run, session)
     targets.preflight(found, repositories(settings))
     return with_promotion(with_registries(run, found, options, keys=keys))
@@ -200,7 +200,7 @@ def for_ci(run: Run, decision: Decision, options: Options, session: Session, tex
 
     if not decision.release:
         return unreleased()
-    keys = load_keys(run.settings, run.env)  # an unusable key stops the release here
+    keys = load_keys(run.settings.release, run.env)  # an unusable key stops the release here
     found = checked_targets(run, session)
     missing = targets.check(found, repositories(run.settings))
     if not missing:

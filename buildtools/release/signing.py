@@ -8,7 +8,8 @@ registry), and for `invoke ci` the smoke test that passed with it. A promoted di
 too, and the tested image's attestations are carried over to it: provenance and smoke test
 re-issued about the promoted digest, naming the tested one; the SBOM, the same content, by
 reference (no upload). The keys are loaded in the plan's preflight
-(:func:`load_keys`), so an unusable key stops a release before its first build.
+(:func:`buildtools.attest.keyring.load_keys`): an unusable key stops a release before its
+first build.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 from buildtools.plan.build_record import COMMIT, WORKTREE, BuildRecord
 
 if TYPE_CHECKING:
-    from buildtools.attest.keys import PublicKey, SigningKey
-    from buildtools.config.schema import Settings
+    from buildtools.attest.keys import SigningKey
     from buildtools.registry.targets import Target
     from buildtools.release.prepare import Plan
     from buildtools.release.publish import ReleaseResult
@@ -34,35 +34,6 @@ NO_KEY = (
     "NOT SIGNED: no signing key (set buildtools.release.signing_key or COSIGN_PRIVATE_KEY "
     "to sign and attest what is pushed)"
 )
-
-
-@dataclass(frozen=True)
-class Keys:
-    """The keys a release signs and checks with; None: not configured."""
-
-    signing: SigningKey | None = field(default=None, repr=False)
-    verify: PublicKey | None = field(default=None, repr=False)
-
-
-def load_keys(settings: Settings, env: Mapping[str, str]) -> Keys:
-    """The configured keys, read now (the plan's preflight): a key configured but unusable
-    (missing file, wrong ``COSIGN_PASSWORD``, not P-256, the attest extra missing) is one
-    line before anything is built. The verify key defaults to the signing key's public half."""
-    release = settings.release
-    if (
-        release.signing_key is None
-        and release.verify_key is None
-        and not env.get("COSIGN_PRIVATE_KEY")
-    ):
-        return Keys()  # nothing configured: the attest extra is not even imported
-    from buildtools.attest import keys
-
-    signing = keys.load_signing_key(release.signing_key, env)
-    if release.verify_key is not None:
-        verify = keys.load_verify_key(release.verify_key)
-    else:
-        verify = signing.public_key() if signing else None
-    return Keys(signing, verify)
 
 
 def now() -> str:
