@@ -295,7 +295,28 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
         process.show(json, done.as_dict, lambda: None)
 
 
-ns = Collection(bases, version, build, up, down, compose, release, ci)
+@task(
+    help={
+        "key": "PEM public key to check with (default: buildtools.release.verify_key, else the "
+        "signing key's public half)",
+        "commit": "also require the provenance to name this commit",
+        "json": "print the result as JSON on stdout",
+    }
+)
+def verify(c, image, key="", commit="", json=False):
+    """Check an image's signature and attestations in its registry (no engine), and print
+    the commit, version, smoke test and SBOM they prove."""
+    from buildtools.attest import verify as checker
+
+    with process.reported(as_json=json):
+        release = settings(c).release
+        public = checker.public_key(release, os.environ, path(key))
+        client, repository, reference = checker.client_for(image, release, os.environ)
+        done = checker.verify(client, repository, reference, public, commit=commit or None)
+        process.show(json, done.as_dict, done.text)
+
+
+ns = Collection(bases, version, build, up, down, compose, release, ci, verify)
 ns.add_collection(Collection("nginx", nginx_config))
 # The defaults, defined once (buildtools/config/schema.py): an app's invoke.yaml holds only changes.
 ns.configure({schema.SECTION: schema.defaults()})

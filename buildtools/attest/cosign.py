@@ -236,10 +236,8 @@ def _envelope(layer: Layer, body: bytes) -> Envelope:
     if not isinstance(parsed, dict):
         return Envelope(layer, "", b"", ())
     found = parsed.get("signatures")
-    sigs = tuple(
-        _b64(item.get("sig")) for item in (found if isinstance(found, list) else [])
-        if isinstance(item, dict)
-    )  # fmt: skip
+    listed = found if isinstance(found, list) else []
+    sigs = tuple(_b64(item.get("sig")) for item in listed if isinstance(item, dict))
     kind = parsed.get("payloadType")
     return Envelope(layer, kind if isinstance(kind, str) else "", _b64(parsed.get("payload")), sigs)
 

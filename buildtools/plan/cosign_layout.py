@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from buildtools.errors import BuildToolsError
 from buildtools.plan import shapes
 from buildtools.plan.manifests import OCI_MANIFEST
 
@@ -34,6 +35,31 @@ def _tag(digest: str, suffix: str) -> str:
         raise ValueError(f"not a digest: {digest[:80]!r}")
     algorithm, _, hexdigest = digest.partition(":")
     return f"{algorithm}-{hexdigest}.{suffix}"
+
+
+def split_image(image: str) -> tuple[str, str, str]:
+    """``host[:port]/repo/name[:tag][@digest]`` as (host, repository, reference): the host
+    is empty when the first part names none (no ``.``, ``:`` nor ``localhost``); the
+    reference is the digest when given, else the tag (``latest`` when none)."""
+    text = image.strip()
+    name, _, digest = text.partition("@")
+    host, _, rest = name.partition("/")
+    if not rest or not ("." in host or ":" in host or host == "localhost"):
+        host, rest = "", name
+    repository, _, tag = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    reference = digest or tag or "latest"
+    if (
+        not repository
+        or repository != repository.lower()
+        or any(ch.isspace() for ch in text)
+        or (digest and not shapes.is_digest(digest))
+        or not shapes.is_reference(reference)
+    ):
+        raise BuildToolsError(
+            f"{image[:200]!r} is not an image reference",
+            "name it as [host[:port]/]repository[:tag] or …@sha256:<hex>",
+        )
+    return host, repository, reference
 
 
 def signature_tag(digest: str) -> str:

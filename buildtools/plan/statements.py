@@ -31,6 +31,9 @@ CYCLONEDX = "https://cyclonedx.org/bom"
 SMOKE_TEST = "https://github.com/concord-consortium/lara-buildtools/smoke-test/v1"
 # What a build by this tool is (SLSA's buildType: how to read externalParameters).
 BUILD_TYPE = "https://github.com/concord-consortium/lara-buildtools/build/v1"
+# The resolved dependency of a promoted image's provenance that names the tested image it was
+# promoted from: attestations about that digest are carried over (the SBOM) and verify.
+PROMOTED_FROM = "promoted from"
 
 
 def _compact(value: Any) -> bytes:
@@ -126,12 +129,14 @@ def slsa_provenance(
     builder_version: str,
     invocation_id: str = "",
     run_url: str = "",
+    promoted_from: str = "",
 ) -> dict[str, Any]:
     """SLSA provenance v1's predicate for the image ``record`` describes.
 
     ``resolvedDependencies``: the source (``git+<repository_url>`` at the commit, digest
     ``gitCommit``), the context directory's tree (``gitTree``), the Dockerfile's bytes and the
-    base image, each with its digest; ``externalParameters``: the build args and which image
+    base image, each with its digest, and for a promoted image (``promoted_from``: the tested
+    image's ``name@digest``) that image; ``externalParameters``: the build args and which image
     of the pair; ``runDetails``: this tool as the builder and the CI run."""
     source = f"git+{repository_url}" if repository_url else "git"
     dependencies: list[dict[str, Any]] = [
@@ -150,6 +155,13 @@ def slsa_provenance(
             dependency["uri"] = base
         dependency["digest"] = _digest_map(pinned or record.base_image)
         dependencies.append(dependency)
+    if promoted_from:
+        name, _, tested = promoted_from.rpartition("@")
+        link: dict[str, Any] = {"name": PROMOTED_FROM}
+        if name:
+            link["uri"] = name
+        link["digest"] = _digest_map(tested)
+        dependencies.append(link)
     metadata: dict[str, Any] = {}
     if invocation_id or run_url:
         metadata["invocationId"] = invocation_id or run_url
@@ -179,15 +191,39 @@ def slsa_provenance(
 def provenance_commit(predicate: Mapping[str, Any]) -> str | None:
     """The commit a SLSA provenance v1 predicate says the image was built from (its first
     ``gitCommit`` dependency), None when it names none."""
-    try:
-        dependencies = predicate["buildDefinition"]["resolvedDependencies"]
-        for dependency in dependencies:
-            commit = dependency.get("digest", {}).get("gitCommit")
-            if isinstance(commit, str):
-                return commit
-    except (KeyError, TypeError, AttributeError):
-        return None
+    for dependency in _dependencies(predicate):
+        digest = dependency.get("digest")
+        commit = digest.get("gitCommit") if isinstance(digest, Mapping) else None
+        if isinstance(commit, str):
+            return commit
     return None
+
+
+def _dependencies(predicate: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    try:
+        found = predicate["buildDefinition"]["resolvedDependencies"]
+    except (KeyError, TypeError):
+        return []
+    return [d for d in found if isinstance(d, Mapping)] if isinstance(found, list) else []
+
+
+def promoted_from(predicate: Mapping[str, Any]) -> str | None:
+    """The digest of the tested image a promoted image's provenance names (None: not one)."""
+    for dependency in _dependencies(predicate):
+        digest = dependency.get("digest")
+        if dependency.get("name") == PROMOTED_FROM and isinstance(digest, Mapping):
+            for algorithm, value in digest.items():
+                return f"{algorithm}:{value}"
+    return None
+
+
+def provenance_version(predicate: Mapping[str, Any]) -> str | None:
+    """The version the build args gave the image (``LARA_VERSION``), None when none."""
+    try:
+        found = predicate["buildDefinition"]["externalParameters"]["buildArgs"]["LARA_VERSION"]
+    except (KeyError, TypeError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 def smoke_predicate(

@@ -84,9 +84,13 @@ def _pair(env: Mapping[str, str], user_var: str, pass_var: str) -> Credentials |
     return Credentials(username.strip(), password, f"{user_var}/{pass_var}")
 
 
-def for_registry(registry: str, env: Mapping[str, str]) -> Credentials | None:
-    """The credentials for ``registry`` (host[:port]; ``docker.io`` for Docker Hub), or None."""
-    return _pair(env, *variable_names(registry)) or _pair(env, *GENERIC)
+def for_registry(
+    registry: str, env: Mapping[str, str], *, generic: bool = True
+) -> Credentials | None:
+    """The credentials for ``registry`` (host[:port]; ``docker.io`` for Docker Hub), or None.
+    ``generic=False``: only its own pair, for a registry that is not a configured one."""
+    own = _pair(env, *variable_names(registry))
+    return own or (_pair(env, *GENERIC) if generic else None)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
