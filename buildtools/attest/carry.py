@@ -84,21 +84,34 @@ def read_tested(client: RegistryClient, repository: str, tested: str, key: Signi
 
 
 def linked_predicate(
-    kind: str, predicate: Mapping[str, Any], docker_reference: str, tested: str
+    kind: str,
+    predicate: Mapping[str, Any],
+    docker_reference: str,
+    tested: str,
+    build_args: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """``predicate`` about the promoted image: the provenance lists the tested image as a
-    resolved dependency and says it was promoted from it; the smoke test says which image
-    it ran."""
+    """``predicate`` about the promoted image. The provenance names the tested image as the
+    one it was promoted from (the link :func:`buildtools.attest.verify.verify` follows to the
+    carried SBOM) and, when the promotion rewrote them, the build args it now says
+    (``build_args``: version, tags and date of the release); the smoke test, unchanged in
+    what it ran, says which image that was."""
     found = copy.deepcopy(dict(predicate))
-    if kind == stm.SLSA_PROVENANCE_V1:
-        definition = found.setdefault("buildDefinition", {})
-        algorithm, _, hexdigest = tested.partition(":")
-        definition.setdefault("resolvedDependencies", []).append(
-            {"name": "tested image", "uri": docker_reference, "digest": {algorithm: hexdigest}}
-        )
-        definition.setdefault("internalParameters", {})["promotedFrom"] = tested
-    else:
+    if kind != stm.SLSA_PROVENANCE_V1:
         found["promotedFrom"] = tested
+        return found
+    definition = found.setdefault("buildDefinition", {})
+    dependencies = [
+        d
+        for d in definition.get("resolvedDependencies") or []
+        if not (isinstance(d, dict) and d.get("name") == stm.PROMOTED_FROM)
+    ]
+    algorithm, _, hexdigest = tested.partition(":")
+    dependencies.append(
+        {"name": stm.PROMOTED_FROM, "uri": docker_reference, "digest": {algorithm: hexdigest}}
+    )
+    definition["resolvedDependencies"] = dependencies
+    if build_args:
+        definition.setdefault("externalParameters", {})["buildArgs"] = dict(build_args)
     return found
 
 
@@ -132,6 +145,7 @@ def carry_over(
     tested: str,
     promoted: str,
     key: SigningKey,
+    build_args: Mapping[str, str] | None = None,
 ) -> tuple[int, list[str]]:
     """Attest ``promoted`` with the tested image's proof, linked; the bytes sent and the
     predicate types attached. Nothing carried when the tested image has no proof by this key
@@ -139,7 +153,11 @@ def carry_over(
     found = read_tested(client, repository, tested, key)
     about = [(docker_reference, promoted)]
     issued = [
-        stm.statement(about, kind, linked_predicate(kind, predicate, docker_reference, tested))
+        stm.statement(
+            about,
+            kind,
+            linked_predicate(kind, predicate["predicate"], docker_reference, tested, build_args),
+        )
         for kind, predicate in found.statements.items()
     ]
     if found.sbom is not None:

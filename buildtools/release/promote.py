@@ -198,7 +198,7 @@ def require_proof(
     from buildtools.attest import verify
 
     try:
-        verify.verify(target.client, repository, digest, key, commit=commit, smoke=True)
+        verify.verify(target.client, repository, digest, key, commit=commit, require_smoke=True)
     except BuildToolsError as exc:
         raise CannotPromote(
             f"{ref} has no proof it is this commit's tested image: {exc.problem}"

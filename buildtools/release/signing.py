@@ -210,8 +210,10 @@ class Signer:
     def promoted(self, subject: Subject) -> tuple[int, list[str]]:
         """Carry the tested image's attestations over to the digest promoted from it."""
         from buildtools.attest import carry
+        from buildtools.release import build as builder
 
         assert subject.tested is not None
+        rewritten = builder.metadata_buildargs(self.plan.meta) if subject.image == "app" else None
         return carry.carry_over(
             subject.target.client,
             subject.repository,
@@ -219,6 +221,7 @@ class Signer:
             subject.tested,
             subject.digest,
             self.key,
+            rewritten,
         )
 
     def sign(self, subject: Subject) -> dict[str, Any]:
