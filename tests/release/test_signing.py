@@ -18,8 +18,9 @@ import pytest
 
 import testbed
 from buildtools.plan import statements as stm
+from tests.fixtures import promotion
 from tests.fixtures.cosign_cli import docker_config, verify, verify_attestation
-from tests.fixtures.git import git_env, init_repo
+from tests.fixtures.git import GitRepo, git_env, init_repo
 from tests.fixtures.held_images import discard, local_tags
 from tests.fixtures.project import copy_into
 
@@ -149,3 +150,17 @@ def test_invoke_ci_with_a_key_signs_and_attests_the_sha_and_the_promoted_images(
         assert verified["digest"] == s["digest"] and verified["commit"] == commit
         assert verified["smoke_test"]["result"] == "passed"
         assert verified["sbom"]["components"] > 50
+
+
+def test_without_a_key_nothing_is_signed_and_the_output_says_so_once(
+    registry: testbed.LocalRegistry, repo: GitRepo, tagged: dict[str, Any]
+) -> None:
+    promotion.push_master_images(tagged)
+
+    done = promotion.invoke(repo, tagged["env"], "release", "--json")
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("NOT SIGNED: no signing key") == 1
+    assert "signatures" not in json.loads(done.stdout)
+    for name in ("app", "nginx"):
+        assert not [t for t in registry.tags(tagged[name]) if t.endswith((".sig", ".att"))]
