@@ -110,7 +110,7 @@ class SigningKey:
 
 
 def _refuse(source: str, problem: str, fix: str) -> BuildToolsError:
-    return BuildToolsError(f"signing key {source}: {problem}", fix)
+    return BuildToolsError(f"signing key {source} {problem}", fix)
 
 
 def _p256(key: Any, source: str, what: str) -> Any:

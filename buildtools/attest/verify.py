@@ -124,7 +124,7 @@ def _statements(proof: cosign.Proof, key: PublicKey, image: str) -> list[dict[st
         statement = envelope.statement()
         if statement is None or not isinstance(statement.get("predicate"), dict):
             raise BuildToolsError(
-                f"an attestation of {image} signed by this key is no statement", SIGN_FIX
+                f"an attestation of {image} signed by this key is no in-toto statement", SIGN_FIX
             )
         signed.append(statement)
     own = [s for s in signed if proof.digest in _subjects(s)]
@@ -181,11 +181,12 @@ def verify(
             "no key to verify with",
             "give --key cosign.pub, or set buildtools.release.verify_key (or signing_key)",
         )
-    where = f"{client.registry.push_name(repository)}"
+    where = client.registry.push_name(repository)
     digest = reference if shapes.is_digest(reference) else client.digest(repository, reference)
     if digest is None:
         raise BuildToolsError(
-            f"no image {where}:{reference} in registry {client.registry.name}", "check it"
+            f"no image {where}:{reference} in registry {client.registry.name}",
+            "check the image's name and tag",
         )
     image = f"{where}@{digest}"
     proof = cosign.read(client, repository, digest)
@@ -204,7 +205,8 @@ def verify(
     smoke = _latest(found, stm.SMOKE_TEST)
     if require_smoke and smoke is None:
         raise BuildToolsError(
-            f"image {image} has no smoke-test attestation by this key", "run invoke ci"
+            f"image {image} has no smoke-test attestation by this key",
+            "release it with invoke ci, which smoke-tests it",
         )
     bom = _latest(found, stm.CYCLONEDX)
     version = (smoke or {}).get("version") or stm.provenance_version(provenance or {})

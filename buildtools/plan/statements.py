@@ -151,9 +151,9 @@ def slsa_provenance(
     if record.base_image:
         base, _, pinned = record.base_image.rpartition("@")
         dependency: dict[str, Any] = {"name": "base image"}
-        if pinned:
+        if base:
             dependency["uri"] = base
-        dependency["digest"] = _digest_map(pinned or record.base_image)
+        dependency["digest"] = _digest_map(pinned)
         dependencies.append(dependency)
     if promoted_from:
         name, _, tested = promoted_from.rpartition("@")
