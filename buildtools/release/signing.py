@@ -125,14 +125,16 @@ def fallback_record(plan: Plan, image: str, repository: str, image_id: str) -> B
 
 def record_of(plan: Plan, done: Outcomes, subject: Subject) -> BuildRecord:
     """The build record of the image behind ``subject``: the one its build left (a build of
-    this run, or a local image the plan reused), else what the plan knows."""
+    this run, or a local image the release reused, from this checkout's record store), else
+    what the plan knows."""
     for built in done.get("build") or ():
-        record = getattr(built, "record", None)
-        if record is not None and getattr(built, "name", None) == subject.image:
+        record = getattr(built, "record", None)  # a BuiltImage; `invoke release` has IDs only
+        if record is not None and built.name == subject.image:
             return record
-    records = getattr(plan, "records", None) or {}
-    if subject.image in records:
-        return records[subject.image]
+    store = getattr(plan, "store", None)  # the checkout's build records (commit-tree builds)
+    stored = store.load(subject.image_id) if store is not None and subject.image_id else None
+    if stored is not None:
+        return stored
     return fallback_record(plan, subject.image, subject.repository, subject.image_id or "")
 
 
