@@ -1,7 +1,7 @@
 """The runner of `invoke bench`: runs the chosen cases, merges their rows into
 ``benchmarks/results.json`` and renders ``benchmarks/RESULTS.md``.
 
-Each case is a module of its own (``case1_rebuild`` … ``case8_promotion``) with one function
+Each case is a module of its own (``case1_rebuild`` … ``case9_signing``) with one function
 that returns its rows and a note; the shared parts are ``harness`` (the temporary repository,
 image names and clean-up), ``commands``, ``registries`` and ``wrk``.
 """
@@ -27,6 +27,7 @@ from benchmarks.case5_fresh_runner import case_fresh_runner
 from benchmarks.case6_sizes import case_sizes
 from benchmarks.case7_no_op import case_no_op
 from benchmarks.case8_promotion import case_promotion
+from benchmarks.case9_signing import case_signing
 from benchmarks.harness import Bench, log, machine
 from benchmarks.report import (
     Results,
@@ -51,6 +52,7 @@ CASES = {
     6: "image sizes",
     7: "the no-op's cost",
     8: "promotion",
+    9: "signed releases",
 }
 
 
@@ -96,6 +98,7 @@ def main(
         6: case_sizes,
         7: lambda b: case_no_op(b, runs),
         8: lambda b: case_promotion(b, runs),
+        9: lambda b: case_signing(b, runs),
     }
     measured = Results(machines={label: full})
     failed: list[str] = []
