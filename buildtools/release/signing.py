@@ -169,6 +169,27 @@ def smoke(passed: Mapping[str, Any], done: Outcomes, plan: Plan) -> dict[str, An
     )
 
 
+def attested_by(subject: Subject, key: SigningKey) -> set[str]:
+    """The predicate types ``key``'s attestations of ``subject`` claim already (a re-run of a
+    release: its SBOM is kept, not made and uploaded again)."""
+    from buildtools.plan.cosign_layout import (
+        KEY_ANNOTATION,
+        PREDICATE_ANNOTATION,
+        attestation_tag,
+        layers_of,
+    )
+
+    found = subject.target.client.manifest_bytes(
+        subject.repository, attestation_tag(subject.digest)
+    )
+    keyid = key.public_key().keyid()
+    return {
+        layer.annotations.get(PREDICATE_ANNOTATION, "")
+        for layer in (layers_of(found[0]) if found else [])
+        if layer.annotations.get(KEY_ANNOTATION) == keyid
+    }
+
+
 @dataclass
 class Signer:
     """Signs the subjects of one release with one key; each SBOM is made once per digest
@@ -195,8 +216,10 @@ class Signer:
         from buildtools.attest import cosign
         from buildtools.plan import statements
 
+        have = attested_by(subject, self.key)
         made = [(statements.SLSA_PROVENANCE_V1, provenance(self.plan, self.record(subject)))]
-        made.append((statements.CYCLONEDX, self.sbom(subject)))
+        if statements.CYCLONEDX not in have:
+            made.append((statements.CYCLONEDX, self.sbom(subject)))  # syft's: new every time
         passed = self.done.get("smoke test")
         if passed:
             made.append((statements.SMOKE_TEST, smoke(passed, self.done, self.plan)))
@@ -204,7 +227,7 @@ class Signer:
         attested = [statements.statement(about, kind, predicate) for kind, predicate in made]
         client = subject.target.client
         sent = cosign.attest(client, subject.repository, subject.digest, attested, self.key)
-        return sent, [kind for kind, _ in made]
+        return sent, sorted({kind for kind, _ in made} | (have & {statements.CYCLONEDX}))
 
     def record(self, subject: Subject) -> BuildRecord:
         return record_of(self.plan, self.done, subject)
