@@ -76,8 +76,8 @@ def bases(c, suite=""):
 
 
 REF_HELP = {
-    "branch": "the branch being built (replaces what CI and git say)",
-    "tag": "the git tag being built, e.g. v1.2.3 (replaces what CI and git say)",
+    "branch": "the branch being built, one git says this commit is on (replaces CI and git)",
+    "tag": "the git tag being built, at this commit, e.g. v1.2.3 (replaces CI and git)",
     "commit": "the commit being built; with it, no git checkout is needed",
 }
 
@@ -297,6 +297,8 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
 
 @task(
     help={
+        "image": "[host[:port]/]repository[:tag] or …@sha256:<hex>; no host: the first of "
+        "buildtools.release.registries",
         "key": "PEM public key to check with (default: buildtools.release.verify_key, else the "
         "signing key's public half)",
         "commit": "also require the provenance to name this commit",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,8 +37,6 @@ UV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lara-bu
 # This repository's own folders: never shipped, never imported by what is installed (the
 # `bench` task that runs the benchmarks is the checkout's own tasks.py's, not the package's).
 HARNESS = {"benchmarks", "testbed", "tests"}
-# Extras that are features of the package (imported lazily where used), not test tools.
-FEATURES = ("ssh", "attest")
 
 APP_DOCKERFILE = """\
 FROM debian:bookworm-slim
@@ -253,10 +252,15 @@ def import_names(requirement_names: set[str], python: str, cwd: Path) -> set[str
     return set(json.loads(done.stdout))
 
 
-def requirements(python: str, cwd: Path, extras: bool, features: bool = False) -> set[str]:
+# Extras an installed module may import (lazily, with a one-line error naming the extra when
+# it is missing): the signing library's. Every other extra is for tests or development.
+RUNTIME_EXTRAS = {"attest"}
+
+
+def requirements(python: str, cwd: Path, extras: bool, only: set[str] | None = None) -> set[str]:
     """Normalised names of the distribution's requirements: the install's, or its extras'
-    (``features``: those of the :data:`FEATURES` extras, else of the others; never the
-    distribution itself, which the test extra names to pull in a feature's)."""
+    (``only``: just those extras'). The distribution itself (an extra naming another) is left
+    out."""
     script = (
         "import json\nfrom importlib import metadata\n"
         f"print(json.dumps(metadata.requires({DISTRIBUTION!r}) or []))\n"
@@ -267,13 +271,16 @@ def requirements(python: str, cwd: Path, extras: bool, features: bool = False) -
     names = set()
     for line in json.loads(done.stdout):
         spec, _, marker = line.partition(";")
-        feature = any(f'extra == "{extra}"' in marker for extra in FEATURES)
-        if ("extra ==" in marker) == extras and (not extras or feature == features):
-            name = spec.strip().split("[")[0]
-            for stop in "<>=!~ (":
-                name = name.split(stop)[0]
-            names.add(name.lower().replace("_", "-").replace(".", "-"))
-    return names - {DISTRIBUTION}
+        if ("extra ==" in marker) != extras:
+            continue
+        extra = re.search(r"extra == ['\"]([^'\"]+)['\"]", marker)
+        if only is not None and (extra is None or extra.group(1) not in only):
+            continue
+        name = spec.strip().split("[")[0]
+        for stop in "<>=!~ (":
+            name = name.split(stop)[0]
+        names.add(name.lower().replace("_", "-").replace(".", "-"))
+    return names - {DISTRIBUTION.lower()}
 
 
 def undeclared_imports(
@@ -303,12 +310,15 @@ def test_the_installed_files_import_only_their_requirements(installed, tmp_path)
     extras = requirements(python, tmp_path, extras=True)
     # An extra may widen a runtime requirement (ssh: docker[ssh]): what the install requires
     # anyway is not test-only.
+    optional = import_names(
+        requirements(python, tmp_path, True, RUNTIME_EXTRAS), sys.executable, tmp_path
+    )
+    assert {"cryptography", "nacl"} <= optional
+    runtime |= optional
     test_only = (import_names(extras, sys.executable, tmp_path) | HARNESS) - runtime
     assert {"pytest", "hypothesis", "bcrypt"} <= test_only
-    features = requirements(python, tmp_path, extras=True, features=True)
-    optional = import_names(features, sys.executable, tmp_path) - test_only
     bad, unknown = undeclared_imports(
-        installed.site_packages / "buildtools", {"buildtools", *runtime, *optional}, test_only
+        installed.site_packages / "buildtools", {"buildtools", *runtime}, test_only
     )
     assert bad == {}, f"installed modules import test-only code: {bad}"
     assert unknown == {}, f"installed modules import what the package does not require: {unknown}"

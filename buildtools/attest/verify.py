@@ -252,5 +252,5 @@ def client_for(
     configured = [parse_registry(e) for e in release.registries_or_default]
     registry = parse_registry(host) if host else configured[0]
     ours = any(r.name == registry.name for r in configured)
-    login = creds.for_registry(registry.name, env, generic=ours)
+    login = creds.for_registry(registry.name, env, release=ours)
     return RegistryClient(registry, login, retry_policy(release)), repository, reference

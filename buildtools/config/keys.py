@@ -380,7 +380,9 @@ KEYS: tuple[Key, ...] = (
         "",
         "registries to look in for those images, `host[:port],…`; empty means those of "
         "`release.registries` (the Docker Hub a release falls back to is never asked unless "
-        "named here or there)",
+        "named here or there); one named only here logs in with its own "
+        "`DOCKER_USERNAME_<HOST>`/`DOCKER_PASSWORD_<HOST>` or not at all, never "
+        "`DOCKER_PASSWORD`",
         checks.registries,
         field="cache_registries",
     ),

@@ -154,6 +154,12 @@ def _release_tags(version: semver.Version, known: Iterable[semver.Version]) -> l
     return tags
 
 
+def floating_moved(version: semver.Version, known: Iterable[semver.Version]) -> set[str]:
+    """The floating tags (``X.Y``, ``X``, ``latest``) a release of ``version`` moves when
+    ``known`` are the other versions: the same rule the plan chose them by."""
+    return {tag.name for tag in _release_tags(version, known) if tag.floating}
+
+
 def is_release_lookalike(name: str, sha_prefix: str = "") -> bool:
     """``latest``, ``1``, ``1.2``, ``v1.2.3``, ``1.2.3-rc.1``, ``1.2.3_b``: names only release
     builds may carry; with ``sha_prefix``, also another commit's tag (``sha-0123abc``)."""

@@ -192,6 +192,13 @@ def test_invoke_verify_prints_the_proof_or_one_line(
     assert len(other.stderr.strip().splitlines()) == 1
     assert f"names commit {COMMIT}, not {'d' * 40}" in other.stderr
     assert fast_registry.password not in other.stderr
+    # The console script says the same, with the same exit status (one real process).
+    real = invoke_cli.real(["verify", f"{image.repository}:1.0.0", "--commit", "d" * 40], app, env)
+    assert (real.returncode, real.stdout, real.stderr) == (
+        other.returncode,
+        other.stdout,
+        other.stderr,
+    )
 
 
 def test_invoke_verify_sends_the_generic_login_only_to_configured_registries(
