@@ -125,6 +125,8 @@ def tag_ci(
             "pulled": sum(int(c.get("bytes_pulled", 0)) for c in result.get("cache_sources", [])),
             "tags": len(released.get("pushes", [])),
             "promoted_sent": sum(int(p["bytes_sent"]) for p in released.get("promoted", [])),
+            "signed": len(released.get("signatures", [])),
+            "signed_sent": sum(int(s["bytes_sent"]) for s in released.get("signatures", [])),
         }
     finally:
         relay.stop()

@@ -195,7 +195,7 @@ class Results:
         notes.update(newer.notes)
         used = {r.machine for r in rows}
         machines = {k: v for k, v in {**self.machines, **newer.machines}.items() if k in used}
-        return Results(rows, machines, dict(sorted(notes.items())))
+        return Results(rows, machines, dict(sorted(notes.items(), key=lambda kv: int(kv[0]))))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -222,6 +222,8 @@ CASE_TITLES = {
     6: "Image sizes",
     7: "The no-op's cost",
     8: "A tag on a released commit, promoted",
+    9: "Keeping the registry tidy on 2,000 tags",
+    10: "Signed releases",
 }
 
 

@@ -1,7 +1,7 @@
 """The runner of `invoke bench`: runs the chosen cases, merges their rows into
 ``benchmarks/results.json`` and renders ``benchmarks/RESULTS.md``.
 
-Each case is a module of its own (``case1_rebuild`` … ``case8_promotion``) with one function
+Each case is a module of its own (``case1_rebuild`` … ``case9_signing``) with one function
 that returns its rows and a note; the shared parts are ``harness`` (the temporary repository,
 image names and clean-up), ``commands``, ``registries`` and ``wrk``.
 """
@@ -28,6 +28,7 @@ from benchmarks.case6_sizes import case_sizes
 from benchmarks.case7_no_op import case_no_op
 from benchmarks.case8_promotion import case_promotion
 from benchmarks.case9_tidy import case_tidy
+from benchmarks.case10_signing import case_signing
 from benchmarks.harness import Bench, log, machine
 from benchmarks.report import (
     Results,
@@ -53,6 +54,7 @@ CASES = {
     7: "the no-op's cost",
     8: "promotion",
     9: "registry tidy",
+    10: "signed releases",
 }
 
 
@@ -99,6 +101,7 @@ def main(
         7: lambda b: case_no_op(b, runs),
         8: lambda b: case_promotion(b, runs),
         9: lambda b: case_tidy(b, runs),
+        10: lambda b: case_signing(b, runs),
     }
     measured = Results(machines={label: full})
     failed: list[str] = []

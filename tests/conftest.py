@@ -45,6 +45,7 @@ pytest_plugins = [
     "tests.fixtures.deployment",
     "tests.fixtures.hostile_registry",
     "tests.fixtures.signing",
+    "tests.fixtures.cosign_cli",
 ]
 
 # Every fixture that talks to the engine builds on one of these (base_image, app_image,

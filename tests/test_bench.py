@@ -241,9 +241,10 @@ def test_bench_names_the_cases_it_has(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(run.testbed, "ensure_engine", lambda: pytest.fail("engine asked"))
     with pytest.raises(BuildToolsError) as caught:
-        run.main(schema.load(schema.merged({}), ROOT), only=10)
-    assert caught.value.problem == "there is no benchmark case 10"
-    assert "1 (rebuild)" in caught.value.fix and "9 (registry tidy)" in caught.value.fix
+        run.main(schema.load(schema.merged({}), ROOT), only=11)
+    assert caught.value.problem == "there is no benchmark case 11"
+    fix = caught.value.fix
+    assert "1 (rebuild)" in fix and "9 (registry tidy)" in fix and "10 (signed releases)" in fix
 
 
 def test_manifest_layers_match_each_layer_to_its_build_step():

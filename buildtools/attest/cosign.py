@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,9 +242,11 @@ def _envelope(layer: Layer, body: bytes) -> Envelope:
     return Envelope(layer, kind if isinstance(kind, str) else "", _b64(parsed.get("payload")), sigs)
 
 
-def read(client: RegistryClient, repository: str, digest: str) -> Proof:
+def read(client: RegistryClient, repository: str, digest: str, skip: Collection[str] = ()) -> Proof:
     """The signatures and attestations the registry holds beside image ``digest``, each blob
-    checked against its digest (a layer of another media type is left out)."""
+    checked against its digest (a layer of another media type is left out). ``skip``:
+    predicate types (as the layers' annotations claim them) whose envelopes are not read: a
+    promotion's proof check needs no SBOM, which is most of the bytes."""
     signatures = []
     for layer in _layers(client, repository, signature_tag(digest)):
         if layer.media_type != stm.SIMPLE_SIGNING_TYPE:
@@ -256,5 +258,6 @@ def read(client: RegistryClient, repository: str, digest: str) -> Proof:
         _envelope(layer, client.blob(repository, layer.digest, ANSWER_LIMIT))
         for layer in _layers(client, repository, attestation_tag(digest))
         if layer.media_type == stm.DSSE_ENVELOPE_TYPE
+        and layer.annotations.get(PREDICATE_ANNOTATION) not in skip
     ]
     return Proof(digest, tuple(signatures), tuple(envelopes))

@@ -170,12 +170,15 @@ def verify(
     *,
     commit: str | None = None,
     require_smoke: bool = False,
+    skip: Sequence[str] = (),
 ) -> Verified:
     """Check image ``repository:reference`` (a tag or digest) against ``key``; what it holds.
 
     Raises :class:`BuildToolsError` (one line) when it is unsigned, signed by another key,
     signed for another digest, its provenance names another ``commit`` (when given), or it
-    has no smoke-test attestation (``require_smoke``)."""
+    has no smoke-test attestation (``require_smoke``). ``skip``: predicate types not read
+    (:func:`buildtools.attest.cosign.read`): what they would say is neither checked nor
+    returned."""
     if key is None:
         raise BuildToolsError(
             "no key to verify with",
@@ -189,7 +192,7 @@ def verify(
             "check the image's name and tag",
         )
     image = f"{where}@{digest}"
-    proof = cosign.read(client, repository, digest)
+    proof = cosign.read(client, repository, digest, skip)
     _check_signature(proof, key, image)
     found = _statements(proof, key, image)
     provenance = _latest(found, stm.SLSA_PROVENANCE_V1)

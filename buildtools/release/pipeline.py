@@ -22,7 +22,7 @@ from buildtools.facts.buildinfo import BuildInfo, Overrides
 from buildtools.facts.read import Run
 from buildtools.registry import targets
 from buildtools.release import build as builder
-from buildtools.release import prepare, steps, work
+from buildtools.release import prepare, signing, steps, work
 from buildtools.release.prepare import Options, Plan
 from buildtools.release.steps import Outcomes, Session, Step
 
@@ -69,6 +69,15 @@ PUSH_STAGE_CACHES = Step(
         None if plan.releases else "nothing is released",
         None if plan.branch_build else "not a branch build: stage caches are a branch's",
     ),
+)
+
+
+SIGN = Step(
+    "sign",
+    signing.sign_release,
+    signing.not_signing,
+    # Said once, where it matters: a release that pushes and signs nothing.
+    loud=lambda plan: plan.releases and not plan.options.dry_run and plan.keys.signing is None,
 )
 
 
@@ -140,6 +149,7 @@ RELEASE_STEPS = (
         ),
     ),
     Step("push", _push, _promoted),
+    SIGN,
     PUSH_STAGE_CACHES,
 )
 
@@ -150,13 +160,18 @@ def released(plan: Plan, done: Outcomes, *after: str) -> ReleaseResult | None:
     said before the steps that belong to the result too."""
     promoted: ReleaseResult | None = done.get("promote")
     pushed: ReleaseResult | None = done.get("push")
+    signed = list(done.get("sign") or ())
     meta = plan.meta
     # A dry run says where each registry's credentials would go, before anything is sent.
     routes = targets.credential_routes(plan.targets) if plan.options.dry_run else []
     if promoted is not None:
         warnings = [*meta.warnings, *promoted.warnings]
         return dataclasses.replace(
-            promoted, version=meta.info.version, warnings=warnings, credentials=routes
+            promoted,
+            version=meta.info.version,
+            warnings=warnings,
+            credentials=routes,
+            signatures=signed,
         )
     if pushed is None:
         return None
@@ -166,6 +181,7 @@ def released(plan: Plan, done: Outcomes, *after: str) -> ReleaseResult | None:
         version=meta.info.version,
         warnings=[*meta.warnings, *plan.passed_over, *pushed.warnings, *after],
         credentials=routes,
+        signatures=signed,
     )
 
 
@@ -265,6 +281,7 @@ def _ci_build(plan: Plan, done: Outcomes, session: Session) -> tuple[BuiltImage,
 def _smoke_test(plan: Plan, done: Outcomes, session: Session) -> dict[str, Any]:
     from buildtools.engine import stack
 
+    started = signing.now()
     info = plan.run.info
     by_name = {b.name: b.tags[0] for b in done["build"]}
     passed = stack.smoke(
@@ -277,6 +294,7 @@ def _smoke_test(plan: Plan, done: Outcomes, session: Session) -> dict[str, Any]:
         env=plan.run.env,
         say=session.say,
     )
+    passed = {**passed, "started": started, "finished": signing.now()}  # for its attestation
     asset = f"; {passed['asset']} comes from the sidecar, immutable" if passed["asset"] else ""
     session.say(
         f"ci: smoke test passed: GET {passed['path']} through the sidecar shows "
@@ -318,6 +336,7 @@ CI_STEPS = (
         loud=lambda plan: plan.promotion is None,
     ),
     Step("push", _ci_release, lambda plan: _first(_promoted(plan), _not_released(plan))),
+    SIGN,
     PUSH_STAGE_CACHES,
 )
 

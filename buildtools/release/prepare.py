@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from buildtools.attest.keyring import Keys, load_keys
 from buildtools.config import checks
 from buildtools.config.schema import Settings
 from buildtools.errors import BuildToolsError
@@ -69,6 +70,8 @@ class Plan:
     not_promoting: str | None = None
     local: tuple[ReleaseImage, ...] = ()
     passed_over: tuple[str, ...] = ()
+    # The keys that sign what is pushed and check what is promoted (loaded in the preflight).
+    keys: Keys = field(default_factory=Keys)
 
     @property
     def settings(self) -> Settings:
@@ -138,7 +141,13 @@ def with_promotion(plan: Plan) -> Plan:
     text = plan.dockerfile_text or builder.read_app_dockerfile(settings)
     try:
         promotion = promote.prepare(
-            settings, plan.meta, plan.targets, text, force=options.force, tag_lists=plan.tag_lists
+            settings,
+            plan.meta,
+            plan.targets,
+            text,
+            force=options.force,
+            tag_lists=plan.tag_lists,
+            verify_key=plan.keys.verify,
         )
     except CannotPromote as exc:
         return dataclasses.replace(plan, dockerfile_text=text, not_promoting=exc.why)
@@ -155,9 +164,10 @@ def for_release(run: Run, options: Options, session: Session) -> Plan:
     settings = run.settings
     check_releasable(run.info, settings.release)
     check_pull_request_release(settings.release, settings.pull_request_tags)
+    keys = load_keys(settings.release, run.env)  # an unusable key stops the release here
     found = checked_targets(run, session)
     targets.preflight(found, repositories(settings))
-    return with_promotion(with_registries(run, found, options))
+    return with_promotion(with_registries(run, found, options, keys=keys))
 
 
 def with_local_images(plan: Plan, session: Session) -> Plan:
@@ -191,10 +201,13 @@ def for_ci(run: Run, decision: Decision, options: Options, session: Session, tex
 
     if not decision.release:
         return unreleased()
+    keys = load_keys(run.settings.release, run.env)  # an unusable key stops the release here
     found = checked_targets(run, session)
     missing = targets.check(found, repositories(run.settings))
     if not missing:
-        plan = with_registries(run, found, options, dockerfile_text=text, decision=decision)
+        plan = with_registries(
+            run, found, options, dockerfile_text=text, decision=decision, keys=keys
+        )
         return with_promotion(plan)
     info = run.info
     error = targets.missing_error(missing)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from buildtools.config.schema import Settings
 from buildtools.errors import BuildToolsError
@@ -32,6 +33,9 @@ from buildtools.registry.targets import TagLists, Target, retry_policy
 from buildtools.release import build as builder
 from buildtools.release import floating, publish
 from buildtools.release.progress import PushReporter
+
+if TYPE_CHECKING:
+    from buildtools.attest.keys import PublicKey
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ def prepare(
     *,
     force: bool = False,
     tag_lists: TagLists | None = None,
+    verify_key: PublicKey | None = None,
 ) -> Promotion:
     """The promotion of this release on every registry (reads only), or :class:`CannotPromote`
     with the reason a build is needed (one registry or image short is enough: all or nothing).
@@ -162,6 +167,8 @@ def prepare(
                     raise CannotPromote(f"{ref} is not this commit's tested image: {why}")
                 if expected.unsmoked(labels) is not None:
                     raise CannotPromote(f"{ref} was pushed without a smoke test")
+            if verify_key is not None:
+                require_proof(target, repository, ref, source.digest, verify_key, meta.info.commit)
             try:
                 promoted = already_released(source, made[name]) or manifest_rewrite.promote(
                     source, made[name]
@@ -180,6 +187,26 @@ def prepare(
     # One order over every registry, as one plan gives: immutable tags first.
     ordered = sorted(pushes, key=lambda p: p.floating)
     return Promotion(tuple(candidates), tuple(ordered), source_tag, tuple(warnings))
+
+
+def require_proof(
+    target: Target, repository: str, ref: str, digest: str, key: PublicKey, commit: str
+) -> None:
+    """Labels are claims anyone who can push can write: with a key configured, the tested
+    image must be signed with it, carry a smoke-test attestation signed with it, and its
+    signed provenance must name this commit, else :class:`CannotPromote`."""
+    from buildtools.attest import verify
+    from buildtools.plan.statements import CYCLONEDX
+
+    try:  # the SBOM is not read: it proves nothing here and is most of the bytes
+        verify.verify(
+            target.client, repository, digest, key, commit=commit, require_smoke=True,
+            skip=(CYCLONEDX,),
+        )  # fmt: skip
+    except BuildToolsError as exc:
+        raise CannotPromote(
+            f"{ref} has no proof it is this commit's tested image: {exc.problem}"
+        ) from None
 
 
 def survey(

@@ -164,6 +164,9 @@ class ReleaseResult:
     # Where each registry's credentials go (buildtools.registry.targets.credential_routes):
     # what a --dry-run tells before anything is pushed.
     credentials: list[str] = field(default_factory=list)
+    # What was signed (buildtools.release.signing): per registry and digest, the release tags,
+    # the attestations attached and the bytes sent.
+    signatures: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         found = {
@@ -178,6 +181,8 @@ class ReleaseResult:
             found["promoted"] = list(self.promoted)
         if self.credentials:
             found["credentials"] = list(self.credentials)
+        if self.signatures:
+            found["signatures"] = list(self.signatures)
         return found
 
     def text(self) -> str:
@@ -213,6 +218,12 @@ class ReleaseResult:
             for row in rows:
                 cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
                 lines.append(" ".join([*cells, row[4]]).rstrip())
+        for s in self.signatures:
+            attached = ", ".join(s["attestations"]) or "no attestation"
+            lines.append(
+                f"signed {s['registry']} {s['repository']}@{s['digest']}: {attached} "
+                f"({s['bytes_sent']} bytes sent)"
+            )
         return "\n".join(lines)
 
 

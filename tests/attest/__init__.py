@@ -1,0 +1,1 @@
+"""Tests of buildtools.attest: signing, provenance and SBOMs."""
