@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from buildtools.attest.keyring import Keys, load_keys
 from buildtools.config.schema import Settings
 from buildtools.errors import BuildToolsError
 from buildtools.facts.gitinfo import commit_times
@@ -28,6 +29,7 @@ from buildtools.plan.manifests import Manifest, config_labels, parse_manifest
 from buildtools.plan.push_order import Push, ReleaseImage
 from buildtools.registry import inventory as reads
 from buildtools.registry import targets
+from buildtools.registry.client import RegistryClient
 from buildtools.registry.targets import Target
 from buildtools.release import publish
 from buildtools.release.promote import Candidate, ManifestPusher
@@ -50,14 +52,38 @@ def releases(settings: Settings, env: Mapping[str, str]) -> inventory.Inventory:
         times = commit_times(settings.repo, sorted(set(shorts.values())))
         return {t: times[s] for t, s in shorts.items() if s in times}
 
+    keys = load_keys(settings.release, env)  # a key that cannot be used: one line, now
+    found = targets.configured(settings.release, env)
     holdings = [
         reads.holdings(
             target.client, image, repository, prefix, extra_floating(settings), sha_times
         )
-        for target in targets.configured(settings.release, env)
+        for target in found
         for image, repository in roles(settings)
     ]
-    return inventory.build(holdings)
+    verified: dict[tuple[str, str], str] = {}
+    if keys.verify is not None:
+        clients = {target.name: target.client for target in found}
+        for held in holdings:
+            for version in held.kinds.releases:
+                digest = held.digests.get(version)
+                if digest is not None and (held.image, digest) not in verified:
+                    why = proof_problem(clients[held.registry], held.repository, digest, keys)
+                    verified[(held.image, digest)] = why or "verified"
+    return inventory.build(holdings, verified)
+
+
+def proof_problem(client: RegistryClient, repository: str, digest: str, keys: Keys) -> str | None:
+    """Why ``digest`` is not a signed, smoke-tested release under the verify key (None: it
+    is); what `invoke releases` shows and what refuses a rollback to it."""
+    from buildtools.attest import verify
+
+    assert keys.verify is not None
+    try:
+        verify.verify(client, repository, digest, keys.verify, require_smoke=True)
+    except BuildToolsError as exc:
+        return exc.problem
+    return None
 
 
 @dataclass(frozen=True)
@@ -159,6 +185,7 @@ def plan(
 ) -> tuple[list[Target], list[Read], list[Move]]:
     """Every read and check of a rollback, nothing written."""
     rollback.check_floating(tag)
+    keys = load_keys(settings.release, env)  # an unusable key: one line before any read
     found = checked_targets(settings, env)
     state = read_all(found, settings)
     common = set.intersection(*(set(r.tags) for r in state)) if state else set()
@@ -181,6 +208,14 @@ def plan(
                 r.target.client.config(r.repository, old.config_digest)
             ).get(inventory.VERSION)
         new = parse_manifest(*r.new)
+        why = (
+            proof_problem(r.target.client, r.repository, new.digest, keys) if keys.verify else None
+        )
+        if why is not None:
+            raise BuildToolsError(
+                f"{where}:{version} cannot be rolled back to: {why}",
+                "roll back to a release invoke ci signed and smoke-tested with this key",
+            )
         moves.append(
             Move(
                 r.target.name,
