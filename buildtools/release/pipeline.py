@@ -11,6 +11,7 @@ the steps as they would run.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -250,22 +251,43 @@ def _smoke_test(plan: Plan, done: Outcomes, session: Session) -> dict[str, Any]:
 
     info = plan.run.info
     by_name = {b.name: b.tags[0] for b in done["build"]}
+    name = stack.run_name("lara-ci", info.commit)
     passed = stack.smoke(
         session.client(),
         by_name["app"],
         by_name["nginx"],
         info.version,
-        stack.run_name("lara-ci", info.commit),
+        name,
         cfg=plan.settings.smoke,
         env=plan.run.env,
         say=session.say,
     )
+    record_smoke_test(plan, done["build"], name, passed)
     asset = f"; {passed['asset']} comes from the sidecar, immutable" if passed["asset"] else ""
     session.say(
         f"ci: smoke test passed: GET {passed['path']} through the sidecar shows "
         f"{passed['expected']!r}{asset} ({info.short_commit})"
     )
     return passed
+
+
+def record_smoke_test(
+    plan: Plan, built: tuple[BuiltImage, ...], name: str, passed: Mapping[str, Any]
+) -> None:
+    """The passed smoke test, in the build record of both images (what a promotion without
+    keys asks for): which stack ran, which path answered with what, and when."""
+    if plan.store is None:
+        return
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    said = {
+        "stack": name,
+        "path": str(passed["path"]),
+        "expected": str(passed["expected"]),
+        "time": when,
+    }
+    for image in built:
+        if image.name in ("app", "nginx"):
+            plan.store.with_smoke_test(image.id, said)
 
 
 def _ci_release(plan: Plan, done: Outcomes, session: Session) -> ReleaseResult:
@@ -371,7 +393,7 @@ def ci(
     plan = prepare.for_ci(run, decision, options, session, text)
     # The first line: what this run will do, from the plan (a promotion builds nothing).
     session.say(f"ci: {describe(run.info)}: {intent(plan)} ({decision.reason})")
-    for note in plan.notes:
+    for note in (*plan.notes, *plan.source_notes):
         session.say(f"ci: {note}")
     if plan.not_promoting is not None:
         session.say(f"ci: not promoting: {plan.not_promoting}; building")

@@ -27,6 +27,9 @@ from buildtools.release.steps import Session
 
 # Releasing and its registries are imported where they are used: `invoke build` needs none.
 if TYPE_CHECKING:
+    from buildtools.engine.records import Store
+    from buildtools.facts.source_tree import CommitTree
+    from buildtools.plan.build_source import Wanted
     from buildtools.plan.push_order import ReleaseImage
     from buildtools.plan.release_rule import Decision
     from buildtools.registry.targets import TagLists, Target
@@ -45,6 +48,7 @@ class Options:
     force: bool = False
     smoke_test: bool = True
     promote: bool = True
+    worktree: bool = False  # build the directory as it is (never releasable)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class Plan:
     not_promoting: str | None = None
     local: tuple[ReleaseImage, ...] = ()
     passed_over: tuple[str, ...] = ()
+    # The commit's tree the app is built from (None: the directory, a working-tree build) and
+    # where this checkout keeps its build records (None outside git).
+    tree: CommitTree | None = None
+    store: Store | None = None
+    source_notes: tuple[str, ...] = ()  # what the build source leaves out, or that it is none
 
     @property
     def settings(self) -> Settings:
@@ -103,7 +112,45 @@ def for_build(run: Run, options: Options) -> Plan:
     if options.only in ("", "app"):
         checks.check_context(options.context or settings.app.context, bool(options.context))
     meta = metadata.of_run(run)
-    return Plan(run, meta, options, text, warnings=(*meta.warnings, *found))
+    plan = with_source(Plan(run, meta, options, text, warnings=(*meta.warnings, *found)))
+    if plan.tree is not None and plan.dockerfile_text != text:  # the commit's own, checked too
+        builder.check_app_dockerfile(
+            settings, options.only, options.dockerfile, plan.dockerfile_text
+        )
+    return plan
+
+
+def with_source(plan: Plan, releasing: bool = False) -> Plan:
+    """``plan`` with the app's build source decided (:mod:`buildtools.release.sourcing`): the
+    commit's tree and Dockerfile, or the directory, whose facts then say dirty (the tags,
+    labels and version made again from them); its notes added to the warnings."""
+    from buildtools.release import sourcing
+
+    options = plan.options
+    sourced = sourcing.decide(
+        plan.run,
+        context=options.context,
+        dockerfile=options.dockerfile,
+        releasing=releasing,
+        worktree=options.worktree,
+        app=options.only != "nginx",
+    )
+    meta = plan.meta
+    if sourced.run is not plan.run:
+        meta = metadata.of_run(sourced.run)
+        warnings = (*meta.warnings, *plan.warnings[len(plan.meta.warnings) :])
+    else:
+        warnings = plan.warnings
+    return dataclasses.replace(
+        plan,
+        run=sourced.run,
+        meta=meta,
+        dockerfile_text=sourced.dockerfile_text or plan.dockerfile_text,
+        tree=sourced.tree,
+        store=sourced.store,
+        warnings=(*warnings, *sourced.notes),
+        source_notes=sourced.notes,
+    )
 
 
 def checked_targets(run: Run, session: Session) -> list[Target]:
@@ -137,8 +184,9 @@ def with_promotion(plan: Plan) -> Plan:
     text = plan.dockerfile_text or builder.read_app_dockerfile(settings)
     try:
         promotion = promote.prepare(
-            settings, plan.meta, plan.targets, text, force=options.force, tag_lists=plan.tag_lists
-        )
+            settings, plan.meta, plan.targets, text, force=options.force,
+            tag_lists=plan.tag_lists, store=plan.store,
+        )  # fmt: skip
     except CannotPromote as exc:
         return dataclasses.replace(plan, dockerfile_text=text, not_promoting=exc.why)
     return dataclasses.replace(plan, dockerfile_text=text, promotion=promotion)
@@ -154,9 +202,17 @@ def for_release(run: Run, options: Options, session: Session) -> Plan:
     settings = run.settings
     check_releasable(run.info, settings.release)
     check_pull_request_release(settings.release, settings.pull_request_tags)
+    from buildtools.release import sourcing
+
+    # The commit's tree before any registry is asked: a context outside git stops here.
+    sourced = sourcing.decide(run, context=None, dockerfile=None, releasing=True)
     found = checked_targets(run, session)
     targets.preflight(found, repositories(settings))
-    return with_promotion(with_registries(run, found, options))
+    plan = with_registries(
+        run, found, options, dockerfile_text=sourced.dockerfile_text, tree=sourced.tree,
+        store=sourced.store,
+    )  # fmt: skip
+    return with_promotion(dataclasses.replace(plan, warnings=(*plan.warnings, *sourced.notes)))
 
 
 def with_local_images(plan: Plan, session: Session) -> Plan:
@@ -167,13 +223,41 @@ def with_local_images(plan: Plan, session: Session) -> Plan:
     if plan.promotion is not None:
         return plan
     settings = plan.settings
-    local, passed_over = publish.local_images(session.client(), roles(settings), plan.meta)
     text = plan.dockerfile_text
     if text is None and not plan.options.dry_run:
         text = builder.read_app_dockerfile(settings)
+    store = plan.store
+    local, passed_over = publish.local_images(
+        session.client(),
+        roles(settings),
+        plan.meta,
+        records=store.load if store is not None else lambda image_id: None,
+        wanted=wanted_inputs(plan, text),
+    )
     return dataclasses.replace(
         plan, dockerfile_text=text, local=tuple(local), passed_over=tuple(passed_over)
     )
+
+
+def wanted_inputs(plan: Plan, dockerfile_text: str | None) -> dict[str, Wanted]:
+    """What this release would build each image from, which a local image's build record
+    must say to be released as it is: the commit, the context's tree, the Dockerfile and every
+    build arg but ``BASE_IMAGE`` (resolved by the engine at build time; its record keeps it)."""
+    from buildtools.plan.build_source import Wanted, digest
+
+    settings, meta, commit = plan.settings, plan.meta, plan.meta.info.commit
+    args = {**settings.app.build_args, **builder.metadata_buildargs(meta)}
+    app = Wanted(
+        "app",
+        commit,
+        context_tree=plan.tree.tree_id if plan.tree is not None else "",
+        dockerfile_digest=digest(dockerfile_text) if dockerfile_text is not None else "",
+        build_args=args,
+    )
+    return {
+        "app": app,
+        "nginx": Wanted("nginx", commit, build_args=settings.nginx.image.build_args),
+    }
 
 
 def for_ci(run: Run, decision: Decision, options: Options, session: Session, text: str) -> Plan:
@@ -186,7 +270,8 @@ def for_ci(run: Run, decision: Decision, options: Options, session: Session, tex
 
     def unreleased(*notes: str) -> Plan:
         meta = metadata.of_run(run)
-        return Plan(run, meta, options, text, meta.warnings, decision, notes=notes)
+        plan = Plan(run, meta, options, text, meta.warnings, decision, notes=notes)
+        return with_source(plan)
 
     if not decision.release:
         return unreleased()
@@ -194,7 +279,7 @@ def for_ci(run: Run, decision: Decision, options: Options, session: Session, tex
     missing = targets.check(found, repositories(run.settings))
     if not missing:
         plan = with_registries(run, found, options, dockerfile_text=text, decision=decision)
-        return with_promotion(plan)
+        return with_promotion(with_source(plan, releasing=True))
     info = run.info
     error = targets.missing_error(missing)
     kind = "registry" if len(missing) == 1 else "registries"

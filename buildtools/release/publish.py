@@ -26,7 +26,9 @@ import docker.errors
 
 from buildtools.engine.push import EnginePusher, Pusher
 from buildtools.errors import INTERRUPTED, BuildToolsError
-from buildtools.plan import labels, push_order
+from buildtools.plan import build_source, labels, push_order
+from buildtools.plan.build_record import BuildRecord
+from buildtools.plan.build_source import Wanted
 from buildtools.plan.metadata import Metadata
 from buildtools.plan.push_order import OVERWRITE, PUSH, UNCHANGED, Push, ReleaseImage, TagLike
 from buildtools.registry.retry import RetryPolicy
@@ -365,15 +367,21 @@ def push_all(
 
 
 def local_images(
-    client: docker.DockerClient, repositories: Sequence[tuple[str, str]], meta: Metadata
+    client: docker.DockerClient,
+    repositories: Sequence[tuple[str, str]],
+    meta: Metadata,
+    records: Callable[[str], BuildRecord | None] = lambda image_id: None,
+    wanted: Mapping[str, Wanted] | None = None,
 ) -> tuple[list[ReleaseImage], list[str]]:
     """The images built for exactly this build, by role (image_id None when missing), and a
     note for each local image passed over.
 
     ``repositories`` are ``(role, repository)`` pairs. Images are found by the first local tag
-    ``invoke build`` gives them, and only taken when their labels say this commit, a clean tree
-    and this build's version (:class:`Expected`): anything else is rebuilt, never released.
-    """
+    ``invoke build`` gives them, and only taken when a build record on this machine
+    (``records``: the record naming an image ID) says a commit-tree build of this commit made
+    exactly that image from what this release would build (``wanted``, by role;
+    :func:`buildtools.plan.build_source.mismatch`), and their labels say this build's version
+    and tags (:class:`Expected`). Labels alone never do: anything else is rebuilt."""
     expected = Expected.of(meta)
     found: list[ReleaseImage] = []
     notes: list[str] = []
@@ -385,7 +393,13 @@ def local_images(
         except docker.errors.ImageNotFound:
             pass
         else:
-            why = expected.mismatch(image.labels or {})
+            want = (wanted or {}).get(name) or Wanted(name, meta.info.commit)
+            if name == "nginx" and found and found[0].image_id:  # made from the app taken
+                args = {**(want.build_args or {}), "APP_IMAGE": found[0].image_id}
+                want = dataclasses.replace(want, build_args=args)
+            why = build_source.mismatch(records(image.id), want) or expected.mismatch(
+                image.labels or {}
+            )
             if why is None:
                 image_id = image.id
             else:

@@ -99,6 +99,8 @@ def build_images(plan: Plan, done: Outcomes, session: Session) -> tuple[build_sp
             reporter=reporter,
             cache_from=sources.sources,
             dockerfile_text=plan.dockerfile_text,
+            source=plan.tree,
+            store=plan.store,
         )
     return credit_cache(plan, session, built, sources.pulled)
 
