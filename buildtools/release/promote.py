@@ -171,13 +171,13 @@ def prepare(
                     raise CannotPromote(f"{ref} is not this commit's tested image: {why}")
                 if expected.unsmoked(labels) is not None:
                     raise CannotPromote(f"{ref} was pushed without a smoke test")
-            keyless_check(store, source, ref, meta.info.commit, smoke == publish.SMOKE_PASSED)
             try:
                 promoted = already_released(source, made[name]) or manifest_rewrite.promote(
                     source, made[name]
                 )
             except CannotPromote as exc:
                 raise CannotPromote(f"{ref}: {exc.why}") from None
+            keyless_check(store, source, ref, meta.info.commit, smoke == publish.SMOKE_PASSED)
             warnings.extend(f"{ref}: {line}" for line in promoted.warnings)
             mine.append(Candidate(target, name, repository, promoted))
         images = [ReleaseImage(c.image, c.repository, c.promoted.image_id) for c in mine]

@@ -113,11 +113,11 @@ def test_an_untracked_file_never_reaches_a_release(
     built = run(app, "build", "--json")
     release(app)
 
+    files = released_files(docker_client, app, fast_registry)
+    assert "./committed.txt: committed" in files and "untracked" not in files
     assert built.returncode == 0, built.stderr
     assert built.stderr.count("1 untracked file in the build context left out") == 1
     assert "commit them, or build the working tree with invoke build --worktree" in built.stderr
-    files = released_files(docker_client, app, fast_registry)
-    assert "./committed.txt: committed" in files and "untracked" not in files
 
 
 def test_an_ignored_file_never_reaches_a_release(
@@ -166,14 +166,14 @@ def test_a_build_of_another_context_is_never_released_as_this_commit(
     built = run(app, "build", "--json", "--context", str(other))
     release(app)
 
+    files = released_files(docker_client, app, fast_registry)
+    assert "./committed.txt: committed" in files and "another directory" not in files
     assert built.returncode == 0, built.stderr
     assert built.stderr.count("building the working tree: not releasable") == 1
     (app_built, _) = json.loads(built.stdout)
     assert app_built["tags"] == [f"{app['app_repo']}:{sha}-dirty"]  # never the commit's tag
     labels = docker_client.images.get(app_built["id"]).labels
     assert labels["org.concord.lara.build.dirty"] == "true"
-    files = released_files(docker_client, app, fast_registry)
-    assert "./committed.txt: committed" in files and "another directory" not in files
 
 
 def test_an_image_changed_after_its_build_is_rebuilt_not_released(
@@ -182,7 +182,6 @@ def test_an_image_changed_after_its_build_is_rebuilt_not_released(
     built = run(app, "build", "--json")
     assert built.returncode == 0, built.stderr
     (app_built, _) = json.loads(built.stdout)
-    assert app_built["source"] == "commit"
     # Changed in the engine: `docker commit` keeps every label; re-tagged under its name.
     container = docker_client.containers.run(
         app_built["id"], ["sh", "-c", "echo planted > /lara/planted.txt"], detach=True
@@ -195,11 +194,12 @@ def test_an_image_changed_after_its_build_is_rebuilt_not_released(
 
     done = release(app)
 
+    files = released_files(docker_client, app, fast_registry)
+    assert "./committed.txt: committed" in files and "planted" not in files
+    assert app_built["source"] == "commit"
     (note,) = [w for w in done["json"]["warnings"] if "is not this build's" in w]
     assert note.startswith(f"the local app image {app_built['tags'][0]} is not this build's")
     assert "no build record names it" in note
-    files = released_files(docker_client, app, fast_registry)
-    assert "./committed.txt: committed" in files and "planted" not in files
 
 
 def test_a_clean_build_is_released_as_it_is_with_its_record(
