@@ -204,10 +204,10 @@ def for_release(run: Run, options: Options, session: Session) -> Plan:
     check_pull_request_release(settings.release, settings.pull_request_tags)
     from buildtools.release import sourcing
 
-    # The commit's tree before any registry is asked: a context outside git stops here.
-    sourced = sourcing.decide(run, context=None, dockerfile=None, releasing=True)
     found = checked_targets(run, session)
     targets.preflight(found, repositories(settings))
+    # The commit's tree (git only): a context outside the checkout stops here, before the engine.
+    sourced = sourcing.decide(run, context=None, dockerfile=None, releasing=True)
     plan = with_registries(
         run, found, options, dockerfile_text=sourced.dockerfile_text, tree=sourced.tree,
         store=sourced.store,
