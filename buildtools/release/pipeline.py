@@ -11,7 +11,6 @@ the steps as they would run.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -262,32 +261,13 @@ def _smoke_test(plan: Plan, done: Outcomes, session: Session) -> dict[str, Any]:
         env=plan.run.env,
         say=session.say,
     )
-    record_smoke_test(plan, done["build"], name, passed)
+    work.record_smoke_test(plan, done["build"], name, passed)
     asset = f"; {passed['asset']} comes from the sidecar, immutable" if passed["asset"] else ""
     session.say(
         f"ci: smoke test passed: GET {passed['path']} through the sidecar shows "
         f"{passed['expected']!r}{asset} ({info.short_commit})"
     )
     return passed
-
-
-def record_smoke_test(
-    plan: Plan, built: tuple[BuiltImage, ...], name: str, passed: Mapping[str, Any]
-) -> None:
-    """The passed smoke test, in the build record of both images (what a promotion without
-    keys asks for): which stack ran, which path answered with what, and when."""
-    if plan.store is None:
-        return
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    said = {
-        "stack": name,
-        "path": str(passed["path"]),
-        "expected": str(passed["expected"]),
-        "time": when,
-    }
-    for image in built:
-        if image.name in ("app", "nginx"):
-            plan.store.with_smoke_test(image.id, said)
 
 
 def _ci_release(plan: Plan, done: Outcomes, session: Session) -> ReleaseResult:

@@ -373,15 +373,11 @@ def local_images(
     records: Callable[[str], BuildRecord | None] = lambda image_id: None,
     wanted: Mapping[str, Wanted] | None = None,
 ) -> tuple[list[ReleaseImage], list[str]]:
-    """The images built for exactly this build, by role (image_id None when missing), and a
-    note for each local image passed over.
-
-    ``repositories`` are ``(role, repository)`` pairs. Images are found by the first local tag
-    ``invoke build`` gives them, and only taken when a build record on this machine
-    (``records``: the record naming an image ID) says a commit-tree build of this commit made
-    exactly that image from what this release would build (``wanted``, by role;
-    :func:`buildtools.plan.build_source.mismatch`), and their labels say this build's version
-    and tags (:class:`Expected`). Labels alone never do: anything else is rebuilt."""
+    """This build's images by ``(role, repository)`` (image_id None when missing or not this
+    build's, with a note each). Found by their first local tag, taken only when the record
+    naming the image ID (``records``) proves a commit-tree build of what this release builds
+    (``wanted``: :func:`buildtools.plan.build_source.mismatch`) and the labels say this
+    version and tags (:class:`Expected`). Labels alone never do."""
     expected = Expected.of(meta)
     found: list[ReleaseImage] = []
     notes: list[str] = []
@@ -397,10 +393,8 @@ def local_images(
             if name == "nginx" and found and found[0].image_id:  # made from the app taken
                 args = {**(want.build_args or {}), "APP_IMAGE": found[0].image_id}
                 want = dataclasses.replace(want, build_args=args)
-            why = build_source.mismatch(records(image.id), want) or expected.mismatch(
-                image.labels or {}
-            )
-            if why is None:
+            why = build_source.mismatch(records(image.id), want)
+            if why is None and (why := expected.mismatch(image.labels or {})) is None:
                 image_id = image.id
             else:
                 notes.append(
