@@ -3,8 +3,10 @@
 The files come from git's tree at the commit (:mod:`buildtools.facts.source_tree`), never from
 the working tree: an untracked, ignored, skip-worktree or assume-unchanged file cannot reach
 the image. The commit's own ``.dockerignore`` is applied with docker-py's pattern matcher (the
-engine's own rules); symlinks and the executable bit are kept; every entry gets the commit's
-time and uid/gid 0, so the same tree always makes the same tar (and the same cached steps).
+engine's own rules); symlinks and the executable bit are kept; every entry gets one fixed time
+and uid/gid 0, so the same tree always makes the same tar: the classic builder's cache key of a
+``COPY`` includes each file's time, and the commit's would rebuild every step after it on
+each new commit (a metadata-only commit must rebuild only the metadata steps).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from docker.utils.build import PatternMatcher
 
 from buildtools.facts import source_tree
 from buildtools.facts.source_tree import EXECUTABLE, GITLINK, SYMLINK, CommitTree
+
+# 2000-01-01T00:00:00Z: not the commit's time (see above); after 1980, which zip-based tools
+# need of a file's time.
+FIXED_TIME = 946_684_800
 
 
 def ignore_patterns(text: str) -> list[str]:
@@ -55,7 +61,7 @@ def commit_archive(
     wanted = set(kept([f.path for f in tree.files if f.mode != GITLINK], patterns))
     wanted -= {".dockerignore", dockerfile_name}  # given below, as the engine must see them
     buffer = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it after the build)
-    mtime = tree.commit_time
+    mtime = FIXED_TIME
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         folders: set[str] = set()
         for item, data in source_tree.blobs(_only(tree, wanted)):

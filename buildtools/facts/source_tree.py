@@ -36,7 +36,7 @@ class TreeFile:
 class CommitTree:
     """The context directory as the commit has it. ``tree_id``: git's tree ID of that
     directory (equal trees, equal content); ``subdir``: the context relative to the checkout's
-    root (``""`` for the root); ``commit_time``: the time the files are given in the tar."""
+    root (``""`` for the root); ``commit_time``: when the commit was made."""
 
     root: Path
     commit: str
