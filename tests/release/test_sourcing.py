@@ -225,3 +225,31 @@ def test_a_clean_build_is_released_as_it_is_with_its_record(
     assert record.build_args["LARA_COMMIT"] == app["repo"].head()
     nginx = store.load(ids["nginx"])
     assert nginx is not None and nginx.releasable and nginx.build_args["APP_IMAGE"] == ids["app"]
+
+
+def test_a_worktree_build_is_the_directory_labelled_so_and_never_released(
+    docker_client: docker.DockerClient, app: dict[str, Any], fast_registry: testbed.LocalRegistry
+) -> None:
+    app["repo"].write("app/untracked.txt", "not committed\n")
+    sha = f"sha-{app['repo'].head()[:7]}"
+
+    built = run(app, "build", "--json", "--only", "app", "--worktree")
+
+    assert built.returncode == 0, built.stderr
+    assert built.stderr.count("building the working tree: not releasable (--worktree)") == 1
+    assert "left out" not in built.stderr
+    (image,) = json.loads(built.stdout)
+    assert image["tags"] == [f"{app['app_repo']}:{sha}-dirty"] and image["source"] == "worktree"
+    labels = docker_client.images.get(image["id"]).labels
+    assert labels["org.concord.lara.build.dirty"] == "true"
+    assert labels["org.opencontainers.image.version"].endswith("+dirty")
+    out = docker_client.containers.run(image["id"], ["cat", "/lara/untracked.txt"], remove=True)
+    assert out == b"not committed\n"
+    store = Store.of(app["repo"].path)
+    assert store is not None
+    record = store.load(image["id"])
+    assert record is not None and record.source == "worktree" and not record.releasable
+
+    release(app)
+
+    assert "untracked" not in released_files(docker_client, app, fast_registry)
