@@ -20,6 +20,7 @@ from buildtools.facts.buildinfo import as_worktree
 from buildtools.facts.read import Run
 from buildtools.facts.source_tree import CommitTree
 from buildtools.plan import build_source
+from buildtools.plan.build_record import WORKTREE
 from buildtools.plan.build_source import Source
 
 
@@ -36,18 +37,12 @@ class Sourced:
     notes: tuple[str, ...] = ()
 
 
-def commit_dockerfile(tree: CommitTree, dockerfile: Path) -> str:
-    """The Dockerfile a commit-tree build uses: the commit's, when it lies in the checkout (one
-    line when the checkout has it but the commit does not); else the file itself."""
+def commit_dockerfile(tree: CommitTree, dockerfile: Path) -> str | None:
+    """The Dockerfile a commit-tree build uses: the commit's, when it lies in the checkout (None
+    when the checkout has it but the commit does not); else the file itself."""
     if source_tree.inside(tree.root, dockerfile) is None:
         return images.read_dockerfile(dockerfile)  # outside the repository: as it is
-    text = source_tree.read_file(tree, tree.root, dockerfile)
-    if text is None:
-        raise BuildToolsError(
-            f"the Dockerfile {dockerfile} is not in commit {tree.commit[:7]}",
-            "commit it (or use invoke build --worktree for a local image that is never released)",
-        )
-    return text
+    return source_tree.read_file(tree, tree.root, dockerfile)
 
 
 def decide(
@@ -74,14 +69,28 @@ def decide(
         context=str(folder),
     )
     if not chosen.commit_tree:
-        marked = dataclasses.replace(run, info=as_worktree(run.info))
-        note = f"{build_source.WORKTREE_NOTE} ({chosen.why})"
-        return Sourced(marked, chosen, None, None, store, (note,))
+        return _worktree(run, chosen, store)
     if not app:
         return Sourced(run, chosen, None, None, store)
     tree = source_tree.read(settings.repo, run.info.commit, folder)
-    text = commit_dockerfile(tree, dockerfile or settings.app.dockerfile)
+    path = dockerfile or settings.app.dockerfile
+    text = commit_dockerfile(tree, path)
+    if text is None and releasing:
+        raise BuildToolsError(
+            f"the Dockerfile {path} is not in commit {tree.commit[:7]}: a release is built "
+            "from the commit's own files",
+            "commit it, then release",
+        )
+    if text is None:  # a Dockerfile being written: the build is the working tree's
+        return _worktree(run, Source(WORKTREE, f"the Dockerfile {path} is not committed"), store)
     patterns = commit_context.dockerignore_of(tree)
     left = commit_context.kept(source_tree.untracked(tree), patterns)
     note = build_source.left_out_note(len(left))
     return Sourced(run, chosen, tree, text, store, (note,) if note else ())
+
+
+def _worktree(run: Run, chosen: Source, store: records.Store | None) -> Sourced:
+    """A working-tree build: its facts marked dirty, and the one line that says so."""
+    marked = dataclasses.replace(run, info=as_worktree(run.info))
+    note = f"{build_source.WORKTREE_NOTE} ({chosen.why})"
+    return Sourced(marked, chosen, None, None, store, (note,))
