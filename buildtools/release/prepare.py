@@ -29,6 +29,7 @@ from buildtools.release.steps import Session
 if TYPE_CHECKING:
     from buildtools.engine.records import Store
     from buildtools.facts.source_tree import CommitTree
+    from buildtools.plan.build_record import BuildRecord
     from buildtools.plan.build_source import Wanted
     from buildtools.plan.push_order import ReleaseImage
     from buildtools.plan.release_rule import Decision
@@ -86,6 +87,11 @@ class Plan:
     @property
     def releases(self) -> bool:
         return bool(self.targets)
+
+    def record_of(self, image_id: str | None) -> BuildRecord | None:
+        """The build record of a local image as stored now (a reused image's, or a built one's
+        after `invoke ci` added its smoke test); None when there is none."""
+        return self.store.load(image_id) if self.store is not None else None
 
     @property
     def branch_build(self) -> bool:
