@@ -18,7 +18,8 @@ from buildtools.tasks import settings
 @task(
     help={
         "only": "run one case: 1 rebuild, 2 re-release, 3 sidecar throughput, 4 overhead, "
-        "5 fresh CI runner, 6 image sizes, 7 no-op build and version, 8 promotion",
+        "5 fresh CI runner, 6 image sizes, 7 no-op build and version, 8 promotion, "
+        "9 registry tidy (prune and releases on 2,000 tags)",
         "runs": "runs per figure, reported as medians (default: 3; case 4 runs at least 5)",
         "cold-runs": "cold (no-cache) app builds in case 1 (default: 2; each takes ~30 s)",
         "duration": "seconds per wrk run in case 3 (default: 5)",

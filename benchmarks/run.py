@@ -27,6 +27,7 @@ from benchmarks.case5_fresh_runner import case_fresh_runner
 from benchmarks.case6_sizes import case_sizes
 from benchmarks.case7_no_op import case_no_op
 from benchmarks.case8_promotion import case_promotion
+from benchmarks.case9_tidy import case_tidy
 from benchmarks.harness import Bench, log, machine
 from benchmarks.report import (
     Results,
@@ -51,6 +52,7 @@ CASES = {
     6: "image sizes",
     7: "the no-op's cost",
     8: "promotion",
+    9: "registry tidy",
 }
 
 
@@ -96,6 +98,7 @@ def main(
         6: case_sizes,
         7: lambda b: case_no_op(b, runs),
         8: lambda b: case_promotion(b, runs),
+        9: lambda b: case_tidy(b, runs),
     }
     measured = Results(machines={label: full})
     failed: list[str] = []

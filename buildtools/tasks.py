@@ -76,8 +76,8 @@ def bases(c, suite=""):
 
 
 REF_HELP = {
-    "branch": "the branch being built (replaces what CI and git say)",
-    "tag": "the git tag being built, e.g. v1.2.3 (replaces what CI and git say)",
+    "branch": "the branch being built, one git says this commit is on (replaces CI and git)",
+    "tag": "the git tag being built, at this commit, e.g. v1.2.3 (replaces CI and git)",
     "commit": "the commit being built; with it, no git checkout is needed",
 }
 
@@ -298,7 +298,89 @@ def ci(c, json=False, no_smoke=False, no_promote=False):
         process.show(json, done.as_dict, lambda: None)
 
 
-ns = Collection(bases, version, build, up, down, compose, release, ci)
+@task(
+    help={
+        "yes": "delete what the rules say (default: a dry run that only lists it)",
+        "dry-run": "list what would be deleted and kept, and why (the default)",
+        "json": "print the decisions (and deletes) as JSON on stdout",
+    }
+)
+def prune(c, yes=False, dry_run=False, json=False):
+    """Delete sha-, pr- and branch tags no one needs, in every registry (a dry run unless --yes)."""
+    from buildtools.cli import flags
+    from buildtools.release import prune as pruner
+
+    with process.reported(as_json=json):
+        flags.one_of_yes_and_dry_run(yes, dry_run)
+        say = process.to_stderr if json else process.to_stdout
+        done = pruner.run(settings(c), os.environ, yes=yes, say=say, listing=not json)
+        process.show(json, done.as_dict, done.text)
+
+
+@task(help={"json": "print the inventory as JSON on stdout"})
+def releases(c, json=False):
+    """List the releases both images have in every registry: digest, labelled commit and date,
+    signature and smoke-test tags, floating tags; sha-/branch tags counted; disagreements."""
+    from buildtools.release import rollback
+
+    with process.reported(as_json=json):
+        found = rollback.releases(settings(c), os.environ)
+        process.show(json, found.as_dict, found.text)
+
+
+@task(
+    help={
+        "dry-run": "show the move and the checks; change nothing",
+        "json": "print the outcome as JSON on stdout",
+        "clear": "remove TAG's rollback marker: the next release moves TAG again",
+    },
+    positional=["tag", "version"],
+)
+def rollback(c, tag, version="", dry_run=False, json=False, clear=False):
+    """Move a floating tag (latest, X, X.Y) of both images back to release VERSION in every
+    registry, or neither; marks it so the next release does not move it silently."""
+    from buildtools.errors import BuildToolsError
+    from buildtools.release import rollback as rolling
+
+    with process.reported(as_json=json):
+        cfg = settings(c)
+        if clear:
+            done = rolling.clear(cfg, os.environ, tag, dry_run=dry_run)
+        else:
+            if not version:
+                raise BuildToolsError(
+                    f"which release should {tag} go back to?", f"invoke rollback {tag} 1.2.3"
+                )
+            done = rolling.run(cfg, os.environ, tag, version, dry_run=dry_run)
+        process.show(json, done.as_dict, done.text)
+
+
+@task(
+    help={
+        "image": "[host[:port]/]repository[:tag] or …@sha256:<hex>; no host: the first of "
+        "buildtools.release.registries",
+        "key": "PEM public key to check with (default: buildtools.release.verify_key, else the "
+        "signing key's public half)",
+        "commit": "also require the provenance to name this commit",
+        "json": "print the result as JSON on stdout",
+    }
+)
+def verify(c, image, key="", commit="", json=False):
+    """Check an image's signature and attestations in its registry (no engine), and print
+    the commit, version, smoke test and SBOM they prove."""
+    from buildtools.attest import verify as checker
+
+    with process.reported(as_json=json):
+        release = settings(c).release
+        public = checker.public_key(release, os.environ, path(key))
+        client, repository, reference = checker.client_for(image, release, os.environ)
+        done = checker.verify(client, repository, reference, public, commit=commit or None)
+        process.show(json, done.as_dict, done.text)
+
+
+ns = Collection(
+    bases, version, build, up, down, compose, release, ci, releases, rollback, prune, verify
+)
 ns.add_collection(Collection("nginx", nginx_config))
 # The defaults, defined once (buildtools/config/schema.py): an app's invoke.yaml holds only changes.
 ns.configure({schema.SECTION: schema.defaults()})

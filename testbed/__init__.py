@@ -8,6 +8,7 @@ import it where the root is on ``sys.path`` (pytest's rootdir, invoke's tasks di
 
 from buildtools.engine.bases import ensure_base_image
 from buildtools.engine.ports import free_port
+from testbed.cosign import cosign_path
 from testbed.engines import ensure_engine
 from testbed.fresh import FreshEngine
 from testbed.fresh_host import FRESH_PREFIX
@@ -18,6 +19,7 @@ __all__ = [
     "FRESH_PREFIX",
     "FreshEngine",
     "LocalRegistry",
+    "cosign_path",
     "ensure_base_image",
     "ensure_engine",
     "ensure_service_image",

@@ -35,6 +35,8 @@ class LocalRegistry:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     process: subprocess.Popen | None = None
     chosen_port: bool = False  # the port was free_port's: another may be tried
+    # storage.delete.enabled: False makes a registry that refuses deletes (405 UNSUPPORTED).
+    delete: bool = True
 
     def __post_init__(self) -> None:
         if not self.port:
@@ -82,7 +84,7 @@ class LocalRegistry:
             "log": {"level": "warn"},
             "storage": {
                 "filesystem": {"rootdirectory": str(self.root / "data")},
-                "delete": {"enabled": True},
+                "delete": {"enabled": self.delete},
             },
             "http": {"addr": self.host, "secret": secrets.token_hex(16)},
             # A realm of its own: a 401 naming it is this registry answering on the port, not

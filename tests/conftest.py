@@ -44,13 +44,16 @@ pytest_plugins = [
     "tests.fixtures.promotion",
     "tests.fixtures.deployment",
     "tests.fixtures.hostile_registry",
+    "tests.fixtures.signing",
 ]
 
 # Every fixture that talks to the engine builds on one of these (base_image, app_image,
 # sidecar_image, make_image, mariadb_image ... all take docker_client).
 ENGINE_FIXTURES = frozenset({"docker_client", "fresh_engine"})
 # Real docker-registry processes (no engine: Debian's binary on a local port).
-REGISTRY_FIXTURES = frozenset({"registry", "fast_registry", "second", "remote_registry"})
+REGISTRY_FIXTURES = frozenset(
+    {"registry", "fast_registry", "second", "remote_registry", "no_delete_registry"}
+)
 TIERS = ("docker", "registry")
 
 _guard: EngineGuard | None = None

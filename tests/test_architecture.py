@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("facts",),
     ("plan",),
     ("registry",),
+    ("attest",),
     ("engine",),
     ("sidecar",),
     ("release",),

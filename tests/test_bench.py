@@ -241,9 +241,9 @@ def test_bench_names_the_cases_it_has(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(run.testbed, "ensure_engine", lambda: pytest.fail("engine asked"))
     with pytest.raises(BuildToolsError) as caught:
-        run.main(schema.load(schema.merged({}), ROOT), only=9)
-    assert caught.value.problem == "there is no benchmark case 9"
-    assert "1 (rebuild)" in caught.value.fix and "8 (promotion)" in caught.value.fix
+        run.main(schema.load(schema.merged({}), ROOT), only=10)
+    assert caught.value.problem == "there is no benchmark case 10"
+    assert "1 (rebuild)" in caught.value.fix and "9 (registry tidy)" in caught.value.fix
 
 
 def test_manifest_layers_match_each_layer_to_its_build_step():

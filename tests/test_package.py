@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -251,8 +252,15 @@ def import_names(requirement_names: set[str], python: str, cwd: Path) -> set[str
     return set(json.loads(done.stdout))
 
 
-def requirements(python: str, cwd: Path, extras: bool) -> set[str]:
-    """Normalised names of the distribution's requirements: the install's, or its extras'."""
+# Extras an installed module may import (lazily, with a one-line error naming the extra when
+# it is missing): the signing library's. Every other extra is for tests or development.
+RUNTIME_EXTRAS = {"attest"}
+
+
+def requirements(python: str, cwd: Path, extras: bool, only: set[str] | None = None) -> set[str]:
+    """Normalised names of the distribution's requirements: the install's, or its extras'
+    (``only``: just those extras'). The distribution itself (an extra naming another) is left
+    out."""
     script = (
         "import json\nfrom importlib import metadata\n"
         f"print(json.dumps(metadata.requires({DISTRIBUTION!r}) or []))\n"
@@ -263,12 +271,16 @@ def requirements(python: str, cwd: Path, extras: bool) -> set[str]:
     names = set()
     for line in json.loads(done.stdout):
         spec, _, marker = line.partition(";")
-        if ("extra ==" in marker) == extras:
-            name = spec.strip().split("[")[0]
-            for stop in "<>=!~ (":
-                name = name.split(stop)[0]
-            names.add(name.lower().replace("_", "-").replace(".", "-"))
-    return names
+        if ("extra ==" in marker) != extras:
+            continue
+        extra = re.search(r"extra == ['\"]([^'\"]+)['\"]", marker)
+        if only is not None and (extra is None or extra.group(1) not in only):
+            continue
+        name = spec.strip().split("[")[0]
+        for stop in "<>=!~ (":
+            name = name.split(stop)[0]
+        names.add(name.lower().replace("_", "-").replace(".", "-"))
+    return names - {DISTRIBUTION.lower()}
 
 
 def undeclared_imports(
@@ -298,6 +310,11 @@ def test_the_installed_files_import_only_their_requirements(installed, tmp_path)
     extras = requirements(python, tmp_path, extras=True)
     # An extra may widen a runtime requirement (ssh: docker[ssh]): what the install requires
     # anyway is not test-only.
+    optional = import_names(
+        requirements(python, tmp_path, True, RUNTIME_EXTRAS), sys.executable, tmp_path
+    )
+    assert {"cryptography", "nacl"} <= optional
+    runtime |= optional
     test_only = (import_names(extras, sys.executable, tmp_path) | HARNESS) - runtime
     assert {"pytest", "hypothesis", "bcrypt"} <= test_only
     bad, unknown = undeclared_imports(

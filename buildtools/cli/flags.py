@@ -45,3 +45,12 @@ def port_number(value: object) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise BuildToolsError(f"--port {value!r} is not a port number", "pass 1 to 65535")
     return int(text)
+
+
+def one_of_yes_and_dry_run(yes: bool, dry_run: bool) -> None:
+    """``invoke prune --yes --dry-run`` says two opposite things: neither is guessed."""
+    if yes and dry_run:
+        raise BuildToolsError(
+            "--yes deletes and --dry-run deletes nothing: both were given",
+            "give --yes to delete, or neither (a dry run is the default)",
+        )

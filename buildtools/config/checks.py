@@ -143,3 +143,12 @@ def check_context(path: Path, given: bool) -> None:
         f"{where} {path} is not a folder",
         "pass the app's folder (e.g. a LARA checkout) with --context or buildtools.app.context",
     )
+
+
+_REMOTE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+
+
+def remote_name(key: str, value: str) -> None:
+    """A git remote's name (``origin``), never an option git would read (``--upload-pack=…``)."""
+    if not _REMOTE.fullmatch(value) or ".." in value or len(value) > 100:
+        raise refuse(key, value, "the name of a git remote", "origin")

@@ -25,6 +25,7 @@ from buildtools.config.kinds import (
     Kind,
     Names,
     Number,
+    OptionalPath,
     Pairs,
     Section,
     Text,
@@ -248,6 +249,20 @@ RELEASE_KEYS = (
         "`auto`: a release of a commit whose `sha-` images every registry already holds "
         "promotes them (see *Promotion*); `never` (or YAML's `no`, `off`, `false`): always build",
     ),
+    Key(
+        "release.signing_key",
+        OptionalPath(),
+        "",
+        "PEM ECDSA P-256 private key (or `cosign generate-key-pair`'s `cosign.key`) that signs "
+        "and attests what is pushed; empty: env `COSIGN_PRIVATE_KEY`, else nothing is signed. "
+        "Its password only from env `COSIGN_PASSWORD`",
+    ),
+    Key(
+        "release.verify_key",
+        OptionalPath(),
+        "",
+        "PEM public key that `invoke verify` checks with; empty: the signing key's public half",
+    ),
 )
 
 SMOKE_KEYS = (
@@ -365,9 +380,32 @@ KEYS: tuple[Key, ...] = (
         "",
         "registries to look in for those images, `host[:port],…`; empty means those of "
         "`release.registries` (the Docker Hub a release falls back to is never asked unless "
-        "named here or there)",
+        "named here or there); one named only here logs in with its own "
+        "`DOCKER_USERNAME_<HOST>`/`DOCKER_PASSWORD_<HOST>` or not at all, never "
+        "`DOCKER_PASSWORD`",
         checks.registries,
         field="cache_registries",
+    ),
+    Key(
+        "prune.keep_commits",
+        Count(0),
+        20,
+        "`invoke prune` keeps the `sha-` tags of this many last commits of each branch on the "
+        "remote",
+    ),
+    Key(
+        "prune.keep_days",
+        Count(0),
+        30,
+        "`invoke prune` keeps `sha-` and `pr-` tags newer than this many days",
+    ),
+    Key(
+        "prune.remote",
+        Text(),
+        "origin",
+        "the git remote whose branches `invoke prune` asks for (`git ls-remote`): tags of "
+        "branches gone from it are deleted",
+        checks.remote_name,
     ),
     Key(
         "bases.repository",

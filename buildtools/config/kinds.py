@@ -274,6 +274,14 @@ class FilePath(Kind):
         return self.packaged if self.packaged and not text else root / text
 
 
+class OptionalPath(FilePath):
+    """A path relative to the project root, or None when empty: a file that may be absent
+    from the configuration (a signing key)."""
+
+    def parse(self, key: str, text: str, root: Path) -> Path | None:  # type: ignore[override]
+        return root / text if text else None
+
+
 class Folder(FilePath):
     """The project root's folder a path names, made absolute (``repo``)."""
 

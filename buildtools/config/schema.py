@@ -184,11 +184,23 @@ class ReleaseConfig:
     # Upper bound of one wait between retries (seconds), and "auto" or "never": the keys'.
     retry_max_delay: float = default_of("release.retry_max_delay")  # type: ignore[assignment]
     promote: str = default_of("release.promote")  # type: ignore[assignment]
+    # PEM keys (None: not configured); a private key's password never comes from the config.
+    signing_key: Path | None = None  # release.signing_key (empty: None)
+    verify_key: Path | None = None  # release.verify_key
 
     @property
     def registries_or_default(self) -> tuple[str, ...]:
         """The configured registries, or Docker Hub when none are (:data:`DEFAULT_REGISTRY`)."""
         return self.registries or (DEFAULT_REGISTRY,)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """What ``invoke prune`` keeps (``buildtools.prune.*``); ``PruneConfig()``: the defaults."""
+
+    keep_commits: int = default_of("prune.keep_commits")  # type: ignore[assignment]
+    keep_days: int = default_of("prune.keep_days")  # type: ignore[assignment]
+    remote: str = default_of("prune.remote")  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -224,6 +236,8 @@ class Settings:
     smoke: SmokeConfig
     # Starts the commit tag (``sha-0123abc``); LARA's GitHub workflow uses ``git-``.
     sha_prefix: str
+    # What invoke prune keeps.
+    prune: PruneConfig = field(default_factory=PruneConfig)
     # Unknown keys and other things the user should know, said once by the task.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 

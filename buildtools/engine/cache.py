@@ -13,7 +13,9 @@ and a cold build, never a failed build.
 A lookup only saves time, so it must not cost much: one attempt per registry with a short
 timeout and no retries (no backoff sleep on a name that does not resolve), and only registries
 the user named (``cache.registries``, else ``release.registries``): the Docker Hub that a release
-falls back to when none is named is not asked.
+falls back to when none is named is not asked. A registry named only in ``cache.registries``
+gets its own ``DOCKER_USERNAME_<HOST>``/``DOCKER_PASSWORD_<HOST>`` or no login, never the
+release registries' ``DOCKER_USERNAME``/``DOCKER_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -129,6 +131,12 @@ def registries(settings: Settings) -> list[Registry]:
     return [parse_registry(entry) for entry in entries]
 
 
+def release_registries(settings: Settings) -> set[str]:
+    """The names of the registries a release pushes to (Docker Hub when none is named): the
+    only ones ``DOCKER_USERNAME``/``DOCKER_PASSWORD`` belong to."""
+    return {parse_registry(entry).name for entry in settings.release.registries_or_default}
+
+
 def local_sources(client: docker.DockerClient, repository: str) -> list[str]:
     """The newest local images of ``repository`` (a warm machine's own cache stays usable:
     with ``cache_from`` the classic builder only uses what descends from a source)."""
@@ -163,8 +171,10 @@ def resolve(
     retry = retry or LOOKUP_RETRY
     problems: list[str] = []
     secrets: list[str] = []
+    releasing = release_registries(settings)
     for registry in asked:
-        login = credentials.for_registry(registry.name, env)
+        # A cache-only registry may be anyone's mirror: the release login is not its to see.
+        login = credentials.for_registry(registry.name, env, release=registry.name in releasing)
         secrets += [login.password] if login else []
         api = RegistryClient(registry, login, retry, timeout=LOOKUP_TIMEOUT)
         try:

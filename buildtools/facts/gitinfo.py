@@ -224,3 +224,113 @@ def fetch_tag(path: Path | str, tag: str, shallow: bool = False) -> str | None:
         return None
     finally:
         repo.close()
+
+
+# What git says of a commit and a branch named on the command line (:func:`branch_check`).
+ON, OFF, MISSING, UNKNOWN, INVALID = "on", "off", "missing", "unknown", "invalid"
+_REMOTE = "origin"
+
+
+@dataclass(frozen=True)
+class BranchCheck:
+    """Whether a commit is on a branch, as git knows it: ``on`` (reachable from ``refs/heads/B``
+    or a ``refs/remotes/<remote>/B``), ``off`` (git has the branch, the commit is not on it),
+    ``missing`` (neither the checkout nor its origin has a branch of that name), ``unknown``
+    (no such ref here and origin could not be reached: git cannot say), ``invalid`` (not a
+    name git allows for a branch). ``refs`` are the branch's refs git has, with their commits;
+    ``origin`` what asking origin gave (``fetched``, ``absent``, ``unreachable``, ``no
+    remote``), empty when the checkout alone answered."""
+
+    verdict: str
+    refs: tuple[tuple[str, str], ...] = ()
+    origin: str = ""
+
+
+def _branch_refs(repo: git.Repo, branch: str) -> list[tuple[str, str]]:
+    """``refs/heads/<branch>`` and every ``refs/remotes/<remote>/<branch>`` git has, exactly
+    (for-each-ref also lists refs *below* a name, as ``refs/heads/<branch>/x``)."""
+    wanted = [f"refs/heads/{branch}"]
+    wanted += [f"refs/remotes/{r}/{branch}" for r in repo.git.remote().split()]
+    out = repo.git.for_each_ref("--format=%(refname)%00%(objectname)", *wanted)
+    found = [line.split("\0", 1) for line in out.splitlines()]
+    return [(ref, sha) for ref, sha in found if ref in wanted]
+
+
+def _reaches(repo: git.Repo, refs: list[tuple[str, str]], commit: str) -> bool:
+    for ref, _ in refs:
+        try:
+            repo.git.merge_base("--is-ancestor", commit, ref)
+        except git.GitCommandError:
+            continue  # not an ancestor (1), or history a shallow clone lacks
+        return True
+    return False
+
+
+def _ask_origin(repo: git.Repo, branch: str, shallow: bool) -> str:
+    """Fetch ``branch`` from origin into ``refs/remotes/origin/<branch>``; what came of it:
+    ``fetched``, ``absent`` (origin has no such branch), ``unreachable``, ``no remote``."""
+    if _REMOTE not in repo.git.remote().split():
+        return "no remote"
+    head = f"refs/heads/{branch}"
+    try:
+        repo.git.ls_remote("--exit-code", "--heads", _REMOTE, head)
+    except git.GitCommandError as exc:
+        return "absent" if exc.status == 2 else "unreachable"  # 2: it answered, no such ref
+    depth: list[str] = []
+    if shallow:  # deep enough to reach HEAD, and never cutting HEAD's own history
+        current = int(repo.git.rev_list("--count", "--first-parent", "HEAD").strip() or 1)
+        depth = [f"--depth={current + 50}"]
+    refspec = f"+{head}:refs/remotes/{_REMOTE}/{branch}"
+    try:
+        repo.git.fetch("--quiet", "--no-tags", *depth, _REMOTE, refspec)
+    except git.GitCommandError:
+        return "unreachable"
+    return "fetched"
+
+
+def branch_check(path: Path | str, branch: str, commit: str, shallow: bool = False) -> BranchCheck:
+    """Whether git says ``commit`` is on ``branch`` (see :class:`BranchCheck`). What the
+    checkout has is read first; only when that does not show the commit on the branch is
+    origin asked for it, once (a stale or missing remote-tracking ref, a single-ref clone)."""
+    repo = _open(Path(path))
+    try:
+        try:
+            repo.git.check_ref_format(f"refs/heads/{branch}")
+        except git.GitCommandError:
+            return BranchCheck(INVALID)  # also keeps a glob (*) out of the fetch's refspec
+        refs = _branch_refs(repo, branch)
+        if _reaches(repo, refs, commit):
+            return BranchCheck(ON, tuple(refs))
+        origin = _ask_origin(repo, branch, shallow)
+        if origin == "fetched":
+            refs = _branch_refs(repo, branch)
+            if _reaches(repo, refs, commit):
+                return BranchCheck(ON, tuple(refs), origin)
+        if refs:
+            return BranchCheck(OFF, tuple(refs), origin)
+        return BranchCheck(UNKNOWN if origin == "unreachable" else MISSING, (), origin)
+    except git.GitCommandError as exc:
+        raise _refused(exc, Path(path)) or BuildToolsError(
+            f"git failed in {path}: {' '.join(str(a) for a in exc.command)}: "
+            f"{(exc.stderr or '').strip()}",
+            "check that the checkout is not corrupt (git fsck)",
+        ) from None
+    finally:
+        repo.close()
+
+
+def commit_times(path: Path | str, shorts: list[str]) -> dict[str, int]:
+    """The commit time (epoch seconds) of each abbreviated commit git knows here, in one git
+    command (``invoke releases`` gives ``sha-`` tags an age without a registry request each);
+    commits git lacks, or no checkout at all, are simply absent."""
+    if not shorts:
+        return {}
+    try:
+        repo = _open(Path(path))
+        out = repo.git.log("--no-walk=unsorted", "--ignore-missing", "--format=%H %ct", *shorts)
+    except (BuildToolsError, git.GitCommandError):
+        return {}
+    full = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    by_prefix = {h[: len(s)]: t for n in {len(s) for s in shorts} for h, t in full.items()
+                 for s in [h[:n]]}  # fmt: skip
+    return {s: int(by_prefix[s]) for s in shorts if s in by_prefix}

@@ -111,6 +111,47 @@ def _check_commit(wanted: str, git_facts: gitinfo.GitFacts) -> None:
     )
 
 
+def _check_branch(
+    path: Path | str | None,
+    git_facts: gitinfo.GitFacts,
+    branch: str,
+    commit: str,
+    warnings: list[str],
+) -> None:
+    """``--branch`` must be a branch git says the commit is on: reachable from the local
+    branch or a remote-tracking one (origin is asked when the checkout does not show it).
+    Otherwise any commit could be pushed as ``master``/``edge``. When git cannot tell (a
+    single-ref shallow clone, origin unreachable), it is a warning saying how to let it."""
+    where = path if path is not None else git_facts.root
+    found = gitinfo.branch_check(where, branch, commit, shallow=git_facts.shallow)
+    short, flag = commit[:7], f"--branch {branch!r}"
+    if found.verdict == gitinfo.ON:
+        return
+    if found.verdict == gitinfo.UNKNOWN:
+        warnings.append(
+            f"git cannot confirm {flag}: this checkout has no branch {branch} and origin did "
+            f"not answer; building commit {short} as {branch} unconfirmed (to check it: "
+            f"git fetch origin {branch})"
+        )
+        return
+    leave_out = "leave out --branch to build it as what git says it is"
+    if found.verdict == gitinfo.INVALID:
+        raise BuildToolsError(f"{flag} is not a name git allows for a branch", leave_out)
+    if found.verdict == gitinfo.MISSING:
+        if found.origin == "absent":
+            problem = f"{flag}: neither this checkout nor origin has a branch {branch}"
+        else:
+            problem = f"{flag}: this checkout has no branch {branch} (and no origin to ask)"
+        raise BuildToolsError(problem, f"check the name (git branch -a), or {leave_out}")
+    tips = ", ".join(f"{ref.removeprefix('refs/')} at {sha[:7]}" for ref, sha in found.refs)
+    shallow = " (a shallow clone may lack the history: git fetch --unshallow)"
+    raise BuildToolsError(
+        f"{flag}: commit {short} is not on that branch ({tips})",
+        f"merge it into {branch} and build there, or {leave_out}"
+        + (shallow if git_facts.shallow else ""),
+    )
+
+
 def gather(
     path: Path | str | None,
     env: Mapping[str, str],
@@ -156,6 +197,8 @@ def gather(
         branch, tag, pull_request = o.branch, o.tag, o.pull_request
         if tag and facts is not None:
             _check_tag(path, facts, tag, "--tag", commit)
+        if branch and facts is not None:
+            _check_branch(path, facts, branch, commit, warnings)
     elif context is not None and context.knows_ref:
         branch, tag, pull_request = context.branch, context.tag, context.pull_request
         base = context.base_branch

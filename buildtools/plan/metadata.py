@@ -6,13 +6,13 @@ again with those versions added, without reading git or the CI environment again
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from buildtools.config.schema import Settings
 from buildtools.facts.buildinfo import BuildInfo
-from buildtools.plan import labels, versionfile
+from buildtools.plan import labels, rollback, versionfile
 from buildtools.plan.tags import ImageTag, TagPolicy
 
 
@@ -67,16 +67,20 @@ def of_info(
     info: BuildInfo,
     warnings: Iterable[str] = (),
     known_versions: Iterable[str] = (),
+    held: Mapping[str, Sequence[str]] | None = None,
+    force: bool = False,
 ) -> Metadata:
     """Tags, labels and warnings of ``info`` under ``settings``.
 
     ``known_versions`` (e.g. tags already in the registry) add to git's when deciding whether
-    ``1.2``, ``1`` and ``latest`` move.
+    ``1.2``, ``1`` and ``latest`` move; ``held``: floating tags a rollback marker holds, and
+    where (left out unless ``force``, see :func:`buildtools.plan.rollback.hold`).
     """
     policy = policy_of(settings)
     chosen = policy.choose(info, known_versions)
-    oci = labels.oci_labels(info, settings.title, settings.source_url, chosen.tags)
-    return Metadata(info, chosen.tags, oci, tuple(warnings) + chosen.warnings, policy)
+    tags, notes = rollback.hold(chosen.tags, held or {}, force)
+    oci = labels.oci_labels(info, settings.title, settings.source_url, tags)
+    return Metadata(info, tags, oci, (*warnings, *chosen.warnings, *notes), policy)
 
 
 class Facts(Protocol):
@@ -88,6 +92,12 @@ class Facts(Protocol):
     warnings: tuple[str, ...]
 
 
-def of_run(run: Facts, known_versions: tuple[str, ...] | list[str] = ()) -> Metadata:
-    """The metadata of one task invocation's facts, with the releases the registries hold."""
-    return of_info(run.settings, run.info, run.warnings, known_versions)
+def of_run(
+    run: Facts,
+    known_versions: tuple[str, ...] | list[str] = (),
+    held: Mapping[str, Sequence[str]] | None = None,
+    force: bool = False,
+) -> Metadata:
+    """The metadata of one task invocation's facts, with the releases the registries hold
+    (and the floating tags a rollback holds there)."""
+    return of_info(run.settings, run.info, run.warnings, known_versions, held, force)

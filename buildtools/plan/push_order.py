@@ -7,19 +7,30 @@ on an image whose exact tag is missing. A tag already pointing at this very imag
 digest, i.e. image ID) is left alone, so re-running a finished release pushes nothing. A
 protected tag (an exact release such as ``1.2.3``) that points at other content is refused
 unless forced; ``sha-…`` is replaced by a later build of its commit.
+
+A release's floating tags (``X.Y``, ``X``, ``latest``) carry the version they move for: the
+plan was made from a registry read before the builds, so each is checked again, right before
+it moves, against what the registry holds then (:func:`held_by`): another release may have
+pushed a higher version meanwhile, and a floating tag never moves backwards.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from buildtools.config.registry_address import Registry
 from buildtools.errors import BuildToolsError
+from buildtools.facts.versions import parse_version, semver_tags
 from buildtools.plan.manifests import Manifest
+from buildtools.plan.tags import floating_moved
 
-PUSH, UNCHANGED, OVERWRITE = "push", "unchanged", "overwrite"
+# HELD: a floating tag left where it was, the registry holding a higher release by then.
+PUSH, UNCHANGED, OVERWRITE, HELD = "push", "unchanged", "overwrite", "held"
+# The floating tags of a release: they point at the highest release of their series.
+_RELEASE_FLOATING = re.compile(r"^(latest|[0-9]+|[0-9]+\.[0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,37 @@ def tag_pairs(tags: Iterable[TagLike | tuple[str, bool]]) -> list[tuple[str, boo
     return sorted(unique, key=lambda p: p[1])
 
 
+def release_of(tags: Iterable[TagLike | tuple[str, bool]]) -> str | None:
+    """The stable release whose floating tags ``tags`` move: its exact, protected tag (in
+    Docker's spelling, ``1.2.3`` or ``1.2.3_b``), as a semantic version; None for other builds."""
+    for name in sorted(protected_names(tags)):
+        for text in semver_tags([name]):
+            version = parse_version(text)
+            if version is not None and not version.prerelease:
+                return text
+    return None
+
+
+def held_by(push: Push, tags_now: Iterable[str]) -> str | None:
+    """The higher release that keeps ``push``'s floating tag where it is, given the tags its
+    repository holds now (another release finished meanwhile), or None when it may move."""
+    ours = parse_version(push.release or "")
+    if ours is None:
+        return None
+    known = [v for v in map(parse_version, semver_tags(tags_now)) if v is not None]
+    if push.tag in floating_moved(ours, known):
+        return None
+    parts = push.tag.split(".")
+    series = [
+        v
+        for v in known
+        if not v.prerelease
+        and v > ours
+        and (push.tag == "latest" or [str(v.major), str(v.minor)][: len(parts)] == parts)
+    ]
+    return str(max(series)) if series else None
+
+
 def protected_names(tags: Iterable[TagLike | tuple[str, bool]]) -> set[str]:
     """Tags that must never change content (exact releases); a ``(name, False)`` pair is one."""
     return {
@@ -80,6 +122,10 @@ class Push:
     digest: str | None = None
     verified: bool = False
     attempts: int = 0
+    # A release's floating tag (X.Y, X, latest): the version it moves for, re-checked before
+    # it moves; ``kept``: the higher release the registry held then (the tag did not move).
+    release: str | None = None
+    kept: str | None = None
 
     @property
     def reference(self) -> str:
@@ -98,6 +144,7 @@ class Push:
             "digest": self.digest,
             "verified": self.verified,
             "attempts": self.attempts,
+            **({"kept_for": self.kept} if self.kept else {}),
         }
 
 
@@ -121,6 +168,7 @@ def pushes(
     tags = list(tags)
     pairs = tag_pairs(tags)
     protected = protected_names(tags)
+    release = release_of(tags)
     if not pairs:
         raise BuildToolsError(
             "nothing to release: the tag policy gives this build no tags",
@@ -159,6 +207,7 @@ def pushes(
                             previous=there.digest if there else None,
                             digest=there.digest if action == UNCHANGED else None,
                             verified=action == UNCHANGED,
+                            release=release if floating and _RELEASE_FLOATING.match(name) else None,
                         )
                     )
     if conflicts and not force:

@@ -62,7 +62,7 @@ _SHORT_SHA = re.compile(r"[0-9a-f]{7,40}")
 SHA_PREFIX: str = default_of("tags.sha_prefix")  # type: ignore[assignment]
 # Prefixes that say what kind of build a tag belongs to, besides the commit's ``sha_prefix``:
 # a pull request, a stage cache, a git tag that is no version, a branch that needed one.
-KIND_PREFIXES = ("pr-", "cache-", "tag-", "branch-")
+KIND_PREFIXES = ("pr-", "cache-", "tag-", "branch-", "rollback-")
 # Floating tags of the default policy: a branch of this name would move them.
 FLOATING_NAMES = ("latest", "edge")
 # The commit tag is the prefix and this many hex digits of the commit.
@@ -154,6 +154,12 @@ def _release_tags(version: semver.Version, known: Iterable[semver.Version]) -> l
     if version >= max(stable):
         tags.append(ImageTag("latest", True, f"{version} is the highest stable release"))
     return tags
+
+
+def floating_moved(version: semver.Version, known: Iterable[semver.Version]) -> set[str]:
+    """The floating tags (``X.Y``, ``X``, ``latest``) a release of ``version`` moves when
+    ``known`` are the other versions: the same rule the plan chose them by."""
+    return {tag.name for tag in _release_tags(version, known) if tag.floating}
 
 
 def is_release_lookalike(name: str, sha_prefix: str = "") -> bool:

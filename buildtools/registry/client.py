@@ -33,6 +33,33 @@ from buildtools.registry.transport import (
 )
 
 TAGS_PAGE = 100
+# A digest no manifest has: deleting it asks whether the registry deletes at all.
+NO_MANIFEST = "sha256:" + "0" * 64
+
+
+def delete_scope(api_name: str) -> str:
+    return f"repository:{api_name}:pull,push,delete"
+
+
+class DeletesRefused(RegistryError):
+    """The registry does not delete manifests through the registry API."""
+
+    def __init__(self, registry: str, answer: str) -> None:
+        self.registry = registry
+        super().__init__(
+            f"registry {registry} refuses deletes ({answer}): nothing was deleted",
+            DELETE_ELSEWHERE.get(registry, DELETE_ELSEWHERE[""]),
+        )
+
+
+# What to use where the registry API does not delete.
+DELETE_ELSEWHERE = {
+    "docker.io": "delete tags on hub.docker.com (Repository > Tags) or with Docker Hub's own API",
+    "ghcr.io": "delete package versions in GitHub (the package's settings, or the REST API / "
+    "actions/delete-package-versions)",
+    "": "set storage.delete.enabled: true in the registry's config and restart it, or leave "
+    "this registry out (INVOKE_BUILDTOOLS_RELEASE_REGISTRIES)",
+}
 
 
 class RegistryClient(RegistrySession):
@@ -272,6 +299,30 @@ class RegistryClient(RegistrySession):
             return digest
         found = self.manifest(repository, reference)
         return found.digest if found else None
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """``DELETE …/manifests/<digest>``: the manifest and every tag on it go. False when it
+        was already gone (a re-run after an interrupted one); :class:`DeletesRefused` when the
+        registry does not delete through this API."""
+        name = self.registry.api_name(repository)
+        checks.check_reference(self.registry.name, name, digest, "manifest")
+        if not shapes.is_digest(digest):
+            raise RegistryError(f"not a digest: {digest[:80]!r}", "delete manifests by digest")
+        if self.registry.is_hub:
+            raise DeletesRefused(self.registry.name, "Docker Hub deletes only through its own API")
+        resp = self.request("DELETE", f"/v2/{name}/manifests/{digest}", delete_scope(name))
+        if resp.status_code == 405 or "UNSUPPORTED" in checks.error_code(resp):
+            raise DeletesRefused(self.registry.name, f"HTTP {resp.status_code}")
+        if resp.status_code == 404:
+            return False
+        self._expect(resp, 202, f"delete of {name}@{digest}")
+        return True
+
+    def check_deletes(self, repository: str) -> None:
+        """Whether the registry deletes manifests, asked without deleting anything: a DELETE of
+        a digest no manifest has answers 404 where deletes work, 405 (``UNSUPPORTED``) where
+        the registry has them switched off."""
+        self.delete_manifest(repository, NO_MANIFEST)
 
 
 def registry_versions(clients: Iterable[RegistryClient], repositories: Iterable[str]) -> list[str]:

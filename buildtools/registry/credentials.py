@@ -15,8 +15,10 @@ services export empty strings):
    Two hosts that differ only in punctuation (``my-reg.io``, ``my.reg.io``) share a key.
 
 2. ``DOCKER_USERNAME`` and ``DOCKER_PASSWORD`` (the usual Travis-style names), for
-   every registry that has no pair of its own. With several registries, give each its own
-   pair so one registry's password is never sent to another.
+   every *release* registry (``release.registries``, Docker Hub when none) that has no pair of
+   its own. With several registries, give each its own pair so one registry's password is
+   never sent to another. A registry named only in ``cache.registries`` never gets this pair:
+   it may be someone else's mirror, so it gets its own pair or no login at all.
 
 A pair is all or nothing: a username without a password (or the reverse) is an error that
 names the missing variable. The password is only ever handed to the Docker Engine as a push's
@@ -84,9 +86,15 @@ def _pair(env: Mapping[str, str], user_var: str, pass_var: str) -> Credentials |
     return Credentials(username.strip(), password, f"{user_var}/{pass_var}")
 
 
-def for_registry(registry: str, env: Mapping[str, str]) -> Credentials | None:
-    """The credentials for ``registry`` (host[:port]; ``docker.io`` for Docker Hub), or None."""
-    return _pair(env, *variable_names(registry)) or _pair(env, *GENERIC)
+def for_registry(
+    registry: str, env: Mapping[str, str], *, release: bool = True
+) -> Credentials | None:
+    """The credentials for ``registry`` (host[:port]; ``docker.io`` for Docker Hub), or None.
+
+    ``release`` False (a registry named only for cache lookups): its own pair only, never the
+    release registry's ``DOCKER_USERNAME``/``DOCKER_PASSWORD``, which are not its to receive."""
+    own = _pair(env, *variable_names(registry))
+    return own if own or not release else _pair(env, *GENERIC)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

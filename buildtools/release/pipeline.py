@@ -203,9 +203,26 @@ def release(
     assert result is not None  # a release plan always promotes or pushes
     promoted: ReleaseResult | None = done["promote"]
     later = promoted.warnings if promoted else [*plan.passed_over, *done["push"].warnings]
-    for line in later if warn else ():
+    cleared = cleared_by_force(plan)
+    for line in [*later, *cleared] if warn else ():
         session.warn(line)
     return ReleaseRun(plan, done, result)
+
+
+def cleared_by_force(plan: prepare.Plan) -> list[str]:
+    """After a forced release: the rollback markers of the floating tags it moved are gone
+    (:mod:`buildtools.plan.rollback`), so the next release moves them as usual again."""
+    from buildtools.plan.rollback import held
+    from buildtools.release import rollback
+
+    if not plan.options.force or plan.options.dry_run:
+        return []
+    moved = set(held(plan.tag_lists)) & {t.name for t in plan.meta.tags if t.floating}
+    lines = []
+    for tag in sorted(moved):
+        done = rollback.clear_in(plan.targets, plan.settings, tag)
+        lines.extend(f"cleared rollback marker {ref}" for ref in done.markers)
+    return lines
 
 
 # --- invoke ci ---------------------------------------------------------------------------------

@@ -169,10 +169,11 @@ def checked_targets(run: Run, session: Session) -> list[Target]:
 def with_registries(run: Run, found: list[Target], options: Options, **fields) -> Plan:
     """The plan from registries already checked: the tags chosen with the versions they hold
     (a backport must not move ``latest``)."""
+    from buildtools.plan.rollback import held
     from buildtools.registry import targets
 
     lists = targets.tag_lists(found, repositories(run.settings))
-    meta = metadata.of_run(run, targets.versions_in(lists))
+    meta = metadata.of_run(run, targets.versions_in(lists), held(lists), options.force)
     return Plan(
         run, meta, options, targets=tuple(found), tag_lists=lists, warnings=meta.warnings, **fields
     )

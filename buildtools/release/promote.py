@@ -37,7 +37,7 @@ from buildtools.plan.tags import ImageTag
 from buildtools.registry.client import RegistryClient
 from buildtools.registry.targets import TagLists, Target, retry_policy
 from buildtools.release import build as builder
-from buildtools.release import publish
+from buildtools.release import floating, publish
 from buildtools.release.progress import PushReporter
 
 
@@ -351,7 +351,7 @@ def execute(
         }
         for c in planned.candidates
     ]
-    warnings = [*planned.warnings, *publish.nothing_moves(pushes)]
+    warnings = [*planned.warnings, *publish.nothing_moves(pushes), *floating.notes(pushes)]
     return publish.ReleaseResult(
         list(pushes), dry_run=dry_run, warnings=warnings, promoted=promoted
     )

@@ -9,7 +9,8 @@ The order of work is what makes a failure anywhere safe:
 3. **Plan** (:mod:`buildtools.plan.push_order`) from what each registry holds now (:func:`survey`).
 4. **Push and verify** (:func:`execute`): each push goes through a :class:`Pusher`; transient
    failures are retried with backoff, permanent ones are not. The digest the push reports
-   must be the one the registry then serves for the tag.
+   must be the one the registry then serves for the tag. A release's floating tags are read
+   again right before they move (:mod:`buildtools.release.floating`): never backwards.
 
 This module knows nothing of building: the task layer builds what is missing first.
 """
@@ -33,6 +34,7 @@ from buildtools.plan.metadata import Metadata
 from buildtools.plan.push_order import OVERWRITE, PUSH, UNCHANGED, Push, ReleaseImage, TagLike
 from buildtools.registry.retry import RetryPolicy
 from buildtools.registry.targets import Target, secrets_of
+from buildtools.release import floating
 from buildtools.release.progress import PushReporter, QuietReporter
 
 REVISION_LABEL = labels.OCI + "revision"
@@ -100,7 +102,6 @@ def execute(
                 done += 1
                 continue
             target = by_name[push.registry]
-            reporter.start(push)
             attempts = 0
 
             def attempt(p: Push = push, t: Target = target) -> str:
@@ -109,6 +110,12 @@ def execute(
                 return pusher.push(p, t, lambda *layer: reporter.layer(p, *layer))
 
             try:
+                kept = floating.held(push, target)  # the registry read again, right before
+                if kept is not None:
+                    records.append(kept)
+                    done += 1
+                    continue
+                reporter.start(push)
                 digest = retry.run(
                     attempt,
                     f"push of {push.reference}",
@@ -196,6 +203,7 @@ class ReleaseResult:
                 # that was tested again, a floating tag); the JSON keeps the old digest.
                 moved = p.previous and p.previous != p.digest
                 state = "unchanged" if p.action == UNCHANGED else "replaced" if moved else "pushed"
+                state = "kept" if p.action == push_order.HELD else state  # a higher one holds it
                 digest = p.digest or ""
             kind = "floating" if p.floating else "immutable"
             rows.append((state, p.registry, f"{p.repository}:{p.tag}", kind, digest))
@@ -363,7 +371,7 @@ def push_all(
     if dry_run:
         return ReleaseResult(pushes, dry_run=True, warnings=notes)
     executed = execute(client, pushes, found, retry=retry, reporter=reporter, pusher=pusher)
-    return ReleaseResult(executed, dry_run=False, warnings=notes)
+    return ReleaseResult(executed, dry_run=False, warnings=notes + floating.notes(executed))
 
 
 def local_images(

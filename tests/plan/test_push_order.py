@@ -18,6 +18,7 @@ from buildtools.plan.push_order import (
     UNCHANGED,
     Push,
     ReleaseImage,
+    held_by,
     pushes,
     tag_pairs,
 )
@@ -155,3 +156,49 @@ def test_a_registry_image_stands_in_unless_this_build_promises_a_smoke_test_it_s
     assert plain.unsmoked(built) is None and plain.unsmoked(gated) is None
     assert ci.mismatch(built, in_registry=True) == "pushed without a smoke test"
     assert plain.mismatch(gated, in_registry=True) is None
+
+
+# --- issue 26, case 8: a release's floating tags are re-checked before they move ---
+
+RELEASE_PAIRS = [
+    ("1.2.3", False),
+    ("sha-0123abc", False),
+    ("1.2", True),
+    ("1", True),
+    ("latest", True),
+]
+
+
+def test_only_a_stable_releases_floating_tags_carry_the_version_they_move_for() -> None:
+    planned = pushes([IMAGE], RELEASE_PAIRS, [REGISTRY], {})
+    assert {p.tag: p.release for p in planned} == {
+        "1.2.3": None,
+        "sha-0123abc": None,
+        "1.2": "1.2.3",
+        "1": "1.2.3",
+        "latest": "1.2.3",
+    }
+    branch = pushes(
+        [IMAGE], [("sha-0123abc", False), ("master", True), ("edge", True)], [REGISTRY], {}
+    )
+    rc = pushes([IMAGE], [("2.0.0-rc.1", False), ("sha-0123abc", False)], [REGISTRY], {})
+    assert all(p.release is None for p in [*branch, *rc])
+
+
+@pytest.mark.parametrize(
+    ("tag", "now", "kept"),
+    [
+        ("latest", ["1.2.3", "1.3.0"], "1.3.0"),
+        ("1", ["1.2.3", "1.3.0", "2.0.0"], "1.3.0"),
+        ("1.2", ["1.2.3", "1.3.0"], None),  # 1.3.0 is no 1.2.x
+        ("1.2", ["1.2.3", "1.2.10"], "1.2.10"),
+        ("latest", ["1.2.3", "1.2.2", "2.0.0-rc.1"], None),  # lower, or a pre-release
+        ("latest", ["1.2.3", "1.2.3_b.1", "sha-1", "edge"], None),
+        ("latest", [], None),
+    ],
+)
+def test_a_floating_tag_is_held_by_a_higher_release_of_its_series(
+    tag: str, now: list[str], kept: str | None
+) -> None:
+    planned = {p.tag: p for p in pushes([IMAGE], RELEASE_PAIRS, [REGISTRY], {})}
+    assert held_by(planned[tag], now) == kept

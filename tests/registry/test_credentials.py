@@ -56,6 +56,16 @@ def test_a_registry_pair_wins_over_the_generic_pair() -> None:
     assert hub.source == "DOCKER_USERNAME/DOCKER_PASSWORD"
 
 
+def test_the_generic_pair_belongs_to_release_registries_only() -> None:
+    """Issue 26, case 9: a registry that is not a release registry (named only for cache
+    lookups) gets its own pair or none; the generic pair is the release registries'."""
+    env = {"DOCKER_USERNAME": "hub-user", "DOCKER_PASSWORD": "hub-pass"}
+    assert for_registry("mirror.example", env, release=False) is None
+    own = {**env, "DOCKER_USERNAME_MIRROR_EXAMPLE": "m", "DOCKER_PASSWORD_MIRROR_EXAMPLE": "mp"}
+    mirror = for_registry("mirror.example", own, release=False)
+    assert mirror is not None and (mirror.username, mirror.password) == ("m", "mp")
+
+
 def test_no_variables_means_no_credentials_and_empty_ones_count_as_unset() -> None:
     assert for_registry("ghcr.io", {}) is None
     # Travis and other CIs export empty strings for secrets a fork's build does not get.
