@@ -98,7 +98,9 @@ def release_once(
     result = done.result
     seconds = time.monotonic() - started
     meta = done.plan.meta
-    local, _ = publish.local_images(bench.client, roles(settings), meta)
+    store = done.plan.store  # the build records that made the released images this build's
+    records = store.load if store is not None else (lambda image_id: None)
+    local, _ = publish.local_images(bench.client, roles(settings), meta, records)
     registry_cpu = cpu_seconds(pid) - cpu_before
     after = registry_blobs(reg.root)
     new = {d: s for d, s in after.items() if d not in before}

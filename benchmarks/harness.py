@@ -159,6 +159,7 @@ class Bench:
 
     def __init__(self, client: docker.DockerClient, settings: Settings) -> None:
         from tests.fixtures.git import git_env, init_repo
+        from tests.fixtures.project import commit_example
 
         self.client = client
         self.run_id = secrets.token_hex(4)
@@ -166,10 +167,11 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix="lara-bench-"))
         self.git_env = git_env(self.work / "home")
         self.repo = init_repo(self.work / "lara", dict(self.git_env), branch="master")
+        context = commit_example(self.repo)  # a release builds the commit's own files
         self.settings = dataclasses.replace(
             settings,
             repo=self.repo.path,
-            app=dataclasses.replace(settings.app, repository=f"{self.prefix}/app"),
+            app=dataclasses.replace(settings.app, repository=f"{self.prefix}/app", context=context),
             # Case 3 measures the sidecar's proxy cache for assets only the app has, so the
             # sidecar fetches missing assets from the app (the example's auto would say 404).
             nginx=dataclasses.replace(

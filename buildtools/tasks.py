@@ -108,6 +108,8 @@ def version(c, format="yaml", branch="", tag="", commit=""):
         "json": "print the result as JSON on stdout (no progress display)",
         "quiet": "no progress display, only the summary",
         "verbose": "show every line the build prints",
+        "worktree": "build the directory as it is, untracked files too (local only: labelled "
+        "dirty, never released); default: the commit's own files when the tree is clean",
         **REF_HELP,
     }
 )
@@ -124,6 +126,7 @@ def build(
     branch="",
     tag="",
     commit="",
+    worktree=False,
 ):
     """Build the app image with its version info, then the nginx sidecar from it."""
     from buildtools.cli import output
@@ -131,7 +134,7 @@ def build(
     from buildtools.release.prepare import Options
 
     with process.reported(as_json=json):
-        flags = Options(only, path(dockerfile), path(context), no_cache, dry_run)
+        flags = Options(only, path(dockerfile), path(context), no_cache, dry_run, worktree=worktree)
         done = pipeline.build(
             facts(c, branch, tag, commit),
             flags,

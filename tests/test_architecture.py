@@ -22,6 +22,7 @@ from buildtools.release.steps import Session
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo, git_env, init_repo
 from tests.fixtures.held_images import discard, local_tags
+from tests.fixtures.project import commit_example
 from tests.fixtures.registry import login_env, repos
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,12 +243,14 @@ def test_ci_on_a_tag_build_reads_git_once_and_logs_in_once(
     fast_registry: testbed.LocalRegistry,
     repo: GitRepo,
 ) -> None:
+    context = commit_example(repo)  # a release builds the commit's own files
     repo.tag("v5.0.0")
     commit = repo.head()
     app_repo, nginx_repo = repos()
     proxy = FlakyProxy(fast_registry.host).start()
     section = schema.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
     section["repo"] = str(repo.path)
+    section["app"]["context"] = str(context)
     section["app"]["repository"], section["nginx"]["repository"] = app_repo, nginx_repo
     section["release"]["registries"] = proxy.host
     settings = schema.load(section, ROOT)

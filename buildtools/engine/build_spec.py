@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from buildtools.plan.build_record import BuildRecord
+
+if TYPE_CHECKING:
+    from buildtools.facts.source_tree import CommitTree
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,12 @@ class BuildSpec:
     cache_from: tuple[str, ...] = ()
     # Build only up to this named stage (a multi-stage Dockerfile's earlier stages).
     target: str = ""
+    # The commit's tree to send as the context (a releasable build); None: ``context`` as it
+    # is on disk (a working-tree build, or a generated context such as the sidecar's).
+    source: CommitTree | None = None
+    # The Dockerfile's text as built (read from the commit for a commit-tree build); None:
+    # read from ``dockerfile``.
+    dockerfile_text: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +52,7 @@ class BuildSpec:
             "labels": dict(self.labels),
             "cache_from": list(self.cache_from),
             **({"target": self.target} if self.target else {}),
+            "source": f"commit {self.source.commit[:7]}" if self.source else "directory",
         }
 
 
@@ -55,6 +67,9 @@ class BuiltImage:
     seconds: float
     # Cache sources and the steps each held: (reference, why it was a source, steps).
     cache: tuple[tuple[str, str, int], ...] = ()
+    # What made it (stored beside the checkout, :mod:`buildtools.engine.records`); None for a
+    # stage image, which is never released.
+    record: BuildRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +81,7 @@ class BuiltImage:
             "cached_steps": self.cached_steps,
             "seconds": round(self.seconds, 2),
             "cache": [{"ref": r, "reason": why, "steps": n} for r, why, n in self.cache],
+            "source": self.record.source if self.record else None,
         }
 
 

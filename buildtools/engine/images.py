@@ -24,6 +24,7 @@ import docker.errors
 from docker.utils.build import create_archive, exclude_paths
 
 from buildtools.engine import connect
+from buildtools.engine import context as commit_context
 from buildtools.engine.build_spec import (
     Builder,
     BuildReporter,
@@ -233,8 +234,10 @@ def build(
     """Build ``spec`` with the classic builder, tag it with every tag, and report each step;
     raise on any failed step."""
     reporter = reporter or SilentReporter()
-    text = read_dockerfile(spec.dockerfile)  # missing or not UTF-8: one line before the engine
-    if not spec.context.is_dir():
+    text = spec.dockerfile_text
+    if text is None:  # missing or not UTF-8: one line before the engine
+        text = read_dockerfile(spec.dockerfile)
+    if spec.source is None and not spec.context.is_dir():
         raise BuildToolsError(
             f"build context is not a directory: {spec.context}",
             "pass --context or set buildtools.<image>.context in invoke.yaml",
@@ -244,7 +247,14 @@ def build(
     # The labels end the Dockerfile where they can: one build instead of a second, LABEL-only one.
     folded = label_in_dockerfile(text, spec.target)
     labels = {} if folded else spec.labels
-    archive = context_archive(spec.context, text, label_step(spec.labels) if folded else ())
+    last = label_step(spec.labels) if folded else ()
+    if spec.source is not None:  # the commit's own files, never the working tree's
+        full = text.rstrip("\n") + "\n" + "".join(f"{line}\n" for line in last) if last else text
+        archive = commit_context.commit_archive(
+            spec.source, DOCKERFILE_IN_CONTEXT, full, [DOCKERFILE_IN_CONTEXT]
+        )
+    else:
+        archive = context_archive(spec.context, text, last)
     try:
         image_id = follow(
             client,

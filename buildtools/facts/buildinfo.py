@@ -7,6 +7,7 @@ environment always give the same answer, locally and on every CI. This module re
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
@@ -108,9 +109,19 @@ def make_version(
         version = f"0.0.0-{_ident(branch)}.g{sha}"
     else:
         version = f"0.0.0-g{sha}"
-    if dirty:
-        version += ".dirty" if "+" in version else "+dirty"
-    return version
+    return _dirty(version) if dirty else version
+
+
+def _dirty(version: str) -> str:
+    return version + (".dirty" if "+" in version else "+dirty")
+
+
+def as_worktree(info: BuildInfo) -> BuildInfo:
+    """``info`` of a working-tree build (asked for, or of a context outside the checkout):
+    dirty, as any build that is not the commit's own files (its labels and version say so)."""
+    if info.dirty:
+        return info
+    return dataclasses.replace(info, dirty=True, version=_dirty(info.version))
 
 
 def build_date(env: Mapping[str, str], commit_time: int | None) -> str:

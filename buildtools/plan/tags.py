@@ -20,6 +20,8 @@ The policy, in order of what the build is:
   (``edge``, any ``tags.extra`` value), or a name starting with another kind's prefix (the
   commit's ``sha-``, ``pr-``, ``cache-``, ``tag-``, ``branch-``).
 * **Nothing known** (detached HEAD outside CI): ``sha-<7 hex>`` only.
+* **A working-tree build** (dirty, or asked for): ``sha-<7 hex>-dirty`` only, a local name no
+  release, promotion or cache lookup asks for.
 
 Every name is checked against Docker's grammar and its 128-character limit before anything is
 built: branch names are shortened with a hash of the full name, a git tag too long is refused.
@@ -236,6 +238,11 @@ def sha_tag_name(commit: str, prefix: str = SHA_PREFIX) -> str:
     return f"{prefix}{commit[:SHA_LENGTH]}"
 
 
+def dirty_tag_name(commit: str, prefix: str = SHA_PREFIX) -> str:
+    """A working-tree build's only tag: ``sha-0123abc-dirty``, never the commit's own."""
+    return f"{sha_tag_name(commit, prefix)}-dirty"
+
+
 def _sha_tag(info: BuildInfo, prefix: str) -> ImageTag:
     short = info.commit[:SHA_LENGTH]
     return ImageTag(sha_tag_name(info.commit, prefix), False, f"commit {short}")
@@ -295,10 +302,12 @@ def choose(
             warnings.extend([warning] if warning else [])
             for extra_tag in (extra or {}).get(info.branch, ()):
                 tags.append(ImageTag(sanitize(extra_tag), True, f"extra tag for {info.branch}"))
-    if info.dirty and tags:
-        warnings.append(
-            f"the working tree has uncommitted changes: the image is not commit {info.commit[:7]}"
-        )
+    if info.dirty:
+        # Not the commit's files: one local tag that no release, promotion or cache lookup
+        # asks for, instead of the commit's and the branch's or release's (the build says
+        # once that it builds the working tree; the tag's reason says it here).
+        name = dirty_tag_name(info.commit, sha_prefix)
+        tags = [ImageTag(name, False, f"working tree of commit {info.commit[:7]}, not releasable")]
     unique: dict[str, ImageTag] = {}
     for tag in sorted(tags, key=lambda t: t.floating):  # stable: keeps the order within each
         unique.setdefault(tag.name, tag)

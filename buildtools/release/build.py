@@ -15,9 +15,12 @@ from pathlib import Path
 import docker
 
 from buildtools.config.schema import ImageConfig, NginxConfig, Settings
-from buildtools.engine import build_spec, cache, images
+from buildtools.engine import build_spec, cache, images, records
+from buildtools.engine import context as commit_context
 from buildtools.errors import BuildToolsError
+from buildtools.facts.source_tree import CommitTree
 from buildtools.plan import tags, versionfile
+from buildtools.plan.build_record import BuildRecord
 from buildtools.plan.dockerfile import ERROR
 from buildtools.plan.dockerfile import problems as dockerfile_problems
 from buildtools.plan.dockerfile import stages as dockerfile_stages
@@ -54,7 +57,10 @@ def app_spec(
     context: Path | None = None,
     nocache: bool = False,
     cache_from: Sequence[str] = (),
+    source: CommitTree | None = None,
+    dockerfile_text: str | None = None,
 ) -> build_spec.BuildSpec:
+    """The app's build; ``source``: the commit's tree to build from (None: the directory)."""
     app = settings.app
     return build_spec.BuildSpec(
         name="app",
@@ -65,6 +71,8 @@ def app_spec(
         labels=dict(meta.labels),
         nocache=nocache,
         cache_from=tuple(cache_from),
+        source=source,
+        dockerfile_text=dockerfile_text if source is not None else None,
     )
 
 
@@ -85,6 +93,7 @@ def stage_specs(
     nocache: bool = False,
     cache_from: Mapping[str, Sequence[str]] | None = None,
     dockerfile_text: str | None = None,
+    source: CommitTree | None = None,
 ) -> list[build_spec.BuildSpec]:
     """One build per named stage before the app Dockerfile's last, with ``target``: the classic
     builder reuses only the final stage of a pulled image, so each stage is an image of its
@@ -104,6 +113,8 @@ def stage_specs(
             nocache=nocache,
             cache_from=tuple(sources.get(f"app:{stage}", ())),
             target=stage,
+            source=source,
+            dockerfile_text=text if source is not None else None,
         )
         for stage in dockerfile_stages(text)
     ]
@@ -200,11 +211,15 @@ def build_all(
     builder: build_spec.Builder | None = None,
     cache_from: Mapping[str, Sequence[str]] | None = None,
     dockerfile_text: str | None = None,
+    source: CommitTree | None = None,
+    store: records.Store | None = None,
 ) -> list[build_spec.BuiltImage]:
     """Build the app image and then the sidecar from it (or just one of them with ``only``).
 
     ``cache_from`` gives each image (``app``, ``nginx``) its cache sources, already pulled;
-    ``dockerfile_text`` the app Dockerfile as the task read it.
+    ``dockerfile_text`` the app Dockerfile as the task read it (from the commit, with
+    ``source``: the commit's tree, the app's context of a releasable build). Each image built
+    gets its build record, kept in ``store`` (none outside git).
     """
     wanted = check_only(only)
     if "app" in wanted:
@@ -231,7 +246,7 @@ def build_all(
     stages = (
         stage_specs(
             settings, meta, dockerfile=dockerfile, context=context, nocache=nocache,
-            cache_from=sources, dockerfile_text=dockerfile_text,
+            cache_from=sources, dockerfile_text=dockerfile_text, source=source,
         )
         if "app" in wanted
         else []
@@ -244,6 +259,8 @@ def build_all(
         context=context,
         nocache=nocache,
         cache_from=app_sources,
+        source=source,
+        dockerfile_text=dockerfile_text,
     )
     if "app" in wanted:
         for stage in stages:
@@ -253,10 +270,17 @@ def build_all(
             # just built are where the final build finds its earlier stages' steps.
             stage_ids = [b.id for b in built]
             spec = dataclasses.replace(spec, cache_from=tuple([*app_sources, *stage_ids]))
-        built.append(build_untagged(spec))
-        app_image = built[-1].id
+        app_built = build_untagged(spec)
+        text = dockerfile_text or images.read_dockerfile(spec.dockerfile)
+        made = records.record_of(
+            client, app_built, meta.info.commit, spec, text,
+            source.tree_id if source else "", repository=settings.app.repository,
+        )  # fmt: skip
+        built.append(_recorded(app_built, made, store, tagged))
+        app_image, app_record = app_built.id, made
     else:
         app_image = existing_image(client, spec.tags[0], "app")
+        app_record = store.load(app_image) if store else None
     if "nginx" in wanted:
         sidecar_cfg = sidecar_config(client, settings.nginx, app_image)
         with tempfile.TemporaryDirectory(prefix="lara-sidecar-") as tmp:
@@ -269,10 +293,33 @@ def build_all(
                 nocache=nocache,
                 cache_from=sources.get("nginx", ()),
             )
-            built.append(build_untagged(sidecar))
+            nginx_built = build_untagged(sidecar)
+            # Generated from the config and the app image: releasable when the app is.
+            made = records.record_of(
+                client, nginx_built, meta.info.commit, sidecar,
+                (context_dir / "Dockerfile").read_text(encoding="utf-8"),
+                commit_context.folder_digest(context_dir),
+                repository=settings.nginx.image.repository,
+                releasable=app_record is not None and app_record.releasable,
+            )  # fmt: skip
+            built.append(_recorded(nginx_built, made, store, tagged))
     for result, refs in tagged:
         images.tag(client, result.id, refs)
     return built
+
+
+def _recorded(
+    result: build_spec.BuiltImage,
+    record: BuildRecord,
+    store: records.Store | None,
+    tagged: list[tuple[build_spec.BuiltImage, tuple[str, ...]]],
+) -> build_spec.BuiltImage:
+    """``result`` with its record, saved in ``store`` (before any tag is given)."""
+    if store is not None:
+        store.save(record)
+    recorded = dataclasses.replace(result, record=record)
+    tagged[:] = [(recorded if r is result else r, refs) for r, refs in tagged]
+    return recorded
 
 
 def sidecar_config(client: docker.DockerClient, cfg: NginxConfig, app_image: str) -> NginxConfig:

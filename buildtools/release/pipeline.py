@@ -284,17 +284,19 @@ def _smoke_test(plan: Plan, done: Outcomes, session: Session) -> dict[str, Any]:
     started = signing.now()
     info = plan.run.info
     by_name = {b.name: b.tags[0] for b in done["build"]}
+    name = stack.run_name("lara-ci", info.commit)
     passed = stack.smoke(
         session.client(),
         by_name["app"],
         by_name["nginx"],
         info.version,
-        stack.run_name("lara-ci", info.commit),
+        name,
         cfg=plan.settings.smoke,
         env=plan.run.env,
         say=session.say,
     )
     passed = {**passed, "started": started, "finished": signing.now()}  # for its attestation
+    work.record_smoke_test(plan, done["build"], name, passed)
     asset = f"; {passed['asset']} comes from the sidecar, immutable" if passed["asset"] else ""
     session.say(
         f"ci: smoke test passed: GET {passed['path']} through the sidecar shows "
@@ -407,7 +409,7 @@ def ci(
     plan = prepare.for_ci(run, decision, options, session, text)
     # The first line: what this run will do, from the plan (a promotion builds nothing).
     session.say(f"ci: {describe(run.info)}: {intent(plan)} ({decision.reason})")
-    for note in plan.notes:
+    for note in (*plan.notes, *plan.source_notes):
         session.say(f"ci: {note}")
     if plan.not_promoting is not None:
         session.say(f"ci: not promoting: {plan.not_promoting}; building")

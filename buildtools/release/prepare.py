@@ -28,6 +28,10 @@ from buildtools.release.steps import Session
 
 # Releasing and its registries are imported where they are used: `invoke build` needs none.
 if TYPE_CHECKING:
+    from buildtools.engine.records import Store
+    from buildtools.facts.source_tree import CommitTree
+    from buildtools.plan.build_record import BuildRecord
+    from buildtools.plan.build_source import Wanted
     from buildtools.plan.push_order import ReleaseImage
     from buildtools.plan.release_rule import Decision
     from buildtools.registry.targets import TagLists, Target
@@ -46,6 +50,7 @@ class Options:
     force: bool = False
     smoke_test: bool = True
     promote: bool = True
+    worktree: bool = False  # build the directory as it is (never releasable)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,11 @@ class Plan:
     passed_over: tuple[str, ...] = ()
     # The keys that sign what is pushed and check what is promoted (loaded in the preflight).
     keys: Keys = field(default_factory=Keys)
+    # The commit's tree the app is built from (None: the directory, a working-tree build) and
+    # where this checkout keeps its build records (None outside git).
+    tree: CommitTree | None = None
+    store: Store | None = None
+    source_notes: tuple[str, ...] = ()  # what the build source leaves out, or that it is none
 
     @property
     def settings(self) -> Settings:
@@ -80,6 +90,11 @@ class Plan:
     @property
     def releases(self) -> bool:
         return bool(self.targets)
+
+    def record_of(self, image_id: str | None) -> BuildRecord | None:
+        """The build record of a local image as stored now (a reused image's, or a built one's
+        after `invoke ci` added its smoke test); None when there is none."""
+        return self.store.load(image_id) if self.store is not None else None
 
     @property
     def branch_build(self) -> bool:
@@ -106,7 +121,45 @@ def for_build(run: Run, options: Options) -> Plan:
     if options.only in ("", "app"):
         checks.check_context(options.context or settings.app.context, bool(options.context))
     meta = metadata.of_run(run)
-    return Plan(run, meta, options, text, warnings=(*meta.warnings, *found))
+    plan = with_source(Plan(run, meta, options, text, warnings=(*meta.warnings, *found)))
+    if plan.tree is not None and plan.dockerfile_text != text:  # the commit's own, checked too
+        builder.check_app_dockerfile(
+            settings, options.only, options.dockerfile, plan.dockerfile_text
+        )
+    return plan
+
+
+def with_source(plan: Plan, releasing: bool = False) -> Plan:
+    """``plan`` with the app's build source decided (:mod:`buildtools.release.sourcing`): the
+    commit's tree and Dockerfile, or the directory, whose facts then say dirty (the tags,
+    labels and version made again from them); its notes added to the warnings."""
+    from buildtools.release import sourcing
+
+    options = plan.options
+    sourced = sourcing.decide(
+        plan.run,
+        context=options.context,
+        dockerfile=options.dockerfile,
+        releasing=releasing,
+        worktree=options.worktree,
+        app=options.only != "nginx",
+    )
+    meta = plan.meta
+    if sourced.run is not plan.run:
+        meta = metadata.of_run(sourced.run)
+        warnings = (*meta.warnings, *plan.warnings[len(plan.meta.warnings) :])
+    else:
+        warnings = plan.warnings
+    return dataclasses.replace(
+        plan,
+        run=sourced.run,
+        meta=meta,
+        dockerfile_text=sourced.dockerfile_text or plan.dockerfile_text,
+        tree=sourced.tree,
+        store=sourced.store,
+        warnings=(*warnings, *sourced.notes),
+        source_notes=sourced.notes,
+    )
 
 
 def checked_targets(run: Run, session: Session) -> list[Target]:
@@ -141,14 +194,9 @@ def with_promotion(plan: Plan) -> Plan:
     text = plan.dockerfile_text or builder.read_app_dockerfile(settings)
     try:
         promotion = promote.prepare(
-            settings,
-            plan.meta,
-            plan.targets,
-            text,
-            force=options.force,
-            tag_lists=plan.tag_lists,
-            verify_key=plan.keys.verify,
-        )
+            settings, plan.meta, plan.targets, text, force=options.force,
+            tag_lists=plan.tag_lists, store=plan.store, verify_key=plan.keys.verify,
+        )  # fmt: skip
     except CannotPromote as exc:
         return dataclasses.replace(plan, dockerfile_text=text, not_promoting=exc.why)
     return dataclasses.replace(plan, dockerfile_text=text, promotion=promotion)
@@ -164,10 +212,18 @@ def for_release(run: Run, options: Options, session: Session) -> Plan:
     settings = run.settings
     check_releasable(run.info, settings.release)
     check_pull_request_release(settings.release, settings.pull_request_tags)
+    from buildtools.release import sourcing
+
     keys = load_keys(settings.release, run.env)  # an unusable key stops the release here
     found = checked_targets(run, session)
     targets.preflight(found, repositories(settings))
-    return with_promotion(with_registries(run, found, options, keys=keys))
+    # The commit's tree (git only): a context outside the checkout stops here, before the engine.
+    sourced = sourcing.decide(run, context=None, dockerfile=None, releasing=True)
+    plan = with_registries(
+        run, found, options, dockerfile_text=sourced.dockerfile_text, tree=sourced.tree,
+        store=sourced.store, keys=keys,
+    )  # fmt: skip
+    return with_promotion(dataclasses.replace(plan, warnings=(*plan.warnings, *sourced.notes)))
 
 
 def with_local_images(plan: Plan, session: Session) -> Plan:
@@ -178,13 +234,41 @@ def with_local_images(plan: Plan, session: Session) -> Plan:
     if plan.promotion is not None:
         return plan
     settings = plan.settings
-    local, passed_over = publish.local_images(session.client(), roles(settings), plan.meta)
     text = plan.dockerfile_text
     if text is None and not plan.options.dry_run:
         text = builder.read_app_dockerfile(settings)
+    store = plan.store
+    local, passed_over = publish.local_images(
+        session.client(),
+        roles(settings),
+        plan.meta,
+        records=store.load if store is not None else lambda image_id: None,
+        wanted=wanted_inputs(plan, text),
+    )
     return dataclasses.replace(
         plan, dockerfile_text=text, local=tuple(local), passed_over=tuple(passed_over)
     )
+
+
+def wanted_inputs(plan: Plan, dockerfile_text: str | None) -> dict[str, Wanted]:
+    """What this release would build each image from, which a local image's build record
+    must say to be released as it is: the commit, the context's tree, the Dockerfile and every
+    build arg but ``BASE_IMAGE`` (resolved by the engine at build time; its record keeps it)."""
+    from buildtools.plan.build_source import Wanted, digest
+
+    settings, meta, commit = plan.settings, plan.meta, plan.meta.info.commit
+    args = {**settings.app.build_args, **builder.metadata_buildargs(meta)}
+    app = Wanted(
+        "app",
+        commit,
+        context_tree=plan.tree.tree_id if plan.tree is not None else "",
+        dockerfile_digest=digest(dockerfile_text) if dockerfile_text is not None else "",
+        build_args=args,
+    )
+    return {
+        "app": app,
+        "nginx": Wanted("nginx", commit, build_args=settings.nginx.image.build_args),
+    }
 
 
 def for_ci(run: Run, decision: Decision, options: Options, session: Session, text: str) -> Plan:
@@ -197,7 +281,8 @@ def for_ci(run: Run, decision: Decision, options: Options, session: Session, tex
 
     def unreleased(*notes: str) -> Plan:
         meta = metadata.of_run(run)
-        return Plan(run, meta, options, text, meta.warnings, decision, notes=notes)
+        plan = Plan(run, meta, options, text, meta.warnings, decision, notes=notes)
+        return with_source(plan)
 
     if not decision.release:
         return unreleased()
@@ -208,7 +293,7 @@ def for_ci(run: Run, decision: Decision, options: Options, session: Session, tex
         plan = with_registries(
             run, found, options, dockerfile_text=text, decision=decision, keys=keys
         )
-        return with_promotion(plan)
+        return with_promotion(with_source(plan, releasing=True))
     info = run.info
     error = targets.missing_error(missing)
     kind = "registry" if len(missing) == 1 else "registries"

@@ -21,8 +21,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from buildtools.config.schema import Settings
+from buildtools.engine.records import Store
 from buildtools.errors import BuildToolsError
-from buildtools.plan import manifest_rewrite, promotion_recipe, push_order, versionfile
+from buildtools.plan import (
+    build_source,
+    manifest_rewrite,
+    promotion_recipe,
+    push_order,
+    versionfile,
+)
 from buildtools.plan.manifest_rewrite import CannotPromote, Changes, Promoted, SourceImage
 from buildtools.plan.manifests import Manifest, config_labels
 from buildtools.plan.metadata import Metadata
@@ -132,11 +139,13 @@ def prepare(
     force: bool = False,
     tag_lists: TagLists | None = None,
     verify_key: PublicKey | None = None,
+    store: Store | None = None,
 ) -> Promotion:
     """The promotion of this release on every registry (reads only), or :class:`CannotPromote`
     with the reason a build is needed (one registry or image short is enough: all or nothing).
     ``tag_lists``: the tags each registry holds, as the release plan read them (read here
-    for a repository they lack)."""
+    for a repository they lack); ``store``: this checkout's build records (no keys: the proof
+    a registry image is this commit's build, :func:`keyless_check`)."""
     if not found:
         raise CannotPromote("no registry to promote in")
     made = changes(meta, dockerfile_text)
@@ -167,8 +176,11 @@ def prepare(
                     raise CannotPromote(f"{ref} is not this commit's tested image: {why}")
                 if expected.unsmoked(labels) is not None:
                     raise CannotPromote(f"{ref} was pushed without a smoke test")
+            # Proof, never labels: a signature with a key; else this machine's build record.
             if verify_key is not None:
                 require_proof(target, repository, ref, source.digest, verify_key, meta.info.commit)
+            else:
+                keyless_check(store, source, ref, meta.info.commit, smoke == publish.SMOKE_PASSED)
             try:
                 promoted = already_released(source, made[name]) or manifest_rewrite.promote(
                     source, made[name]
@@ -207,6 +219,21 @@ def require_proof(
         raise CannotPromote(
             f"{ref} has no proof it is this commit's tested image: {exc.problem}"
         ) from None
+
+
+def keyless_check(
+    store: Store | None, source: SourceImage, ref: str, commit: str, smoke_needed: bool
+) -> None:
+    """Without signing keys, a registry image is this commit's tested build only if a build
+    record on this machine names its config digest (the image ID it was built as) as a
+    commit-tree build of ``commit``, with a passed smoke test when the release needs one:
+    labels are what anyone who can push writes. :class:`CannotPromote` (then it is built)."""
+    configs = list(source.configs) or [""]
+    for digest in configs:
+        record = store.load(digest) if store is not None and digest else None
+        why = build_source.keyless_promotable(record, digest, commit, smoke_needed)
+        if why is not None:
+            raise CannotPromote(f"{ref} is not proven to be this commit's build: {why}")
 
 
 def survey(

@@ -27,7 +27,9 @@ import docker.errors
 
 from buildtools.engine.push import EnginePusher, Pusher
 from buildtools.errors import INTERRUPTED, BuildToolsError
-from buildtools.plan import labels, push_order
+from buildtools.plan import build_source, labels, push_order
+from buildtools.plan.build_record import BuildRecord
+from buildtools.plan.build_source import Wanted
 from buildtools.plan.metadata import Metadata
 from buildtools.plan.push_order import OVERWRITE, PUSH, UNCHANGED, Push, ReleaseImage, TagLike
 from buildtools.registry.retry import RetryPolicy
@@ -384,15 +386,17 @@ def push_all(
 
 
 def local_images(
-    client: docker.DockerClient, repositories: Sequence[tuple[str, str]], meta: Metadata
+    client: docker.DockerClient,
+    repositories: Sequence[tuple[str, str]],
+    meta: Metadata,
+    records: Callable[[str], BuildRecord | None] = lambda image_id: None,
+    wanted: Mapping[str, Wanted] | None = None,
 ) -> tuple[list[ReleaseImage], list[str]]:
-    """The images built for exactly this build, by role (image_id None when missing), and a
-    note for each local image passed over.
-
-    ``repositories`` are ``(role, repository)`` pairs. Images are found by the first local tag
-    ``invoke build`` gives them, and only taken when their labels say this commit, a clean tree
-    and this build's version (:class:`Expected`): anything else is rebuilt, never released.
-    """
+    """This build's images by ``(role, repository)`` (image_id None when missing or not this
+    build's, with a note each). Found by their first local tag, taken only when the record
+    naming the image ID (``records``) proves a commit-tree build of what this release builds
+    (``wanted``: :func:`buildtools.plan.build_source.mismatch`) and the labels say this
+    version and tags (:class:`Expected`). Labels alone never do."""
     expected = Expected.of(meta)
     found: list[ReleaseImage] = []
     notes: list[str] = []
@@ -404,8 +408,12 @@ def local_images(
         except docker.errors.ImageNotFound:
             pass
         else:
-            why = expected.mismatch(image.labels or {})
-            if why is None:
+            want = (wanted or {}).get(name) or Wanted(name, meta.info.commit)
+            if name == "nginx" and found and found[0].image_id:  # made from the app taken
+                args = {**(want.build_args or {}), "APP_IMAGE": found[0].image_id}
+                want = dataclasses.replace(want, build_args=args)
+            why = build_source.mismatch(records(image.id), want)
+            if why is None and (why := expected.mismatch(image.labels or {})) is None:
                 image_id = image.id
             else:
                 notes.append(

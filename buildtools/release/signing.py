@@ -128,11 +128,10 @@ def record_of(plan: Plan, done: Outcomes, subject: Subject) -> BuildRecord:
     this run, or a local image the release reused, from this checkout's record store), else
     what the plan knows."""
     for built in done.get("build") or ():
-        record = getattr(built, "record", None)  # a BuiltImage; `invoke release` has IDs only
+        record = getattr(built, "record", None)  # ci's BuiltImages; release's build: IDs only
         if record is not None and built.name == subject.image:
             return record
-    store = getattr(plan, "store", None)  # the checkout's build records (commit-tree builds)
-    stored = store.load(subject.image_id) if store is not None and subject.image_id else None
+    stored = plan.record_of(subject.image_id) if subject.image_id else None
     if stored is not None:
         return stored
     return fallback_record(plan, subject.image, subject.repository, subject.image_id or "")

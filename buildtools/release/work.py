@@ -9,8 +9,10 @@ each other.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from buildtools.engine import build_spec, cache
 from buildtools.plan import push_order
@@ -99,6 +101,8 @@ def build_images(plan: Plan, done: Outcomes, session: Session) -> tuple[build_sp
             reporter=reporter,
             cache_from=sources.sources,
             dockerfile_text=plan.dockerfile_text,
+            source=plan.tree,
+            store=plan.store,
         )
     return credit_cache(plan, session, built, sources.pulled)
 
@@ -184,3 +188,22 @@ def describe_cache(image: build_spec.BuiltImage) -> str:
     rebuilt = image.steps - image.cached_steps
     served = "; ".join(f"{n} steps from {ref} ({why})" for ref, why, n in image.cache)
     return f"{rebuilt} of {image.steps} steps rebuilt" + (f", {served}" if served else "")
+
+
+def record_smoke_test(
+    plan: Plan, built: tuple[build_spec.BuiltImage, ...], name: str, passed: Mapping[str, Any]
+) -> None:
+    """The passed smoke test, in the build record of both images (what a promotion without
+    keys asks for): which stack ran, which path answered with what, and when."""
+    if plan.store is None:
+        return
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    said = {
+        "stack": name,
+        "path": str(passed["path"]),
+        "expected": str(passed["expected"]),
+        "time": when,
+    }
+    for image in built:
+        if image.name in ("app", "nginx"):
+            plan.store.with_smoke_test(image.id, said)

@@ -202,7 +202,8 @@ SCENARIOS: dict[str, tuple[Callable[[GitRepo, Path], Build], tuple]] = {
     ),
     "dirty tree": (
         dirty_tree,
-        ("master", None, None, None, None, "0.0.0-master.g{sha}+dirty", BRANCH_TAGS),
+        # A working tree's build: one local tag no release asks for (never the commit's).
+        ("master", None, None, None, None, "0.0.0-master.g{sha}+dirty", ["sha-{sha}-dirty"]),
     ),
     "several tags on HEAD": (
         several_tags_on_head,

@@ -19,6 +19,7 @@ import requests
 
 from tests.fixtures.git import git_env, init_repo
 from tests.fixtures.held_images import discard
+from tests.fixtures.project import commit_example
 from tests.fixtures.services import running_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +33,8 @@ NGINX_REPO = f"lara-test/nginx-{RUN_ID}"
 def invoke(*args: str, repo: Path, extra_env: dict[str, str] | None = None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAVIS", "GITHUB", "GITLAB"))}
     env.pop("CI", None)
+    if (repo / "example").is_dir():  # the example app committed there: its build context
+        env["INVOKE_BUILDTOOLS_APP_CONTEXT"] = str(repo / "example")
     env.update(
         INVOKE_BUILDTOOLS_REPO=str(repo),
         INVOKE_BUILDTOOLS_APP_REPOSITORY=APP_REPO,
@@ -55,6 +58,7 @@ def two_builds(docker_client, base_image, tmp_path_factory):
     """The example app built for one commit, then for the next commit (metadata only)."""
     home = tmp_path_factory.mktemp("home")
     repo = init_repo(tmp_path_factory.mktemp("src") / "lara", git_env(home), branch="master")
+    commit_example(repo)  # built from the commit's files: the app is in the checkout
     builds = []
     for _ in range(2):
         repo.commit("metadata-only change")
@@ -180,6 +184,7 @@ def test_no_daemon_says_how_to_start_one(repo, tmp_path):
 
 
 def test_dry_run_shows_the_plan_and_builds_nothing(docker_client, repo):
+    commit_example(repo)
     repo.tag("v1.4.0")
     done = invoke("build", "--dry-run", "--json", repo=repo.path)
     assert done.returncode == 0, done.stderr

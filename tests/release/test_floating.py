@@ -106,6 +106,7 @@ def test_a_promotion_never_moves_latest_below_a_release_finished_meanwhile(
     writer: RegistryWriter = tagged["writer"]
     section = schema.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
     section["repo"] = str(repo.path)
+    section["app"]["context"] = tagged["env"]["INVOKE_BUILDTOOLS_APP_CONTEXT"]  # committed
     section["app"]["repository"], section["nginx"]["repository"] = tagged["app"], tagged["nginx"]
     section["release"]["registries"] = registry.host
     settings = schema.load(section, ROOT)

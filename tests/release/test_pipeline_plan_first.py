@@ -32,6 +32,7 @@ from buildtools.release.prepare import Options
 from buildtools.release.steps import Session
 from tests.fixtures.git import GitRepo
 from tests.fixtures.held_images import discard, local_tags
+from tests.fixtures.project import commit_example
 from tests.fixtures.registry import login_env, repos, served_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,11 +40,13 @@ INVOKE = ROOT / ".venv" / "bin" / "invoke"
 
 
 def example_settings(repo: GitRepo, registry_host: str) -> tuple[schema.Settings, str, str]:
-    """This project's invoke.yaml (the example app) for ``repo``'s commits, released to
-    ``registry_host`` under fresh repositories."""
+    """This project's invoke.yaml for ``repo``'s commits, the example app committed in it (a
+    release builds the commit's files), released to ``registry_host`` under fresh
+    repositories."""
     app_repo, nginx_repo = repos()
     section = schema.merged(yaml.safe_load((ROOT / "invoke.yaml").read_text())["buildtools"])
     section["repo"] = str(repo.path)
+    section["app"]["context"] = str(commit_example(repo))
     section["app"]["repository"], section["nginx"]["repository"] = app_repo, nginx_repo
     section["release"]["registries"] = registry_host
     section["release"]["retry_base_delay"] = "0.01"

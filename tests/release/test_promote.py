@@ -22,7 +22,14 @@ import pytest
 import testbed
 from buildtools.registry.credentials import variable_names
 from tests.fixtures.git import GitRepo
-from tests.fixtures.promotion import RELEASE_TAGS, build_plan, env_of, invoke, push_master_images
+from tests.fixtures.promotion import (
+    RELEASE_TAGS,
+    build_plan,
+    env_of,
+    invoke,
+    push_master_images,
+    record_built,
+)
 from tests.fixtures.registry_images import (
     DOCKER_MANIFEST,
     OCI_INDEX,
@@ -115,6 +122,9 @@ def test_an_index_is_promoted_without_its_attestation(
         writer.index_with_attestation(
             tagged[name], tagged["sha"], master["labels"], env_of(master["buildargs"])
         )
+        index, _ = writer.read(tagged[name], tagged["sha"])
+        image = json.loads(index)["manifests"][0]["digest"]  # the image, not the attestation
+        record_built(tagged, name, writer.read(tagged[name], image)[0])
 
     done = invoke(repo, tagged["env"], "release", "--json")
 
@@ -140,12 +150,13 @@ def test_an_image_no_engine_runs_falls_back_to_building(
 ) -> None:
     writer: RegistryWriter = tagged["writer"]
     master = tagged["master"]
-    writer.image(
+    manifest, _ = writer.image(
         tagged["app"],
         master["labels"],
         env_of(master["buildargs"]),
         tag=tagged["sha"],
     )
+    record_built(tagged, "app", manifest)
     writer.artifact(tagged["nginx"], tagged["sha"], master["labels"])
 
     done = invoke(repo, tagged["env"], "release")
@@ -253,3 +264,38 @@ def test_an_image_that_already_says_what_the_release_writes_is_released_as_it_is
     assert same.image_id == config_digest
     other = {**labels, "org.opencontainers.image.version": "1.0.0"}
     assert already_released(source, Changes(labels=other)) is None
+
+
+def test_labels_alone_never_promote_without_keys(
+    registry: testbed.LocalRegistry, repo: GitRepo, tagged: dict[str, Any]
+) -> None:
+    """Issue #26, case 6 without keys: ``sha-`` images with every right label, pushed by
+    anyone who can push (no build record on this machine names them), are not promoted."""
+    push_master_images(tagged, record=False)
+
+    done = invoke(repo, tagged["env"], "release")
+
+    ref = f"{registry.host}/{tagged['app']}:{tagged['sha']}"
+    assert (
+        f"not promoting: {ref} is not proven to be this commit's build: no build record here "
+        "names its config" in done.stderr
+    )
+    assert "building the release instead" in done.stderr  # and the build needs an engine here
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert sorted(registry.tags(tagged["app"])) == [tagged["sha"]]
+
+
+def test_a_record_of_another_image_does_not_promote_a_forged_one(
+    registry: testbed.LocalRegistry, repo: GitRepo, tagged: dict[str, Any]
+) -> None:
+    """A record of this commit's build exists, but the registry's image is another one under
+    the same tag with the same labels (its config digest is not the recorded image ID)."""
+    real = push_master_images(tagged)  # built here, recorded
+    forged = {**tagged["master"]["labels"], "org.example.forged": "yes"}
+    fake = push_master_images(tagged, forged, record=False)  # same tag, other content
+    assert fake["app"][1] != real["app"][1]
+
+    done = invoke(repo, tagged["env"], "release")
+
+    assert "is not proven to be this commit's build: no build record here names" in done.stderr
+    assert sorted(registry.tags(tagged["app"])) == [tagged["sha"]]

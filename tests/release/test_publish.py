@@ -29,12 +29,14 @@ from buildtools.release import progress
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import GitRepo
 from tests.fixtures.held_images import discard, local_tags
+from tests.fixtures.project import commit_example
 from tests.fixtures.publish import (
     RELEASE_TAGS,
     AppRelease,
     RecordingReporter,
     do_release,
     image_pair,
+    record_stand_ins,
     writes,
 )
 from tests.fixtures.registry import (
@@ -288,11 +290,12 @@ def test_a_release_of_a_posing_name_leaves_the_registrys_tags_as_they_were(
         for r in (app_repo, nginx_repo)
     }
 
+    context = commit_example(repo)  # a release builds the commit's own files
     for command in commands:
         repo.git(*command)
     section = schema.merged(
         {
-            "app": {"repository": app_repo},
+            "app": {"repository": app_repo, "context": str(context)},
             "nginx": {"repository": nginx_repo},
             "release": {"branches": branches},
         }
@@ -300,15 +303,19 @@ def test_a_release_of_a_posing_name_leaves_the_registrys_tags_as_they_were(
     settings = dataclasses.replace(schema.load(section, ROOT), repo=repo.path)
     meta = metadata.of_run(Run.read(settings, {}))
     assert pushed in meta.tag_names
-    for repository in (app_repo, nginx_repo):  # what `invoke build` made (stand-ins, its labels)
-        image_id = make_image(repository, labels=dict(meta.labels))
+    ids = {}
+    for name, repository in (("app", app_repo), ("nginx", nginx_repo)):
+        # What `invoke build` made: stand-ins with its labels, tags and build records.
+        ids[name] = image_id = make_image(repository, labels=dict(meta.labels))
         for ref in meta.local_refs(repository):
             docker_client.images.get(image_id).tag(ref)
+    record_stand_ins(repo.path, app_repo, nginx_repo, ids, {})
 
     base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
     env = {
         **base,
         "INVOKE_BUILDTOOLS_REPO": str(repo.path),
+        "INVOKE_BUILDTOOLS_APP_CONTEXT": str(context),
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": app_repo,
         "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": nginx_repo,
         "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": fast_registry.host,

@@ -21,14 +21,17 @@ import testbed
 from buildtools.errors import BuildToolsError
 from buildtools.facts.buildinfo import BuildInfo
 from buildtools.plan import tags
+from buildtools.plan.build_record import COMMIT, WORKTREE, BuildRecord
 from buildtools.plan.metadata import Metadata
 from buildtools.registry.targets import configured
 from buildtools.release import publish
 from tests.fixtures.git import GitRepo
+from tests.fixtures.project import commit_example
 from tests.fixtures.publish import (
     AppRelease,
     build_labels,
     do_release,
+    record_stand_ins,
     run_release,
 )
 from tests.fixtures.registry import (
@@ -95,15 +98,19 @@ def test_release_task_on_a_tag_build_never_shows_the_password(
     repo: GitRepo,
     make_image: Callable[..., str],
 ) -> None:
+    context = commit_example(repo)  # a release builds the commit's own files
     repo.tag("v3.1.4")
     commit = repo.head()
     app_repo, nginx_repo = repos()
-    # The images `invoke build` would have made for this commit (tiny stand-ins, same labels).
+    # The images `invoke build` would have made for this commit (tiny stand-ins, same labels,
+    # and the build records it leaves).
     label = build_labels(commit, "3.1.4")
     app_id = make_image("app", labels=label, tag=f"{app_repo}:3.1.4")
     nginx_id = make_image("nginx", labels=label, tag=f"{nginx_repo}:3.1.4")
+    record_stand_ins(repo.path, app_repo, nginx_repo, {"app": app_id, "nginx": nginx_id}, {})
     password = fast_registry.password
     env = {
+        "INVOKE_BUILDTOOLS_APP_CONTEXT": str(context),
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": app_repo,
         "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": nginx_repo,
         "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": fast_registry.host,
@@ -330,11 +337,21 @@ def test_a_local_image_that_is_not_this_builds_is_never_released(
     )
     clean = make_image("clean", labels=build_labels(commit, "1.0.0"), tag=f"{nginx_repo}:1.0.0")
 
+    # The records each build left (as invoke build writes them: one per image ID).
+    def record(name: str, image_id: str, source: str) -> BuildRecord:
+        tree = "a" * 40 if source == COMMIT else ""
+        return BuildRecord(name, "", image_id, commit, source, tree, "", {}, "", "")
+
+    records = {dirty: record("app", dirty, WORKTREE), clean: record("nginx", clean, COMMIT)}
+
     found, notes = publish.local_images(
-        docker_client, [("app", app_repo), ("nginx", nginx_repo)], meta
+        docker_client, [("app", app_repo), ("nginx", nginx_repo)], meta, records.get
     )
 
     assert [(i.name, i.image_id) for i in found] == [("app", None), ("nginx", clean)]
     assert dirty != clean and len(notes) == 1
     assert f"the local app image {app_repo}:1.0.0 is not this build's" in notes[0]
-    assert "uncommitted changes" in notes[0]
+    assert "built from the working tree" in notes[0]
+    # Without a record, the same clean image is never taken on its labels.
+    unproven, _ = publish.local_images(docker_client, [("nginx", nginx_repo)], meta)
+    assert [i.image_id for i in unproven] == [None]

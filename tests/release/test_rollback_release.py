@@ -44,6 +44,8 @@ def test_the_next_release_leaves_a_rolled_back_latest_alone_and_says_so(
     world: World, repo: GitRepo
 ):
     rollback.run(world.settings(), world.env, "latest", "1.2.1")
+    repo.write("Dockerfile", "FROM scratch\nARG LARA_VERSION\n")  # a release builds the commit
+    repo.commit("the app's Dockerfile")
     repo.tag("v3.0.0")
     plan = release_plan(world, repo)
     assert set(plan.meta.tag_names) == {"3.0.0", f"sha-{repo.head()[:7]}", "3.0", "3"}
