@@ -179,14 +179,14 @@ def prepare(
             # Proof, never labels: a signature with a key; else this machine's build record.
             if verify_key is not None:
                 require_proof(target, repository, ref, source.digest, verify_key, meta.info.commit)
-            else:
-                keyless_check(store, source, ref, meta.info.commit, smoke == publish.SMOKE_PASSED)
             try:
                 promoted = already_released(source, made[name]) or manifest_rewrite.promote(
                     source, made[name]
                 )
             except CannotPromote as exc:
                 raise CannotPromote(f"{ref}: {exc.why}") from None
+            if verify_key is None:
+                keyless_check(store, source, ref, meta.info.commit, smoke == publish.SMOKE_PASSED)
             warnings.extend(f"{ref}: {line}" for line in promoted.warnings)
             mine.append(Candidate(target, name, repository, promoted))
         images = [ReleaseImage(c.image, c.repository, c.promoted.image_id) for c in mine]
