@@ -25,11 +25,15 @@ FILE, EXECUTABLE, SYMLINK, GITLINK = 0o100644, 0o100755, 0o120000, 0o160000
 @dataclass(frozen=True)
 class TreeFile:
     """One file of the commit under the context: its path relative to the context (POSIX),
-    its git mode and its blob ID."""
+    its git mode and its blob ID. ``module``: the submodule checkout (relative to the
+    checkout's root) whose objects hold the blob, ``""`` for the checkout's own. A
+    :data:`GITLINK` entry is a submodule whose commit is not here to read (not checked out,
+    or not fetched): its ``blob`` is that commit."""
 
     path: str
     mode: int
     blob: str
+    module: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,11 +132,7 @@ def read(repo_path: Path, commit: str, context: Path) -> CommitTree:
                 f"{subdir} is not a folder in commit {commit[:7]}", "point the context at a folder"
             )
         prefix = f"{subdir}/" if subdir else ""
-        files = tuple(
-            TreeFile(item.path[len(prefix) :], item.mode, item.hexsha)
-            for item in tree.traverse()
-            if item.type == "blob"
-        )
+        files = tuple(_files(tree, root, "", prefix, ""))
         return CommitTree(root, found.hexsha, subdir, tree.hexsha, files, found.committed_date)
     except (git.GitCommandError, ValueError) as exc:
         raise BuildToolsError(
@@ -143,14 +143,49 @@ def read(repo_path: Path, commit: str, context: Path) -> CommitTree:
         repo.close()
 
 
-def blobs(tree: CommitTree) -> Iterator[tuple[TreeFile, bytes]]:
-    """Each file of ``tree`` with its bytes, through one ``git cat-file`` process."""
-    repo = _open(tree.root)
+def _files(tree: git.Tree, root: Path, module: str, strip: str, into: str) -> Iterator[TreeFile]:
+    """The blobs of ``tree`` (the checkout's, or the submodule's at ``module``) with ``strip``
+    taken off their paths and ``into`` put before them, and the files of each submodule in it
+    at the commit the tree records: a working-tree build has them, so a commit build must."""
+    for item in tree.traverse():
+        path = into + item.path[len(strip) :]
+        if item.type == "blob":
+            yield TreeFile(path, item.mode, item.hexsha, module)
+        elif item.type == "submodule":
+            where = f"{module}/{item.path}" if module else item.path
+            found = list(_submodule_files(root, where, item.hexsha, f"{path}/"))
+            yield from found or [TreeFile(path, GITLINK, item.hexsha, module)]
+
+
+def _submodule_files(root: Path, where: str, commit: str, into: str) -> Iterator[TreeFile]:
+    """The files of ``commit`` in the submodule checked out at ``where``; none when it is not
+    checked out there or does not hold that commit (an empty submodule commit is too rare
+    to tell apart)."""
     try:
-        for item in tree.files:
-            yield item, repo.odb.stream(bytes.fromhex(item.blob)).read()
+        repo = git.Repo(root / where)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return
+    try:
+        tree = repo.commit(commit).tree
+        yield from list(_files(tree, root, where, "", into))
+    except (ValueError, git.GitCommandError):
+        return
     finally:
         repo.close()
+
+
+def blobs(tree: CommitTree) -> Iterator[tuple[TreeFile, bytes]]:
+    """Each file of ``tree`` with its bytes, through one ``git cat-file`` process per
+    repository (the checkout's, and each submodule's)."""
+    repos: dict[str, git.Repo] = {}
+    try:
+        for item in tree.files:
+            if item.module not in repos:
+                repos[item.module] = _open(tree.root / item.module)
+            yield item, repos[item.module].odb.stream(bytes.fromhex(item.blob)).read()
+    finally:
+        for repo in repos.values():
+            repo.close()
 
 
 def read_file(tree: CommitTree, repo_path: Path, path: Path) -> str | None:
