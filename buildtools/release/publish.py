@@ -81,10 +81,13 @@ def execute(
     reporter: PushReporter | None = None,
     pusher: Pusher | None = None,
     verifier: Callable[[Push, Target, str], None] = verify,
+    before_floating: Callable[[list[Push]], None] | None = None,
 ) -> list[Push]:
     """Push and verify every planned push in order (``unchanged`` ones are skipped); returns
     the record of each: the plan's push with its verified digest and the attempts it took.
-    ``verifier`` checks each push (default: :func:`verify`, a read-back of every tag)."""
+    ``verifier`` checks each push (default: :func:`verify`, a read-back of every tag).
+    ``before_floating`` is given the records of the exact tags once, before the first floating
+    tag moves (the signing of what they point at: no floating tag names an unsigned image)."""
     reporter = reporter or QuietReporter()
     by_name = {t.name: t for t in found}
     secrets = secrets_of(found)
@@ -97,6 +100,9 @@ def execute(
     records: list[Push] = []
     try:
         for push in pushes:
+            if push.floating and before_floating is not None:
+                _before_floating(before_floating, records, pushes, done)
+                before_floating = None
             if push.action == UNCHANGED:
                 records.append(push)
                 done += 1
@@ -145,6 +151,16 @@ def execute(
         reporter.close()
         pusher.close()
     return records
+
+
+def _before_floating(
+    call: Callable[[list[Push]], None], records: list[Push], pushes: Sequence[Push], done: int
+) -> None:
+    try:
+        call(list(records))
+    except BuildToolsError as exc:
+        exc.problem += f" (after {done} of {len(pushes)} tags; no floating tag was moved)"
+        raise
 
 
 def _where(pushes: Sequence[Push], done: int, failed: Push) -> str:
@@ -361,9 +377,11 @@ def push_all(
     reporter: PushReporter | None = None,
     pusher: Pusher | None = None,
     expected: Expected | None = None,
+    before_floating: Callable[[list[Push]], None] | None = None,
 ) -> ReleaseResult:
     """Plan, push and verify on registries already checked
     (:func:`buildtools.registry.targets.preflight`); ``dry_run`` only plans.
+    ``before_floating``: as :func:`execute`'s.
 
     With ``expected`` (the commit and version being released), an interrupted release of that
     commit is finished from what the registry already holds (see :func:`finish_interrupted`).
@@ -381,7 +399,10 @@ def push_all(
     notes.extend(nothing_moves(pushes))
     if dry_run:
         return ReleaseResult(pushes, dry_run=True, warnings=notes)
-    executed = execute(client, pushes, found, retry=retry, reporter=reporter, pusher=pusher)
+    executed = execute(
+        client, pushes, found, retry=retry, reporter=reporter, pusher=pusher,
+        before_floating=before_floating,
+    )  # fmt: skip
     return ReleaseResult(executed, dry_run=False, warnings=notes + floating.notes(executed))
 
 

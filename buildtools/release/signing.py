@@ -15,7 +15,7 @@ first build.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -272,15 +272,40 @@ class Signer:
         return found
 
 
+def before_floating(
+    plan: Plan, done: Outcomes, session: Session
+) -> tuple[Callable[[ReleaseResult], None] | None, list[dict[str, Any]]]:
+    """What the push (or promotion) calls once its exact tags are pushed, before any floating
+    tag moves: sign and attest the digests they hold, so ``latest`` never names an unsigned
+    image (a refused ``.sig`` stops the release there). None when nothing is signed; the list
+    collects what was signed, which the sign step then does not sign again."""
+    signed: list[dict[str, Any]] = []
+    key = plan.keys.signing
+    if key is None or not_signing(plan) is not None:
+        return None, signed
+    signer = Signer(plan, done, session, key)
+
+    def sign_exact(result: ReleaseResult) -> None:
+        signed.extend(signer.sign(subject) for subject in subjects(plan.targets, result))
+
+    return sign_exact, signed
+
+
 def sign_release(plan: Plan, done: Outcomes, session: Session) -> list[dict[str, Any]]:
-    """The sign step: sign and attest every digest the release (or promotion) tagged."""
+    """The sign step: sign and attest every digest the release (or promotion) tagged that
+    was not signed before its floating tags moved (:func:`before_floating`)."""
     key = plan.keys.signing
     assert key is not None  # the step's skip says so
     result: ReleaseResult | None = done.get("promote") or done.get("push")
     if result is None:
         return []
     signer = Signer(plan, done, session, key)
-    return [signer.sign(subject) for subject in subjects(plan.targets, result)]
+    early = {(s["registry"], s["repository"], s["digest"]): s for s in result.signatures}
+    found = []
+    for subject in subjects(plan.targets, result):
+        before = early.get((subject.target.name, subject.repository, subject.digest))
+        found.append({**before, "tags": list(subject.tags)} if before else signer.sign(subject))
+    return found
 
 
 def not_signing(plan: Plan) -> str | None:
