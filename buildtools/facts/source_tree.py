@@ -8,7 +8,9 @@ and reads its blobs; :mod:`buildtools.engine.context` streams them to the engine
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,13 @@ from buildtools.errors import BuildToolsError
 
 # git's modes for what a tree may hold; a submodule (gitlink) has no files of its own here.
 FILE, EXECUTABLE, SYMLINK, GITLINK = 0o100644, 0o100755, 0o120000, 0o160000
+# A git-lfs pointer file (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): the
+# committed blob of an LFS-tracked file, which git-lfs's filter replaces in the working tree.
+LFS_POINTER = re.compile(
+    rb"version https://git-lfs\.github\.com/spec/v1\n(?:[a-z0-9.-]+ [^\n]*\n)*?"
+    rb"oid sha256:(?P<oid>[0-9a-f]{64})\nsize (?P<size>[0-9]+)\n(?:[a-z0-9.-]+ [^\n]*\n)*"
+)
+LFS_POINTER_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -176,16 +185,43 @@ def _submodule_files(root: Path, where: str, commit: str, into: str) -> Iterator
 
 def blobs(tree: CommitTree) -> Iterator[tuple[TreeFile, bytes]]:
     """Each file of ``tree`` with its bytes, through one ``git cat-file`` process per
-    repository (the checkout's, and each submodule's)."""
+    repository (the checkout's, and each submodule's). A git-lfs pointer gives the file it
+    points at (what the working tree, and so a working-tree build, holds)."""
     repos: dict[str, git.Repo] = {}
     try:
         for item in tree.files:
             if item.module not in repos:
                 repos[item.module] = _open(tree.root / item.module)
-            yield item, repos[item.module].odb.stream(bytes.fromhex(item.blob)).read()
+            repo = repos[item.module]
+            data = repo.odb.stream(bytes.fromhex(item.blob)).read()
+            pointer = LFS_POINTER.fullmatch(data) if len(data) < LFS_POINTER_MAX else None
+            if pointer is not None and item.mode != SYMLINK:
+                data = _lfs_object(repo, tree, item, pointer)
+            yield item, data
     finally:
         for repo in repos.values():
             repo.close()
+
+
+def _lfs_object(
+    repo: git.Repo, tree: CommitTree, item: TreeFile, pointer: re.Match[bytes]
+) -> bytes:
+    """The file a git-lfs pointer names, from the checkout's LFS store, checked against the
+    pointer's SHA-256 and size (so the commit still binds the content); one line when it is
+    not fetched: an image must not hold the pointer in its place."""
+    oid, size = pointer["oid"].decode(), int(pointer["size"])
+    stored = Path(repo.common_dir) / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    try:
+        data = stored.read_bytes() if stored.stat().st_size == size else b""
+    except OSError:
+        data = b""
+    if len(data) != size or hashlib.sha256(data).hexdigest() != oid:
+        raise BuildToolsError(
+            f"{item.path} in commit {tree.commit[:7]} is a git-lfs pointer whose file is not "
+            "here: the image would hold the pointer instead",
+            "git lfs pull (git lfs fetch, then build again), or list it in .dockerignore",
+        )
+    return data
 
 
 def read_file(tree: CommitTree, repo_path: Path, path: Path) -> str | None:
