@@ -23,9 +23,10 @@ from buildtools.plan.build_record import COMMIT, WORKTREE, BuildRecord
 
 if TYPE_CHECKING:
     from buildtools.attest.keys import SigningKey
+    from buildtools.plan.manifests import Manifest
     from buildtools.registry.targets import Target
     from buildtools.release.prepare import Plan
-    from buildtools.release.publish import ReleaseResult
+    from buildtools.release.publish import Proven, ReleaseResult
     from buildtools.release.steps import Outcomes, Session
 
 # SLSA's builder.id: this tool.
@@ -127,14 +128,20 @@ def record_of(plan: Plan, done: Outcomes, subject: Subject) -> BuildRecord:
     """The build record of the image behind ``subject``: the one its build left (a build of
     this run, or a local image the release reused, from this checkout's record store), else
     what the plan knows."""
+    found = stored_record(plan, done, subject)
+    if found is not None:
+        return found
+    return fallback_record(plan, subject.image, subject.repository, subject.image_id or "")
+
+
+def stored_record(plan: Plan, done: Outcomes, subject: Subject) -> BuildRecord | None:
+    """The record a build left for exactly the image behind ``subject``; None when none."""
     for built in done.get("build") or ():
         record = getattr(built, "record", None)  # ci's BuiltImages; release's build: IDs only
-        if record is not None and built.name == subject.image:
+        # Only this very image's: a release may push a registry image instead of its build.
+        if record is not None and built.name == subject.image and built.id == subject.image_id:
             return record
-    stored = plan.record_of(subject.image_id) if subject.image_id else None
-    if stored is not None:
-        return stored
-    return fallback_record(plan, subject.image, subject.repository, subject.image_id or "")
+    return plan.record_of(subject.image_id) if subject.image_id else None
 
 
 def provenance(plan: Plan, record: BuildRecord) -> dict[str, Any]:
@@ -216,17 +223,25 @@ class Signer:
         from buildtools.plan import statements
 
         have = attested_by(subject, self.key)
-        made = [(statements.SLSA_PROVENANCE_V1, provenance(self.plan, self.record(subject)))]
+        made = []
+        known = stored_record(self.plan, self.done, subject)
+        if known is not None or statements.SLSA_PROVENANCE_V1 not in have:
+            # An image no record here names (a registry image a release adopted, proven by
+            # this key's provenance) keeps that provenance, not one made from the plan.
+            made.append(
+                (statements.SLSA_PROVENANCE_V1, provenance(self.plan, self.record(subject)))
+            )
         if statements.CYCLONEDX not in have:
             made.append((statements.CYCLONEDX, self.sbom(subject)))  # syft's: new every time
         passed = self.done.get("smoke test")
-        if passed:
+        if passed and known is not None:  # the image it ran, not one adopted instead
             made.append((statements.SMOKE_TEST, smoke(passed, self.done, self.plan)))
         about = [(subject.name, subject.digest)]
         attested = [statements.statement(about, kind, predicate) for kind, predicate in made]
         client = subject.target.client
         sent = cosign.attest(client, subject.repository, subject.digest, attested, self.key)
-        return sent, sorted({kind for kind, _ in made} | (have & {statements.CYCLONEDX}))
+        kept = have & {statements.CYCLONEDX, statements.SLSA_PROVENANCE_V1}
+        return sent, sorted({kind for kind, _ in made} | kept)
 
     def record(self, subject: Subject) -> BuildRecord:
         return record_of(self.plan, self.done, subject)
@@ -270,6 +285,35 @@ class Signer:
         if subject.tested:
             found["promoted_from"] = subject.tested
         return found
+
+
+def adoption_proof(plan: Plan) -> Proven | None:
+    """With a signing or verify key: why a registry image labelled this commit's (left by an
+    interrupted release) is not proven its build, or None when it is: a build record here
+    names its config digest as a commit-tree build of this commit, or its signature and
+    provenance by the key verify and name this commit. The release would sign it: labels,
+    which anyone who can push writes, are not enough. Without a key: None (labels, as before)."""
+    key, commit = plan.keys.verify, plan.meta.info.commit
+    if key is None:
+        return None
+
+    def why_not(target: Target, repository: str, there: Manifest) -> str | None:
+        from buildtools.attest import verify
+        from buildtools.errors import BuildToolsError
+        from buildtools.plan.statements import CYCLONEDX
+
+        record = plan.record_of(there.config_digest) if there.config_digest else None
+        if record is not None and record.releasable and record.commit == commit:
+            return None
+        try:  # the SBOM is not read: it proves nothing here
+            verify.verify(
+                target.client, repository, there.digest, key, commit=commit, skip=(CYCLONEDX,)
+            )
+        except BuildToolsError as exc:
+            return f"no build record here nor proof by the key says it is: {exc.problem}"
+        return None
+
+    return why_not
 
 
 def before_floating(

@@ -159,6 +159,7 @@ def push(
         reporter=session.push_reporter,
         expected=publish.Expected.of(plan.meta),
         before_floating=(lambda exact: sign(publish.ReleaseResult(exact, False))) if sign else None,
+        proven=signing.adoption_proof(plan),
     )
     return dataclasses.replace(result, signatures=signed)
 
