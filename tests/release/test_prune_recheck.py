@@ -16,7 +16,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
 import testbed
@@ -24,8 +23,6 @@ from tests.fixtures import history
 from tests.fixtures.flaky_proxy import FlakyProxy
 from tests.fixtures.git import git_env, init_repo
 from tests.fixtures.registry import login_env, repos
-
-pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"

@@ -10,14 +10,10 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import testbed
 from tests.fixtures import history
 from tests.fixtures.registry import login_env, repos
 from tests.fixtures.registry_images import skopeo_inspect
-
-pytestmark = pytest.mark.registry
 
 ROOT = Path(__file__).resolve().parents[2]
 INVOKE = ROOT / ".venv" / "bin" / "invoke"
