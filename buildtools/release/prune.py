@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from buildtools.config.schema import Settings
+from buildtools.errors import BuildToolsError
 from buildtools.facts import remote as remote_facts
 from buildtools.plan import retention
 from buildtools.plan.tags import TagPolicy
@@ -83,7 +84,8 @@ class Outcome:
         if self.dry_run:
             lines.append(f"dry run: would delete {going} tags, keep {kept} (--yes deletes)")
         else:
-            lines.append(f"deleted {going} tags, kept {kept}")
+            spared = sum(len(d["tags"]) for d in self.spared)
+            lines.append(f"deleted {going - spared} tags, kept {kept + spared}")
         lines.append(
             "blob bytes come back only after the registry's garbage collection "
             "(docker-registry: registry garbage-collect CONFIG)"
@@ -214,6 +216,7 @@ def run(
     if not yes:
         return outcome
     recheck = Recheck(repos)
+    ignored: list[str] = []
     for repo, delete in ordered(repos):
         where = f"{repo.target.name}/{repo.repository}"
         newcomer = recheck.newcomer(repo, delete)
@@ -225,10 +228,20 @@ def run(
                                    "held_by": newcomer})  # fmt: skip
             continue
         gone = repo.target.client.delete_manifest(repo.repository, delete.digest)
+        if gone and repo.target.client.digest(repo.repository, delete.digest) is not None:
+            ignored.append(f"{where}@{delete.digest}")  # 202, and still served
+            continue
         say(f"deleted {where}@{delete.digest} ({', '.join(delete.tags)})" if gone else
             f"already gone: {where}@{delete.digest} ({', '.join(delete.tags)})")  # fmt: skip
         outcome.deleted.append(
             {"registry": repo.target.name, "repository": repo.repository,
              "digest": delete.digest, "tags": list(delete.tags), "was_there": gone}
         )  # fmt: skip
+    if ignored:
+        raise BuildToolsError(
+            f"{len(ignored)} deletes were answered 202 (accepted) but the registry still serves "
+            f"those manifests, first {ignored[0]}",
+            "check the registry's storage.delete setting and its log, and any proxy or cache in "
+            "front of it; then run invoke prune --yes again",
+        )
     return outcome

@@ -14,8 +14,10 @@ import json
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import requests
 
 import testbed
@@ -52,9 +54,25 @@ def retag(reg: testbed.LocalRegistry, repository: str, source: str, tag: str) ->
     return put.headers["Docker-Content-Digest"]
 
 
-def test_a_release_tagged_onto_a_doomed_digest_after_the_plan_is_not_deleted(
-    tmp_path: Path, fast_registry: testbed.LocalRegistry
-) -> None:
+@dataclass
+class Scene:
+    """A project whose remote's master has 4 commits, years old by git; with ``keep_commits:
+    1`` prune deletes the ``sha-`` tags of the 3 older ones (``old``: the oldest)."""
+
+    project: Path
+    env: dict[str, str]
+    app: str
+    nginx: str
+    old: str
+
+    def via(self, proxy: FlakyProxy, reg: testbed.LocalRegistry) -> dict[str, str]:
+        """The environment of a run that reaches ``reg`` only through ``proxy``."""
+        run_env = {**self.env, "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": proxy.host}
+        return run_env | login_env(proxy.host, reg.username, reg.password)
+
+
+@pytest.fixture
+def scene(tmp_path: Path, fast_registry: testbed.LocalRegistry) -> Scene:
     env = git_env(tmp_path / "home")
     origin = init_repo(tmp_path / "origin", env)
     master = list(reversed([origin.commit(f"m {n}", file="m.txt") for n in range(4)]))
@@ -64,7 +82,6 @@ def test_a_release_tagged_onto_a_doomed_digest_after_the_plan_is_not_deleted(
     made = history.make(releases=("1.0.0",), branches={"master": 4}, commits={"master": master})
     for repository in (app, nginx):
         history.push(fast_registry, repository, made)
-    old = f"sha-{master[-1][:7]}"  # 4th commit of master, git-dated years ago: prune deletes it
     project = tmp_path / "project"
     project.mkdir()
     (project / "tasks.py").write_text("from buildtools.tasks import ns  # noqa: F401\n")
@@ -72,14 +89,17 @@ def test_a_release_tagged_onto_a_doomed_digest_after_the_plan_is_not_deleted(
         f"buildtools:\n  repo: {clone}\n  app:\n    repository: {app}\n"
         f"  nginx:\n    repository: {nginx}\n  prune:\n    keep_commits: 1\n"
     )
+    run_env = {**env, "PATH": os.environ["PATH"]}
+    return Scene(project, run_env, app, nginx, f"sha-{master[-1][:7]}")
+
+
+def test_a_release_tagged_onto_a_doomed_digest_after_the_plan_is_not_deleted(
+    scene: Scene, fast_registry: testbed.LocalRegistry
+) -> None:
+    project, app, nginx, old = scene.project, scene.app, scene.nginx, scene.old
     slow = lambda method, path, agent: method == "DELETE" and PROBE in path  # noqa: E731
     proxy = FlakyProxy(fast_registry.host, slow=slow, delay=3).start()
-    run_env = {
-        **env,
-        "PATH": os.environ["PATH"],
-        "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": proxy.host,
-    }
-    run_env |= login_env(proxy.host, fast_registry.username, fast_registry.password)
+    run_env = scene.via(proxy, fast_registry)
     try:
         command = [str(INVOKE), "prune", "--yes"]
         child = subprocess.Popen(command, cwd=project, env=run_env, stdout=subprocess.PIPE,
@@ -100,3 +120,29 @@ def test_a_release_tagged_onto_a_doomed_digest_after_the_plan_is_not_deleted(
     assert f"kept {proxy.host}/{app}@{promoted}: 1.1.0 points at it now" in out
     # The same old commit of the sidecar, which nobody tagged, went.
     assert old not in skopeo_tags(fast_registry, nginx)
+
+
+def test_a_registry_that_answers_202_but_keeps_the_manifest_is_an_error_not_a_success(
+    scene: Scene, fast_registry: testbed.LocalRegistry
+) -> None:
+    # A proxy or a misconfigured registry that accepts deletes and does nothing: prune must
+    # not report "deleted".
+    lying = lambda method, path, agent: method == "DELETE" and PROBE not in path  # noqa: E731
+    proxy = FlakyProxy(fast_registry.host, failures=1000, status=202, match=lying, body=b"")
+    proxy.start()
+    try:
+        done = subprocess.run([str(INVOKE), "prune", "--yes"], cwd=scene.project,
+                              env=scene.via(proxy, fast_registry), capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    finally:
+        proxy.stop()
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: 6 deletes were answered 202 (accepted) but the registry still serves those "
+        f"manifests, first {proxy.host}/{scene.app}@{proxy.failed[0].path.rsplit('/', 1)[1]} "
+        "(fix: check the registry's storage.delete setting and its log, and any proxy or cache "
+        "in front of it; then run invoke prune --yes again)"
+    ]
+    assert "deleted 6 tags" not in done.stdout
+    assert scene.old in skopeo_tags(fast_registry, scene.app)
