@@ -9,6 +9,7 @@ one's last commits (``git rev-list``) and when the commits it knows were made (o
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,16 @@ from buildtools.errors import BuildToolsError
 from buildtools.facts.gitinfo import _open
 
 SHORT = 7
+# ``git ls-remote`` against a host that drops packets answers never; minutes is a dead remote.
+NETWORK_TIMEOUT = 120.0
+# Never ask for a password: git's own prompt and ssh's askpass off, and the command in a
+# session of its own (no terminal for ssh to open), so a remote that wants a login fails at
+# once instead of waiting at a prompt that a scheduled job never answers.
+NO_PROMPTS = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GCM_INTERACTIVE": "never",
+    "SSH_ASKPASS_REQUIRE": "never",
+}
 
 
 @dataclass(frozen=True)
@@ -32,14 +43,22 @@ class Remote:
     dates: Mapping[str, dt.datetime] = field(default_factory=dict)
 
 
-def _git(repo: git.Repo, *args: str) -> str:
+def _git(repo: git.Repo, *args: str, network: bool = False) -> str:
+    """``git args`` in the clone; ``network``: on the remote, with no prompt and a time limit."""
+    extra: dict = {}
+    if network:
+        extra = {"env": NO_PROMPTS, "kill_after_timeout": NETWORK_TIMEOUT,
+                 "istream": subprocess.DEVNULL, "start_new_session": True}  # fmt: skip
     try:
-        return repo.git.execute(["git", *args])  # type: ignore[return-value]
+        return repo.git.execute(["git", *args], **extra)  # type: ignore[return-value]
     except git.GitCommandError as exc:
-        detail = " ".join(str(exc.stderr or "").split())[:200]
+        said = str(exc.stderr or "").strip()
+        said = said.removeprefix("stderr: ").strip("'")
+        detail = " ".join(said.split())[:200]
         raise BuildToolsError(
             f"git {args[0]} failed in {repo.working_dir}: {detail or exc.status}",
-            "check the remote's name (buildtools.prune.remote) and that it can be reached",
+            "check the remote's name (buildtools.prune.remote) and that it can be reached; "
+            "git is never let ask for a login here: use an ssh key or a credential helper",
         ) from None
 
 
@@ -49,7 +68,7 @@ def read(path: Path | str, remote: str, keep: int) -> Remote:
     history, tags of its last commits could be deleted (fetch first)."""
     repo = _open(Path(path))
     heads: dict[str, str] = {}
-    for line in _git(repo, "ls-remote", "--heads", remote).splitlines():
+    for line in _git(repo, "ls-remote", "--heads", remote, network=True).splitlines():
         commit, _, ref = line.partition("\t")
         if ref.startswith("refs/heads/"):
             heads[ref.removeprefix("refs/heads/")] = commit
