@@ -9,7 +9,6 @@ one's last commits (``git rev-list``) and when the commits it knows were made (o
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,19 +16,9 @@ from pathlib import Path
 import git
 
 from buildtools.errors import BuildToolsError
-from buildtools.facts.gitinfo import _open
+from buildtools.facts.gitinfo import _open, on_remote
 
 SHORT = 7
-# ``git ls-remote`` against a host that drops packets answers never; minutes is a dead remote.
-NETWORK_TIMEOUT = 120.0
-# Never ask for a password: git's own prompt and ssh's askpass off, and the command in a
-# session of its own (no terminal for ssh to open), so a remote that wants a login fails at
-# once instead of waiting at a prompt that a scheduled job never answers.
-NO_PROMPTS = {
-    "GIT_TERMINAL_PROMPT": "0",
-    "GCM_INTERACTIVE": "never",
-    "SSH_ASKPASS_REQUIRE": "never",
-}
 
 
 @dataclass(frozen=True)
@@ -45,12 +34,10 @@ class Remote:
 
 def _git(repo: git.Repo, *args: str, network: bool = False) -> str:
     """``git args`` in the clone; ``network``: on the remote, with no prompt and a time limit."""
-    extra: dict = {}
-    if network:
-        extra = {"env": NO_PROMPTS, "kill_after_timeout": NETWORK_TIMEOUT,
-                 "istream": subprocess.DEVNULL, "start_new_session": True}  # fmt: skip
     try:
-        return repo.git.execute(["git", *args], **extra)  # type: ignore[return-value]
+        if network:
+            return on_remote(repo, *args)
+        return repo.git.execute(["git", *args])  # type: ignore[return-value]
     except git.GitCommandError as exc:
         said = str(exc.stderr or "").strip()
         said = said.removeprefix("stderr: ").strip("'")
