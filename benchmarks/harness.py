@@ -182,7 +182,9 @@ class Bench:
                 asset_fallback="proxy",
             ),
         )
-        self.before = {image.id for image in client.images.list(all=True)}
+        # IDs only: images.list() inspects each image, and one another user of the engine
+        # removes meanwhile fails the whole run.
+        self.before = set(client.api.images(all=True, quiet=True))
         self.built: list[str] = []
 
     def commit(self, message: str) -> metadata.Metadata:
