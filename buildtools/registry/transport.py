@@ -86,8 +86,8 @@ class Refused(RegistryError):
 
 
 class Session(requests.Session):
-    """A requests session that reads the environment's proxy, CA-bundle and ``.netrc``
-    settings once per origin, not on every request: requests walks the whole environment
+    """A requests session that reads the environment's proxy and CA-bundle settings once
+    per origin, not on every request: requests walks the whole environment
     (``getproxies``) for each one, about a millisecond, which on thousands of requests
     (a prune's one ``HEAD`` per tag) was more CPU than the requests themselves. The
     environment does not change during a task, and these settings depend only on the URL's
