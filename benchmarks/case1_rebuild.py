@@ -64,11 +64,11 @@ def case_rebuild(bench: Bench, runs: int, cold_runs: int) -> tuple[list[Row], st
     app_outside = [o for o in outside_metadata if o.startswith("app")]
     nginx_outside = [o for o in outside_metadata if o.startswith("nginx")]
     cold_cmd = (
-        "buildtools.build.build_all(only='app', nocache=True) of example/ "
+        "build_all(only='app', nocache=True) of the commit's example/ tree "
         "(= invoke build --only app --no-cache)"
     )
     rebuild_cmd = (
-        "git commit (no change to example/) in a temp repo, then buildtools.build.build_all "
+        "git commit (no change to example/) in a temp repo, then build_all of the commit's tree "
         "(= invoke build)"
     )
     rows = [
@@ -124,6 +124,8 @@ def case_rebuild(bench: Bench, runs: int, cold_runs: int) -> tuple[list[Row], st
         f"times and rebuilds {runs} times, each after a new commit in a temporary git repository "
         "that changes nothing in the build context, so only the version metadata differs "
         "(branch, commit, build date, version.yml, labels). A cached app+sidecar build of the "
-        "first commit runs, uncounted, between the cold builds and the rebuilds."
+        "first commit runs, uncounted, between the cold builds and the rebuilds. Every build "
+        "is `invoke build`'s: its context is the commit's own tree, read from git (a release "
+        "reuses only such a build)."
     )
     return rows, note

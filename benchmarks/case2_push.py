@@ -18,6 +18,7 @@ from benchmarks.report import (
     Row,
 )
 from buildtools.config.schema import Settings
+from buildtools.errors import BuildToolsError
 from buildtools.facts import buildinfo
 from buildtools.plan import push_order
 from buildtools.release import pipeline, publish
@@ -97,6 +98,12 @@ def release_once(
     )
     result = done.result
     seconds = time.monotonic() - started
+    rebuilt = [image.name for image in done.plan.local if image.image_id is None]
+    if rebuilt:  # the release would then time a build too, not the push alone
+        raise BuildToolsError(
+            f"the release rebuilt {', '.join(rebuilt)}: the bench's build was not this commit's",
+            "check Bench.build (a release reuses only the commit-tree build of its commit)",
+        )
     meta = done.plan.meta
     store = done.plan.store  # the build records that made the released images this build's
     records = store.load if store is not None else (lambda image_id: None)

@@ -128,7 +128,8 @@ def case_throughput(bench: Bench, runs: int, duration: int) -> tuple[list[Row], 
         sidecar = run(
             sidecar_image,
             "nginx",
-            environment={"APP_UPSTREAM": f"{app_name}:3000"},
+            # X-Cache-Status only where asked (as invoke up asks): (d) checks MISS then HIT.
+            environment={"APP_UPSTREAM": f"{app_name}:3000", "LARA_CACHE_STATUS": "on"},
             ports={"80/tcp": (loopback, None)},
         )
         plain = run(

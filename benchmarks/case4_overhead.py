@@ -17,14 +17,18 @@ from benchmarks.report import (
 
 def case_overhead(bench: Bench, runs: int) -> tuple[list[Row], str]:
     from tests.fixtures.git import fast_import_repo
+    from tests.fixtures.project import commit_example
 
     commits, tag_every = 5000, 10
     made = time.monotonic()
     repo = fast_import_repo(bench.work / "big", dict(bench.git_env), commits, tag_every)
-    repo.commit("one past the last release")  # the usual CI build: not exactly on a tag
+    # One commit past the last release (the usual CI build: not exactly on a tag) holding the
+    # app, so the dry run plans a build of the commit's own tree, as a user's does.
+    context = commit_example(repo)
     log(f"4: made a repository of {commits + 1} commits in {time.monotonic() - made:.1f} s")
     env = {k: v for k, v in bench.git_env.items() if not k.startswith(("TRAVIS", "GITHUB", "CI"))}
     env["INVOKE_BUILDTOOLS_REPO"] = str(repo.path)
+    env["INVOKE_BUILDTOOLS_APP_CONTEXT"] = str(context)
     invoke = invoke_command()
     commands = {
         "describe": (["git", "describe", "--tags"], repo.path),
@@ -79,8 +83,10 @@ def case_overhead(bench: Bench, runs: int) -> tuple[list[Row], str]:
     ]
     note = (
         f"`<repo>` is made with tests/fixtures/git.py `fast_import_repo` ({commits:,} commits, a "
-        f"lightweight tag `v0.N.0` on every {tag_every}th), plus one commit on top so that HEAD is "
-        f"not exactly on a tag. Each command runs once as a warm-up, then {n} times interleaved "
+        f"lightweight tag `v0.N.0` on every {tag_every}th), plus one commit on top that adds the "
+        "example app (so HEAD is not exactly on a tag, and the dry run plans a build of the "
+        "commit's own tree, INVOKE_BUILDTOOLS_APP_CONTEXT=<repo>/example, as a user's does). "
+        f"Each command runs once as a warm-up, then {n} times interleaved "
         "(at least 7 runs, since each takes under a second and the machine is shared); wall "
         "time of the whole process (time.perf_counter around subprocess.run), without any CI "
         "environment variables. Reading the facts must stay cheap on a big repository: "

@@ -49,6 +49,8 @@ def no_op_env(bench: Bench) -> dict[str, str]:
         **bench.git_env,
         "INVOKE_BUILDTOOLS_REPO": str(bench.repo.path),
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": bench.settings.app.repository,
+        # The app committed in that repository: a build of the commit's own tree, as users run.
+        "INVOKE_BUILDTOOLS_APP_CONTEXT": str(bench.settings.app.context),
         "DOCKER_BUILDKIT": "0",
     }
 

@@ -26,9 +26,11 @@ import requests
 import testbed
 from buildtools.config.schema import Settings
 from buildtools.engine import build_spec
+from buildtools.errors import BuildToolsError
 from buildtools.facts import buildinfo, read
 from buildtools.plan import metadata
 from buildtools.release import build as builder
+from buildtools.release import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER_INSTRUCTIONS = ("RUN", "COPY", "ADD")
@@ -180,7 +182,9 @@ class Bench:
                 asset_fallback="proxy",
             ),
         )
-        self.before = {image.id for image in client.images.list(all=True)}
+        # IDs only: images.list() inspects each image, and one another user of the engine
+        # removes meanwhile fails the whole run.
+        self.before = set(client.api.images(all=True, quiet=True))
         self.built: list[str] = []
 
     def commit(self, message: str) -> metadata.Metadata:
@@ -190,10 +194,15 @@ class Bench:
         self.repo.commit(f"{message} ({self.run_id})")
         return self.meta()
 
-    def meta(self, settings: Settings | None = None) -> metadata.Metadata:
+    def plan(self, settings: Settings | None = None, only: str = "") -> prepare.Plan:
+        """`invoke build`'s plan of HEAD: its metadata and its build source, the commit's own
+        tree (a release reuses only a commit-tree build, so this is what users build)."""
         # No CI environment: the metadata comes from the temporary repository alone.
         run = read.Run.read(settings or self.settings, {}, buildinfo.Overrides())
-        return metadata.of_run(run)
+        return prepare.for_build(run, prepare.Options(only=only))
+
+    def meta(self, settings: Settings | None = None) -> metadata.Metadata:
+        return self.plan(settings).meta
 
     def build(
         self,
@@ -203,8 +212,25 @@ class Bench:
         nocache: bool = False,
         reporter: StepRecorder | None = None,
     ) -> dict[str, build_spec.BuiltImage]:
+        """Build HEAD (``meta`` is its metadata) as `invoke build` does: from the commit's tree,
+        with its build records kept."""
+        plan = self.plan(only=only)
+        if plan.tree is None or plan.meta.info.commit != meta.info.commit:
+            raise BuildToolsError(
+                f"the bench builds HEAD from its commit, not {meta.info.commit[:7]} "
+                f"({'; '.join(plan.source_notes) or 'another commit'})",
+                "build right after Bench.commit, with a clean temporary repository",
+            )
         built = builder.build_all(
-            self.client, self.settings, meta, only=only, nocache=nocache, reporter=reporter
+            self.client,
+            self.settings,
+            plan.meta,
+            only=only,
+            nocache=nocache,
+            reporter=reporter,
+            dockerfile_text=plan.dockerfile_text,
+            source=plan.tree,
+            store=plan.store,
         )
         self.built += [b.id for b in built]
         return {b.name: b for b in built}

@@ -124,8 +124,9 @@ class RegistryLogin:
         """The ``Authorization`` header for a request needing ``scope`` (none if not known)."""
         if self._basic and self.credentials is not None:
             return self._basic_header()
+        # A copy: another thread of a concurrent read may add a token meanwhile.
         token = self._tokens.get(scope) or next(
-            (t for have, t in self._tokens.items() if scope_covers(have, scope)), None
+            (t for have, t in list(self._tokens.items()) if scope_covers(have, scope)), None
         )
         return {"Authorization": f"Bearer {token}"} if token else {}
 

@@ -32,7 +32,9 @@ from buildtools.registry.transport import (
     Answer,
 )
 
-TAGS_PAGE = 100
+# Tags per page of a tag list: 1,000 is the most ECR and docker-registry 3.1 (its default
+# ``maxtags``) accept without a 400; a registry that serves fewer pages on with ``Link``.
+TAGS_PAGE = 1000
 # A digest no manifest has: deleting it asks whether the registry deletes at all.
 NO_MANIFEST = "sha256:" + "0" * 64
 

@@ -9,11 +9,13 @@ cache tags cost nothing beyond the list, and cosign's ``.sig``/``.att`` tags are
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from buildtools.plan import inventory, rollback
 from buildtools.plan.inventory import Holdings, Kinds, Marker
 from buildtools.plan.manifests import config_labels
 from buildtools.registry.client import RegistryClient
+from buildtools.registry.tag_digests import WORKERS
 
 # (sha- tags) -> their commit time (epoch seconds) where git knows the commit.
 ShaTimes = Callable[[Iterable[str]], Mapping[str, int]]
@@ -42,24 +44,26 @@ def holdings(
     """What ``client``'s registry holds in ``repository``: the tag kinds from one paged list,
     every release and floating tag's digest, each release image's labels (``labels``)."""
     kinds = inventory.classify(client.tags(repository), sha_prefix, extra_floating)
-    digests: dict[str, str] = {}
-    configs: dict[str, str] = {}  # manifest digest -> config digest
-    for tag in kinds.releases:
+
+    def release(tag: str) -> tuple[str, str | None, str | None]:
         found = client.manifest(repository, tag)
-        if found is not None:
-            digests[tag] = found.digest
-            if found.config_digest:
-                configs[found.digest] = found.config_digest
-    for tag in kinds.floating:
-        digest = client.digest(repository, tag)
-        if digest is not None:
-            digests[tag] = digest
-    read: dict[str, dict[str, str]] = {}
-    by_config: dict[str, dict[str, str]] = {}
-    for digest, config in configs.items() if labels else ():
-        if config not in by_config:
-            by_config[config] = _labels(client, repository, config)
-        read[digest] = by_config[config]
+        return (tag, found.digest, found.config_digest or None) if found else (tag, None, None)
+
+    def floating(tag: str) -> tuple[str, str | None, str | None]:
+        return tag, client.digest(repository, tag), None
+
+    # A few requests at a time (after the tag list, which got the pull token): a repository
+    # of 45 releases was 100 requests one after the other.
+    with ThreadPoolExecutor(WORKERS) as pool:
+        releases = pool.map(release, kinds.releases)  # both sent before either is awaited
+        floatings = pool.map(floating, kinds.floating)
+        found = [*releases, *floatings]
+        digests = {tag: digest for tag, digest, _ in found if digest is not None}
+        configs = {digest: config for _, digest, config in found if digest and config}
+        wanted = sorted(set(configs.values())) if labels else []
+        read_labels = pool.map(lambda c: _labels(client, repository, c), wanted)
+        by_config = dict(zip(wanted, read_labels, strict=True))
+    read = {digest: by_config[config] for digest, config in configs.items() if labels}
     times = dict(sha_times(kinds.shas)) if sha_times and kinds.shas else {}
     return Holdings(
         client.registry.name,

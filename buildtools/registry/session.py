@@ -13,8 +13,6 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Callable
 
-import requests
-
 from buildtools.config.registry_address import Registry
 from buildtools.errors import BuildToolsError
 from buildtools.registry import checks
@@ -22,7 +20,7 @@ from buildtools.registry.auth import RegistryLogin
 from buildtools.registry.credentials import Credentials
 from buildtools.registry.failures import AuthError, RegistryError
 from buildtools.registry.retry import RetryPolicy, raise_if_transient
-from buildtools.registry.transport import ANSWER_LIMIT, Answer, Exchange, origin
+from buildtools.registry.transport import ANSWER_LIMIT, Answer, Exchange, Session, origin
 
 USER_AGENT = "lara-buildtools (registry API client)"
 
@@ -44,7 +42,7 @@ class RegistrySession:
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
         self.on_retry = on_retry
-        self._session = requests.Session()
+        self._session = Session()
         self._session.headers["User-Agent"] = USER_AGENT
         # HTTP/1.1 defaults, sent by requests on every request: the connection is kept alive
         # and anything is accepted without them (a promotion makes two dozen requests).

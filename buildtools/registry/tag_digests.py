@@ -50,11 +50,11 @@ def read(
 
     with ThreadPoolExecutor(WORKERS) as pool:
         found = list(pool.map(one, tags))
-    digests = {tag: digest for tag, digest, _ in found if digest}
-    configs = {tag: config for tag, _, config in found if config}
-    by_config: dict[str, dt.datetime | None] = {}
-    for config in sorted(set(configs.values())):
-        by_config[config] = image_date(client.blob(repository, config))
+        digests = {tag: digest for tag, digest, _ in found if digest}
+        configs = {tag: config for tag, _, config in found if config}
+        distinct = sorted(set(configs.values()))
+        dated_configs = pool.map(lambda c: image_date(client.blob(repository, c)), distinct)
+        by_config: dict[str, dt.datetime | None] = dict(zip(distinct, dated_configs, strict=True))
     dates = {tag: by_config[c] for tag, c in configs.items() if by_config[c] is not None}
     return Listing(client.registry.name, repository, digests, dates)  # type: ignore[arg-type]
 

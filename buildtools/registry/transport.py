@@ -16,6 +16,7 @@ import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from requests.structures import CaseInsensitiveDict
@@ -84,6 +85,32 @@ class Refused(RegistryError):
     """A URL the registry pointed at that we do not follow (a downgrade to plain HTTP)."""
 
 
+class Session(requests.Session):
+    """A requests session that reads the environment's proxy and CA-bundle settings once
+    per origin, not on every request: requests walks the whole environment
+    (``getproxies``) for each one, about a millisecond, which on thousands of requests
+    (a prune's one ``HEAD`` per tag) was more CPU than the requests themselves. The
+    environment does not change during a task, and these settings depend only on the URL's
+    origin."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[Origin | None, Any, Any, Any], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if proxies:  # asked for explicitly: nothing to keep
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        key = (origin(str(url)), stream, verify, cert)
+        if key not in self._environment:
+            self._environment[key] = super().merge_environment_settings(
+                url, proxies, stream, verify, cert
+            )
+        kept = self._environment[key]
+        return {**kept, "proxies": dict(kept["proxies"])}
+
+
 @dataclass(frozen=True)
 class Exchange:
     """How to make one request: who the registry is (for messages), where its credentials
@@ -134,12 +161,13 @@ class Exchange:
                     if resp.status_code == 303:
                         method, data = "GET", None
                     continue
-                body = b""
-                if method != "HEAD":
-                    streamed = sink is not None and resp.status_code == 200
-                    body = self._read(
-                        resp, None if streamed else limit, subject, sink if streamed else None
-                    )
+                # Read to its end even when empty (a HEAD): only a response read through goes
+                # back to the pool, so the next request reuses its connection (one TCP
+                # connection per HEAD made a prune of 4,000 tags open 4,000).
+                streamed = sink is not None and resp.status_code == 200
+                body = self._read(
+                    resp, None if streamed else limit, subject, sink if streamed else None
+                )
                 return Answer(resp.status_code, CaseInsensitiveDict(resp.headers), body, url)
         raise RegistryError(
             f"registry {self.registry}: {subject or url} redirected more than "

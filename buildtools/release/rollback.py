@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from buildtools.attest.keyring import Keys, load_keys
 from buildtools.config.schema import Settings
@@ -31,8 +31,11 @@ from buildtools.registry import inventory as reads
 from buildtools.registry import targets
 from buildtools.registry.client import RegistryClient
 from buildtools.registry.targets import Target
-from buildtools.release import publish
-from buildtools.release.promote import Candidate, ManifestPusher
+
+# Publishing and promotion (the engine's client with them) are imported where a rollback moves
+# a tag: `invoke releases` only reads.
+if TYPE_CHECKING:
+    from buildtools.release.promote import ManifestPusher
 
 
 def roles(settings: Settings) -> list[tuple[str, str]]:
@@ -47,9 +50,14 @@ def releases(settings: Settings, env: Mapping[str, str]) -> inventory.Inventory:
     """`invoke releases`: both images in every configured registry (reads only)."""
     prefix = settings.sha_prefix
 
+    known: dict[tuple[str, ...], dict[str, int]] = {}  # both images have the same sha- tags
+
     def sha_times(tags: Sequence[str]) -> dict[str, int]:
         shorts = {t: t[len(prefix) :] for t in tags}
-        times = commit_times(settings.repo, sorted(set(shorts.values())))
+        wanted = tuple(sorted(set(shorts.values())))
+        if wanted not in known:
+            known[wanted] = commit_times(settings.repo, list(wanted))
+        times = known[wanted]
         return {t: times[s] for t, s in shorts.items() if s in times}
 
     keys = load_keys(settings.release, env)  # a key that cannot be used: one line, now
@@ -241,6 +249,9 @@ def execute(
 ) -> tuple[str, ...]:
     """Move the tag in every repository of every registry, then put the markers; on any
     failure put back what was moved and remove the markers put. The markers put."""
+    from buildtools.release import publish
+    from buildtools.release.promote import Candidate
+
     candidates, images, current = [], {}, {}
     for r in state:
         assert r.new is not None and r.old is not None
@@ -292,16 +303,27 @@ def execute(
     )
 
 
-class MovingPusher(ManifestPusher):
+class MovingPusher:
     """The promotion's pusher, remembering every tag its registry accepted (to put back)."""
 
     def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+        from buildtools.release.promote import ManifestPusher
+
+        self.pusher: ManifestPusher = ManifestPusher(*args)
         self.moved: set[tuple[str, str]] = set()
 
     def push(self, push: Push, target: Target, on_layer: Callable[..., None]) -> str:
         self.moved.add((push.registry, push.repository))  # a lost answer may have moved it
-        return super().push(push, target, on_layer)
+        return self.pusher.push(push, target, on_layer)
+
+    def fetch(self, ref: str, tag: str, target: Target) -> str:
+        return self.pusher.fetch(ref, tag, target)
+
+    def verify(self, push: Push, target: Target, digest: str) -> None:
+        self.pusher.verify(push, target, digest)
+
+    def close(self) -> None:
+        self.pusher.close()
 
 
 def restore(

@@ -89,6 +89,18 @@ def test_tags_are_read_across_pages(token_registry: TokenRegistry) -> None:
     assert token_registry.pages_served == 7
 
 
+def test_a_long_tag_list_takes_a_request_per_thousand_tags(token_registry: TokenRegistry) -> None:
+    # 1,000 per page is what ECR and docker-registry 3.1 (its default maxtags) serve at most:
+    # a year of CI tags in a few requests, not one per hundred.
+    token_registry.tags = [f"sha-{n:07x}" for n in range(2_500)]
+    token_registry.page_size = 1_000
+
+    found = client_for(token_registry.host).tags("org/app")
+
+    assert found == token_registry.tags
+    assert token_registry.pages_served == 3
+
+
 @pytest.mark.registry
 def test_registry_is_not_confused_with_another_service(
     fast_registry: testbed.LocalRegistry,
