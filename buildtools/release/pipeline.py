@@ -113,6 +113,7 @@ class BuildResult:
             dockerfile_text=plan.dockerfile_text,
             dockerfile=options.dockerfile,
             context=options.context,
+            source=plan.tree,
         )
 
     def listing(self) -> list[str]:

@@ -253,3 +253,17 @@ def test_a_worktree_build_is_the_directory_labelled_so_and_never_released(
     release(app)
 
     assert "untracked" not in released_files(docker_client, app, fast_registry)
+
+
+def test_the_dry_run_says_which_source_the_build_would_use(app: dict[str, Any]):
+    """`invoke build --dry-run --json` shows what the build sends: the commit's tree for a
+    clean checkout, the directory once the tree is dirty."""
+    repo: GitRepo = app["repo"]
+    clean = run(app, "build", "--dry-run", "--json", "--only", "app")
+    assert clean.returncode == 0, clean.stderr
+    (spec,) = json.loads(clean.stdout)
+    assert spec["source"] == f"commit {repo.head()[:7]}"
+    repo.write("app/committed.txt", "edited, not committed\n")
+    dirty = run(app, "build", "--dry-run", "--json", "--only", "app")
+    assert dirty.returncode == 0, dirty.stderr
+    assert json.loads(dirty.stdout)[-1]["source"] == "directory"
