@@ -21,7 +21,7 @@ from buildtools.config.schema import Settings
 from buildtools.errors import BuildToolsError
 from buildtools.facts import buildinfo
 from buildtools.plan import push_order
-from buildtools.release import pipeline, publish
+from buildtools.release import identity, pipeline
 from buildtools.release.prepare import Options, roles
 from buildtools.release.steps import Session
 
@@ -107,7 +107,7 @@ def release_once(
     meta = done.plan.meta
     store = done.plan.store  # the build records that made the released images this build's
     records = store.load if store is not None else (lambda image_id: None)
-    local, _ = publish.local_images(bench.client, roles(settings), meta, records)
+    local, _ = identity.local_images(bench.client, roles(settings), meta, records)
     registry_cpu = cpu_seconds(pid) - cpu_before
     after = registry_blobs(reg.root)
     new = {d: s for d, s in after.items() if d not in before}

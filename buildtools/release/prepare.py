@@ -229,7 +229,7 @@ def for_release(run: Run, options: Options, session: Session) -> Plan:
 def with_local_images(plan: Plan, session: Session) -> Plan:
     """A release plan that promotes nothing, with this build's images as the engine has them
     (what is missing is built from this same plan) and the app Dockerfile (its stages)."""
-    from buildtools.release import publish
+    from buildtools.release import identity
 
     if plan.promotion is not None:
         return plan
@@ -238,7 +238,7 @@ def with_local_images(plan: Plan, session: Session) -> Plan:
     if text is None and not plan.options.dry_run:
         text = builder.read_app_dockerfile(settings)
     store = plan.store
-    local, passed_over = publish.local_images(
+    local, passed_over = identity.local_images(
         session.client(),
         roles(settings),
         plan.meta,

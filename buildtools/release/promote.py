@@ -3,7 +3,7 @@ release tags without an engine, or say in one line why a build is needed instead
 (:class:`CannotPromote`, raised by :func:`prepare`).
 
 For every registry and both images it reads the ``sha-`` manifest and configs once, checks
-they are this commit's clean build (:meth:`buildtools.release.publish.Expected.tested`), has
+they are this commit's clean build (:meth:`buildtools.release.identity.Expected.tested`), has
 :mod:`buildtools.plan.manifest_rewrite` make the release image, uploads the few new blobs and
 puts the manifest under each release tag in the push plan's order
 (:mod:`buildtools.plan.push_order`: exact versions first, immutability), through
@@ -38,7 +38,7 @@ from buildtools.plan.tags import ImageTag
 from buildtools.registry.client import RegistryClient
 from buildtools.registry.targets import TagLists, Target, retry_policy
 from buildtools.release import build as builder
-from buildtools.release import floating, publish
+from buildtools.release import floating, identity, publish
 from buildtools.release.progress import PushReporter
 
 if TYPE_CHECKING:
@@ -151,8 +151,8 @@ def prepare(
     made = changes(meta, dockerfile_text)
     roles = [("app", settings.app.repository), ("nginx", settings.nginx.image.repository)]
     # `invoke ci` with its smoke test promotes only images pushed after a passing one.
-    smoke = meta.labels.get(publish.SMOKE_LABEL)
-    expected = publish.Expected(meta.info.commit, meta.info.version, smoke_test=smoke)
+    smoke = meta.labels.get(identity.SMOKE_LABEL)
+    expected = identity.Expected(meta.info.commit, meta.info.version, smoke_test=smoke)
     tags = release_tags(meta)
     if not tags:
         raise CannotPromote("the release has no tag but the sha- one")
@@ -186,7 +186,7 @@ def prepare(
             except CannotPromote as exc:
                 raise CannotPromote(f"{ref}: {exc.why}") from None
             if verify_key is None:
-                keyless_check(store, source, ref, meta.info.commit, smoke == publish.SMOKE_PASSED)
+                keyless_check(store, source, ref, meta.info.commit, smoke == identity.SMOKE_PASSED)
             warnings.extend(f"{ref}: {line}" for line in promoted.warnings)
             mine.append(Candidate(target, name, repository, promoted))
         images = [ReleaseImage(c.image, c.repository, c.promoted.image_id) for c in mine]

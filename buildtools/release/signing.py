@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from buildtools.attest.keys import SigningKey
     from buildtools.plan.manifests import Manifest
     from buildtools.registry.targets import Target
+    from buildtools.release.identity import Proven
     from buildtools.release.prepare import Plan
-    from buildtools.release.publish import Proven, ReleaseResult
+    from buildtools.release.publish import ReleaseResult
     from buildtools.release.steps import Outcomes, Session
 
 # SLSA's builder.id: this tool.

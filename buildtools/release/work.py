@@ -145,7 +145,7 @@ def push(
     """Push ``images`` with every tag of the plan to every registry of the plan, verified;
     with a signing key, what the exact tags hold is signed before a floating tag moves."""
     from buildtools.registry import targets
-    from buildtools.release import publish, signing
+    from buildtools.release import identity, publish, signing
 
     sign, signed = signing.before_floating(plan, done, session)
     result = publish.push_all(
@@ -157,7 +157,7 @@ def push(
         force=plan.options.force,
         dry_run=plan.options.dry_run,
         reporter=session.push_reporter,
-        expected=publish.Expected.of(plan.meta),
+        expected=identity.Expected.of(plan.meta),
         before_floating=(lambda exact: sign(publish.ReleaseResult(exact, False))) if sign else None,
         proven=signing.adoption_proof(plan),
     )

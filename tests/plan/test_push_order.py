@@ -22,7 +22,7 @@ from buildtools.plan.push_order import (
     pushes,
     tag_pairs,
 )
-from buildtools.release import publish
+from buildtools.release import identity
 
 REGISTRY = parse_registry("127.0.0.1:5000")
 IMAGE = ReleaseImage("app", "lara/app", "sha256:" + "1" * 64)
@@ -93,12 +93,12 @@ def test_only_an_image_of_this_commit_clean_and_this_version_is_this_builds(
     labels: dict[str, str], why: str | None
 ) -> None:
     given = {
-        publish.REVISION_LABEL: labels.get("revision", COMMIT),
-        publish.VERSION_LABEL: labels["version"],
+        identity.REVISION_LABEL: labels.get("revision", COMMIT),
+        identity.VERSION_LABEL: labels["version"],
     }
     if "dirty" in labels:
-        given[publish.DIRTY_LABEL] = labels["dirty"]
-    mismatch = publish.Expected(COMMIT, "1.0.0").mismatch(given)
+        given[identity.DIRTY_LABEL] = labels["dirty"]
+    mismatch = identity.Expected(COMMIT, "1.0.0").mismatch(given)
     assert mismatch is None if why is None else why in (mismatch or "")
 
 
@@ -106,14 +106,14 @@ def test_an_image_built_for_other_tags_is_not_this_builds() -> None:
     """A backport built by `invoke build` before the registries were asked lists `latest` in
     its version.yml; the release, which does not move `latest`, must not push that image."""
     clean = {
-        publish.REVISION_LABEL: COMMIT,
-        publish.VERSION_LABEL: "1.4.9",
-        publish.DIRTY_LABEL: "false",
-        publish.TAGS_LABEL: "1.4.9,sha-abc1234,1.4,1,latest",
+        identity.REVISION_LABEL: COMMIT,
+        identity.VERSION_LABEL: "1.4.9",
+        identity.DIRTY_LABEL: "false",
+        identity.TAGS_LABEL: "1.4.9,sha-abc1234,1.4,1,latest",
     }
-    expected = publish.Expected(COMMIT, "1.4.9", "1.4.9,sha-abc1234,1.4,1")
+    expected = identity.Expected(COMMIT, "1.4.9", "1.4.9,sha-abc1234,1.4,1")
     assert "built for the tags 1.4.9,sha-abc1234,1.4,1,latest" in (expected.mismatch(clean) or "")
-    assert expected.mismatch({**clean, publish.TAGS_LABEL: "1.4.9,sha-abc1234,1.4,1"}) is None
+    assert expected.mismatch({**clean, identity.TAGS_LABEL: "1.4.9,sha-abc1234,1.4,1"}) is None
 
 
 def test_a_local_image_carries_exactly_this_builds_smoke_test_label() -> None:
@@ -121,15 +121,15 @@ def test_a_local_image_carries_exactly_this_builds_smoke_test_label() -> None:
     own `passed-before-push` and pushes them only after the test: it must not take the local
     image `invoke build` made, nor `invoke release` one a failed `invoke ci` left behind."""
     clean = {
-        publish.REVISION_LABEL: COMMIT,
-        publish.VERSION_LABEL: "1.0.0",
-        publish.DIRTY_LABEL: "false",
-        publish.TAGS_LABEL: "1.0.0",
+        identity.REVISION_LABEL: COMMIT,
+        identity.VERSION_LABEL: "1.0.0",
+        identity.DIRTY_LABEL: "false",
+        identity.TAGS_LABEL: "1.0.0",
     }
-    built = {**clean, publish.SMOKE_LABEL: "none"}
-    gated = {**clean, publish.SMOKE_LABEL: "passed-before-push"}
-    ci = publish.Expected(COMMIT, "1.0.0", "1.0.0", "passed-before-push")
-    plain = publish.Expected(COMMIT, "1.0.0", "1.0.0", "none")
+    built = {**clean, identity.SMOKE_LABEL: "none"}
+    gated = {**clean, identity.SMOKE_LABEL: "passed-before-push"}
+    ci = identity.Expected(COMMIT, "1.0.0", "1.0.0", "passed-before-push")
+    plain = identity.Expected(COMMIT, "1.0.0", "1.0.0", "none")
     assert "smoke test 'none', not 'passed-before-push'" in (ci.mismatch(built) or "")
     assert ci.mismatch(gated) is None
     assert "smoke test 'passed-before-push', not 'none'" in (plain.mismatch(gated) or "")
@@ -142,14 +142,14 @@ def test_a_registry_image_stands_in_unless_this_build_promises_a_smoke_test_it_s
     """Registry copies: one pushed after a passing smoke test is good for any release; one
     pushed without is good for `invoke release`, never for `invoke ci` with its smoke test."""
     clean = {
-        publish.REVISION_LABEL: COMMIT,
-        publish.VERSION_LABEL: "1.0.0",
-        publish.DIRTY_LABEL: "false",
+        identity.REVISION_LABEL: COMMIT,
+        identity.VERSION_LABEL: "1.0.0",
+        identity.DIRTY_LABEL: "false",
     }
-    built = {**clean, publish.SMOKE_LABEL: "none"}
-    gated = {**clean, publish.SMOKE_LABEL: "passed-before-push"}
-    ci = publish.Expected(COMMIT, "1.0.0", smoke_test="passed-before-push")
-    plain = publish.Expected(COMMIT, "1.0.0", smoke_test="none")
+    built = {**clean, identity.SMOKE_LABEL: "none"}
+    gated = {**clean, identity.SMOKE_LABEL: "passed-before-push"}
+    ci = identity.Expected(COMMIT, "1.0.0", smoke_test="passed-before-push")
+    plain = identity.Expected(COMMIT, "1.0.0", smoke_test="none")
     assert ci.unsmoked(built) == "pushed without a smoke test"
     assert ci.unsmoked(clean) == "pushed without a smoke test"  # no label: no claim
     assert ci.unsmoked(gated) is None

@@ -1,7 +1,7 @@
 """A release never adopts (and, with a key, signs) a registry image on its labels alone.
 
 A re-run of an interrupted release takes the image its exact tag already holds "from this very
-commit" (``publish.finish_interrupted``) only when a build record here or the key's proof says
+commit" (``identity.finish_interrupted``) only when a build record here or the key's proof says
 it is this commit's build: labels are what anyone who can push writes, and with a key the
 release would sign it. Here someone pushed ``1.2.3`` with exactly the labels this commit's
 release gives, and the release must refuse it, sign nothing, and move no floating tag, with a

@@ -24,7 +24,7 @@ from buildtools.plan import tags
 from buildtools.plan.build_record import COMMIT, WORKTREE, BuildRecord
 from buildtools.plan.metadata import Metadata
 from buildtools.registry.targets import configured
-from buildtools.release import publish
+from buildtools.release import identity, publish
 from tests.fixtures.git import GitRepo
 from tests.fixtures.project import commit_example
 from tests.fixtures.publish import (
@@ -228,7 +228,7 @@ def test_an_interrupted_release_of_this_commit_finishes_without_force(
         policy,
         configured(cfg, env),
         cfg,
-        expected=publish.Expected(commit, "2.3.0"),
+        expected=identity.Expected(commit, "2.3.0"),
     )
 
     for name in ("2.3.0", "2.3", "latest"):
@@ -242,7 +242,7 @@ def test_an_interrupted_release_of_this_commit_finishes_without_force(
             [("2.3.0", False)],
             configured(cfg, env),
             cfg,
-            expected=publish.Expected(other_commit, "2.3.0"),
+            expected=identity.Expected(other_commit, "2.3.0"),
         )
     assert app.served("2.3.0") == published
 
@@ -257,18 +257,18 @@ def test_a_finished_release_run_again_after_a_newer_one_is_a_no_op_that_says_so(
     env = app.login()
     old, new = "4" * 40, "5" * 40
     cfg = release_config(app.registry.host)
-    as_built = {**build_labels(old, "1.0.0"), publish.TAGS_LABEL: "1.0.0,1.0,1,latest"}
+    as_built = {**build_labels(old, "1.0.0"), identity.TAGS_LABEL: "1.0.0,1.0,1,latest"}
     first = app.images("1.0.0", as_built)
     do_release(docker_client, first, [("1.0.0", False), ("1.0", True), ("1", True),
                                       ("latest", True)], env, app.registry.host)  # fmt: skip
-    newer = app.images("2.0.0", {**build_labels(new, "2.0.0"), publish.TAGS_LABEL: "2.0.0,2"})
+    newer = app.images("2.0.0", {**build_labels(new, "2.0.0"), identity.TAGS_LABEL: "2.0.0,2"})
     do_release(docker_client, newer, [("2.0.0", False), ("2", True), ("latest", True)], env,
                app.registry.host)  # fmt: skip
     before = {name: app.served(name) for name in app.tags()}
     docker_client.images.remove(first[0].image_id, force=True)
     # The rebuild is labelled with the tags the policy gives 1.0.0 now that 2.0.0 exists.
     rebuilt = app.images(
-        "1.0.0 again", {**build_labels(old, "1.0.0"), publish.TAGS_LABEL: "1.0.0,1.0,1"}
+        "1.0.0 again", {**build_labels(old, "1.0.0"), identity.TAGS_LABEL: "1.0.0,1.0,1"}
     )
 
     result = run_release(
@@ -277,7 +277,7 @@ def test_a_finished_release_run_again_after_a_newer_one_is_a_no_op_that_says_so(
         [("1.0.0", False), ("1.0", True), ("1", True)],
         configured(cfg, env),
         cfg,
-        expected=publish.Expected(old, "1.0.0", tags="1.0.0,1.0,1"),
+        expected=identity.Expected(old, "1.0.0", tags="1.0.0,1.0,1"),
     )
 
     assert {name: app.served(name) for name in app.tags()} == before
@@ -314,7 +314,7 @@ def test_a_registry_image_of_this_commit_that_is_dirty_or_another_version_is_not
             [("1.0.0", False), ("latest", True)],
             configured(cfg, env),
             cfg,
-            expected=publish.Expected(commit, "1.0.0"),
+            expected=identity.Expected(commit, "1.0.0"),
         )
 
     message = str(failure.value)
@@ -344,7 +344,7 @@ def test_a_local_image_that_is_not_this_builds_is_never_released(
 
     records = {dirty: record("app", dirty, WORKTREE), clean: record("nginx", clean, COMMIT)}
 
-    found, notes = publish.local_images(
+    found, notes = identity.local_images(
         docker_client, [("app", app_repo), ("nginx", nginx_repo)], meta, records.get
     )
 
@@ -353,5 +353,5 @@ def test_a_local_image_that_is_not_this_builds_is_never_released(
     assert f"the local app image {app_repo}:1.0.0 is not this build's" in notes[0]
     assert "built from the working tree" in notes[0]
     # Without a record, the same clean image is never taken on its labels.
-    unproven, _ = publish.local_images(docker_client, [("nginx", nginx_repo)], meta)
+    unproven, _ = identity.local_images(docker_client, [("nginx", nginx_repo)], meta)
     assert [i.image_id for i in unproven] == [None]
