@@ -6,6 +6,7 @@ counting proxy that fails nothing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,16 @@ from tests.fixtures.registry_client import client_for
 from tests.fixtures.signing import provenance, push_image, sbom, signing_key, smoke
 
 COMMIT = "a" * 40
+
+
+def settled(proxy: FlakyProxy) -> int:
+    """The requests the proxy has seen, once it has recorded them all: it records each after
+    answering, so the client may be a request ahead."""
+    count = -1
+    while count != len(proxy.seen):
+        count = len(proxy.seen)
+        time.sleep(0.3)
+    return count
 
 
 def test_the_carry_step_reuses_the_proof_check_s_reads_and_puts_the_att_once(
@@ -41,11 +52,12 @@ def test_the_carry_step_reuses_the_proof_check_s_reads_and_puts_the_att_once(
         client, image.repository, tested, key.public_key(), commit=COMMIT,
         require_smoke=True, skip=(stm.CYCLONEDX,),
     )  # fmt: skip
-    checked_requests = len(proxy.seen)
+    checked_requests = settled(proxy)
     sent, kinds = carry.carry_over(
         client, image.repository, name, tested, promoted, key, None, proof
     )
 
+    settled(proxy)
     carried = [(s.method, s.path) for s in proxy.seen[checked_requests:] if s.status != 401]
     att = f"/v2/{image.repository}/manifests/{cosign.attestation_tag(promoted)}"
     # Nothing of the tested image is read again; the promoted .att is read once, put once.
