@@ -14,7 +14,7 @@ from pathlib import Path
 
 from invoke import Collection, Context, task
 
-from buildtools.cli import process
+from buildtools.cli import flags, process
 from buildtools.config import invokefiles, schema
 
 # --- invoke integration ------------------------------------------------------------------------
@@ -330,19 +330,29 @@ def releases(c, json=False):
 
 @task(
     help={
+        "tag": "the floating tag to move back: latest, X or X.Y",
+        "version": "the exact release it goes back to (1.2.3); not with --clear",
         "dry-run": "show the move and the checks; change nothing",
         "json": "print the outcome as JSON on stdout",
         "clear": "remove TAG's rollback marker: the next release moves TAG again",
     },
     positional=["tag", "version"],
+    klass=flags.VersionOrClear,
 )
-def rollback(c, tag, version="", dry_run=False, json=False, clear=False):
+def rollback(c, tag, version=None, dry_run=False, json=False, clear=False):
     """Move a floating tag (latest, X, X.Y) of both images back to release VERSION in every
     registry, or neither; marks it so the next release does not move it silently."""
     from buildtools.errors import BuildToolsError
     from buildtools.release import rollback as rolling
 
     with process.reported(as_json=json):
+        if tag.startswith("-"):  # invoke hands `rollback --help` here as the tag
+            raise BuildToolsError(f"{tag!r} is no tag", "invoke --help rollback shows the usage")
+        if clear and version:
+            raise BuildToolsError(
+                f"--clear removes the marker of {tag} and takes no version ({version})",
+                f"invoke rollback --clear {tag}",
+            )
         cfg = settings(c)
         if clear:
             done = rolling.clear(cfg, os.environ, tag, dry_run=dry_run)

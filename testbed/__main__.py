@@ -38,7 +38,8 @@ def main(argv: list[str]) -> int:
             print(ensure_base_image(client, argv[1] if len(argv) > 1 else "lara-buildtools/debian"))
         elif what == "services":
             base = ensure_base_image(client, "lara-buildtools/debian")
-            print(ensure_service_image(client, "mariadb", base))
+            for name in ("mariadb", "node"):  # the example's database; the LARA fixture's front end
+                print(ensure_service_image(client, name, base))
         elif what == "fresh":
             remote = "--remote" in argv[1:]
             rest = [arg for arg in argv[1:] if arg != "--remote"]

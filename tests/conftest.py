@@ -33,6 +33,7 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 pytest_plugins = [
     "tests.fixtures.git",
+    "tests.fixtures.git_prompts",
     "tests.fixtures.services",
     "tests.fixtures.registry",
     "tests.fixtures.token_registry",

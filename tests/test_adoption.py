@@ -5,9 +5,12 @@ The README's adoption section holds each literal step in a fenced block after an
 ``tests/fixtures/lara_app`` (a repository laid out like LARA's, built from Debian packages),
 then run the tasks as LARA's CI would. Only what cannot exist here is swapped, through the
 environment and never by editing the blocks: the registry (ghcr.io → a local htpasswd
-registry), the image repositories, the base images (Docker Hub → the local Debian image) and
-``mariadb:11.2`` (the local MariaDB image, tagged so for the test). The fixture's Dockerfile,
-unicorn.rb, Procfile, database config and layout follow LARA's own (read at 12d8fa6).
+registry), the image repositories, the base images (Docker Hub → the local Debian image; the
+``node`` image of the front-end stage → Debian's nodejs and npm on it, through the
+``NODE_IMAGE`` build arg) and ``mariadb:11.2`` (the local MariaDB image, tagged so for the
+test). The fixture's Dockerfile, unicorn.rb, Procfile, database config, layout and
+``lara-typescript/`` (a dependency-free package with LARA's script names; its output
+git-ignored and required by application.js and .css) follow LARA's own (read at 12d8fa6).
 """
 
 from __future__ import annotations
@@ -28,19 +31,31 @@ import docker.errors
 import pytest
 import yaml
 
+import testbed
+from buildtools.attest.keys import load_signing_key
 from buildtools.config import schema
 from buildtools.registry.credentials import variable_names
 from tests.fixtures.bad_input import NO_ENGINE, one_error
+from tests.fixtures.cosign_cli import cosign_for
 from tests.fixtures.git import GitRepo, git_env, init_repo
 from tests.fixtures.held_images import discard, local_tags
+from tests.fixtures.signing import cosign_format, new_ec_key
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "lara_app"
-# A bare clone or checkout of concord-consortium/lara, when one is at hand.
-# The line of LARA's Dockerfile after which the README's metadata lines go.
+# The lines of LARA's Dockerfile (and the fixture's) the README's Dockerfile blocks go beside.
 ANCHOR = "ENV LARA_IMAGE_VERSION=$LARA_VERSION"
+ADD_ALL = "ADD . $APP_HOME"
 SERVICE_IMAGE = "mariadb:11.2"
+# What the fixture's lara-typescript bundle says (src/index.js), built in the image.
+FRONT_END = "lara-typescript front end, built in the image"
+# The build outputs LARA git-ignores, as the checkout holds them after the old npm step.
+FRONT_END_OUTPUTS = (
+    "app/assets/javascripts/lara-typescript.js",
+    "app/assets/stylesheets/lara-typescript.css",
+    "public/example-interactives/index.html",
+)
 
 # A marker, then the fenced block right below it.
 BLOCK = re.compile(
@@ -79,13 +94,24 @@ def run_shell(block: str, cwd: Path, env: dict[str, str] | None = None) -> None:
             assert done.returncode == 0, (line, done.stderr)
 
 
-def insert_metadata(text: str) -> str:
-    """The Dockerfile with the README's metadata lines right after LARA's ENV line."""
+def insert(text: str, block: str, *, after: str = "", before_from: bool = False) -> str:
+    """The Dockerfile with ``block`` right after the one line ``after``, or right before its
+    one ``FROM`` line (then a blank line ends the new stage)."""
     lines = text.splitlines(keepends=True)
-    at = [i for i, line in enumerate(lines) if line.strip() == ANCHOR]
-    assert len(at) == 1, f"expected one line {ANCHOR!r}"
-    block = step("Dockerfile, after ENV LARA_IMAGE_VERSION")
+    if before_from:
+        at = [i for i, line in enumerate(lines) if line.upper().startswith("FROM ")]
+        assert len(at) == 1, "expected one FROM line (LARA's Dockerfile has one stage)"
+        return "".join([*lines[: at[0]], block, "\n", *lines[at[0] :]])
+    at = [i for i, line in enumerate(lines) if line.strip() == after]
+    assert len(at) == 1, f"expected one line {after!r}"
     return "".join([*lines[: at[0] + 1], block, *lines[at[0] + 1 :]])
+
+
+def adopt_dockerfile(text: str) -> str:
+    """Step 3 on a Dockerfile: the front-end stage, its output copied in, the metadata block."""
+    text = insert(text, step("Dockerfile, before its FROM"), before_from=True)
+    text = insert(text, step("Dockerfile, after ADD . $APP_HOME"), after=ADD_ALL)
+    return insert(text, step("Dockerfile, after ENV LARA_IMAGE_VERSION"), after=ANCHOR)
 
 
 def apply_readme(repo: Path, env: dict[str, str]) -> None:
@@ -95,7 +121,7 @@ def apply_readme(repo: Path, env: dict[str, str]) -> None:
     run_shell("\n".join(install[1:]), repo, env)
     (repo / "invoke.yaml").write_text(step("invoke.yaml"))
     dockerfile_path = repo / "Dockerfile"
-    dockerfile_path.write_text(insert_metadata(dockerfile_path.read_text()))
+    dockerfile_path.write_text(adopt_dockerfile(dockerfile_path.read_text()))
     run_shell(step("unicorn on TCP"), repo, env)
 
 
@@ -121,6 +147,8 @@ def test_the_readme_has_every_step():
     assert set(STEPS) == {
         "install",
         "invoke.yaml",
+        "Dockerfile, before its FROM",
+        "Dockerfile, after ADD . $APP_HOME",
         "Dockerfile, after ENV LARA_IMAGE_VERSION",
         "unicorn on TCP",
         "GitHub Actions build job",
@@ -171,6 +199,29 @@ def test_the_github_job_gives_invoke_ci_what_the_config_names():
     bare = {entry for entry in smoke_settings().env if "=" not in entry}
     assert bare == {"RAILS_SECRET_KEY_BASE"}
     assert bare <= set(env)
+    # The signing key and its password, as `cosign generate-key-pair github://…` names them,
+    # and the extra that signing needs.
+    assert env["COSIGN_PRIVATE_KEY"] == "${{ secrets.COSIGN_PRIVATE_KEY }}"
+    assert env["COSIGN_PASSWORD"] == "${{ secrets.COSIGN_PASSWORD }}"
+    (install,) = [s["run"] for s in job["steps"] if s.get("run", "").startswith("pip install")]
+    assert install.startswith('pip install "lara-buildtools[attest] @ git+https://')
+
+
+def test_no_ci_job_builds_the_front_end_before_the_image():
+    """Its output is git-ignored, so a release (built from the commit's tree) would not see it:
+    the Dockerfile builds it, and neither CI sets up Node or runs npm."""
+    github = yaml.safe_dump(github_job())
+    travis = step(".travis.yml")
+    for text in (github, travis):
+        assert "npm" not in text and "node" not in text.lower(), text
+    stage = step("Dockerfile, before its FROM")
+    assert stage.startswith("ARG NODE_IMAGE=") and "AS lara-typescript" in stage
+    assert "npm ci" in stage and "npm run build:webpack" in stage
+    copies = step("Dockerfile, after ADD . $APP_HOME").splitlines()
+    assert len(copies) == len(FRONT_END_OUTPUTS)
+    for line, output in zip(copies, FRONT_END_OUTPUTS, strict=True):
+        assert line.startswith("COPY --from=lara-typescript /lara/")
+        assert output.rsplit("/", 1)[0] in line
 
 
 def test_the_travis_config_releases_to_docker_hub():
@@ -184,7 +235,36 @@ def test_the_travis_config_releases_to_docker_hub():
     settings = schema.load(section, FIXTURE)
     assert settings.release.registries == ("docker.io",)
     assert settings.app.repository == "concordconsortium/lara"
-    assert any(line.startswith('pip install "lara-buildtools') for line in travis["install"])
+    assert travis["install"] == [
+        'pip install "lara-buildtools[attest] @ git+https://github.com/<you>/lara-buildtools'
+        '@<version>"'
+    ]
+
+
+def test_the_travis_signing_key_recipe_gives_buildtools_the_key(tmp_path):
+    """The README's `travis encrypt "COSIGN_PRIVATE_KEY=…"` line: what it would encrypt, once
+    exported by the shell as Travis does (`export NAME=VALUE`), is a key buildtools loads."""
+    password = secrets.token_urlsafe(12)
+    (tmp_path / "cosign.key").write_bytes(cosign_format(new_ec_key(), password, n=1024))
+    comments = [line.strip() for line in step(".travis.yml").splitlines()]
+    (encrypt,) = [c for c in comments if c.startswith('# travis encrypt "COSIGN_PRIVATE_KEY=')]
+    assert "# travis encrypt COSIGN_PASSWORD=<the key's password> --add env.global" in comments
+    # `travis encrypt ARG --add env.global` encrypts ARG: print it instead.
+    command = encrypt.removeprefix("# travis encrypt ").removesuffix(" --add env.global")
+    show = subprocess.run(
+        ["bash", "-c", f"printf '%s' {command}"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert show.returncode == 0 and show.stdout.startswith("COSIGN_PRIVATE_KEY="), show.stderr
+    exported = subprocess.run(
+        ["bash", "-c", f'export {show.stdout}\nprintf "%s" "$COSIGN_PRIVATE_KEY"'],
+        capture_output=True,
+        text=True,
+    )
+    assert exported.returncode == 0, exported.stderr
+    key = load_signing_key(
+        None, {"COSIGN_PRIVATE_KEY": exported.stdout, "COSIGN_PASSWORD": password}
+    )
+    assert key is not None and key.source == "$COSIGN_PRIVATE_KEY"
 
 
 # ---- the fixture, adopted and run as LARA's CI would ----
@@ -232,6 +312,13 @@ def service_image(docker_client: docker.DockerClient, mariadb_image: str) -> Ite
 
 
 @pytest.fixture
+def node_image(docker_client: docker.DockerClient, base_image: str) -> str:
+    """The front-end stage's Node image: Debian's nodejs and npm on the local base (built once,
+    then cached by the engine), for the ``node`` image Docker Hub would give."""
+    return testbed.ensure_service_image(docker_client, "node", base_image)
+
+
+@pytest.fixture
 def image_prefix(docker_client: docker.DockerClient) -> Iterator[str]:
     """A unique repository prefix; every local image under it is untagged afterwards. noprune
     keeps the parent layers: they are the classic builder's cache for the next run."""
@@ -245,12 +332,25 @@ def image_prefix(docker_client: docker.DockerClient) -> Iterator[str]:
 @pytest.mark.docker
 @pytest.mark.registry
 def test_lara_adopts_it_by_the_readme_and_ci_releases(
-    docker_client, base_image, fast_registry, service_image, image_prefix, tmp_path
+    docker_client,
+    base_image,
+    node_image,
+    fast_registry,
+    service_image,
+    image_prefix,
+    cosign_keys,
+    tmp_path,
 ):
     repo, git = lara_repo(tmp_path, "lara")
     apply_readme(repo.path, git)
     commit = repo.commit("adopt lara-buildtools")
+    # What the old recipe's npm step left in the checkout: git-ignored, so the tree is clean,
+    # and a release (built from the commit's tree) must not ship it.
+    for output in FRONT_END_OUTPUTS:
+        (repo.path / output).parent.mkdir(parents=True, exist_ok=True)
+        (repo.path / output).write_text("/* stale: built by npm before the image build */\n")
     assert repo.git("status", "--porcelain") == ""
+    private_key, public_key, key_password = cosign_keys
 
     registry = fast_registry
     app_repo, nginx_repo = f"{image_prefix}/lara", f"{image_prefix}/lara-nginx"
@@ -274,6 +374,7 @@ def test_lara_adopts_it_by_the_readme_and_ci_releases(
         "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": nginx_repo,
         "INVOKE_BUILDTOOLS_APP_BASE_IMAGE": base_image,
         "INVOKE_BUILDTOOLS_NGINX_BASE_IMAGE": base_image,
+        "INVOKE_BUILDTOOLS_APP_BUILD_ARGS": f"NODE_IMAGE={node_image}",
         "INVOKE_BUILDTOOLS_RELEASE_RETRY_BASE_DELAY": "0.2",
     }
     # The job's own env, its expressions given their values, ghcr.io's names for the registry's.
@@ -281,6 +382,8 @@ def test_lara_adopts_it_by_the_readme_and_ci_releases(
         "${{ github.actor }}": registry.username,
         "${{ secrets.GITHUB_TOKEN }}": registry.password,
         "${{ secrets.RAILS_SECRET_KEY_BASE }}": secrets.token_hex(64),
+        "${{ secrets.COSIGN_PRIVATE_KEY }}": private_key.read_text(),
+        "${{ secrets.COSIGN_PASSWORD }}": key_password,
     }
     renamed = dict(zip(variable_names("ghcr.io"), variable_names(registry.host), strict=True))
     ci_step = github_ci_step()
@@ -294,7 +397,11 @@ def test_lara_adopts_it_by_the_readme_and_ci_releases(
 
     plan = invoke(repo, env, "build", "--dry-run", "--json")
     assert plan.returncode == 0, plan.stderr
-    app_plan, nginx_plan = json.loads(plan.stdout)
+    stage_plan, app_plan, nginx_plan = json.loads(plan.stdout)
+    assert (stage_plan["target"], stage_plan["tags"]) == (
+        "lara-typescript",
+        [f"{app_repo}:cache-lara-typescript-master"],
+    )
     assert f"{app_repo}:git-{commit[:7]}" in app_plan["tags"]
     assert nginx_plan["dockerfile"] == str(schema.SIDECAR_DIR / "Dockerfile")
 
@@ -315,8 +422,18 @@ def test_lara_adopts_it_by_the_readme_and_ci_releases(
     print(f"\ninvoke ci (build, smoke test, release) took {seconds:.0f} s", *summary, sep="\n")
 
     expected = sorted([f"git-{commit[:7]}", "master", "edge"])
-    assert registry.tags(app_repo) == expected, log
-    assert registry.tags(nginx_repo) == expected, log
+    # The front-end stage goes beside the app, the next runner's cache for npm ci and webpack.
+    app_tags = [t for t in registry.tags(app_repo) if not t.startswith("sha256-")]
+    assert app_tags == sorted([*expected, "cache-lara-typescript-master"]), log
+    nginx_tags = [t for t in registry.tags(nginx_repo) if not t.startswith("sha256-")]
+    assert nginx_tags == expected, log
+
+    # Signed with the key from the job's secrets: cosign itself accepts it.
+    assert "NOT SIGNED" not in log, log
+    cosign = cosign_for(registry, tmp_path / "cosign")
+    for repository in (app_repo, nginx_repo):
+        verified = cosign.verify(public_key, f"{registry.host}/{repository}:git-{commit[:7]}")
+        assert verified.returncode == 0, verified.stderr
 
     pushed = docker_client.images.pull(
         f"{registry.host}/{app_repo}",
@@ -329,13 +446,23 @@ def test_lara_adopts_it_by_the_readme_and_ci_releases(
     assert "3000/tcp" in pushed.attrs["Config"]["ExposedPorts"]
     files = docker_client.containers.run(
         pushed.id,
-        ["sh", "-c", "cat config/version.yml; echo ---; cat docker/prod/Procfile"],
+        [
+            "sh",
+            "-c",
+            "cat config/version.yml; echo ---; cat docker/prod/Procfile; echo ---;"
+            " cat public/assets/application-*.js public/assets/application-*.css"
+            " public/example-interactives/index.html",
+        ],
         remove=True,
         network_mode="none",
     ).decode()
-    version_yml, procfile = files.split("---\n")
+    version_yml, procfile, front_end = files.split("---\n")
     assert yaml.safe_load(version_yml)["commit"] == commit
     assert procfile.strip() == "web: bundle exec unicorn -c docker/prod/unicorn.rb"
+    # The front end the Dockerfile built, compiled into the fingerprinted assets, not the stale
+    # copy in the checkout.
+    assert FRONT_END in front_end and ".lara-typescript-built" in front_end, front_end
+    assert "example interactive" in front_end and "stale" not in front_end, front_end
 
 
 @pytest.mark.parametrize("args", [["build"], ["build", "--dry-run"], ["ci"]])
@@ -378,6 +505,7 @@ def test_the_travis_job_plans_docker_hub_images(tmp_path):
     env = ci_environment(git, {**push, **overrides, **NO_ENGINE})
     plan = invoke(repo, env, "build", "--dry-run", "--json")
     assert plan.returncode == 0, plan.stderr
-    app_plan, nginx_plan = json.loads(plan.stdout)
+    stage_plan, app_plan, nginx_plan = json.loads(plan.stdout)
+    assert stage_plan["tags"] == ["concordconsortium/lara:cache-lara-typescript-master"]
     assert f"concordconsortium/lara:git-{commit[:7]}" in app_plan["tags"]
     assert f"concordconsortium/lara-nginx:git-{commit[:7]}" in nginx_plan["tags"]

@@ -15,6 +15,7 @@ import subprocess
 import pytest
 import yaml
 
+from buildtools.attest.keys import PASSWORD_ENV, PRIVATE_KEY_ENV
 from buildtools.facts.buildinfo import BuildInfo
 from buildtools.facts.ci_env import detect
 from buildtools.plan.release_rule import decide
@@ -101,7 +102,12 @@ def test_github_workflow_runs_for_release_branches_tags_and_pull_requests():
     assert set(triggers["push"]["branches"]) == set(project_settings().release.branches)
     assert triggers["push"]["tags"]
     assert "pull_request" in triggers
-    assert set(github_secrets_env()) == {"DOCKER_USERNAME", "DOCKER_PASSWORD"}
+    assert set(github_secrets_env()) == {
+        "DOCKER_USERNAME",
+        "DOCKER_PASSWORD",
+        PRIVATE_KEY_ENV,
+        PASSWORD_ENV,
+    }
 
 
 def test_github_workflow_gives_each_job_least_privilege_and_pins_every_action():
@@ -170,3 +176,67 @@ def test_each_provider_and_event_is_the_build_the_end_to_end_test_checks(provide
     assert decision.release is (event != "pr"), decision.reason
     if event == "pr":
         assert "pull requests are never pushed" in decision.reason
+
+
+# ---- signing secrets: the key and its password reach only the job that pushes ----
+
+SIGNING = (PRIVATE_KEY_ENV, PASSWORD_ENV)
+
+
+def test_github_gives_the_signing_key_to_the_release_job_only():
+    """Under the names buildtools reads, from secrets of the same names (what `cosign
+    generate-key-pair github://…` stores), and in no job that runs for pull requests."""
+    for name, job in github_jobs().items():
+        env = {k: v for step in job["steps"] for k, v in step.get("env", {}).items()}
+        if job["if"] == "github.event_name == 'push'":
+            assert {k: env.get(k) for k in SIGNING} == {
+                k: f"${{{{ secrets.{k} }}}}" for k in SIGNING
+            }, name
+        else:
+            assert not set(SIGNING) & set(env), name
+
+
+def test_gitlab_signing_variables_are_protected_never_written_in_the_file():
+    """GitLab variables come from the project's settings: the file names them, says to protect
+    them (cosign creates them unprotected), and never sets them."""
+    text = (ROOT / "ci-templates" / "gitlab-ci.yml").read_text()
+    comments = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    for name in SIGNING:
+        assert name in comments
+        assert name not in str(load("ci-templates/gitlab-ci.yml"))
+    assert "mark both protected and the password masked" in comments
+
+
+def test_travis_signing_secrets_go_to_the_images_job_only():
+    """The comment under the images job says how to encrypt both for that job's env; no job
+    (the test job above all) and no global env sets them in clear text."""
+    config = load(".travis.yml")
+    assert not any(k in str(config) for k in SIGNING)
+    text = (ROOT / ".travis.yml").read_text()
+    images_at = text.index("- stage: images")
+    encrypts = [line for line in text.splitlines() if "travis encrypt" in line and "COSIGN" in line]
+    assert [line.split()[3].strip('"').split("=")[0] for line in encrypts] == [
+        PASSWORD_ENV,
+        PRIVATE_KEY_ENV,
+    ]
+    assert all(text.index(line) > images_at for line in encrypts)
+    assert "under this job's `env:`" in text[images_at:]
+
+
+def test_the_readme_shows_cosign_verify_for_each_ci_registry():
+    """One `cosign verify` line per CI file's usual registry, each with the flags a release
+    without a transparency log needs."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## How CI uses it") : readme.index("## Keeping the registry")]
+    lines = [line for line in section.splitlines() if line.startswith("cosign verify ")]
+    hosts = {}
+    for line in lines:
+        command, _, ci = line.partition(" # ")
+        hosts[shlex.split(command)[-1].split("/")[0]] = ci.strip()
+    assert hosts == {
+        "ghcr.io": "GitHub Actions",
+        "registry.gitlab.com": "GitLab CI",
+        "docker.io": "Travis CI",
+    }
+    for line in lines:
+        assert "--key cosign.pub --insecure-ignore-tlog=true" in line

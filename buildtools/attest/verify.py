@@ -11,6 +11,7 @@ it was promoted from. Anything else is one line saying which check failed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from buildtools.registry import credentials as creds
 from buildtools.registry.client import RegistryClient
 from buildtools.registry.targets import retry_policy
 
+COMMIT_ID = re.compile(r"[0-9a-fA-F]{7,40}")
 SBOM_TOP = 5  # packages named in the SBOM summary
 SIGN_FIX = "sign it (invoke release with buildtools.release.signing_key, or cosign sign --key)"
 
@@ -202,6 +204,13 @@ def checked(
         raise BuildToolsError(
             "no key to verify with",
             "give --key cosign.pub, or set buildtools.release.verify_key (or signing_key)",
+        )
+    if commit and not COMMIT_ID.fullmatch(commit):
+        raise BuildToolsError(
+            f"--commit {commit[:80]!r} is not a commit ID: it would read as another commit's "
+            "provenance",
+            "give 7 to 40 hex digits of the commit (git rev-parse HEAD, or a tag's "
+            "git rev-list -n 1 TAG)",
         )
     where = client.registry.push_name(repository)
     digest = reference if shapes.is_digest(reference) else client.digest(repository, reference)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+from invoke import Task
+from invoke.parser import Argument
 
 from buildtools.errors import BuildToolsError
 from buildtools.facts import ci_env
@@ -54,3 +58,32 @@ def one_of_yes_and_dry_run(yes: bool, dry_run: bool) -> None:
             "--yes deletes and --dry-run deletes nothing: both were given",
             "give --yes to delete, or neither (a dry run is the default)",
         )
+
+
+class _UnlessCleared(Argument):
+    """``VERSION`` of ``rollback TAG VERSION``: invoke has no optional positional argument (it
+    asks for one while its value is None), so it counts as given once ``--clear`` is."""
+
+    def __init__(self, cleared: Argument, like: Argument) -> None:
+        super().__init__(names=like.names, kind=like.kind, default=like.default, help=like.help,
+                         positional=like.positional, attr_name=like.attr_name)  # fmt: skip
+        self.cleared = cleared
+
+    @property
+    def value(self) -> Any:
+        if self._value is None and self.cleared.value:
+            return ""
+        return self._value if self._value is not None else self.default
+
+    @value.setter
+    def value(self, arg: str) -> None:
+        self.set_value(arg, cast=True)
+
+
+class VersionOrClear(Task):
+    """``invoke rollback TAG VERSION`` and ``invoke rollback --clear TAG`` as one task."""
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        args = super().get_arguments(ignore_unknown_help)
+        clear = next(a for a in args if a.name == "clear")
+        return [_UnlessCleared(clear, a) if a.name == "version" else a for a in args]

@@ -21,6 +21,7 @@ from buildtools.errors import BuildToolsError
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*(?::\d+)?)"
+HOST = re.compile(_HOST)
 IMAGE = re.compile(
     rf"(?:{_HOST}/)?{REPOSITORY.pattern}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
     r"(?:@sha256:[0-9a-f]{64})?"

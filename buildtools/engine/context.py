@@ -21,6 +21,7 @@ from typing import IO
 
 from docker.utils.build import PatternMatcher
 
+from buildtools.errors import BuildToolsError
 from buildtools.facts import source_tree
 from buildtools.facts.source_tree import EXECUTABLE, GITLINK, SYMLINK, CommitTree
 
@@ -58,8 +59,18 @@ def commit_archive(
     engine must drop, e.g. the Dockerfile's), a ``.dockerignore`` listing them all and the
     Dockerfile under ``dockerfile_name``."""
     patterns = [*dockerignore_of(tree), ".dockerignore", *excludes]
-    wanted = set(kept([f.path for f in tree.files if f.mode != GITLINK], patterns))
+    wanted = set(kept([f.path for f in tree.files], patterns))
     wanted -= {".dockerignore", dockerfile_name}  # given below, as the engine must see them
+    missing = sorted((f.path, f.blob) for f in tree.files if f.mode == GITLINK and f.path in wanted)
+    if missing:
+        path, commit = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise BuildToolsError(
+            f"submodule {path}{more} of the build context is not here at the commit "
+            f"{commit[:7]} that commit {tree.commit[:7]} records (not checked out, or not "
+            "fetched): the image would lack its files",
+            "git submodule update --init --recursive (or list it in .dockerignore)",
+        )
     buffer = tempfile.TemporaryFile()  # noqa: SIM115 (the caller closes it after the build)
     mtime = FIXED_TIME
     with tarfile.open(fileobj=buffer, mode="w") as tar:

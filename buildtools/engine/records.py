@@ -20,6 +20,7 @@ import docker
 import docker.errors
 
 from buildtools.engine.build_spec import BuildSpec, BuiltImage
+from buildtools.errors import BuildToolsError
 from buildtools.facts import source_tree
 from buildtools.plan import build_source, dockerfile
 from buildtools.plan.build_record import COMMIT, WORKTREE, BuildRecord
@@ -46,21 +47,35 @@ class Store:
         return self.folder / f"{hex_id}.json"
 
     def save(self, record: BuildRecord) -> Path:
-        """Write ``record`` under its image ID, atomically (last writer wins, whole)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Write ``record`` under its image ID, atomically (last writer wins, whole). A
+        folder that cannot be written (read-only, full, a file in its place) is one line:
+        the image is built, but nothing can release it without its record."""
         target = self.path(record.image_id)
-        fd, name = tempfile.mkstemp(prefix=".record-", suffix=".tmp", dir=self.folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".record-", suffix=".tmp", dir=self.folder)
+        except OSError as exc:
+            raise self._unwritable(record, exc) from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
                 out.write(record.to_json())
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(name, target)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(name)
+            if isinstance(exc, OSError):
+                raise self._unwritable(record, exc) from None
             raise
         return target
+
+    def _unwritable(self, record: BuildRecord, exc: OSError) -> BuildToolsError:
+        return BuildToolsError(
+            f"cannot write the build record of the {record.image} image in {self.folder} "
+            f"({exc.strerror or type(exc).__name__}): without it no release can use the image",
+            f"make {self.folder} a writable folder (or free space), then build again",
+        )
 
     def load(self, image_id: str | None) -> BuildRecord | None:
         """The record naming ``image_id``; None when there is none, or it is not a record (a

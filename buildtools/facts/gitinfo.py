@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +204,27 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
     )
 
 
+# ``git ls-remote``/``fetch`` against a host that drops packets answers never: minutes is dead.
+NETWORK_TIMEOUT = 120.0
+# Never ask for a password: git's own prompt and ssh's askpass off, and the command in a
+# session of its own (no terminal for ssh to open), so a remote that wants a login fails at
+# once instead of waiting at a prompt that a CI job or a scheduled job never answers.
+NO_PROMPTS = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GCM_INTERACTIVE": "never",
+    "SSH_ASKPASS_REQUIRE": "never",
+}
+
+
+def on_remote(repo: git.Repo, *args: str) -> str:
+    """``git args`` that talk to a remote: no prompt, no terminal, no input, a time limit.
+    Raises :class:`git.GitCommandError` as any git command does."""
+    return repo.git.execute(  # type: ignore[return-value]
+        ["git", *args], env=NO_PROMPTS, kill_after_timeout=NETWORK_TIMEOUT,
+        istream=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+
 def fetch_tag(path: Path | str, tag: str, shallow: bool = False) -> str | None:
     """Fetch one tag from ``origin`` (a shallow CI clone may lack it); the commit it points at,
     or None when there is no such tag or no remote to ask. A full clone's history is never cut,
@@ -218,7 +240,7 @@ def fetch_tag(path: Path | str, tag: str, shallow: bool = False) -> str | None:
             current = repo.git.rev_list("--count", "--first-parent", "HEAD").strip()
             depth = [f"--depth={max(1, int(current or 1))}"]
         refspec = f"+refs/tags/{tag}:refs/tags/{tag}"
-        repo.git.fetch("--quiet", "--no-tags", *depth, "origin", refspec)
+        on_remote(repo, "fetch", "--quiet", "--no-tags", *depth, "origin", refspec)
         return repo.git.rev_parse(f"refs/tags/{tag}^{{commit}}").strip()
     except git.GitCommandError:
         return None
@@ -273,7 +295,7 @@ def _ask_origin(repo: git.Repo, branch: str, shallow: bool) -> str:
         return "no remote"
     head = f"refs/heads/{branch}"
     try:
-        repo.git.ls_remote("--exit-code", "--heads", _REMOTE, head)
+        on_remote(repo, "ls-remote", "--exit-code", "--heads", _REMOTE, head)
     except git.GitCommandError as exc:
         return "absent" if exc.status == 2 else "unreachable"  # 2: it answered, no such ref
     depth: list[str] = []
@@ -282,7 +304,7 @@ def _ask_origin(repo: git.Repo, branch: str, shallow: bool) -> str:
         depth = [f"--depth={current + 50}"]
     refspec = f"+{head}:refs/remotes/{_REMOTE}/{branch}"
     try:
-        repo.git.fetch("--quiet", "--no-tags", *depth, _REMOTE, refspec)
+        on_remote(repo, "fetch", "--quiet", "--no-tags", *depth, _REMOTE, refspec)
     except git.GitCommandError:
         return "unreachable"
     return "fetched"

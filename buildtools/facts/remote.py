@@ -16,7 +16,7 @@ from pathlib import Path
 import git
 
 from buildtools.errors import BuildToolsError
-from buildtools.facts.gitinfo import _open
+from buildtools.facts.gitinfo import _open, on_remote
 
 SHORT = 7
 
@@ -32,14 +32,20 @@ class Remote:
     dates: Mapping[str, dt.datetime] = field(default_factory=dict)
 
 
-def _git(repo: git.Repo, *args: str) -> str:
+def _git(repo: git.Repo, *args: str, network: bool = False) -> str:
+    """``git args`` in the clone; ``network``: on the remote, with no prompt and a time limit."""
     try:
+        if network:
+            return on_remote(repo, *args)
         return repo.git.execute(["git", *args])  # type: ignore[return-value]
     except git.GitCommandError as exc:
-        detail = " ".join(str(exc.stderr or "").split())[:200]
+        said = str(exc.stderr or "").strip()
+        said = said.removeprefix("stderr: ").strip("'")
+        detail = " ".join(said.split())[:200]
         raise BuildToolsError(
             f"git {args[0]} failed in {repo.working_dir}: {detail or exc.status}",
-            "check the remote's name (buildtools.prune.remote) and that it can be reached",
+            "check the remote's name (buildtools.prune.remote) and that it can be reached; "
+            "git is never let ask for a login here: use an ssh key or a credential helper",
         ) from None
 
 
@@ -49,7 +55,7 @@ def read(path: Path | str, remote: str, keep: int) -> Remote:
     history, tags of its last commits could be deleted (fetch first)."""
     repo = _open(Path(path))
     heads: dict[str, str] = {}
-    for line in _git(repo, "ls-remote", "--heads", remote).splitlines():
+    for line in _git(repo, "ls-remote", "--heads", remote, network=True).splitlines():
         commit, _, ref = line.partition("\t")
         if ref.startswith("refs/heads/"):
             heads[ref.removeprefix("refs/heads/")] = commit

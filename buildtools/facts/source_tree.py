@@ -8,7 +8,9 @@ and reads its blobs; :mod:`buildtools.engine.context` streams them to the engine
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +22,27 @@ from buildtools.errors import BuildToolsError
 
 # git's modes for what a tree may hold; a submodule (gitlink) has no files of its own here.
 FILE, EXECUTABLE, SYMLINK, GITLINK = 0o100644, 0o100755, 0o120000, 0o160000
+# A git-lfs pointer file (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md): the
+# committed blob of an LFS-tracked file, which git-lfs's filter replaces in the working tree.
+LFS_POINTER = re.compile(
+    rb"version https://git-lfs\.github\.com/spec/v1\n(?:[a-z0-9.-]+ [^\n]*\n)*?"
+    rb"oid sha256:(?P<oid>[0-9a-f]{64})\nsize (?P<size>[0-9]+)\n(?:[a-z0-9.-]+ [^\n]*\n)*"
+)
+LFS_POINTER_MAX = 1024
 
 
 @dataclass(frozen=True)
 class TreeFile:
     """One file of the commit under the context: its path relative to the context (POSIX),
-    its git mode and its blob ID."""
+    its git mode and its blob ID. ``module``: the submodule checkout (relative to the
+    checkout's root) whose objects hold the blob, ``""`` for the checkout's own. A
+    :data:`GITLINK` entry is a submodule whose commit is not here to read (not checked out,
+    or not fetched): its ``blob`` is that commit."""
 
     path: str
     mode: int
     blob: str
+    module: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,11 +141,7 @@ def read(repo_path: Path, commit: str, context: Path) -> CommitTree:
                 f"{subdir} is not a folder in commit {commit[:7]}", "point the context at a folder"
             )
         prefix = f"{subdir}/" if subdir else ""
-        files = tuple(
-            TreeFile(item.path[len(prefix) :], item.mode, item.hexsha)
-            for item in tree.traverse()
-            if item.type == "blob"
-        )
+        files = tuple(_files(tree, root, "", prefix, ""))
         return CommitTree(root, found.hexsha, subdir, tree.hexsha, files, found.committed_date)
     except (git.GitCommandError, ValueError) as exc:
         raise BuildToolsError(
@@ -143,14 +152,76 @@ def read(repo_path: Path, commit: str, context: Path) -> CommitTree:
         repo.close()
 
 
-def blobs(tree: CommitTree) -> Iterator[tuple[TreeFile, bytes]]:
-    """Each file of ``tree`` with its bytes, through one ``git cat-file`` process."""
-    repo = _open(tree.root)
+def _files(tree: git.Tree, root: Path, module: str, strip: str, into: str) -> Iterator[TreeFile]:
+    """The blobs of ``tree`` (the checkout's, or the submodule's at ``module``) with ``strip``
+    taken off their paths and ``into`` put before them, and the files of each submodule in it
+    at the commit the tree records: a working-tree build has them, so a commit build must."""
+    for item in tree.traverse():
+        path = into + item.path[len(strip) :]
+        if item.type == "blob":
+            yield TreeFile(path, item.mode, item.hexsha, module)
+        elif item.type == "submodule":
+            where = f"{module}/{item.path}" if module else item.path
+            found = list(_submodule_files(root, where, item.hexsha, f"{path}/"))
+            yield from found or [TreeFile(path, GITLINK, item.hexsha, module)]
+
+
+def _submodule_files(root: Path, where: str, commit: str, into: str) -> Iterator[TreeFile]:
+    """The files of ``commit`` in the submodule checked out at ``where``; none when it is not
+    checked out there or does not hold that commit (an empty submodule commit is too rare
+    to tell apart)."""
     try:
-        for item in tree.files:
-            yield item, repo.odb.stream(bytes.fromhex(item.blob)).read()
+        repo = git.Repo(root / where)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return
+    try:
+        tree = repo.commit(commit).tree
+        yield from list(_files(tree, root, where, "", into))
+    except (ValueError, git.GitCommandError):
+        return
     finally:
         repo.close()
+
+
+def blobs(tree: CommitTree) -> Iterator[tuple[TreeFile, bytes]]:
+    """Each file of ``tree`` with its bytes, through one ``git cat-file`` process per
+    repository (the checkout's, and each submodule's). A git-lfs pointer gives the file it
+    points at (what the working tree, and so a working-tree build, holds)."""
+    repos: dict[str, git.Repo] = {}
+    try:
+        for item in tree.files:
+            if item.module not in repos:
+                repos[item.module] = _open(tree.root / item.module)
+            repo = repos[item.module]
+            data = repo.odb.stream(bytes.fromhex(item.blob)).read()
+            pointer = LFS_POINTER.fullmatch(data) if len(data) < LFS_POINTER_MAX else None
+            if pointer is not None and item.mode != SYMLINK:
+                data = _lfs_object(repo, tree, item, pointer)
+            yield item, data
+    finally:
+        for repo in repos.values():
+            repo.close()
+
+
+def _lfs_object(
+    repo: git.Repo, tree: CommitTree, item: TreeFile, pointer: re.Match[bytes]
+) -> bytes:
+    """The file a git-lfs pointer names, from the checkout's LFS store, checked against the
+    pointer's SHA-256 and size (so the commit still binds the content); one line when it is
+    not fetched: an image must not hold the pointer in its place."""
+    oid, size = pointer["oid"].decode(), int(pointer["size"])
+    stored = Path(repo.common_dir) / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    try:
+        data = stored.read_bytes() if stored.stat().st_size == size else b""
+    except OSError:
+        data = b""
+    if len(data) != size or hashlib.sha256(data).hexdigest() != oid:
+        raise BuildToolsError(
+            f"{item.path} in commit {tree.commit[:7]} is a git-lfs pointer whose file is not "
+            "here: the image would hold the pointer instead",
+            "git lfs pull (git lfs fetch, then build again), or list it in .dockerignore",
+        )
+    return data
 
 
 def read_file(tree: CommitTree, repo_path: Path, path: Path) -> str | None:

@@ -12,10 +12,12 @@ The I/O is :mod:`buildtools.attest.cosign`'s.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from buildtools.config.checks import HOST, REPOSITORY
 from buildtools.errors import BuildToolsError
 from buildtools.plan import shapes
 from buildtools.plan.manifests import OCI_MANIFEST
@@ -30,6 +32,9 @@ KEY_ANNOTATION = "dev.lara-buildtools/key"
 PAYLOAD_ANNOTATION = "dev.lara-buildtools/payload"
 
 
+IPV6_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\](?::\d+)?")
+
+
 def _tag(digest: str, suffix: str) -> str:
     if not shapes.is_digest(digest):
         raise ValueError(f"not a digest: {digest[:80]!r}")
@@ -40,7 +45,9 @@ def _tag(digest: str, suffix: str) -> str:
 def split_image(image: str) -> tuple[str, str, str]:
     """``host[:port]/repo/name[:tag][@digest]`` as (host, repository, reference): the host
     is empty when the first part names none (no ``.``, ``:`` nor ``localhost``); the
-    reference is the digest when given, else the tag (``latest`` when none)."""
+    reference is the digest when given, else the tag (``latest`` when none). The host and
+    repository must follow Docker's grammar: ``app:1:2`` or ``http://host/app`` is refused
+    here, not sent to a registry as a path that then looks like a registry that is down."""
     text = image.strip()
     name, _, digest = text.partition("@")
     host, _, rest = name.partition("/")
@@ -49,15 +56,16 @@ def split_image(image: str) -> tuple[str, str, str]:
     repository, _, tag = rest.rpartition(":") if ":" in rest else (rest, "", "")
     reference = digest or tag or "latest"
     if (
-        not repository
-        or repository != repository.lower()
+        not REPOSITORY.fullmatch(repository)
+        or (host and not (HOST.fullmatch(host) or IPV6_HOST.fullmatch(host)))
         or any(ch.isspace() for ch in text)
         or (digest and not shapes.is_digest(digest))
         or not shapes.is_reference(reference)
     ):
         raise BuildToolsError(
             f"{image[:200]!r} is not an image reference",
-            "name it as [host[:port]/]repository[:tag] or …@sha256:<hex>",
+            "name it as [host[:port]/]repository[:tag] or …@sha256:<hex> (no http://; "
+            "lowercase repository parts joined by /)",
         )
     return host, repository, reference
 

@@ -131,7 +131,7 @@ def build(run: Run, options: Options, session: Session) -> BuildResult:
 
 
 def _push(plan: Plan, done: Outcomes, session: Session) -> ReleaseResult:
-    return work.push(plan, done["build"] or plan.local, session)
+    return work.push(plan, done["build"] or plan.local, done, session)
 
 
 PROMOTE = Step("promote", work.promote, _not_promoted)
@@ -310,7 +310,7 @@ def _ci_release(plan: Plan, done: Outcomes, session: Session) -> ReleaseResult:
 
     if plan.decision is not None and plan.decision.outcome == REFUSE:
         raise plan.decision.error()  # built and tested; refused where it would be pushed
-    return work.push(plan, work.release_images(plan, done["build"]), session)
+    return work.push(plan, work.release_images(plan, done["build"]), done, session)
 
 
 def _not_released(plan: Plan) -> str | None:

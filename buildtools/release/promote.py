@@ -16,9 +16,9 @@ Only the registry client is used: its retries, error classes and redaction apply
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from buildtools.config.schema import Settings
 from buildtools.engine.records import Store
@@ -347,6 +347,22 @@ def upload(candidate: Candidate) -> int:
     return sent
 
 
+def _promoted(planned: Promotion, sent: Mapping[tuple[str, str], int]) -> list[dict[str, Any]]:
+    """Per registry and image: the tested image each release image was made from."""
+    return [
+        {
+            "image": c.image,
+            "registry": c.target.name,
+            "repository": c.repository,
+            "source_tag": planned.source_tag,
+            "source_digest": c.promoted.source,
+            "digest": c.promoted.digest,
+            "bytes_sent": sent.get((c.target.name, c.repository), 0),
+        }
+        for c in planned.candidates
+    ]
+
+
 def execute(
     found: Sequence[Target],
     planned: Promotion,
@@ -354,9 +370,19 @@ def execute(
     settings: Settings,
     dry_run: bool = False,
     reporter: PushReporter | None = None,
+    before_floating: Callable[[publish.ReleaseResult], None] | None = None,
 ) -> publish.ReleaseResult:
-    """Upload and put the prepared promotion (``dry_run``: only say what it would do)."""
+    """Upload and put the prepared promotion (``dry_run``: only say what it would do).
+    ``before_floating``: given what the exact tags hold, before a floating tag moves."""
     sent: dict[tuple[str, str], int] = {}
+    early = None
+    if before_floating is not None:
+        hook = before_floating
+
+        def early(exact: list[Push]) -> None:
+            made = _promoted(planned, sent)
+            hook(publish.ReleaseResult(exact, dry_run=False, promoted=made))
+
     if not dry_run:
         for candidate in planned.candidates:
             key = (candidate.target.name, candidate.repository)
@@ -373,21 +399,11 @@ def execute(
             reporter=reporter,
             pusher=pusher,
             verifier=pusher.verify,
+            before_floating=early,
         )
     else:
         pushes = list(planned.pushes)
-    promoted = [
-        {
-            "image": c.image,
-            "registry": c.target.name,
-            "repository": c.repository,
-            "source_tag": planned.source_tag,
-            "source_digest": c.promoted.source,
-            "digest": c.promoted.digest,
-            "bytes_sent": sent.get((c.target.name, c.repository), 0),
-        }
-        for c in planned.candidates
-    ]
+    promoted = _promoted(planned, sent)
     warnings = [*planned.warnings, *publish.nothing_moves(pushes), *floating.notes(pushes)]
     return publish.ReleaseResult(
         list(pushes), dry_run=dry_run, warnings=warnings, promoted=promoted

@@ -14,11 +14,13 @@ same and finishes the job (a digest already gone is skipped).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from buildtools.config.schema import Settings
+from buildtools.errors import BuildToolsError
 from buildtools.facts import remote as remote_facts
 from buildtools.plan import retention
 from buildtools.plan.tags import TagPolicy
@@ -55,6 +57,7 @@ class Outcome:
     dry_run: bool
     refused: list[str] = field(default_factory=list)
     deleted: list[dict[str, Any]] = field(default_factory=list)
+    spared: list[dict[str, Any]] = field(default_factory=list)  # tagged after the plan
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,7 @@ class Outcome:
             "repositories": [r.as_dict() for r in self.repositories],
             "refused": self.refused,
             "deleted": self.deleted,
+            "spared": self.spared,
         }
 
     def listing(self) -> list[str]:
@@ -80,7 +84,8 @@ class Outcome:
         if self.dry_run:
             lines.append(f"dry run: would delete {going} tags, keep {kept} (--yes deletes)")
         else:
-            lines.append(f"deleted {going} tags, kept {kept}")
+            spared = sum(len(d["tags"]) for d in self.spared)
+            lines.append(f"deleted {going - spared} tags, kept {kept + spared}")
         lines.append(
             "blob bytes come back only after the registry's garbage collection "
             "(docker-registry: registry garbage-collect CONFIG)"
@@ -134,6 +139,55 @@ def ordered(repos: Sequence[Repository]) -> list[tuple[Repository, retention.Del
     return sorted(pairs, key=lambda p: (p[1].follower, p[1].tags, rank[id(p[0])]))
 
 
+# How old a second look at a repository may be when a delete relies on it: the registry API
+# has no "which tags point at this digest", so each look is its tag list and HEADs.
+RECHECK_SECONDS = 1.0
+
+
+class Recheck:
+    """What points at a digest now, looked up right before it is deleted: the tag list read
+    again (at most every :data:`RECHECK_SECONDS` per repository), and a ``HEAD`` of each tag
+    the plan had not seen and of each kept tag that can move (floating, branch and extra tags;
+    exact releases and ``sha-`` tags do not)."""
+
+    def __init__(self, repos: Sequence[Repository]) -> None:
+        self._digests = {id(r): {d.tag: d.digest for d in r.verdict.decisions} for r in repos}
+        self._movable = {id(r): {d.tag for d in r.verdict.kept if _movable(d)} for r in repos}
+        self._looked: dict[int, float] = {}
+        self.spared: set[tuple[int, str]] = set()
+
+    def holders(self, repo: Repository, digest: str) -> set[str]:
+        key = id(repo)
+        if time.monotonic() - self._looked.get(key, -RECHECK_SECONDS) >= RECHECK_SECONDS:
+            known = self._digests[key]
+            tags = repo.target.client.tags(repo.repository)
+            ask = [t for t in tags if t not in known or t in self._movable[key]]
+            fresh = tag_digests.heads(repo.target.client, repo.repository, ask)
+            self._digests[key] = {t: fresh[t] if t in ask else known[t] for t in tags
+                                  if t in fresh or t not in ask}  # fmt: skip
+            self._looked[key] = time.monotonic()
+        return {t for t, d in self._digests[key].items() if d == digest}
+
+    def newcomer(self, repo: Repository, delete: retention.Delete) -> str | None:
+        """A tag the plan did not send with ``delete`` that holds its digest now, or that it is
+        the signature of an image kept that way; None when the delete may go."""
+        subjects = {m.group(1) for t in delete.tags if (m := retention.FOLLOWER.match(t))}
+        for subject in sorted(subjects):
+            if (id(repo), f"sha256:{subject}") in self.spared:
+                return f"its image sha256:{subject[:12]}"
+        others = sorted(self.holders(repo, delete.digest) - set(delete.tags))
+        if others:
+            self.spared.add((id(repo), delete.digest))
+            return others[0]
+        return None
+
+
+def _movable(decision: retention.Decision) -> bool:
+    """A kept tag that a release, rollback or rebuild can point elsewhere."""
+    fixed = retention.is_release(decision.tag) or retention.FOLLOWER.match(decision.tag)
+    return not fixed and not decision.reason.startswith(("commit ", "rollback marker"))
+
+
 def run(
     cfg: Settings,
     env: Mapping[str, str],
@@ -161,13 +215,33 @@ def run(
         say(f"warning: {exc.problem} (fix: {exc.fix})")
     if not yes:
         return outcome
+    recheck = Recheck(repos)
+    ignored: list[str] = []
     for repo, delete in ordered(repos):
-        gone = repo.target.client.delete_manifest(repo.repository, delete.digest)
         where = f"{repo.target.name}/{repo.repository}"
+        newcomer = recheck.newcomer(repo, delete)
+        if newcomer:
+            say(f"kept {where}@{delete.digest}: {newcomer} points at it now (tagged after the "
+                f"plan; {', '.join(delete.tags)} stay)")  # fmt: skip
+            outcome.spared.append({"registry": repo.target.name, "repository": repo.repository,
+                                   "digest": delete.digest, "tags": list(delete.tags),
+                                   "held_by": newcomer})  # fmt: skip
+            continue
+        gone = repo.target.client.delete_manifest(repo.repository, delete.digest)
+        if gone and repo.target.client.digest(repo.repository, delete.digest) is not None:
+            ignored.append(f"{where}@{delete.digest}")  # 202, and still served
+            continue
         say(f"deleted {where}@{delete.digest} ({', '.join(delete.tags)})" if gone else
             f"already gone: {where}@{delete.digest} ({', '.join(delete.tags)})")  # fmt: skip
         outcome.deleted.append(
             {"registry": repo.target.name, "repository": repo.repository,
              "digest": delete.digest, "tags": list(delete.tags), "was_there": gone}
         )  # fmt: skip
+    if ignored:
+        raise BuildToolsError(
+            f"{len(ignored)} deletes were answered 202 (accepted) but the registry still serves "
+            f"those manifests, first {ignored[0]}",
+            "check the registry's storage.delete setting and its log, and any proxy or cache in "
+            "front of it; then run invoke prune --yes again",
+        )
     return outcome

@@ -30,6 +30,7 @@ from buildtools.errors import INTERRUPTED, BuildToolsError
 from buildtools.plan import build_source, labels, push_order
 from buildtools.plan.build_record import BuildRecord
 from buildtools.plan.build_source import Wanted
+from buildtools.plan.manifests import Manifest
 from buildtools.plan.metadata import Metadata
 from buildtools.plan.push_order import OVERWRITE, PUSH, UNCHANGED, Push, ReleaseImage, TagLike
 from buildtools.registry.retry import RetryPolicy
@@ -81,10 +82,13 @@ def execute(
     reporter: PushReporter | None = None,
     pusher: Pusher | None = None,
     verifier: Callable[[Push, Target, str], None] = verify,
+    before_floating: Callable[[list[Push]], None] | None = None,
 ) -> list[Push]:
     """Push and verify every planned push in order (``unchanged`` ones are skipped); returns
     the record of each: the plan's push with its verified digest and the attempts it took.
-    ``verifier`` checks each push (default: :func:`verify`, a read-back of every tag)."""
+    ``verifier`` checks each push (default: :func:`verify`, a read-back of every tag).
+    ``before_floating`` is given the records of the exact tags once, before the first floating
+    tag moves (the signing of what they point at: no floating tag names an unsigned image)."""
     reporter = reporter or QuietReporter()
     by_name = {t.name: t for t in found}
     secrets = secrets_of(found)
@@ -97,6 +101,9 @@ def execute(
     records: list[Push] = []
     try:
         for push in pushes:
+            if push.floating and before_floating is not None:
+                _before_floating(before_floating, records, pushes, done)
+                before_floating = None
             if push.action == UNCHANGED:
                 records.append(push)
                 done += 1
@@ -145,6 +152,16 @@ def execute(
         reporter.close()
         pusher.close()
     return records
+
+
+def _before_floating(
+    call: Callable[[list[Push]], None], records: list[Push], pushes: Sequence[Push], done: int
+) -> None:
+    try:
+        call(list(records))
+    except BuildToolsError as exc:
+        exc.problem += f" (after {done} of {len(pushes)} tags; no floating tag was moved)"
+        raise
 
 
 def _where(pushes: Sequence[Push], done: int, failed: Push) -> str:
@@ -292,6 +309,10 @@ class Expected:
         return None
 
 
+# Why a registry image labelled this commit's is not proven to be its build (None: it is).
+Proven = Callable[[Target, str, Manifest], str | None]
+
+
 def finish_interrupted(
     images: Sequence[ReleaseImage],
     tags: Iterable[TagLike | tuple[str, bool]],
@@ -299,12 +320,15 @@ def finish_interrupted(
     current: push_order.Current,
     expected: Expected | None,
     pusher: Pusher | None,
+    proven: Proven | None = None,
 ) -> tuple[list[ReleaseImage], list[str]]:
     """Images whose exact release tag a registry already holds *from this very commit* (an
     interrupted release; the local image since rebuilt or removed) take the registry's image
     as their source, so a re-run finishes the release without ``--force``. That image must be
     clean and of this version too: one built from a dirty tree, or of another version, is
-    refused with one line. ``pusher`` None (a dry run) only plans with it."""
+    refused with one line. ``pusher`` None (a dry run) only plans with it. ``proven`` (with a
+    signing or verify key): why that image is not proven this commit's build (None: it is);
+    labels are what anyone who can push writes, and the release would sign it."""
     protected = sorted(push_order.protected_names(tags))
     result: list[ReleaseImage] = []
     notes: list[str] = []
@@ -328,6 +352,14 @@ def finish_interrupted(
                         f"image {why}",
                         "delete that tag in the registry if it must be replaced, or release "
                         "a new version",
+                    )
+                unproven = proven(target, image.repository, there) if proven else None
+                if unproven is not None:
+                    raise BuildToolsError(
+                        f"refusing to release: {ref}:{name} holds an image labelled this "
+                        f"commit's {image.name}, but {unproven}",
+                        "delete that tag in the registry (the release then builds it from the "
+                        "commit), or release a new version",
                     )
                 image_id = pusher.fetch(ref, name, target) if pusher else there.config_digest
                 adopted = ReleaseImage(image.name, image.repository, image_id)
@@ -361,9 +393,12 @@ def push_all(
     reporter: PushReporter | None = None,
     pusher: Pusher | None = None,
     expected: Expected | None = None,
+    before_floating: Callable[[list[Push]], None] | None = None,
+    proven: Proven | None = None,
 ) -> ReleaseResult:
     """Plan, push and verify on registries already checked
     (:func:`buildtools.registry.targets.preflight`); ``dry_run`` only plans.
+    ``before_floating``: as :func:`execute`'s; ``proven``: as :func:`finish_interrupted`'s.
 
     With ``expected`` (the commit and version being released), an interrupted release of that
     commit is finished from what the registry already holds (see :func:`finish_interrupted`).
@@ -374,14 +409,17 @@ def push_all(
         repositories = sorted({image.repository for image in images})
         pusher = EnginePusher(client, secrets_of(found), repositories)
     images, notes = finish_interrupted(
-        images, tags, found, current, expected, None if dry_run else pusher
+        images, tags, found, current, expected, None if dry_run else pusher, proven
     )
     registries = [t.registry for t in found]
     pushes = push_order.pushes(images, tags, registries, current, force=force)
     notes.extend(nothing_moves(pushes))
     if dry_run:
         return ReleaseResult(pushes, dry_run=True, warnings=notes)
-    executed = execute(client, pushes, found, retry=retry, reporter=reporter, pusher=pusher)
+    executed = execute(
+        client, pushes, found, retry=retry, reporter=reporter, pusher=pusher,
+        before_floating=before_floating,
+    )  # fmt: skip
     return ReleaseResult(executed, dry_run=False, warnings=notes + floating.notes(executed))
 
 

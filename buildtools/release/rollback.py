@@ -353,19 +353,28 @@ def clear_in(
         if read is None:
             continue
         ref = f"{r.target.registry.push_name(r.repository)}:{marker}"
+        digest = parse_manifest(*read).digest
         if parse_manifest(*read).media_type != rollback.OCI_MANIFEST or (
             rollback.ARTIFACT_TYPE.encode() not in read[0]
         ):
-            raise BuildToolsError(
-                f"{ref} is not a rollback marker of this tool: not deleting it (a delete by "
-                "digest would take every tag on that manifest)",
-                "delete it by hand if you know what it is",
-            )
+            # Not ours (a hand-made tag, a forgery): deleting its digest would take every tag
+            # on that manifest (a release's too). Our own marker goes over the tag first.
+            ref += f" (not this tool's marker: it named {digest}, which stays)"
+            if not dry_run:
+                digest = _own_marker_over(r.target.client, r.repository, tag)
         if not dry_run:
-            r.target.client.delete_manifest(r.repository, parse_manifest(*read).digest)
+            r.target.client.delete_manifest(r.repository, digest)
         removed.append(ref)
     notes = () if removed else (f"no rollback marker for {tag}: nothing to clear",)
     return RollbackResult(tag, "", (), dry_run, tuple(removed), cleared=True, notes=notes)
+
+
+def _own_marker_over(client: RegistryClient, repository: str, tag: str) -> str:
+    """A marker of this tool put under ``rollback-<tag>``: its digest, which only it has."""
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = rollback.marker_manifest(tag, "?", "?", when)
+    client.put_blob(repository, rollback.EMPTY_DIGEST, rollback.EMPTY)
+    return client.put_manifest(repository, rollback.marker_tag(tag), body, rollback.OCI_MANIFEST)
 
 
 def run(

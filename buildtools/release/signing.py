@@ -15,7 +15,7 @@ first build.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +24,10 @@ from buildtools.plan.build_record import COMMIT, WORKTREE, BuildRecord
 if TYPE_CHECKING:
     from buildtools.attest.cosign import Proof
     from buildtools.attest.keys import SigningKey
+    from buildtools.plan.manifests import Manifest
     from buildtools.registry.targets import Target
     from buildtools.release.prepare import Plan
-    from buildtools.release.publish import ReleaseResult
+    from buildtools.release.publish import Proven, ReleaseResult
     from buildtools.release.steps import Outcomes, Session
 
 # SLSA's builder.id: this tool.
@@ -128,14 +129,20 @@ def record_of(plan: Plan, done: Outcomes, subject: Subject) -> BuildRecord:
     """The build record of the image behind ``subject``: the one its build left (a build of
     this run, or a local image the release reused, from this checkout's record store), else
     what the plan knows."""
+    found = stored_record(plan, done, subject)
+    if found is not None:
+        return found
+    return fallback_record(plan, subject.image, subject.repository, subject.image_id or "")
+
+
+def stored_record(plan: Plan, done: Outcomes, subject: Subject) -> BuildRecord | None:
+    """The record a build left for exactly the image behind ``subject``; None when none."""
     for built in done.get("build") or ():
         record = getattr(built, "record", None)  # ci's BuiltImages; release's build: IDs only
-        if record is not None and built.name == subject.image:
+        # Only this very image's: a release may push a registry image instead of its build.
+        if record is not None and built.name == subject.image and built.id == subject.image_id:
             return record
-    stored = plan.record_of(subject.image_id) if subject.image_id else None
-    if stored is not None:
-        return stored
-    return fallback_record(plan, subject.image, subject.repository, subject.image_id or "")
+    return plan.record_of(subject.image_id) if subject.image_id else None
 
 
 def provenance(plan: Plan, record: BuildRecord) -> dict[str, Any]:
@@ -217,17 +224,25 @@ class Signer:
         from buildtools.plan import statements
 
         have = attested_by(subject, self.key)
-        made = [(statements.SLSA_PROVENANCE_V1, provenance(self.plan, self.record(subject)))]
+        made = []
+        known = stored_record(self.plan, self.done, subject)
+        if known is not None or statements.SLSA_PROVENANCE_V1 not in have:
+            # An image no record here names (a registry image a release adopted, proven by
+            # this key's provenance) keeps that provenance, not one made from the plan.
+            made.append(
+                (statements.SLSA_PROVENANCE_V1, provenance(self.plan, self.record(subject)))
+            )
         if statements.CYCLONEDX not in have:
             made.append((statements.CYCLONEDX, self.sbom(subject)))  # syft's: new every time
         passed = self.done.get("smoke test")
-        if passed:
+        if passed and known is not None:  # the image it ran, not one adopted instead
             made.append((statements.SMOKE_TEST, smoke(passed, self.done, self.plan)))
         about = [(subject.name, subject.digest)]
         attested = [statements.statement(about, kind, predicate) for kind, predicate in made]
         client = subject.target.client
         sent = cosign.attest(client, subject.repository, subject.digest, attested, self.key)
-        return sent, sorted({kind for kind, _ in made} | (have & {statements.CYCLONEDX}))
+        kept = have & {statements.CYCLONEDX, statements.SLSA_PROVENANCE_V1}
+        return sent, sorted({kind for kind, _ in made} | kept)
 
     def record(self, subject: Subject) -> BuildRecord:
         return record_of(self.plan, self.done, subject)
@@ -285,15 +300,69 @@ class Signer:
         return found
 
 
+def adoption_proof(plan: Plan) -> Proven | None:
+    """With a signing or verify key: why a registry image labelled this commit's (left by an
+    interrupted release) is not proven its build, or None when it is: a build record here
+    names its config digest as a commit-tree build of this commit, or its signature and
+    provenance by the key verify and name this commit. The release would sign it: labels,
+    which anyone who can push writes, are not enough. Without a key: None (labels, as before)."""
+    key, commit = plan.keys.verify, plan.meta.info.commit
+    if key is None:
+        return None
+
+    def why_not(target: Target, repository: str, there: Manifest) -> str | None:
+        from buildtools.attest import verify
+        from buildtools.errors import BuildToolsError
+        from buildtools.plan.statements import CYCLONEDX
+
+        record = plan.record_of(there.config_digest) if there.config_digest else None
+        if record is not None and record.releasable and record.commit == commit:
+            return None
+        try:  # the SBOM is not read: it proves nothing here
+            verify.verify(
+                target.client, repository, there.digest, key, commit=commit, skip=(CYCLONEDX,)
+            )
+        except BuildToolsError as exc:
+            return f"no build record here nor proof by the key says it is: {exc.problem}"
+        return None
+
+    return why_not
+
+
+def before_floating(
+    plan: Plan, done: Outcomes, session: Session
+) -> tuple[Callable[[ReleaseResult], None] | None, list[dict[str, Any]]]:
+    """What the push (or promotion) calls once its exact tags are pushed, before any floating
+    tag moves: sign and attest the digests they hold, so ``latest`` never names an unsigned
+    image (a refused ``.sig`` stops the release there). None when nothing is signed; the list
+    collects what was signed, which the sign step then does not sign again."""
+    signed: list[dict[str, Any]] = []
+    key = plan.keys.signing
+    if key is None or not_signing(plan) is not None:
+        return None, signed
+    signer = Signer(plan, done, session, key)
+
+    def sign_exact(result: ReleaseResult) -> None:
+        signed.extend(signer.sign(subject) for subject in subjects(plan.targets, result))
+
+    return sign_exact, signed
+
+
 def sign_release(plan: Plan, done: Outcomes, session: Session) -> list[dict[str, Any]]:
-    """The sign step: sign and attest every digest the release (or promotion) tagged."""
+    """The sign step: sign and attest every digest the release (or promotion) tagged that
+    was not signed before its floating tags moved (:func:`before_floating`)."""
     key = plan.keys.signing
     assert key is not None  # the step's skip says so
     result: ReleaseResult | None = done.get("promote") or done.get("push")
     if result is None:
         return []
     signer = Signer(plan, done, session, key)
-    return [signer.sign(subject) for subject in subjects(plan.targets, result)]
+    early = {(s["registry"], s["repository"], s["digest"]): s for s in result.signatures}
+    found = []
+    for subject in subjects(plan.targets, result):
+        before = early.get((subject.target.name, subject.repository, subject.digest))
+        found.append({**before, "tags": list(subject.tags)} if before else signer.sign(subject))
+    return found
 
 
 def not_signing(plan: Plan) -> str | None:

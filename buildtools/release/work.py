@@ -124,23 +124,31 @@ def release_images(
 def promote(plan: Plan, done: Outcomes, session: Session) -> ReleaseResult:
     """Release this commit's tested images under the release tags, without an engine."""
     from buildtools.release import promote as promoter
+    from buildtools.release import signing
 
     assert plan.promotion is not None  # the step's skip says so
-    return promoter.execute(
+    sign, signed = signing.before_floating(plan, done, session)
+    result = promoter.execute(
         plan.targets,
         plan.promotion,
         settings=plan.settings,
         dry_run=plan.options.dry_run,
         reporter=session.push_reporter,
+        before_floating=sign,
     )
+    return dataclasses.replace(result, signatures=signed)
 
 
-def push(plan: Plan, images: tuple[ReleaseImage, ...], session: Session) -> ReleaseResult:
-    """Push ``images`` with every tag of the plan to every registry of the plan, verified."""
+def push(
+    plan: Plan, images: tuple[ReleaseImage, ...], done: Outcomes, session: Session
+) -> ReleaseResult:
+    """Push ``images`` with every tag of the plan to every registry of the plan, verified;
+    with a signing key, what the exact tags hold is signed before a floating tag moves."""
     from buildtools.registry import targets
-    from buildtools.release import publish
+    from buildtools.release import publish, signing
 
-    return publish.push_all(
+    sign, signed = signing.before_floating(plan, done, session)
+    result = publish.push_all(
         session.client(),
         images,
         plan.meta.tags,
@@ -150,7 +158,10 @@ def push(plan: Plan, images: tuple[ReleaseImage, ...], session: Session) -> Rele
         dry_run=plan.options.dry_run,
         reporter=session.push_reporter,
         expected=publish.Expected.of(plan.meta),
+        before_floating=(lambda exact: sign(publish.ReleaseResult(exact, False))) if sign else None,
+        proven=signing.adoption_proof(plan),
     )
+    return dataclasses.replace(result, signatures=signed)
 
 
 def push_stage_caches(plan: Plan, done: Outcomes, session: Session) -> tuple[push_order.Push, ...]:

@@ -119,6 +119,19 @@ def test_provenance_for_another_commit_is_refused(
     assert f"names commit {'d' * 40}, not {COMMIT}" in text
 
 
+@pytest.mark.parametrize("given", ["v1.0.0", "HEAD", "c0ffee", COMMIT + "0"])
+def test_a_commit_that_is_no_commit_id_is_refused_as_such(
+    tmp_path: Path, fast_registry: testbed.LocalRegistry, given: str
+) -> None:
+    # The image was built from COMMIT: a tag name or a short prefix given for --commit must
+    # not read as "built from another commit, do not use it".
+    image = push_image(fast_registry)
+    key, _ = signing_key(tmp_path)
+    release(image, key)
+    text = refused(image, "1.0.0", key.public_key(), commit=given)
+    assert "is not a commit ID" in text and "names commit" not in text
+
+
 def test_a_missing_smoke_test_is_refused_when_asked_for(
     tmp_path: Path, fast_registry: testbed.LocalRegistry
 ) -> None:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from buildtools.engine import context
+from buildtools.errors import BuildToolsError
 from buildtools.facts import source_tree
 from tests.fixtures.git import GitRepo
 
@@ -84,3 +89,59 @@ def test_a_generated_folders_digest_is_its_files_not_their_times(tmp_path) -> No
     assert context.folder_digest(tmp_path) == before
     (tmp_path / "a" / "nginx.conf").write_text("events { }\n")
     assert context.folder_digest(tmp_path) != before
+
+
+def with_submodule(make_repo: Callable[..., GitRepo]) -> tuple[GitRepo, str]:
+    """A repository whose context ``app`` holds a submodule ``vendor/lib`` (its commit
+    recorded with ``lib.rb`` saying 1), and the recorded commit."""
+    lib = make_repo("lib")
+    lib.write("lib.rb", "version 1\n")
+    recorded = lib.commit("lib 1")
+    lib.write("lib.rb", "version 2\n")
+    lib.commit("lib 2")  # later than what the app records
+    repo = make_repo("app-repo")
+    repo.write("app/main.rb", "require 'lib'\n")
+    allow = ("-c", "protocol.file.allow=always")
+    repo.git(*allow, "submodule", "add", "-q", f"file://{lib.path}", "app/vendor/lib")
+    GitRepo(repo.path / "app" / "vendor" / "lib", repo.env).checkout(recorded)
+    repo.commit("app with its library")
+    return repo, recorded
+
+
+def test_a_submodules_files_are_built_at_the_commit_the_tree_records(
+    make_repo: Callable[..., GitRepo],
+) -> None:
+    repo, recorded = with_submodule(make_repo)
+    checkout = GitRepo(repo.path / "app" / "vendor" / "lib", repo.env)
+    checkout.checkout("master")  # the submodule's working tree moves on: not the commit's
+    checkout.write("lib.rb", "an edit in the submodule\n")
+
+    tree = source_tree.read(repo.path, repo.head(), repo.path / "app")
+    archive = context.commit_archive(tree, "D", "FROM scratch\n", ["D"])
+    with archive, tarfile.open(fileobj=archive) as tar:
+        lib = tar.extractfile("vendor/lib/lib.rb")
+        assert lib is not None and lib.read() == b"version 1\n"
+        assert "main.rb" in tar.getnames()
+    assert tree.tree_id == repo.git("rev-parse", "HEAD:app")  # the gitlink binds the commit
+    assert repo.git("rev-parse", "HEAD:app/vendor/lib") == recorded
+
+
+def test_a_submodule_not_checked_out_is_one_line_unless_ignored(
+    make_repo: Callable[..., GitRepo], tmp_path: Path
+) -> None:
+    repo, recorded = with_submodule(make_repo)
+    clone = repo.clone(tmp_path / "fresh-ci-clone")  # no --recurse-submodules, as CI clones
+    tree = source_tree.read(clone.path, clone.head(), clone.path / "app")
+
+    with pytest.raises(BuildToolsError) as caught:
+        context.commit_archive(tree, "D", "FROM scratch\n", ["D"])
+    assert "submodule vendor/lib" in str(caught.value) and recorded[:7] in str(caught.value)
+    assert "git submodule update --init" in (caught.value.fix or "")
+
+    clone.write("app/.dockerignore", "vendor/lib\n")
+    clone.commit("the image does not need the library")
+    tree = source_tree.read(clone.path, clone.head(), clone.path / "app")
+    archive = context.commit_archive(tree, "D", "FROM scratch\n", ["D"])
+    with archive, tarfile.open(fileobj=archive) as tar:
+        names = tar.getnames()
+    assert "main.rb" in names and not any(n.startswith("vendor/lib") for n in names)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from buildtools.engine.records import Store
+from buildtools.errors import BuildToolsError
 from buildtools.plan.build_record import COMMIT, BuildRecord
 from tests.fixtures.git import GitRepo
 
@@ -80,3 +83,18 @@ def test_two_writers_at_once_leave_one_whole_record(repo: GitRepo) -> None:
 
 def test_outside_git_there_is_no_store(tmp_path) -> None:
     assert Store.of(tmp_path) is None
+
+
+def test_a_records_folder_that_cannot_be_written_is_one_line(repo: GitRepo) -> None:
+    # A real fault (the tests run as root, so a read-only mode would not stop a write): a
+    # file where the records folder should be.
+    store = Store.of(repo.path)
+    assert store is not None
+    store.folder.parent.mkdir(parents=True)
+    store.folder.write_text("not a folder\n")
+
+    with pytest.raises(BuildToolsError) as caught:
+        store.save(record())
+    assert "cannot write the build record of the app image" in str(caught.value)
+    assert str(store.folder) in (caught.value.fix or "") and "\n" not in str(caught.value)
+    assert store.load(IMAGE) is None

@@ -60,6 +60,7 @@ def test_a_manifest_lists_its_layers_with_annotations_and_a_config_naming_them()
         ("localhost/app:x", ("localhost", "app", "x")),
         (f"reg.example:5000/org/app@{DIGEST}", ("reg.example:5000", "org/app", DIGEST)),
         (f"org/app:1.0@{DIGEST}", ("", "org/app", DIGEST)),
+        ("[::1]:5000/app:1", ("[::1]:5000", "app", "1")),
     ],
 )
 def test_an_image_reference_splits_into_host_repository_and_reference(image, parts) -> None:
@@ -67,7 +68,25 @@ def test_an_image_reference_splits_into_host_repository_and_reference(image, par
 
 
 @pytest.mark.parametrize(
-    "image", ["", "Lara/App", "org/app@sha256:short", "org/app:bad tag", "org/app:-x", ":tag"]
+    "image",
+    [
+        "",
+        "Lara/App",
+        "org/app@sha256:short",
+        "org/app:bad tag",
+        "org/app:-x",
+        ":tag",
+        # not sent to a registry as a path (they used to read as a registry that is down)
+        "app:tag:tag",
+        "::::",
+        "http://localhost:5000/app:1",
+        "ghcr.io//app",
+        "org/app/:1",
+        "-org/app",
+        "org/App",
+        "reg_x.io:5000/app",
+        "org/app..x",
+    ],
 )
 def test_a_bad_image_reference_is_one_line(image: str) -> None:
     with pytest.raises(BuildToolsError, match="is not an image reference"):

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 import testbed
 from buildtools.config import schema
@@ -189,3 +190,29 @@ def test_the_marker_is_read_from_the_tag_lists_and_cleared(world: World):
     for reg in world.regs:
         tags = reg.tags(world.app)
         assert "rollback-1" not in tags and "1.1.0" in tags and "1" in tags
+
+
+def test_clear_removes_a_hand_made_marker_without_deleting_the_release_it_names(
+    world: World, tmp_path: Path
+):
+    # Someone tagged a release rollback-latest by hand: a release leaves latest alone for it
+    # and says `invoke rollback --clear latest`. A delete of its digest would take 1.2.0 too.
+    reg = world.regs[0]
+    url = f"{reg.url}/v2/{world.app}/manifests"
+    kind = "application/vnd.docker.distribution.manifest.v2+json"
+    auth = (reg.username, reg.password)
+    body = requests.get(f"{url}/1.2.0", auth=auth, headers={"Accept": kind}, timeout=10)
+    put = requests.put(f"{url}/rollback-latest", auth=auth, data=body.content,
+                       headers={"Content-Type": kind}, timeout=10)  # fmt: skip
+    assert put.status_code == 201
+    release = skopeo_digest(reg, f"{world.app}:1.2.0", tmp_path)
+
+    cleared = rollback.clear(world.settings(), world.env, "latest")
+
+    assert cleared.markers == (
+        f"{reg.host}/{world.app}:rollback-latest (not this tool's marker: it named {release}, "
+        "which stays)",
+    )
+    assert "rollback-latest" not in reg.tags(world.app)
+    assert skopeo_digest(reg, f"{world.app}:1.2.0", tmp_path) == release
+    assert {"1.2.0", "1.2"} <= set(reg.tags(world.app))
