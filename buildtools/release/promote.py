@@ -54,9 +54,7 @@ class Candidate:
     image: str  # app / nginx
     repository: str
     promoted: Promoted
-    # The tested image's signatures and attestations as the proof check read them: the sign
-    # step carries them over to the promoted digest without reading them again.
-    proof: Proof | None = None
+    proof: Proof | None = None  # the tested image's, as read: signing carries it over
 
 
 @dataclass(frozen=True)
@@ -156,7 +154,8 @@ def prepare(
     roles = [("app", settings.app.repository), ("nginx", settings.nginx.image.repository)]
     # `invoke ci` with its smoke test promotes only images pushed after a passing one.
     smoke = meta.labels.get(publish.SMOKE_LABEL)
-    expected = publish.Expected(meta.info.commit, meta.info.version, smoke_test=smoke)
+    commit = meta.info.commit
+    expected = publish.Expected(commit, meta.info.version, smoke_test=smoke)
     tags = release_tags(meta)
     if not tags:
         raise CannotPromote("the release has no tag but the sha- one")
@@ -183,9 +182,7 @@ def prepare(
             # Proof, never labels: a signature with a key; else this machine's build record.
             proof = None
             if verify_key is not None:
-                proof = require_proof(
-                    target, repository, ref, source.digest, verify_key, meta.info.commit
-                )
+                proof = require_proof(target, repository, ref, source.digest, verify_key, commit)
             try:
                 promoted = already_released(source, made[name]) or manifest_rewrite.promote(
                     source, made[name]
@@ -193,7 +190,7 @@ def prepare(
             except CannotPromote as exc:
                 raise CannotPromote(f"{ref}: {exc.why}") from None
             if verify_key is None:
-                keyless_check(store, source, ref, meta.info.commit, smoke == publish.SMOKE_PASSED)
+                keyless_check(store, source, ref, commit, smoke == publish.SMOKE_PASSED)
             warnings.extend(f"{ref}: {line}" for line in promoted.warnings)
             mine.append(Candidate(target, name, repository, promoted, proof))
         images = [ReleaseImage(c.image, c.repository, c.promoted.image_id) for c in mine]
