@@ -55,14 +55,26 @@ def _about(statement: Mapping[str, Any], digest: str) -> bool:
     )
 
 
-def read_tested(client: RegistryClient, repository: str, tested: str, key: SigningKey) -> Tested:
-    """The tested image's provenance and smoke-test statements (read and checked: signed by
-    ``key``, about ``tested``) and its SBOM's layer (only listed: its blob is not read)."""
+def read_tested(
+    client: RegistryClient,
+    repository: str,
+    tested: str,
+    key: SigningKey,
+    proof: cosign.Proof | None = None,
+) -> Tested:
+    """The tested image's provenance and smoke-test statements (checked: signed by ``key``,
+    about ``tested``) and its SBOM's layer (only listed: its blob is not read). ``proof``: the
+    tested image's, as the promotion's proof check read it (then nothing is read again)."""
     public, keyid = key.public_key(), key.public_key().keyid()
-    found = client.manifest_bytes(repository, attestation_tag(tested))
+    if proof is not None and proof.digest == tested:
+        layers = list(proof.layers)
+    else:
+        found = client.manifest_bytes(repository, attestation_tag(tested))
+        layers = layers_of(found[0]) if found else []
+    read = {e.layer.digest: e for e in proof.envelopes} if proof and proof.digest == tested else {}
     statements: dict[str, dict[str, Any]] = {}
     sbom: Layer | None = None
-    for layer in layers_of(found[0]) if found else []:
+    for layer in layers:
         kind = layer.annotations.get(PREDICATE_ANNOTATION, "")
         mine = layer.annotations.get(KEY_ANNOTATION) == keyid  # a claim: checked below
         if layer.media_type != stm.DSSE_ENVELOPE_TYPE or not mine:
@@ -70,8 +82,9 @@ def read_tested(client: RegistryClient, repository: str, tested: str, key: Signi
         if kind == stm.CYCLONEDX:
             sbom = layer  # not read: its signature and subject are checked by its readers
         elif kind in REISSUED:
-            body = client.blob(repository, layer.digest, ANSWER_LIMIT)
-            envelope = cosign._envelope(layer, body)  # the parse read() uses
+            envelope = read.get(layer.digest) or cosign._envelope(  # the parse read() uses
+                layer, client.blob(repository, layer.digest, ANSWER_LIMIT)
+            )
             statement = envelope.statement()
             if (
                 statement is not None
@@ -146,11 +159,13 @@ def carry_over(
     promoted: str,
     key: SigningKey,
     build_args: Mapping[str, str] | None = None,
+    proof: cosign.Proof | None = None,
 ) -> tuple[int, list[str]]:
-    """Attest ``promoted`` with the tested image's proof, linked; the bytes sent and the
-    predicate types attached. Nothing carried when the tested image has no proof by this key
-    (a promotion with a key checks that before it runs)."""
-    found = read_tested(client, repository, tested, key)
+    """Attest ``promoted`` with the tested image's proof, linked, in one ``.att`` manifest;
+    the bytes sent and the predicate types attached. Nothing carried when the tested image
+    has no proof by this key (a promotion with a key checks that before it runs). ``proof``:
+    the tested image's as already read (:func:`read_tested`)."""
+    found = read_tested(client, repository, tested, key, proof)
     about = [(docker_reference, promoted)]
     issued = [
         stm.statement(
@@ -163,16 +178,19 @@ def carry_over(
     if found.sbom is not None:
         link = sbom_link(docker_reference, promoted, tested, found.sbom)
         issued.append(stm.statement(about, stm.CYCLONEDX, link))
-    sent = cosign.attest(client, repository, promoted, issued, key) if issued else 0
-    kinds = [s["predicateType"] for s in issued]
+    carried: list[Layer] = []
     if found.sbom is not None:
         # Without our key annotation: a pointer beside the re-issued BOM, never its slot.
         notes = {k: v for k, v in found.sbom.annotations.items() if k != KEY_ANNOTATION}
-        carried = Layer(
-            found.sbom.media_type,
-            found.sbom.digest,
-            found.sbom.size,
-            {**notes, CARRIED_ANNOTATION: tested},
+        carried.append(
+            Layer(
+                found.sbom.media_type,
+                found.sbom.digest,
+                found.sbom.size,
+                {**notes, CARRIED_ANNOTATION: tested},
+            )
         )
-        sent += cosign.attach_existing(client, repository, promoted, [carried])
-    return sent, kinds
+    if not (issued or carried):
+        return 0, []
+    sent = cosign.attest(client, repository, promoted, issued, key, carried)
+    return sent, [s["predicateType"] for s in issued]

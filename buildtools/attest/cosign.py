@@ -92,11 +92,14 @@ class Envelope:
 
 @dataclass(frozen=True)
 class Proof:
-    """What the registry holds beside image ``digest``."""
+    """What the registry holds beside image ``digest``; ``layers``: every layer of its
+    ``.att`` manifest, those whose envelopes were not read included (a promotion carries the
+    SBOM's over by reference)."""
 
     digest: str
     signatures: tuple[Signature, ...]
     envelopes: tuple[Envelope, ...]
+    layers: tuple[Layer, ...] = ()
 
 
 def _b64(text: object) -> bytes:
@@ -114,9 +117,10 @@ def _layers(client: RegistryClient, repository: str, tag: str) -> list[Layer]:
 
 
 def _put(client: RegistryClient, repository: str, tag: str, layers: Sequence[Layer]) -> int:
-    """Put ``layers`` (their blobs already there) under ``tag``; the bytes sent."""
+    """Put ``layers`` (their blobs already there) under ``tag``; the bytes sent. Their config
+    names every layer: a new set of layers has a new one, sent without asking first."""
     config = config_for(layers)
-    sent = client.put_blob(repository, shapes.digest_of(config), config)
+    sent = client.put_blob(repository, shapes.digest_of(config), config, ask_first=False)
     body = manifest_for(layers, config)
     client.put_manifest(repository, tag, body, OCI_MANIFEST)
     return sent + len(body)
@@ -142,7 +146,9 @@ def sign(
         KEY_ANNOTATION: public.keyid(),
     }
     mine = Layer(stm.SIMPLE_SIGNING_TYPE, payload_digest, len(payload), annotations)
-    sent = client.put_blob(repository, payload_digest, payload)
+    # Not asked first: this key's payload for this digest is missing (looked above), and
+    # another key's identical one is rare; sending it again is harmless.
+    sent = client.put_blob(repository, payload_digest, payload, ask_first=False)
     return sent + _put(client, repository, tag, [*layers, mine])
 
 
@@ -158,11 +164,14 @@ def attest(
     digest: str,
     statements: Sequence[Mapping[str, Any]],
     key: SigningKey,
+    carried: Sequence[Layer] = (),
 ) -> int:
     """Attest image ``digest`` as ``cosign attest --key`` does: each in-toto statement in a
     DSSE envelope signed by ``key``, a layer of the ``.att`` manifest annotated with its
     predicate type. An earlier attestation of the same predicate type by this key is
-    replaced, everything else kept. The bytes sent; 0 when every statement is there already."""
+    replaced, everything else kept. ``carried``: envelope layers the repository holds already,
+    put beside them by reference (:func:`attach_existing`) in the same manifest: one PUT. The
+    bytes sent; 0 when every statement and carried layer is there already."""
     tag = attestation_tag(digest)
     public = key.public_key()
     keyid = public.keyid()
@@ -197,7 +206,29 @@ def attest(
         layers = [layer for layer in layers if layer not in ours]
         layers.append(Layer(stm.DSSE_ENVELOPE_TYPE, body_digest, len(body), annotations))
         changed = True
+    with_carried = _with(layers, carried)
+    if with_carried is not None:
+        layers, changed = with_carried, True
     return sent + _put(client, repository, tag, layers) if changed else sent
+
+
+def _same_slot(a: Layer, b: Layer) -> bool:
+    """``a`` (held) is what ``b`` (added) replaces: the same key and predicate type."""
+    keys = (KEY_ANNOTATION, PREDICATE_ANNOTATION)
+    return bool(a.annotations.get(KEY_ANNOTATION)) and all(
+        a.annotations.get(k) == b.annotations.get(k) for k in keys
+    )
+
+
+def _with(current: Sequence[Layer], layers: Sequence[Layer]) -> list[Layer] | None:
+    """``current`` with ``layers`` added (each replacing a layer of its slot); None when
+    every one of them is there already."""
+    have = {layer.digest for layer in current}
+    adding = [layer for layer in layers if layer.digest not in have]
+    if not adding:
+        return None
+    kept = [layer for layer in current if not any(_same_slot(layer, new) for new in adding)]
+    return [*kept, *adding]
 
 
 def attach_existing(
@@ -212,20 +243,8 @@ def attach_existing(
     The statements inside still name the digest they were made for: cosign's
     ``verify-attestation`` on ``digest`` does not accept them (its subject check), which is why
     :mod:`buildtools.attest.verify` accepts a carried envelope only through a link."""
-    current = _layers(client, repository, attestation_tag(digest))
-    have = {layer.digest for layer in current}
-    adding = [layer for layer in layers if layer.digest not in have]
-    if not adding:
-        return 0
-
-    def same_slot(a: Layer, b: Layer) -> bool:
-        keys = (KEY_ANNOTATION, PREDICATE_ANNOTATION)
-        return bool(a.annotations.get(KEY_ANNOTATION)) and all(
-            a.annotations.get(k) == b.annotations.get(k) for k in keys
-        )
-
-    kept = [layer for layer in current if not any(same_slot(layer, new) for new in adding)]
-    return _put(client, repository, attestation_tag(digest), [*kept, *adding])
+    found = _with(_layers(client, repository, attestation_tag(digest)), layers)
+    return 0 if found is None else _put(client, repository, attestation_tag(digest), found)
 
 
 def _envelope(layer: Layer, body: bytes) -> Envelope:
@@ -242,22 +261,34 @@ def _envelope(layer: Layer, body: bytes) -> Envelope:
     return Envelope(layer, kind if isinstance(kind, str) else "", _b64(parsed.get("payload")), sigs)
 
 
-def read(client: RegistryClient, repository: str, digest: str, skip: Collection[str] = ()) -> Proof:
+def read(
+    client: RegistryClient,
+    repository: str,
+    digest: str,
+    skip: Collection[str] = (),
+    known: Collection[bytes] = (),
+) -> Proof:
     """The signatures and attestations the registry holds beside image ``digest``, each blob
     checked against its digest (a layer of another media type is left out). ``skip``:
     predicate types (as the layers' annotations claim them) whose envelopes are not read: a
-    promotion's proof check needs no SBOM, which is most of the bytes."""
+    promotion's proof check needs no SBOM, which is most of the bytes. ``known``: signature
+    payloads whose bytes the caller has (the one a key would sign for this digest): a layer
+    whose digest is theirs is those very bytes, so its blob is not read."""
+    by_digest = {shapes.digest_of(payload): payload for payload in known}
     signatures = []
     for layer in _layers(client, repository, signature_tag(digest)):
         if layer.media_type != stm.SIMPLE_SIGNING_TYPE:
             continue
-        payload = client.blob(repository, layer.digest)
+        payload = by_digest.get(layer.digest)
+        if payload is None:
+            payload = client.blob(repository, layer.digest)
         signature = _b64(layer.annotations.get(SIGNATURE_ANNOTATION))
         signatures.append(Signature(layer, payload, signature))
+    layers = _layers(client, repository, attestation_tag(digest))
     envelopes = [
         _envelope(layer, client.blob(repository, layer.digest, ANSWER_LIMIT))
-        for layer in _layers(client, repository, attestation_tag(digest))
+        for layer in layers
         if layer.media_type == stm.DSSE_ENVELOPE_TYPE
         and layer.annotations.get(PREDICATE_ANNOTATION) not in skip
     ]
-    return Proof(digest, tuple(signatures), tuple(envelopes))
+    return Proof(digest, tuple(signatures), tuple(envelopes), tuple(layers))

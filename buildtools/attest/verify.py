@@ -174,7 +174,26 @@ def verify(
     require_smoke: bool = False,
     skip: Sequence[str] = (),
 ) -> Verified:
-    """Check image ``repository:reference`` (a tag or digest) against ``key``; what it holds.
+    """Check image ``repository:reference`` (a tag or digest) against ``key``; what it holds
+    (:func:`checked`)."""
+    found, _ = checked(
+        client, repository, reference, key, commit=commit, require_smoke=require_smoke, skip=skip
+    )
+    return found
+
+
+def checked(
+    client: RegistryClient,
+    repository: str,
+    reference: str,
+    key: PublicKey | None,
+    *,
+    commit: str | None = None,
+    require_smoke: bool = False,
+    skip: Sequence[str] = (),
+) -> tuple[Verified, cosign.Proof]:
+    """Check image ``repository:reference`` (a tag or digest) against ``key``; what it holds,
+    and the proof as read (a promotion carries it over without reading it again).
 
     Raises :class:`BuildToolsError` (one line) when it is unsigned, signed by another key,
     signed for another digest, its provenance names another ``commit`` (when given), or it
@@ -201,10 +220,12 @@ def verify(
             "check the image's name and tag",
         )
     image = f"{where}@{digest}"
-    proof = cosign.read(client, repository, digest, skip)
+    # The payload this key signs for this digest is known: its blob is not read.
+    expected = stm.simple_signing_payload(where, digest)
+    proof = cosign.read(client, repository, digest, skip, known=[expected])
     _check_signature(proof, key, image)
-    found = _statements(proof, key, image)
-    provenance = _latest(found, stm.SLSA_PROVENANCE_V1)
+    statements = _statements(proof, key, image)
+    provenance = _latest(statements, stm.SLSA_PROVENANCE_V1)
     built_from = stm.provenance_commit(provenance) if provenance else None
     if commit:
         if built_from is None:
@@ -214,15 +235,15 @@ def verify(
                 f"provenance of {image} names commit {built_from}, not {commit}",
                 "this image was not built from that commit: build and release it",
             )
-    smoke = _latest(found, stm.SMOKE_TEST)
+    smoke = _latest(statements, stm.SMOKE_TEST)
     if require_smoke and smoke is None:
         raise BuildToolsError(
             f"image {image} has no smoke-test attestation by this key",
             "release it with invoke ci, which smoke-tests it",
         )
-    bom = _latest(found, stm.CYCLONEDX)
+    bom = _latest(statements, stm.CYCLONEDX)
     version = (smoke or {}).get("version") or stm.provenance_version(provenance or {})
-    return Verified(
+    found = Verified(
         image=image,
         digest=digest,
         signed=True,
@@ -231,8 +252,9 @@ def verify(
         version=version if isinstance(version, str) else None,
         smoke_test=smoke,
         sbom=sbom_summary(bom) if bom is not None else None,
-        attestations=tuple(str(s.get("predicateType")) for s in found),
+        attestations=tuple(str(s.get("predicateType")) for s in statements),
     )
+    return found, proof
 
 
 def public_key(release: ReleaseConfig, env: Mapping[str, str], given: Path | None) -> PublicKey:

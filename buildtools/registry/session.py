@@ -22,7 +22,9 @@ from buildtools.registry.failures import AuthError, RegistryError
 from buildtools.registry.retry import RetryPolicy, raise_if_transient
 from buildtools.registry.transport import ANSWER_LIMIT, Answer, Exchange, Session, origin
 
-USER_AGENT = "lara-buildtools (registry API client)"
+# Short: it goes with every request (a signed promotion makes about seventy); it is what
+# a registry's access log tells our requests from the engine's (``docker/…``) by.
+USER_AGENT = "lara-buildtools"
 
 
 class RegistrySession:

@@ -42,6 +42,7 @@ from buildtools.release import floating, identity, publish
 from buildtools.release.progress import PushReporter
 
 if TYPE_CHECKING:
+    from buildtools.attest.cosign import Proof
     from buildtools.attest.keys import PublicKey
 
 
@@ -53,6 +54,7 @@ class Candidate:
     image: str  # app / nginx
     repository: str
     promoted: Promoted
+    proof: Proof | None = None  # the tested image's, as read: signing carries it over
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,8 @@ def prepare(
     roles = [("app", settings.app.repository), ("nginx", settings.nginx.image.repository)]
     # `invoke ci` with its smoke test promotes only images pushed after a passing one.
     smoke = meta.labels.get(identity.SMOKE_LABEL)
-    expected = identity.Expected(meta.info.commit, meta.info.version, smoke_test=smoke)
+    commit = meta.info.commit
+    expected = identity.Expected(commit, meta.info.version, smoke_test=smoke)
     tags = release_tags(meta)
     if not tags:
         raise CannotPromote("the release has no tag but the sha- one")
@@ -177,8 +180,9 @@ def prepare(
                 if expected.unsmoked(labels) is not None:
                     raise CannotPromote(f"{ref} was pushed without a smoke test")
             # Proof, never labels: a signature with a key; else this machine's build record.
+            proof = None
             if verify_key is not None:
-                require_proof(target, repository, ref, source.digest, verify_key, meta.info.commit)
+                proof = require_proof(target, repository, ref, source.digest, verify_key, commit)
             try:
                 promoted = already_released(source, made[name]) or manifest_rewrite.promote(
                     source, made[name]
@@ -186,9 +190,9 @@ def prepare(
             except CannotPromote as exc:
                 raise CannotPromote(f"{ref}: {exc.why}") from None
             if verify_key is None:
-                keyless_check(store, source, ref, meta.info.commit, smoke == identity.SMOKE_PASSED)
+                keyless_check(store, source, ref, commit, smoke == identity.SMOKE_PASSED)
             warnings.extend(f"{ref}: {line}" for line in promoted.warnings)
-            mine.append(Candidate(target, name, repository, promoted))
+            mine.append(Candidate(target, name, repository, promoted, proof))
         images = [ReleaseImage(c.image, c.repository, c.promoted.image_id) for c in mine]
         current = survey(target, mine, [t.name for t in tags], tag_lists or {})
         try:
@@ -203,15 +207,15 @@ def prepare(
 
 def require_proof(
     target: Target, repository: str, ref: str, digest: str, key: PublicKey, commit: str
-) -> None:
+) -> Proof:
     """Labels are claims anyone who can push can write: with a key configured, the tested
     image must be signed with it, carry a smoke-test attestation signed with it, and its
-    signed provenance must name this commit, else :class:`CannotPromote`."""
+    signed provenance must name this commit, else :class:`CannotPromote`. The proof read."""
     from buildtools.attest import verify
     from buildtools.plan.statements import CYCLONEDX
 
     try:  # the SBOM is not read: it proves nothing here and is most of the bytes
-        verify.verify(
+        _, proof = verify.checked(
             target.client, repository, digest, key, commit=commit, require_smoke=True,
             skip=(CYCLONEDX,),
         )  # fmt: skip
@@ -219,6 +223,7 @@ def require_proof(
         raise CannotPromote(
             f"{ref} has no proof it is this commit's tested image: {exc.problem}"
         ) from None
+    return proof
 
 
 def keyless_check(

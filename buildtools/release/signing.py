@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from buildtools.plan.build_record import COMMIT, WORKTREE, BuildRecord
 
 if TYPE_CHECKING:
+    from buildtools.attest.cosign import Proof
     from buildtools.attest.keys import SigningKey
     from buildtools.plan.manifests import Manifest
     from buildtools.registry.targets import Target
@@ -262,7 +263,19 @@ class Signer:
             subject.digest,
             self.key,
             rewritten,
+            self.proof(subject),
         )
+
+    def proof(self, subject: Subject) -> Proof | None:
+        """The tested image's proof as the promotion's check read it (None: read it now)."""
+        promotion = self.plan.promotion
+        for candidate in promotion.candidates if promotion is not None else ():
+            if (candidate.target.name, candidate.repository) == (
+                subject.target.name,
+                subject.repository,
+            ) and (candidate.proof is not None and candidate.proof.digest == subject.tested):
+                return candidate.proof
+        return None
 
     def sign(self, subject: Subject) -> dict[str, Any]:
         from buildtools.attest import cosign
