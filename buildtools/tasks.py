@@ -287,14 +287,14 @@ def release(
 )
 def ci(c, json=False, no_smoke=False, no_promote=False):
     """For CI: build, smoke-test app + sidecar, and release only release branches and tags."""
-    from buildtools.release import pipeline
+    from buildtools.release import ci_steps
     from buildtools.release.prepare import Options
 
     with process.reported(as_json=json):
         options = Options(smoke_test=not no_smoke, promote=not no_promote)
         say = process.to_stderr if json else process.to_stdout
         session = process.session(as_json=json, say=say)
-        done = pipeline.ci(settings(c), os.environ, options, session, quiet=json)
+        done = ci_steps.ci(settings(c), os.environ, options, session, quiet=json)
         process.show(json, done.as_dict, lambda: None)
 
 

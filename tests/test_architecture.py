@@ -16,7 +16,7 @@ import yaml
 import testbed
 from buildtools.config import schema
 from buildtools.facts import ci_env, gitinfo
-from buildtools.release import pipeline, progress
+from buildtools.release import ci_steps, progress
 from buildtools.release.prepare import Options
 from buildtools.release.steps import Session
 from tests.fixtures.flaky_proxy import FlakyProxy
@@ -266,7 +266,7 @@ def test_ci_on_a_tag_build_reads_git_once_and_logs_in_once(
     ci_reads = counting(monkeypatch, ci_env, "detect")
     try:
         session = Session(lambda line: None, progress.QuietReporter(), build_display=False)
-        result = pipeline.ci(settings, env, Options(), session, quiet=True).as_dict()
+        result = ci_steps.ci(settings, env, Options(), session, quiet=True).as_dict()
     finally:
         proxy.stop()
         for _, ref in local_tags(docker_client):

@@ -27,7 +27,7 @@ from buildtools.facts.read import Run
 from buildtools.plan import push_order
 from buildtools.plan.release_rule import decide
 from buildtools.registry import targets
-from buildtools.release import pipeline, prepare, progress, publish
+from buildtools.release import ci_steps, prepare, progress, publish
 from buildtools.release.prepare import Options
 from buildtools.release.steps import Session
 from tests.fixtures.git import GitRepo
@@ -97,7 +97,7 @@ def test_a_backport_built_by_ci_carries_exactly_the_tags_it_pushes(
     latest_before = served_digest(fast_registry, app_repo, "latest")
     repo.tag("v1.4.9")
     try:
-        result = pipeline.ci(
+        result = ci_steps.ci(
             settings, {**travis_tag(repo, "v1.4.9"), **env}, Options(smoke_test=False),
             quiet_session(), quiet=True,
         ).as_dict()  # fmt: skip

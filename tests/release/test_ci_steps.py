@@ -11,7 +11,7 @@ from buildtools.config.schema import ReleaseConfig
 from buildtools.errors import BuildToolsError
 from buildtools.facts.buildinfo import BuildInfo
 from buildtools.plan.release_rule import check_pull_request_release, check_releasable, decide
-from buildtools.release.pipeline import describe
+from buildtools.release.ci_steps import describe
 
 SHA = "0123abc4567890def0123abc4567890def012345"
 CONFIG = ReleaseConfig(
