@@ -321,10 +321,10 @@ def prune(c, yes=False, dry_run=False, json=False):
 def releases(c, json=False):
     """List the releases both images have in every registry: digest, labelled commit and date,
     signature and smoke-test tags, floating tags; sha-/branch tags counted; disagreements."""
-    from buildtools.release import rollback
+    from buildtools.release import inventory
 
     with process.reported(as_json=json):
-        found = rollback.releases(settings(c), os.environ)
+        found = inventory.releases(settings(c), os.environ)
         process.show(json, found.as_dict, found.text)
 
 

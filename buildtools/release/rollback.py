@@ -1,5 +1,5 @@
-"""`invoke releases` and `invoke rollback`: what the registries hold, and moving a floating
-release tag back to an earlier release, deliberately.
+"""`invoke rollback`: moving a floating release tag back to an earlier release, deliberately
+(what the registries hold, `invoke releases`, is :mod:`buildtools.release.inventory`).
 
 A rollback reads everything before its first PUT: every registry is checked (reachable, login,
 push access), every repository's tag list, the target release's manifest bytes and the
@@ -19,79 +19,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from buildtools.attest.keyring import Keys, load_keys
+from buildtools.attest.keyring import load_keys
 from buildtools.config.schema import Settings
 from buildtools.errors import BuildToolsError
-from buildtools.facts.gitinfo import commit_times
 from buildtools.plan import inventory, rollback
 from buildtools.plan.manifest_rewrite import Promoted
 from buildtools.plan.manifests import Manifest, config_labels, parse_manifest
 from buildtools.plan.push_order import Push, ReleaseImage
-from buildtools.registry import inventory as reads
 from buildtools.registry import targets
 from buildtools.registry.client import RegistryClient
 from buildtools.registry.targets import Target
+from buildtools.release.inventory import proof_problem, roles
 
 # Publishing and promotion (the engine's client with them) are imported where a rollback moves
 # a tag: `invoke releases` only reads.
 if TYPE_CHECKING:
     from buildtools.release.promote import ManifestPusher
-
-
-def roles(settings: Settings) -> list[tuple[str, str]]:
-    return [("app", settings.app.repository), ("nginx", settings.nginx.image.repository)]
-
-
-def extra_floating(settings: Settings) -> list[str]:
-    return sorted({name for names in settings.extra_tags.values() for name in names})
-
-
-def releases(settings: Settings, env: Mapping[str, str]) -> inventory.Inventory:
-    """`invoke releases`: both images in every configured registry (reads only)."""
-    prefix = settings.sha_prefix
-
-    known: dict[tuple[str, ...], dict[str, int]] = {}  # both images have the same sha- tags
-
-    def sha_times(tags: Sequence[str]) -> dict[str, int]:
-        shorts = {t: t[len(prefix) :] for t in tags}
-        wanted = tuple(sorted(set(shorts.values())))
-        if wanted not in known:
-            known[wanted] = commit_times(settings.repo, list(wanted))
-        times = known[wanted]
-        return {t: times[s] for t, s in shorts.items() if s in times}
-
-    keys = load_keys(settings.release, env)  # a key that cannot be used: one line, now
-    found = targets.configured(settings.release, env)
-    holdings = [
-        reads.holdings(
-            target.client, image, repository, prefix, extra_floating(settings), sha_times
-        )
-        for target in found
-        for image, repository in roles(settings)
-    ]
-    verified: dict[tuple[str, str], str] = {}
-    if keys.verify is not None:
-        clients = {target.name: target.client for target in found}
-        for held in holdings:
-            for version in held.kinds.releases:
-                digest = held.digests.get(version)
-                if digest is not None and (held.image, digest) not in verified:
-                    why = proof_problem(clients[held.registry], held.repository, digest, keys)
-                    verified[(held.image, digest)] = why or "verified"
-    return inventory.build(holdings, verified)
-
-
-def proof_problem(client: RegistryClient, repository: str, digest: str, keys: Keys) -> str | None:
-    """Why ``digest`` is not a signed, smoke-tested release under the verify key (None: it
-    is); what `invoke releases` shows and what refuses a rollback to it."""
-    from buildtools.attest import verify
-
-    assert keys.verify is not None
-    try:
-        verify.verify(client, repository, digest, keys.verify, require_smoke=True)
-    except BuildToolsError as exc:
-        return exc.problem
-    return None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 import testbed
 from buildtools.facts.read import Run
-from buildtools.release import prepare, rollback
+from buildtools.release import inventory, prepare, rollback
 from buildtools.release.prepare import Options
 from tests.fixtures import history
 from tests.fixtures.flaky_proxy import FlakyProxy
@@ -72,7 +72,7 @@ def test_invoke_releases_shows_releases_floating_tags_rollbacks_and_disagreement
     try:
         settings = settings_for([proxy.host, two.host], world.app, world.nginx, tmp_path)
         env = {**world.env, **login_env(proxy.host, one.username, one.password)}
-        found = rollback.releases(settings, env)
+        found = inventory.releases(settings, env)
     finally:
         proxy.stop()
     rows = {(r.image, r.version): r for r in found.releases}

@@ -12,7 +12,7 @@ import pytest
 import testbed
 from buildtools.attest import cosign
 from buildtools.errors import BuildToolsError
-from buildtools.release import rollback
+from buildtools.release import inventory, rollback
 from tests.fixtures.registry_client import client_for
 from tests.fixtures.signing import signing_key, smoke
 from tests.release.test_rollback import World, skopeo_digest
@@ -90,7 +90,7 @@ def test_releases_says_which_releases_verify_under_the_key(world: World, key):
     (private.parent / "other").mkdir()
     other, _ = signing_key(private.parent / "other")  # a key that is not ours
     sign_release(world, "1.1.0", other)
-    found = rollback.releases(keyed(world, private), world.env)
+    found = inventory.releases(keyed(world, private), world.env)
     by_version = {(r.image, r.version): r.verified for r in found.releases}
     assert by_version[("app", "1.2.0")] == "verified"
     assert by_version[("nginx", "1.2.0")] == "verified"
@@ -100,5 +100,5 @@ def test_releases_says_which_releases_verify_under_the_key(world: World, key):
 
 
 def test_without_a_key_nothing_is_verified(world: World):
-    found = rollback.releases(world.settings(), world.env)
+    found = inventory.releases(world.settings(), world.env)
     assert found.releases and all(r.verified is None for r in found.releases)
