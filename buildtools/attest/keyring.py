@@ -25,19 +25,21 @@ class Keys:
     verify: PublicKey | None = field(default=None, repr=False)
 
 
-def load_keys(release: ReleaseConfig, env: Mapping[str, str]) -> Keys:
+def load_keys(release: ReleaseConfig, env: Mapping[str, str], *, signs: bool = False) -> Keys:
     """The configured keys, read now. The verify key (``buildtools.release.verify_key``)
-    defaults to the signing key's public half."""
+    defaults to the signing key's public half. ``signs``: the task signs what it pushes, so
+    syft (every signed image gets an SBOM) must be runnable too; a task that only verifies
+    (releases, rollback) does not need it."""
     configured = release.signing_key or release.verify_key or env.get("COSIGN_PRIVATE_KEY")
     if not configured:
         return Keys()  # nothing configured: the crypto of the attest extra is not loaded
     from buildtools.attest import keys
 
     signing = keys.load_signing_key(release.signing_key, env)
-    if signing is not None:
+    if signing is not None and signs:
         from buildtools.attest import sbom
 
-        sbom.syft_binary()  # every signed image gets an SBOM: a missing syft stops it here
+        sbom.syft_binary()  # a missing syft stops the release here, not after its first push
     if release.verify_key is not None:
         verify = keys.load_verify_key(release.verify_key)
     else:

@@ -214,7 +214,7 @@ def for_release(run: Run, options: Options, session: Session) -> Plan:
     check_pull_request_release(settings.release, settings.pull_request_tags)
     from buildtools.release import sourcing
 
-    keys = load_keys(settings.release, run.env)  # an unusable key stops the release here
+    keys = load_keys(settings.release, run.env, signs=True)  # unusable: stops here
     found = checked_targets(run, session)
     targets.preflight(found, repositories(settings))
     # The commit's tree (git only): a context outside the checkout stops here, before the engine.
@@ -286,7 +286,7 @@ def for_ci(run: Run, decision: Decision, options: Options, session: Session, tex
 
     if not decision.release:
         return unreleased()
-    keys = load_keys(run.settings.release, run.env)  # an unusable key stops the release here
+    keys = load_keys(run.settings.release, run.env, signs=True)  # unusable: stops here
     found = checked_targets(run, session)
     missing = targets.check(found, repositories(run.settings))
     if not missing:
