@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import testbed
 from benchmarks.case2_push import release_once
 from benchmarks.case8_promotion import TRAVIS_TAG_PUSH, tag_ci
-from benchmarks.commands import TRAVIS_MASTER_PUSH, invoke_ci
+from benchmarks.commands import master_release
 from benchmarks.harness import Bench, log
 from benchmarks.report import Measure, Row, format_bytes
 from buildtools.errors import BuildToolsError
@@ -69,12 +69,7 @@ def re_release(bench: Bench, key: Path, runs: int) -> tuple[list[dict], list[dic
 def promotion(bench: Bench, key: Path, runs: int) -> list[dict[str, Any]]:
     """Case 8's promotion of a tag on a released commit, with the master release and the
     promotion signed by ``key``: bytes on the wire both ways."""
-    from tests.fixtures.git import init_repo
-    from tests.fixtures.project import copy_into
-
-    repo = init_repo(bench.work / "sign-project", dict(bench.git_env), branch="master")
-    copy_into(repo)
-    repo.commit(f"import lara-buildtools ({bench.run_id})")
+    repo = bench.project("sign-project")
     env = {
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": f"{bench.prefix}/signed-app",
         "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": f"{bench.prefix}/signed-nginx",
@@ -82,15 +77,7 @@ def promotion(bench: Bench, key: Path, runs: int) -> list[dict[str, Any]]:
     }
     seed = testbed.LocalRegistry(bench.work / "registry-10-seed").start()
     try:
-        seed_env = {
-            **env,
-            **TRAVIS_MASTER_PUSH,
-            "TRAVIS_COMMIT": repo.head(),
-            "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": seed.host,
-            "DOCKER_USERNAME": seed.username,
-            "DOCKER_PASSWORD": seed.password,
-        }
-        _, seeded, _ = invoke_ci(repo, seed_env)
+        _, seeded, _ = master_release(repo, env, seed)
         bench.built += [image["id"] for image in seeded["images"]]
         if not (seeded.get("released") or {}).get("signatures"):
             raise BuildToolsError("the signed master release signed nothing", "")

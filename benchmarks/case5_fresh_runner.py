@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import testbed
-from benchmarks.commands import TRAVIS_MASTER_PUSH, invoke_ci
+from benchmarks.commands import TRAVIS_MASTER_PUSH, invoke_ci, master_release
 from benchmarks.harness import METADATA_START, ROOT, Bench, base_images, built_commands, log
 from benchmarks.registries import distinct_bytes, registry_blobs, registry_layers
 from benchmarks.report import (
@@ -103,12 +103,7 @@ def fresh_ci(
 
 
 def case_fresh_runner(bench: Bench, runs: int) -> tuple[list[Row], str]:
-    from tests.fixtures.git import init_repo
-    from tests.fixtures.project import copy_into
-
-    repo = init_repo(bench.work / "ci-project", dict(bench.git_env), branch="master")
-    copy_into(repo)
-    repo.commit(f"import lara-buildtools ({bench.run_id})")
+    repo = bench.project("ci-project")
     env = {
         **TRAVIS_MASTER_PUSH,
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": f"{bench.prefix}/app",
@@ -117,14 +112,7 @@ def case_fresh_runner(bench: Bench, runs: int) -> tuple[list[Row], str]:
     # The previous commit's release (sha-…, master, edge), made on the main engine.
     seed = testbed.LocalRegistry(bench.work / "registry-5-seed").start()
     try:
-        seed_env = {
-            **env,
-            "TRAVIS_COMMIT": repo.head(),
-            "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": seed.host,
-            "DOCKER_USERNAME": seed.username,
-            "DOCKER_PASSWORD": seed.password,
-        }
-        seed_seconds, seeded, _ = invoke_ci(repo, seed_env)
+        seed_seconds, seeded, _ = master_release(repo, env, seed)
         bench.built += [image["id"] for image in seeded["images"]]
         previous = {
             name: registry_layers(seed, f"{bench.prefix}/{name}", "master")

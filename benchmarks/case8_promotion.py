@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import testbed
-from benchmarks.commands import TRAVIS_MASTER_PUSH, invoke_ci
+from benchmarks.commands import invoke_ci, master_release
 from benchmarks.harness import Bench, base_images, built_commands, log
 from benchmarks.report import (
     Measure,
@@ -136,27 +136,14 @@ def tag_ci(
 
 
 def case_promotion(bench: Bench, runs: int) -> tuple[list[Row], str]:
-    from tests.fixtures.git import init_repo
-    from tests.fixtures.project import copy_into
-
-    repo = init_repo(bench.work / "promote-project", dict(bench.git_env), branch="master")
-    copy_into(repo)
-    repo.commit(f"import lara-buildtools ({bench.run_id})")
+    repo = bench.project("promote-project")
     env = {
         "INVOKE_BUILDTOOLS_APP_REPOSITORY": f"{bench.prefix}/app",
         "INVOKE_BUILDTOOLS_NGINX_REPOSITORY": f"{bench.prefix}/nginx",
     }
     seed = testbed.LocalRegistry(bench.work / "registry-8-seed").start()
     try:
-        seed_env = {
-            **env,
-            **TRAVIS_MASTER_PUSH,
-            "TRAVIS_COMMIT": repo.head(),
-            "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": seed.host,
-            "DOCKER_USERNAME": seed.username,
-            "DOCKER_PASSWORD": seed.password,
-        }
-        seed_seconds, seeded, _ = invoke_ci(repo, seed_env)
+        seed_seconds, seeded, _ = master_release(repo, env, seed)
         bench.built += [image["id"] for image in seeded["images"]]
         tags = seed.tags(f"{bench.prefix}/app")
     finally:

@@ -69,3 +69,21 @@ def invoke_ci(repo: Any, env: dict[str, str], *args: str) -> tuple[float, dict[s
     if done.returncode != 0:
         raise BuildToolsError(f"invoke ci failed: {done.stderr.strip()[-600:]}", "see above")
     return seconds, json.loads(done.stdout), done.stderr
+
+
+def master_release(
+    repo: Any, env: dict[str, str], registry: Any
+) -> tuple[float, dict[str, Any], str]:
+    """`invoke ci` of a Travis push of master at ``repo``'s HEAD, released to ``registry``
+    (a :class:`testbed.LocalRegistry`) with its login: the release a later run builds on."""
+    return invoke_ci(
+        repo,
+        {
+            **env,
+            **TRAVIS_MASTER_PUSH,
+            "TRAVIS_COMMIT": repo.head(),
+            "INVOKE_BUILDTOOLS_RELEASE_REGISTRIES": registry.host,
+            "DOCKER_USERNAME": registry.username,
+            "DOCKER_PASSWORD": registry.password,
+        },
+    )

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
@@ -31,6 +32,9 @@ from buildtools.facts import buildinfo, read
 from buildtools.plan import metadata
 from buildtools.release import build as builder
 from buildtools.release import prepare
+
+if TYPE_CHECKING:
+    from tests.fixtures.git import GitRepo
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER_INSTRUCTIONS = ("RUN", "COPY", "ADD")
@@ -193,6 +197,16 @@ class Bench:
         The run id makes every commit (and so every build's metadata) new to the engine."""
         self.repo.commit(f"{message} ({self.run_id})")
         return self.meta()
+
+    def project(self, name: str) -> GitRepo:
+        """A repository of its own holding this project on master, committed (a CI checkout)."""
+        from tests.fixtures.git import init_repo
+        from tests.fixtures.project import copy_into
+
+        repo = init_repo(self.work / name, dict(self.git_env), branch="master")
+        copy_into(repo)
+        repo.commit(f"import lara-buildtools ({self.run_id})")
+        return repo
 
     def plan(self, settings: Settings | None = None, only: str = "") -> prepare.Plan:
         """`invoke build`'s plan of HEAD: its metadata and its build source, the commit's own
