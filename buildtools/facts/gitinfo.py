@@ -99,6 +99,15 @@ def _refused(exc: git.GitCommandError, root: Path) -> BuildToolsError | None:
     )
 
 
+def _failed(exc: git.GitCommandError, path: Path) -> BuildToolsError:
+    """A git command that failed while reading the checkout at ``path``, in one line."""
+    return _refused(exc, path) or BuildToolsError(
+        f"git failed in {path}: {' '.join(str(a) for a in exc.command)}: "
+        f"{(exc.stderr or '').strip()}",
+        "check that the checkout is not corrupt (git fsck)",
+    )
+
+
 def _head(repo: git.Repo, root: Path) -> tuple[str, int]:
     if repo.bare:
         raise BuildToolsError(
@@ -180,11 +189,7 @@ def read(path: Path | str, untracked_is_dirty: bool = False) -> GitFacts:
         )
         shallow = repo.git.rev_parse("--is-shallow-repository").strip() == "true"
     except git.GitCommandError as exc:
-        raise _refused(exc, path) or BuildToolsError(
-            f"git failed in {path}: {' '.join(str(a) for a in exc.command)}: "
-            f"{(exc.stderr or '').strip()}",
-            "check that the checkout is not corrupt (git fsck)",
-        ) from None
+        raise _failed(exc, Path(path)) from None
     finally:
         repo.close()
     versions = {str(v): v for v in map(parse_version, targets) if v is not None}
@@ -332,11 +337,7 @@ def branch_check(path: Path | str, branch: str, commit: str, shallow: bool = Fal
             return BranchCheck(OFF, tuple(refs), origin)
         return BranchCheck(UNKNOWN if origin == "unreachable" else MISSING, (), origin)
     except git.GitCommandError as exc:
-        raise _refused(exc, Path(path)) or BuildToolsError(
-            f"git failed in {path}: {' '.join(str(a) for a in exc.command)}: "
-            f"{(exc.stderr or '').strip()}",
-            "check that the checkout is not corrupt (git fsck)",
-        ) from None
+        raise _failed(exc, Path(path)) from None
     finally:
         repo.close()
 
