@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import docker.errors
@@ -35,112 +32,25 @@ import testbed
 from buildtools.attest.keys import load_signing_key
 from buildtools.config import schema
 from buildtools.registry.credentials import variable_names
+from tests.fixtures.adoption import (
+    FIXTURE,
+    FRONT_END,
+    FRONT_END_OUTPUTS,
+    SERVICE_IMAGE,
+    STEPS,
+    apply_readme,
+    ci_environment,
+    github_ci_step,
+    github_job,
+    invoke,
+    lara_repo,
+    smoke_settings,
+    step,
+)
 from tests.fixtures.bad_input import NO_ENGINE, one_error
 from tests.fixtures.cosign_cli import cosign_for
-from tests.fixtures.git import GitRepo, git_env, init_repo
 from tests.fixtures.held_images import discard, local_tags
 from tests.fixtures.signing import cosign_format, new_ec_key
-
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = ROOT / ".venv" / "bin"
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "lara_app"
-# The lines of LARA's Dockerfile (and the fixture's) the README's Dockerfile blocks go beside.
-ANCHOR = "ENV LARA_IMAGE_VERSION=$LARA_VERSION"
-ADD_ALL = "ADD . $APP_HOME"
-SERVICE_IMAGE = "mariadb:11.2"
-# What the fixture's lara-typescript bundle says (src/index.js), built in the image.
-FRONT_END = "lara-typescript front end, built in the image"
-# The build outputs LARA git-ignores, as the checkout holds them after the old npm step.
-FRONT_END_OUTPUTS = (
-    "app/assets/javascripts/lara-typescript.js",
-    "app/assets/stylesheets/lara-typescript.css",
-    "public/example-interactives/index.html",
-)
-
-# A marker, then the fenced block right below it.
-BLOCK = re.compile(
-    r"<!-- adopt: (?P<name>[^>]+?) -->\n```(?P<lang>[\w.-]*)\n(?P<text>.*?)^```", re.S | re.M
-)
-
-
-# ---- the README's steps ----
-
-
-def readme_blocks() -> dict[str, str]:
-    """The README's adoption steps by marker name, each a fenced block's text."""
-    readme = (ROOT / "README.md").read_text()
-    found: dict[str, str] = {}
-    for match in BLOCK.finditer(readme):
-        assert match["name"] not in found, f"two README blocks are marked {match['name']!r}"
-        found[match["name"]] = match["text"]
-    return found
-
-
-STEPS = readme_blocks()
-
-
-def step(name: str) -> str:
-    assert name in STEPS, f"the README has no block marked <!-- adopt: {name} --> ({list(STEPS)})"
-    return STEPS[name]
-
-
-def run_shell(block: str, cwd: Path, env: dict[str, str] | None = None) -> None:
-    """A README shell block, line by line, as a maintainer pastes it (each must succeed)."""
-    for line in block.splitlines():
-        if line.strip():
-            done = subprocess.run(
-                ["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True
-            )
-            assert done.returncode == 0, (line, done.stderr)
-
-
-def insert(text: str, block: str, *, after: str = "", before_from: bool = False) -> str:
-    """The Dockerfile with ``block`` right after the one line ``after``, or right before its
-    one ``FROM`` line (then a blank line ends the new stage)."""
-    lines = text.splitlines(keepends=True)
-    if before_from:
-        at = [i for i, line in enumerate(lines) if line.upper().startswith("FROM ")]
-        assert len(at) == 1, "expected one FROM line (LARA's Dockerfile has one stage)"
-        return "".join([*lines[: at[0]], block, "\n", *lines[at[0] :]])
-    at = [i for i, line in enumerate(lines) if line.strip() == after]
-    assert len(at) == 1, f"expected one line {after!r}"
-    return "".join([*lines[: at[0] + 1], block, *lines[at[0] + 1 :]])
-
-
-def adopt_dockerfile(text: str) -> str:
-    """Step 3 on a Dockerfile: the front-end stage, its output copied in, the metadata block."""
-    text = insert(text, step("Dockerfile, before its FROM"), before_from=True)
-    text = insert(text, step("Dockerfile, after ADD . $APP_HOME"), after=ADD_ALL)
-    return insert(text, step("Dockerfile, after ENV LARA_IMAGE_VERSION"), after=ANCHOR)
-
-
-def apply_readme(repo: Path, env: dict[str, str]) -> None:
-    """Steps 1 to 4 of the README, literally (step 1's pip line is this checkout's venv)."""
-    install = step("install").splitlines()
-    assert install[0].startswith('pip install "lara-buildtools @ git+https://')
-    run_shell("\n".join(install[1:]), repo, env)
-    (repo / "invoke.yaml").write_text(step("invoke.yaml"))
-    dockerfile_path = repo / "Dockerfile"
-    dockerfile_path.write_text(adopt_dockerfile(dockerfile_path.read_text()))
-    run_shell(step("unicorn on TCP"), repo, env)
-
-
-def github_job() -> dict:
-    (job,) = yaml.safe_load(step("GitHub Actions build job")).values()
-    return job
-
-
-def github_ci_step() -> dict:
-    (ci_step,) = [s for s in github_job()["steps"] if s.get("run") == "invoke ci"]
-    return ci_step
-
-
-def smoke_settings() -> schema.SmokeConfig:
-    section = yaml.safe_load(step("invoke.yaml"))["buildtools"]
-    return schema.load(schema.merged(section), FIXTURE).smoke
-
-
-# ---- checks without an engine ----
 
 
 def test_the_readme_has_every_step():
@@ -268,31 +178,6 @@ def test_the_travis_signing_key_recipe_gives_buildtools_the_key(tmp_path):
 
 
 # ---- the fixture, adopted and run as LARA's CI would ----
-
-
-def ci_environment(git: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
-    """The git test environment (this machine's, isolated from its git config) without any
-    CI's variables, ``invoke`` on PATH as after ``pip install``, plus ``extra``."""
-    drop = ("TRAVIS", "GITHUB_", "GITLAB_", "CI_", "INVOKE_", "DOCKER_USERNAME", "DOCKER_PASSWORD")
-    env = {k: v for k, v in git.items() if not k.startswith(drop) and k != "CI"}
-    env.update(extra)
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def lara_repo(tmp_path: Path, name: str) -> tuple[GitRepo, dict[str, str]]:
-    """The fixture as a git repository on master, one commit 'as LARA is today'."""
-    env = git_env(tmp_path / "home")
-    repo = init_repo(tmp_path / name, env, branch="master")
-    shutil.copytree(FIXTURE, repo.path, dirs_exist_ok=True)
-    repo.commit("LARA as it is today")
-    return repo, env
-
-
-def invoke(repo: GitRepo, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["invoke", *args], cwd=repo.path, env=env, capture_output=True, text=True, timeout=1200
-    )
 
 
 @pytest.fixture
